@@ -1,0 +1,73 @@
+"""Time of one kernel: a roofline over compute and HBM traffic with a physical efficiency model.
+
+* Compute ceiling: ``peak_flops * matmul_efficiency * utilisation`` where
+  ``matmul_efficiency`` is the measured maximum achievable matmul rate over the dense peak
+  (the "MAMF" of a large square GEMM) and ``utilisation`` is the tile and wave quantisation of
+  the GEMM's output over the multiprocessors: the useful output elements over the elements of
+  all waves of ``tile_m x tile_n`` tiles launched (Calculon, SC'23, Sec. 4; NVIDIA's "Matrix
+  Multiplication Background" guide for tile and wave quantisation).
+* Memory ceiling: ``hbm_bandwidth * memory_efficiency``, the bandwidth a streaming kernel
+  reaches (Williams et al. 2009, roofline).
+* Every kernel pays ``kernel_overhead`` (launch and tail latency that asynchronous launch does
+  not hide).
+
+The time of a kernel is the larger of its compute and memory times plus the overhead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .transformer import Op
+
+
+@dataclass(frozen=True)
+class ComputeParams:
+    """Symbols of one accelerator's compute model."""
+
+    peak_flops: sp.Expr
+    matmul_efficiency: sp.Expr
+    hbm_bandwidth: sp.Expr
+    memory_efficiency: sp.Expr
+    multiprocessors: sp.Expr
+    tile_m: sp.Expr
+    tile_n: sp.Expr
+    kernel_overhead: sp.Expr
+
+
+def gemm_utilisation(op: Op, hw: ComputeParams) -> sp.Expr:
+    """Fraction of the launched tile-waves that computes useful output (tile + wave quantisation)."""
+    tiles = op.batch * sp.ceiling(op.m / hw.tile_m) * sp.ceiling(op.n / hw.tile_n)
+    waves = sp.ceiling(tiles / hw.multiprocessors)
+    return (op.batch * op.m * op.n) / (waves * hw.multiprocessors * hw.tile_m * hw.tile_n)
+
+
+def compute_time(op: Op, hw: ComputeParams) -> sp.Expr:
+    """Time the op would take if compute-bound."""
+    if op.kind != "gemm":
+        return sp.Integer(0)
+    rate = hw.peak_flops * hw.matmul_efficiency * gemm_utilisation(op, hw)
+    return op.flops / rate
+
+
+def memory_time(op: Op, hw: ComputeParams) -> sp.Expr:
+    """Time the op would take if bound by HBM bandwidth."""
+    return op.bytes / (hw.hbm_bandwidth * hw.memory_efficiency)
+
+
+def op_time(op: Op, hw: ComputeParams) -> sp.Expr:
+    """Roofline time of one kernel plus its fixed overhead."""
+    if op.kind == "gemm":
+        return sp.Max(compute_time(op, hw), memory_time(op, hw)) + hw.kernel_overhead
+    return memory_time(op, hw) + hw.kernel_overhead
+
+
+def ops_time(ops: list[Op], hw: ComputeParams) -> sp.Expr:
+    """Sequential time of a list of kernels."""
+    return sp.Add(*(op_time(op, hw) for op in ops))
+
+
+def ops_flops(ops: list[Op]) -> sp.Expr:
+    return sp.Add(*(op.flops for op in ops))

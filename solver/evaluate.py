@@ -1,0 +1,119 @@
+"""Evaluate a formulation at one configuration by lambdifying its sympy expressions.
+
+Nothing is re-implemented numerically: every number comes from ``sympy.lambdify`` of the
+expressions in :mod:`perfcost.formulations` (DESIGN.md, invariant 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from perfcost.formulations.core import Formulation, build
+
+from . import problem
+from .case import Case
+
+
+@dataclass
+class Evaluator:
+    """Compiled numeric functions of a formulation's expressions (built once, reused)."""
+
+    formulation: Formulation
+    names: Sequence[str] = ()
+    _fn: Callable[..., Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.names = tuple(self.names or self.formulation.expressions)
+
+    @cached_property
+    def argument_symbols(self) -> list[sp.Symbol]:
+        f = self.formulation
+        return [p.symbol for p in f.parameters.values()] + [
+            d.symbol for d in f.decisions.values()]
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        if self._fn is None:
+            exprs = [self.formulation.expressions[n] for n in self.names]
+            self._fn = sp.lambdify(self.argument_symbols, exprs, modules="numpy", cse=True)
+        return self._fn
+
+    def __call__(self, decisions: Mapping[str, Any],
+                 parameters: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """Values of every named quantity; decisions may be numpy arrays (vectorised)."""
+        f = self.formulation
+        overrides = parameters or {}
+        args = [overrides.get(name, p.value) for name, p in f.parameters.items()]
+        args += [np.asarray(decisions[name], dtype=float) for name in f.decisions]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = self.function(*args)
+        return {n: (float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=float))
+                for n, v in zip(self.names, values, strict=True)}
+
+
+def training_formulation(case: Case, domains: Mapping[str, tuple[float, ...]] | None = None
+                         ) -> Formulation:
+    s = problem.specs(case)
+    return build("training", s.model, s.hardware, s.network, s.training, domains)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One configuration of one case, fully evaluated."""
+
+    case: Case
+    config: dict[str, Any]
+    values: dict[str, float]
+    formulation: Formulation
+
+    def unit(self, name: str) -> str:
+        return self.formulation.units.get(name, "")
+
+    def breakdown(self) -> dict[str, float]:
+        return {k: self.values[k] for k in self.formulation.groups["iteration_time"]}
+
+    def memory_breakdown(self) -> dict[str, float]:
+        return {k: self.values[k] for k in self.formulation.groups["memory_per_gpu"]}
+
+    @property
+    def memory_capacity(self) -> float:
+        return self.case.hardware.hbm_capacity
+
+    def to_json(self) -> dict[str, Any]:
+        v = self.values
+        return {
+            "case": self.case.name,
+            "config": self.config,
+            "gpus": int(round(v["gpus"])),
+            "micro_batches": v["micro_batches"],
+            "iteration_time_s": v["iteration_time"],
+            "tokens_per_s": v["tokens_per_s"],
+            "mfu": v["mfu"],
+            "hfu": v["hfu"],
+            "model_tflops_per_gpu": v["model_tflops_per_gpu"],
+            "hardware_tflops_per_gpu": v["hardware_tflops_per_gpu"],
+            "memory_per_gpu_bytes": v["memory_per_gpu"],
+            "memory_capacity_bytes": self.memory_capacity,
+            "memory_fits": v["memory_per_gpu"] <= self.memory_capacity,
+            "time_to_train_s": v["time_to_train"],
+            "cost_usd": v["cost"],
+            "parameters": v["parameters"],
+            "breakdown": self.breakdown(),
+            "memory_breakdown": self.memory_breakdown(),
+            "per_layer": {"forward_s": v["per_layer_forward_time"],
+                          "backward_s": v["per_layer_backward_time"]},
+        }
+
+
+def evaluate_case(case: Case) -> Evaluation:
+    """Evaluate the one configuration a case fixes."""
+    config = problem.fixed_config(case)
+    formulation = training_formulation(case)
+    values = Evaluator(formulation)(problem.decision_codes(config))
+    return Evaluation(case, config, values, formulation)

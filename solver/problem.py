@@ -1,0 +1,166 @@
+"""From a validated :class:`Case` to the inputs of the training formulation: frozen specs, and
+the configuration (one value per decision) with its structural rules checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from perfcost.formulations.specs import (
+    RECOMPUTE_MODES,
+    HardwareSpec,
+    LinkLevel,
+    ModelSpec,
+    NetworkSpec,
+    TrainingSpec,
+)
+
+from .case import Case
+from .errors import CaseError
+
+#: Bytes per element of each number format.
+FORMAT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0}
+#: Mixed-precision Adam: fp32 main gradients (Megatron-LM keeps them in fp32) and fp32 master
+#: weight, first and second moments (Rajbhandari et al. 2020, Sec. 3.1: 4 + 4 + 4 B).
+GRAD_BYTES = 4.0
+ADAM_STATE_BYTES = 12.0
+#: HBM bytes one optimizer step moves per parameter: unscale and inf-check of the fp32
+#: gradient (read 4, write 4), gradient-norm pass (read 4), fused Adam (read master, grad, m,
+#: v; write master, m, v: 28), copy of the master weight into the 2-byte model weight (read 4,
+#: write 2).
+ADAM_STEP_BYTES = 8.0 + 4.0 + 28.0 + 6.0
+#: Dropout masks are stored as one byte per element (Korthikanti et al. 2022, Sec. 4.1).
+DROPOUT_MASK_BYTES = 1.0
+
+DEFAULTS: dict[str, Any] = {
+    "tp": 1, "pp": 1, "cp": 1, "micro_batch": 1, "virtual_stages": 1,
+    "recompute": "none", "sequence_parallel": False, "zero": 0,
+}
+
+
+@dataclass(frozen=True)
+class Specs:
+    model: ModelSpec
+    hardware: HardwareSpec
+    network: NetworkSpec
+    training: TrainingSpec
+
+
+def specs(case: Case) -> Specs:
+    m, hw, net, job = case.model, case.hardware, case.network, case.training
+    model = ModelSpec(
+        name=m.name, layers=m.layers, hidden=m.hidden, heads=m.heads,
+        kv_heads=m.kv_heads or m.heads, ffn=m.ffn, ffn_kind=m.ffn_kind, vocab=m.vocab,
+        seq_len=m.seq_len, tied_embeddings=m.tied_embeddings, biases=m.biases,
+        learned_positions=m.positions == "learned", dropout=m.dropout,
+    )
+    if job.precision not in hw.peak_flops:
+        raise CaseError("training.precision", job.precision,
+                        f"hardware {hw.name} has no peak_flops for it; it has "
+                        f"{', '.join(hw.peak_flops)}")
+    hardware = HardwareSpec(
+        name=hw.name, peak_flops=hw.peak_flops[job.precision], hbm_capacity=hw.hbm_capacity,
+        hbm_bandwidth=hw.hbm_bandwidth, multiprocessors=hw.multiprocessors,
+        matmul_efficiency=hw.efficiency.matmul.value,
+        memory_efficiency=hw.efficiency.memory.value,
+        gemm_tile_m=hw.efficiency.gemm_tile[0], gemm_tile_n=hw.efficiency.gemm_tile[1],
+        kernel_overhead=hw.efficiency.kernel_overhead, price=hw.price, power=hw.power,
+    )
+    up, out = net.scale_up, net.scale_out
+    if up.size is None:
+        raise CaseError("network.scale_up.size", None, "missing: GPUs per scale-up domain")
+    network = NetworkSpec(
+        name=net.name, scale_up_size=up.size,
+        scale_up=LinkLevel(up.bandwidth, up.latency, up.efficiency),
+        scale_out=LinkLevel(out.bandwidth / out.oversubscription, out.latency, out.efficiency),
+    )
+    element = FORMAT_BYTES[job.precision]
+    price = case.cluster.gpu_hour_price
+    training = TrainingSpec(
+        global_batch=job.global_batch, tokens=job.tokens, bytes_per_element=element,
+        grad_reduce_bytes=FORMAT_BYTES[job.grad_reduce_precision or job.precision],
+        weight_bytes=element, grad_bytes=GRAD_BYTES, optimizer_state_bytes=ADAM_STATE_BYTES,
+        optimizer_step_bytes=ADAM_STEP_BYTES, dropout_mask_bytes=DROPOUT_MASK_BYTES,
+        dp_overlap=job.dp_overlap,
+        gpu_hour_price=hw.gpu_hour_price if price is None else price,
+    )
+    return Specs(model, hardware, network, training)
+
+
+def fixed_config(case: Case) -> dict[str, Any]:
+    """The one configuration a case fixes (for ``evaluate``), with defaults filled in and every
+    structural rule checked. Values are user-facing (labels for categorical decisions)."""
+    par = case.parallelism
+    config: dict[str, Any] = {}
+    for name in ("tp", "pp", "dp", "cp", "micro_batch", "virtual_stages", "recompute",
+                 "sequence_parallel", "zero"):
+        value = getattr(par, name)
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise CaseError(f"parallelism.{name}", value,
+                                "evaluate needs one value; use 'perfcost solve' to choose")
+            value = value[0]
+        config[name] = DEFAULTS.get(name) if value is None else value
+    gpus = case.cluster.gpus
+    if isinstance(gpus, list):
+        if len(gpus) != 1:
+            raise CaseError("cluster.gpus", gpus, "evaluate needs one GPU count")
+        gpus = gpus[0]
+    inner = config["tp"] * config["pp"] * config["cp"]
+    if config["dp"] is None:
+        if gpus is None:
+            config["dp"] = 1
+        elif gpus % inner:
+            raise CaseError("cluster.gpus", gpus,
+                            f"expected a multiple of tp*pp*cp = {inner}")
+        else:
+            config["dp"] = gpus // inner
+    check_config(case, config, gpus)
+    return config
+
+
+def check_config(case: Case, c: dict[str, Any], gpus: int | None) -> None:
+    """Raise :class:`CaseError` on the first structural rule ``c`` breaks."""
+    m = case.model
+    kv = m.kv_heads or m.heads
+    t, p, d, cp, b, v = (c[k] for k in ("tp", "pp", "dp", "cp", "micro_batch",
+                                        "virtual_stages"))
+    product = t * p * d * cp
+    if gpus is not None and product != gpus:
+        raise CaseError("cluster.gpus", gpus,
+                        f"expected tp*pp*dp*cp = {t}*{p}*{d}*{cp} = {product}")
+    if m.heads % t:
+        raise CaseError("parallelism.tp", t,
+                        f"expected a divisor of model.heads = {m.heads}")
+    if kv % t and t % kv:
+        raise CaseError("parallelism.tp", t,
+                        f"expected a divisor or multiple of model.kv_heads = {kv}")
+    if m.ffn % t:
+        raise CaseError("parallelism.tp", t, f"expected a divisor of model.ffn = {m.ffn}")
+    size = case.network.scale_up.size or 1
+    if t > size:
+        raise CaseError("parallelism.tp", t,
+                        f"expected at most the scale-up domain of {case.network.name} "
+                        f"({size} GPUs)")
+    if m.layers % (p * v):
+        raise CaseError("parallelism.pp", p,
+                        f"expected pp*virtual_stages = {p * v} to divide model.layers = "
+                        f"{m.layers}")
+    if v > 1 and p == 1:
+        raise CaseError("parallelism.virtual_stages", v,
+                        "expected 1 without pipeline parallelism (pp = 1)")
+    gb = case.training.global_batch
+    if gb % (d * b):
+        raise CaseError("training.global_batch", gb,
+                        f"expected a multiple of dp*micro_batch = {d}*{b} = {d * b}")
+    if m.seq_len % cp:
+        raise CaseError("parallelism.cp", cp,
+                        f"expected a divisor of model.seq_len = {m.seq_len}")
+
+
+def decision_codes(config: dict[str, Any]) -> dict[str, float]:
+    """User-facing configuration -> numeric decision codes."""
+    out = {k: float(v) for k, v in config.items() if k not in ("recompute", "sequence_parallel")}
+    out["recompute"] = float(RECOMPUTE_MODES.index(config["recompute"]))
+    out["sequence_parallel"] = float(bool(config["sequence_parallel"]))
+    return out

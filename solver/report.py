@@ -1,0 +1,111 @@
+"""Tables for people (rich) -- the JSON forms live with the result objects."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console, Group
+from rich.table import Table
+
+from .catalog import Entry
+from .evaluate import Evaluation
+from .units import format_quantity
+from .validate import Row, SuiteSummary
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:5.1f}%" if whole else "-"
+
+
+def evaluation(result: Evaluation) -> Group:
+    v = result.values
+    title = result.case.name or result.case.model.name
+    cfg = result.config
+    summary = Table(title=f"{title}: {result.case.model.name} on {int(round(v['gpus']))} x "
+                    f"{result.case.hardware.name}", show_header=False, title_justify="left")
+    summary.add_column("quantity", style="bold")
+    summary.add_column("value", justify="right")
+    config = ", ".join(f"{k}={str(val).lower() if isinstance(val, bool) else val}"
+                       for k, val in cfg.items())
+    summary.add_row("configuration", config)
+    summary.add_row("micro-batches per iteration", f"{v['micro_batches']:g}")
+    summary.add_row("iteration time", format_quantity(v["iteration_time"], "s"))
+    summary.add_row("throughput", f"{v['tokens_per_s']:,.0f} tokens/s")
+    summary.add_row("model TFLOP/s per GPU", f"{v['model_tflops_per_gpu']:.1f}")
+    summary.add_row("hardware TFLOP/s per GPU", f"{v['hardware_tflops_per_gpu']:.1f}")
+    summary.add_row("MFU / HFU", f"{100 * v['mfu']:.1f}% / {100 * v['hfu']:.1f}%")
+    fits = v["memory_per_gpu"] <= result.memory_capacity
+    mem = (f"{format_quantity(v['memory_per_gpu'], 'B')} of "
+           f"{format_quantity(result.memory_capacity, 'B')}")
+    summary.add_row("memory per GPU (first stage)", mem if fits else f"[red]{mem} -- does not fit")
+    summary.add_row("per layer forward / backward",
+                    f"{format_quantity(v['per_layer_forward_time'], 's')} / "
+                    f"{format_quantity(v['per_layer_backward_time'], 's')}")
+    summary.add_row("time to train", f"{format_quantity(v['time_to_train'], 's')} for "
+                    f"{result.case.training.tokens:.3g} tokens")
+    if v["cost"] > 0:
+        summary.add_row("GPU cost", format_quantity(v["cost"], "USD"))
+
+    total = v["iteration_time"]
+    breakdown = result.breakdown()
+    top = max(breakdown, key=lambda k: breakdown[k])
+    times = Table(title="iteration time breakdown", title_justify="left")
+    times.add_column("term")
+    times.add_column("time", justify="right")
+    times.add_column("share", justify="right")
+    for name, value in breakdown.items():
+        if value <= 0:
+            continue
+        style = "bold" if name == top else ""
+        times.add_row(name.replace("_", " "), format_quantity(value, "s"), _share(value, total),
+                      style=style)
+    memory = Table(title="memory breakdown (first stage)", title_justify="left")
+    memory.add_column("term")
+    memory.add_column("bytes", justify="right")
+    memory.add_column("share", justify="right")
+    for name, value in result.memory_breakdown().items():
+        memory.add_row(name.replace("_", " "), format_quantity(value, "B"),
+                       _share(value, v["memory_per_gpu"]))
+    return Group(summary, times, memory)
+
+
+def _metric_value(value: float, unit: str) -> str:
+    if unit == "TFLOP/s":
+        return f"{value:.1f} TFLOP/s"
+    return format_quantity(value, unit)
+
+
+def validation(rows: Sequence[Row], summaries: Sequence[SuiteSummary]) -> Group:
+    table = Table(title="predictions vs published measurements", title_justify="left")
+    for col, justify in (("case", "left"), ("metric", "left"), ("measured", "right"),
+                         ("predicted", "right"), ("error", "right"), ("tolerance", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        style = "" if r.ok else "red"
+        table.add_row(r.case, r.metric, _metric_value(r.measured, r.unit),
+                      _metric_value(r.predicted, r.unit), f"{r.error_pct:+.1f}%",
+                      f"±{r.tolerance_pct:g}%", style=style)
+    suites = Table(title="suites", title_justify="left")
+    for col in ("suite", "cases", "mean |error|", "max |error|", "mean tolerance", "result"):
+        suites.add_column(col)
+    for s in summaries:
+        suites.add_row(s.suite, str(s.cases), f"{s.mean_abs_error_pct:.2f}%",
+                       f"{s.max_abs_error_pct:.2f}%", f"{s.mean_tolerance_pct:g}%",
+                       "[green]pass" if s.ok else "[red]FAIL")
+    return Group(table, suites)
+
+
+def cases(entries: Sequence[Entry]) -> Table:
+    table = Table(title="built-in catalog", title_justify="left")
+    table.add_column("kind")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    for e in entries:
+        table.add_row(e.kind, e.name, e.description)
+    return table
+
+
+def console() -> Console:
+    # Piped output gets a wide fixed width so tables are not squeezed to 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 150)
