@@ -38,7 +38,7 @@ class ComputeParams:
 
 
 def gemm_utilisation(op: Op, hw: ComputeParams) -> sp.Expr:
-    """Fraction of the launched tile-waves that computes useful output (tile + wave quantisation)."""
+    """Fraction of the launched tile-waves computing useful output (tile + wave quantisation)."""
     tiles = op.batch * sp.ceiling(op.m / hw.tile_m) * sp.ceiling(op.n / hw.tile_n)
     waves = sp.ceiling(tiles / hw.multiprocessors)
     return (op.batch * op.m * op.n) / (waves * hw.multiprocessors * hw.tile_m * hw.tile_n)

@@ -58,8 +58,8 @@ class Decision:
     def label(self, value: float) -> str | int | bool:
         """The user-facing name of a domain value (a label for categorical decisions)."""
         if self.labels:
-            return self.labels[int(round(value))]
-        return int(round(value))
+            return self.labels[round(value)]
+        return round(value)
 
 
 @dataclass
@@ -68,7 +68,8 @@ class ParameterSet:
 
     parameters: dict[str, Parameter] = field(default_factory=dict)
 
-    def add(self, name: str, value: float, unit: str, doc: str, *, latex: str | None = None) -> sp.Symbol:
+    def add(self, name: str, value: float, unit: str, doc: str, *,
+            latex: str | None = None) -> sp.Symbol:
         """Declare a positive parameter symbol ``name`` with ``value`` (SI) and return it."""
         if name in self.parameters:
             existing = self.parameters[name]

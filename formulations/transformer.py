@@ -101,14 +101,14 @@ class Op:
     region: Region
     flops: sp.Expr
     bytes: sp.Expr
-    m: sp.Expr = sp.Integer(0)
-    n: sp.Expr = sp.Integer(0)
-    k: sp.Expr = sp.Integer(0)
-    batch: sp.Expr = sp.Integer(1)
+    m: sp.Expr = sp.S.Zero
+    n: sp.Expr = sp.S.Zero
+    k: sp.Expr = sp.S.Zero
+    batch: sp.Expr = sp.S.One
 
 
 def gemm(name: str, region: Region, m: sp.Expr, n: sp.Expr, k: sp.Expr, e: sp.Expr,
-         batch: sp.Expr = sp.Integer(1)) -> Op:
+         batch: sp.Expr = sp.S.One) -> Op:
     """A (batched) GEMM C[m,n] = A[m,k] B[k,n]: reads A and B, writes C once."""
     return Op(
         name=name,
@@ -124,7 +124,7 @@ def gemm(name: str, region: Region, m: sp.Expr, n: sp.Expr, k: sp.Expr, e: sp.Ex
 
 
 def gemm_backward(name: str, region: Region, m: sp.Expr, n: sp.Expr, k: sp.Expr, e: sp.Expr,
-                  batch: sp.Expr = sp.Integer(1)) -> list[Op]:
+                  batch: sp.Expr = sp.S.One) -> list[Op]:
     """The two backward GEMMs of C = A B: dA = dC B^T (m x k) and dB = A^T dC (k x n)."""
     return [
         gemm(f"{name}.dgrad", region, m, k, n, e, batch),
@@ -133,9 +133,9 @@ def gemm_backward(name: str, region: Region, m: sp.Expr, n: sp.Expr, k: sp.Expr,
 
 
 def elementwise(name: str, region: Region, elements: sp.Expr, accesses: int, e: sp.Expr,
-                extra_bytes: sp.Expr = sp.Integer(0)) -> Op:
+                extra_bytes: sp.Expr = sp.S.Zero) -> Op:
     """A memory-bound kernel touching ``accesses`` tensors of ``elements`` each."""
-    return Op(name=name, kind="elementwise", region=region, flops=sp.Integer(0),
+    return Op(name=name, kind="elementwise", region=region, flops=sp.S.Zero,
               bytes=accesses * elements * e + extra_bytes)
 
 

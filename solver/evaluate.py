@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
-
 from perfcost.formulations.core import Formulation, build
 
 from . import problem
@@ -90,7 +89,7 @@ class Evaluation:
         return {
             "case": self.case.name,
             "config": self.config,
-            "gpus": int(round(v["gpus"])),
+            "gpus": round(v["gpus"]),
             "micro_batches": v["micro_batches"],
             "iteration_time_s": v["iteration_time"],
             "tokens_per_s": v["tokens_per_s"],

@@ -22,12 +22,14 @@ def evaluation(result: Evaluation) -> Group:
     v = result.values
     title = result.case.name or result.case.model.name
     cfg = result.config
-    summary = Table(title=f"{title}: {result.case.model.name} on {int(round(v['gpus']))} x "
+    summary = Table(title=f"{title}: {result.case.model.name} on {round(v['gpus'])} x "
                     f"{result.case.hardware.name}", show_header=False, title_justify="left")
     summary.add_column("quantity", style="bold")
     summary.add_column("value", justify="right")
-    config = ", ".join(f"{k}={str(val).lower() if isinstance(val, bool) else val}"
-                       for k, val in cfg.items())
+    config = (f"tp {cfg['tp']} · pp {cfg['pp']} · dp {cfg['dp']} · cp {cfg['cp']} · "
+              f"micro-batch {cfg['micro_batch']} · v {cfg['virtual_stages']}\n"
+              f"recompute {cfg['recompute']} · sequence parallel "
+              f"{'on' if cfg['sequence_parallel'] else 'off'} · ZeRO {cfg['zero']}")
     summary.add_row("configuration", config)
     summary.add_row("micro-batches per iteration", f"{v['micro_batches']:g}")
     summary.add_row("iteration time", format_quantity(v["iteration_time"], "s"))
