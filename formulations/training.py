@@ -128,6 +128,14 @@ def _parameters(model: ModelSpec, hw: HardwareSpec, net: NetworkSpec,
     return ps, sym
 
 
+def parameter_values(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpec,
+                     job: TrainingSpec) -> dict[str, float]:
+    """Values of the training formulation's parameters for one system, without building it
+    (a search over several hardware or network entries swaps these in)."""
+    ps, _ = _parameters(model, hardware, network, job)
+    return {name: p.value for name, p in ps.parameters.items()}
+
+
 def _decisions(domains: Mapping[str, tuple[float, ...]]) -> dict[str, Decision]:
     out = {}
     for name, doc in DECISIONS.items():
@@ -145,8 +153,14 @@ def _decisions(domains: Mapping[str, tuple[float, ...]]) -> dict[str, Decision]:
 @register("training")
 def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpec,
                    job: TrainingSpec,
-                   domains: Mapping[str, tuple[float, ...]] | None = None) -> Formulation:
-    """Build every quantity of a dense-transformer training job as a sympy expression."""
+                   domains: Mapping[str, tuple[float, ...]] | None = None,
+                   pipeline_filled: bool = False) -> Formulation:
+    """Build every quantity of a dense-transformer training job as a sympy expression.
+
+    With ``pipeline_filled`` the first stage is taken to hold ``p`` micro-batches in flight,
+    which is exact whenever there are at least as many micro-batches as stages -- a rule the
+    search imposes -- and keeps the memory expression separable for the compiled form.
+    """
     ps, p_ = _parameters(model, hardware, network, job)
     dec = _decisions(domains or {})
     t, pp, d, c = (dec[k].symbol for k in ("tp", "pp", "dp", "cp"))
@@ -187,8 +201,10 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     # Ring attention overlaps each K/V pass with the attention kernels of the previous chunk.
     t_cp_fwd = sp.Max(0, t_cp_raw - t_core)
     t_cp = t_cp_fwd * (1 + 2 + full + selective)  # forward, backward (dK and dV), recompute
-    t_pp = sp.Piecewise((0, sp.Eq(pp, 1)), (parallelism.pipeline_p2p_time(
-        layer_activation_bytes, t, v, t * c * d, N_up, up, out), True))
+    # Written as (no sends when p = 1) x (sends per micro-batch) so the compiled form keeps
+    # the pipeline depth out of the table over the placement of the stages.
+    t_pp = (1 - indicator(pp, 1)) * parallelism.pipeline_p2p_time(
+        layer_activation_bytes, t, v, t * c * d, N_up, up, out)
 
     layers_per_stage = L / pp
     m = p_["GB"] / (d * b)
@@ -213,6 +229,11 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     t_dp_full = parallelism.group_all_reduce(stage_params * p_["g_red"], d, t * c, N_up, up, out)
     t_bwd_last = layers_per_stage * (t_bwd + t_recompute + per_layer_comm / 2)
     t_dp = sp.Max(0, t_dp_full - t_bwd_last) if job.dp_overlap else t_dp_full
+    # ZeRO-3 gathers the stage's weights before each micro-batch's forward and backward pass
+    # (Rajbhandari et al. 2020, Sec. 7.2.2: 1.5x the data-parallel volume per step without
+    # gradient accumulation); an all-gather moves half of an all-reduce's volume.
+    t_zero3 = indicator(z, 3) * m * parallelism.group_all_reduce(
+        stage_params * p_["w_b"], d, t * c, N_up, up, out)
     t_embed_sync = sp.Integer(0)
     if model.tied_embeddings:
         # First and last stage all-reduce the shared word-embedding gradient.
@@ -231,7 +252,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         "cp_communication": m * layers_per_stage * t_cp,
         "pp_communication": m * t_pp,
         "pipeline_bubble": parallelism.bubble_slots(pp, v) * stage,
-        "dp_communication": t_dp,
+        "dp_communication": t_dp + t_zero3,
         "embedding_sync": t_embed_sync,
         "optimizer_step": t_opt,
     }
@@ -256,7 +277,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     act_layer = memory.layer_activation_bytes(acts, selective, full)
     # The embedding output's dropout mask is kept too (Korthikanti et al. Sec. 4.3).
     embed_act = dims.tokens * p_["h"] * sigma * dims.mask
-    in_flight = memory.in_flight_layers(L, pp, v, m)
+    in_flight = memory.in_flight_layers(L, pp, v, pp if pipeline_filled else m)
     activations = in_flight * act_layer + in_flight / layers_per_stage * embed_act
     mem_terms = {
         "weights": memory.sharded(stage_params, d, z, 3) * p_["w_b"],

@@ -2,59 +2,256 @@
 
 A case names or inlines a model, a hardware entry and a network, and gives the cluster, the
 training job and the parallel configuration. Every physical quantity carries a unit and is
-converted once here. Every problem is reported as a :class:`CaseError` naming the field.
+converted once here. Every problem is reported as a :class:`CaseError` naming the field, the
+value and what was expected -- never as a pydantic, pint or Python error.
+
+Numbers are checked against generous ranges (:data:`INT_MAX`, :data:`units.RANGES`,
+:data:`MIN_EFFICIENCY`): far beyond any real system, but tight enough that every derived time,
+memory and cost stays a finite float.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
+import types
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from . import catalog, units
-from .errors import CaseError
+from .errors import MISSING, CaseError, short_repr
+
+#: Largest integer a size, count or parallel degree may be.
+INT_MAX = 10**9
+#: Smallest achievable fraction of a peak (efficiencies); smaller is a typo, and would make
+#: every time overflow.
+MIN_EFFICIENCY = 1e-3
+#: Largest oversubscription of a scale-out fabric.
+MAX_OVERSUBSCRIPTION = 1e6
 
 
-def _quantity(dimension: str) -> Any:
+class Expect:
+    """Annotation marker: how a field's expected value is described in error messages."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Expect({self.text!r})"
+
+
+# -- validators: each raises ValueError with an "expected ..." message, nothing else ----------
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    """A short description of what ``value`` is, for 'got ...' hints."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, float):
+        return "a fraction" if math.isfinite(value) and not value.is_integer() else "a float"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    if value is None:
+        return "nothing"
+    return type(value).__name__
+
+
+def _numeric_text(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _int_problem(value: Any, low: int, high: int) -> str | None:
+    """Why ``value`` is not an integer in [low, high], or None."""
+    if not _is_int(value):
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer() and (
+                value >= 1):
+            return f"got {value!r}; write it without a decimal point"
+        if isinstance(value, str):
+            return "got text; write the number without quotes" if _numeric_text(value) else (
+                "got text")
+        return f"got {_kind(value)}"
+    if value < low:
+        return "too small"
+    if value > high:
+        return "too large"
+    return None
+
+
+POSITIVE_INT = "a positive integer"
+
+
+def _check_int(value: Any, expected: str = POSITIVE_INT) -> int:
+    problem = _int_problem(value, 1, INT_MAX)
+    if problem == "too large":
+        raise ValueError(f"expected {expected}, at most {INT_MAX:.0e}")
+    if problem == "too small":
+        raise ValueError(f"expected {expected}")
+    if problem is not None:
+        raise ValueError(f"expected {expected}; {problem}")
+    return int(value)
+
+
+def _positive_int(value: Any) -> int:
+    return _check_int(value)
+
+
+def _int_choice(value: Any) -> Any:
+    """A positive integer, or a non-empty list of them (the values to choose from)."""
+    expected = f"{POSITIVE_INT} or a non-empty list of them"
+    if isinstance(value, list):
+        if not value:
+            raise ValueError(f"expected {expected}; got an empty list")
+        out = []
+        for i, item in enumerate(value):
+            if _int_problem(item, 1, INT_MAX) is not None:
+                raise ValueError(f"expected {expected}; item {i} is {short_repr(item, 40)}")
+            out.append(int(item))
+        return out
+    return _check_int(value, expected=expected)
+
+
+def _choice_or_list(options: tuple[Any, ...], what: str) -> Callable[[Any], Any]:
+    expected = f"{what}, or a non-empty list of them"
+
+    def ok(item: Any) -> bool:
+        # bool is an int, and 1 == True: compare types as well as values.
+        return any(type(item) is type(o) and item == o for o in options)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError(f"expected {expected}; got an empty list")
+            for i, item in enumerate(value):
+                if not ok(item):
+                    raise ValueError(f"expected {expected}; item {i} is {short_repr(item, 40)}")
+            return value
+        if not ok(value):
+            raise ValueError(f"expected {expected}")
+        return value
+
+    return check
+
+
+def _number(low: float, high: float, *, low_open: bool = False) -> Callable[[Any], float]:
+    expected = (f"a number greater than {low:g} and at most {high:g}" if low_open
+                else f"a number from {low:g} to {high:g}")
+
+    def check(value: Any) -> float:
+        if not _is_number(value):
+            hint = ("; write the number without quotes"
+                    if isinstance(value, str) and _numeric_text(value) else "")
+            raise ValueError(f"expected {expected}{hint}")
+        x = float(value)
+        if not math.isfinite(x) or x < low or (low_open and x == low) or x > high:
+            raise ValueError(f"expected {expected}")
+        return x
+
+    return check
+
+
+def _int_pair(value: Any) -> tuple[int, int]:
+    expected = f"two positive integers (at most {INT_MAX:.0e}), like [64, 64]"
+    if not isinstance(value, list | tuple) or len(value) != 2 or any(
+            _int_problem(v, 1, INT_MAX) is not None for v in value):
+        raise ValueError(f"expected {expected}")
+    return int(value[0]), int(value[1])
+
+
+def _quantity(dimension: str, *, positive: bool) -> Any:
     def convert(value: Any) -> float:
         try:
-            return units.parse(value, dimension)
+            return units.check_range(units.parse(value, dimension), dimension,
+                                     positive=positive)
         except units.UnitError as exc:
             raise ValueError(str(exc)) from None
 
     return BeforeValidator(convert)
 
 
-Bytes = Annotated[float, _quantity("bytes"), Field(gt=0)]
-Bandwidth = Annotated[float, _quantity("bandwidth"), Field(gt=0)]
-FlopRate = Annotated[float, _quantity("flop_rate"), Field(gt=0)]
-Duration = Annotated[float, _quantity("time"), Field(ge=0)]
-Money = Annotated[float, _quantity("money"), Field(ge=0)]
-MoneyRate = Annotated[float, _quantity("money_rate"), Field(ge=0)]
-Power = Annotated[float, _quantity("power"), Field(gt=0)]
-Count = Annotated[float, _quantity("count"), Field(gt=0)]
-PositiveInt = Annotated[int, Field(gt=0, strict=True)]
-Fraction = Annotated[float, Field(gt=0, le=1)]
+def _unit_text(dimension: str, *, positive: bool) -> Expect:
+    _target, example = units.DIMENSIONS[dimension]
+    noun = units.NOUNS[dimension]
+    sign = "greater than 0" if positive else "of at least 0"
+    return Expect(f"{noun} {sign}, like '{example}'")
+
+
+def _unit_type(dimension: str, *, positive: bool) -> Any:
+    return Annotated[float, _quantity(dimension, positive=positive),
+                     _unit_text(dimension, positive=positive)]
+
+
+Bytes = _unit_type("bytes", positive=True)
+Bandwidth = _unit_type("bandwidth", positive=True)
+FlopRate = _unit_type("flop_rate", positive=True)
+Duration = _unit_type("time", positive=False)
+Money = _unit_type("money", positive=False)
+MoneyRate = _unit_type("money_rate", positive=False)
+Power = _unit_type("power", positive=True)
+Count = _unit_type("count", positive=True)
+PositiveInt = Annotated[int, BeforeValidator(_positive_int), Expect(POSITIVE_INT)]
+Fraction = Annotated[float, BeforeValidator(_number(MIN_EFFICIENCY, 1.0)),
+                     Expect(f"a number from {MIN_EFFICIENCY:g} to 1")]
+Oversubscription = Annotated[float, BeforeValidator(_number(1.0, MAX_OVERSUBSCRIPTION)),
+                             Expect(f"a number from 1 to {MAX_OVERSUBSCRIPTION:g}")]
+Tolerance = Annotated[float, BeforeValidator(_number(0.0, 1e6, low_open=True)),
+                      Expect("a number greater than 0")]
+Flag = Annotated[bool, Field(strict=True), Expect("true or false")]
+Text = Annotated[str, Field(strict=True), Expect("text in quotes")]
+IntPair = Annotated[tuple[int, int], BeforeValidator(_int_pair),
+                    Expect("two positive integers, like [64, 64]")]
+IntChoice = Annotated[int | list[int], BeforeValidator(_int_choice),
+                      Expect(f"{POSITIVE_INT} or a non-empty list of them")]
+
+RECOMPUTE_OPTIONS = ("none", "selective", "full")
+Recompute = Literal["none", "selective", "full"]
+RecomputeChoice = Annotated[
+    Recompute | list[Recompute],
+    BeforeValidator(_choice_or_list(RECOMPUTE_OPTIONS, "one of 'none', 'selective', 'full'")),
+    Expect("one of 'none', 'selective', 'full', or a non-empty list of them")]
+FlagChoice = Annotated[
+    bool | list[bool], BeforeValidator(_choice_or_list((False, True), "true or false")),
+    Expect("true or false, or a non-empty list of them")]
+ZeroChoice = Annotated[
+    int | list[int], BeforeValidator(_choice_or_list((0, 1, 2, 3), "a ZeRO stage 0, 1, 2 or 3")),
+    Expect("a ZeRO stage 0, 1, 2 or 3, or a non-empty list of them")]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Sourced(Strict):
-    """A value with its provenance."""
 
-    value: float
-    source: str
+
+class SourcedFraction(Strict):
+    """An efficiency (a fraction of a peak) with its provenance."""
+
+    value: Fraction
+    source: Text
 
 
 class ModelSection(Strict):
-    name: str
-    description: str = ""
-    source: str = ""
+    name: Text
+    description: Text = ""
+    source: Text = ""
     layers: PositiveInt
     hidden: PositiveInt
     heads: PositiveInt
@@ -63,25 +260,25 @@ class ModelSection(Strict):
     ffn_kind: Literal["gelu", "swiglu"] = "gelu"
     vocab: PositiveInt
     seq_len: PositiveInt
-    tied_embeddings: bool = False
-    biases: bool = False
+    tied_embeddings: Flag = False
+    biases: Flag = False
     positions: Literal["learned", "rope"] = "rope"
-    dropout: bool = False
+    dropout: Flag = False
 
 
 class EfficiencySection(Strict):
-    matmul: Sourced
-    memory: Sourced
-    gemm_tile: tuple[PositiveInt, PositiveInt]
+    matmul: SourcedFraction
+    memory: SourcedFraction
+    gemm_tile: IntPair
     kernel_overhead: Duration
-    kernel_overhead_source: str
+    kernel_overhead_source: Text
 
 
 class HardwareSection(Strict):
-    name: str
-    description: str = ""
-    source: str
-    as_of: str
+    name: Text
+    description: Text = ""
+    source: Text
+    as_of: Text
     peak_flops: dict[Literal["fp32", "tf32", "bf16", "fp16", "fp8"], FlopRate]
     hbm_capacity: Bytes
     hbm_bandwidth: Bandwidth
@@ -90,7 +287,7 @@ class HardwareSection(Strict):
     price: Money = 0.0
     power: Power
     gpu_hour_price: MoneyRate = 0.0
-    price_source: str = ""
+    price_source: Text = ""
     efficiency: EfficiencySection
 
 
@@ -98,22 +295,19 @@ class LinkSection(Strict):
     bandwidth: Bandwidth
     latency: Duration
     efficiency: Fraction
-    efficiency_source: str = ""
-    topology: str = ""
+    efficiency_source: Text = ""
+    topology: Text = ""
     size: PositiveInt | None = None
-    oversubscription: Annotated[float, Field(ge=1)] = 1.0
+    oversubscription: Oversubscription = 1.0
 
 
 class NetworkSection(Strict):
-    name: str
-    description: str = ""
-    source: str
-    as_of: str
+    name: Text
+    description: Text = ""
+    source: Text
+    as_of: Text
     scale_up: LinkSection
     scale_out: LinkSection
-
-
-IntChoice = PositiveInt | list[PositiveInt]
 
 
 class ClusterSection(Strict):
@@ -127,10 +321,7 @@ class TrainingSection(Strict):
     precision: Literal["bf16", "fp16"] = "bf16"
     optimizer: Literal["adam"] = "adam"
     grad_reduce_precision: Literal["bf16", "fp16", "fp32"] | None = None
-    dp_overlap: bool = False
-
-
-Recompute = Literal["none", "selective", "full"]
+    dp_overlap: Flag = False
 
 
 class ParallelismSection(Strict):
@@ -140,42 +331,58 @@ class ParallelismSection(Strict):
     cp: IntChoice | None = None
     micro_batch: IntChoice | None = None
     virtual_stages: IntChoice | None = None
-    recompute: Recompute | list[Recompute] | None = None
-    sequence_parallel: bool | list[bool] | None = None
-    zero: Annotated[int, Field(ge=0, le=3, strict=True)] | list[int] | None = None
+    recompute: RecomputeChoice | None = None
+    sequence_parallel: FlagChoice | None = None
+    zero: ZeroChoice | None = None
 
 
 class MetricSection(Strict):
     measured: float | str
-    tolerance_pct: Annotated[float, Field(gt=0)]
+    tolerance_pct: Tolerance
 
 
 class ValidationSection(Strict):
-    suite: str
-    source: str
-    published_id: str
+    suite: Text
+    source: Text
+    published_id: Text
     metrics: dict[str, MetricSection]
 
 
 class SearchSection(Strict):
-    objective: str = "iteration_time"
+    objective: Text = "iteration_time"
     engine: Literal["auto", "enumerate", "milp"] = "auto"
 
 
+class ConstraintsSection(Strict):
+    """Limits the search must respect (``perfcost solve``)."""
+
+    budget: Money | None = None
+    memory_headroom: Fraction = 1.0
+
+
+def _non_empty(value: Any) -> Any:
+    if isinstance(value, list) and not value:
+        raise ValueError("expected a table or a non-empty list of built-in names")
+    return value
+
+
 class Case(Strict):
-    name: str = ""
-    description: str = ""
+    name: Text = ""
+    description: Text = ""
     model: ModelSection
-    hardware: HardwareSection
-    network: NetworkSection
+    # A list offers the search a choice of entries; evaluate needs exactly one.
+    hardware: Annotated[HardwareSection | list[HardwareSection], BeforeValidator(_non_empty)]
+    network: Annotated[NetworkSection | list[NetworkSection], BeforeValidator(_non_empty)]
     cluster: ClusterSection = ClusterSection()
     training: TrainingSection
     parallelism: ParallelismSection = ParallelismSection()
     search: SearchSection = SearchSection()
+    constraints: ConstraintsSection = ConstraintsSection()
     validation: ValidationSection | None = None
 
 
 SECTIONS_BY_KIND = {"model": "models", "hardware": "hardware", "network": "networks"}
+EXAMPLES = {"model": "gpt3-175b", "hardware": "a100-80gb", "network": "dgx-a100"}
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -183,7 +390,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CaseError("case", str(path), "no such file or built-in case") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError, or a NUL in the path
         raise CaseError("case", str(path), f"cannot be read ({type(exc).__name__})") from None
     try:
         return tomllib.loads(text)
@@ -191,43 +398,78 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise CaseError("case", str(path), f"is not valid TOML: {exc}") from None
 
 
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` laid over it, tables merged key by key."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def resolve(raw: dict[str, Any]) -> dict[str, Any]:
-    """Replace built-in names (``model = "gpt3-175b"``) by their tables."""
+    """Replace built-in names (``model = "gpt3-175b"``) by their tables, and merge a table's
+    ``base = "name"`` under its other keys."""
+    if not isinstance(raw, dict):
+        raise CaseError("case", raw, "expected a table of sections")
     out = copy.deepcopy(raw)
     for section, folder in SECTIONS_BY_KIND.items():
         value = out.get(section)
+        what = f"the name of a built-in {section} (like '{EXAMPLES[section]}') or a table"
+        if value is None:
+            continue
         if isinstance(value, str):
             out[section] = catalog.load_entry(folder, value, section)
-        elif isinstance(value, dict) and "base" in value:
-            base = value.pop("base")
-            if not isinstance(base, str):
-                raise CaseError(f"{section}.base", base, "expected the name of a built-in entry")
-            merged = catalog.load_entry(folder, base, f"{section}.base")
-            merged.update(value)
-            out[section] = merged
+        elif isinstance(value, list) and section != "model" and all(
+                isinstance(v, str) for v in value):
+            # A choice among built-in entries, for the search.
+            out[section] = [catalog.load_entry(folder, v, f"{section}[{i}]")
+                            for i, v in enumerate(value)]
+        elif isinstance(value, dict):
+            if "base" in value:
+                rest = dict(value)
+                base = rest.pop("base")
+                if not isinstance(base, str):
+                    raise CaseError(f"{section}.base", base,
+                                    f"expected the name of a built-in {section}, "
+                                    f"like '{EXAMPLES[section]}'")
+                out[section] = _merge(catalog.load_entry(folder, base, f"{section}.base"),
+                                      rest)
+        else:
+            raise CaseError(section, value, f"expected {what}")
     return out
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` settings (value parsed as TOML, else kept as text)."""
+    """Apply ``key.path=value`` settings (value parsed as TOML, else kept as text).
+
+    Apply them before :func:`resolve`: a section that names a built-in entry
+    (``model = "gpt3-175b"``) becomes ``{base = "gpt3-175b"}`` when a setting goes inside it.
+    """
     out = copy.deepcopy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
-        if not sep or not key:
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or not key or not all(parts):
             raise CaseError("--set", item, "expected key=value, e.g. parallelism.tp=4")
         try:
             value = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = text.strip()
         node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
+            elif isinstance(child, str) and depth == 0 and part in SECTIONS_BY_KIND:
+                child = node[part] = {"base": child}
             if not isinstance(child, dict):
-                raise CaseError(key, item, f"'{part}' is not a table")
+                where = ".".join(parts[:depth + 1])
+                raise CaseError("--set", item, f"expected a table at '{where}', which is "
+                                f"{child!r}")
             node = child
         node[parts[-1]] = value
     return out
@@ -235,42 +477,181 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def from_dict(raw: dict[str, Any]) -> Case:
     """Validate a resolved dictionary into a :class:`Case`."""
+    if not isinstance(raw, dict):
+        raise CaseError("case", raw, "expected a table of sections")
     for section in SECTIONS_BY_KIND:
         if section not in raw:
-            raise CaseError(section, None, f"missing: name a built-in {section} or give a table")
+            raise CaseError(section, MISSING,
+                            f"name a built-in {section} (like {section} = "
+                            f"'{EXAMPLES[section]}') or give a [{section}] table")
     try:
-        return Case.model_validate(raw)
+        case = Case.model_validate(raw)
     except ValidationError as exc:
         raise _case_error(exc) from None
+    check_case(case)
+    return case
+
+
+def check_case(case: Case) -> None:
+    """Rules between fields of one section, that the field types cannot say."""
+    m = case.model
+    if m.hidden % m.heads:
+        raise CaseError("model.hidden", m.hidden,
+                        f"expected a multiple of model.heads = {m.heads}")
+    if m.kv_heads is not None and (m.kv_heads > m.heads or m.heads % m.kv_heads):
+        raise CaseError("model.kv_heads", m.kv_heads,
+                        f"expected a divisor of model.heads = {m.heads}")
 
 
 def load(source: str | Path, overrides: list[str] | None = None) -> Case:
     """Load a case from a file path or a built-in case name."""
     path = catalog.find_case(str(source))
-    raw = read_toml(path)
-    raw = resolve(raw)
-    if overrides:
-        raw = apply_overrides(raw, overrides)
-    return from_dict(raw)
+    try:
+        raw = read_toml(path)
+        if overrides:
+            raw = apply_overrides(raw, overrides)
+        return from_dict(resolve(raw))
+    except RecursionError:
+        raise CaseError("case", str(path), "is nested too deeply") from None
 
+
+# -- pydantic errors -> CaseError -----------------------------------------------------------
 
 def _case_error(exc: ValidationError) -> CaseError:
-    err = exc.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
+    """The first error of ``exc`` as a :class:`CaseError`: the field's dotted path, the value
+    and what the field expects (from its annotation), never pydantic's own wording."""
+    errors = exc.errors(include_url=False)
+    if not errors:
+        return CaseError("case", None, "invalid case")
+    err = errors[0]
+    raw_loc = tuple(err["loc"])
     kind = err["type"]
+    keep_last = kind in ("missing", "extra_forbidden")
+    loc = [p for i, p in enumerate(raw_loc)
+           if not _is_union_tag(p) or (keep_last and i == len(raw_loc) - 1)]
+    field = ".".join(_key_text(p) for p in loc) or "case"
     value = err.get("input")
-    msg = err["msg"]
     if kind == "missing":
-        return CaseError(loc, None, "missing: this field is required")
+        expected = _describe(_annotation_at(loc)) or "a value"
+        return CaseError(field, MISSING, f"expected {expected}")
     if kind == "extra_forbidden":
-        return CaseError(loc, value, "unknown key")
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    return CaseError(loc, value, msg[0].lower() + msg[1:] if msg else "invalid value")
+        known = _known_keys(_annotation_at(loc[:-1]))
+        tail = f"; known keys: {', '.join(known)}" if known else ""
+        return CaseError(field, value, f"unknown key{tail}")
+    msg = str(err.get("msg", ""))
+    if kind == "value_error" and msg.startswith("Value error, "):
+        return CaseError(field, value, msg[len("Value error, "):])
+    if "[key]" in (str(p) for p in raw_loc):
+        return CaseError(field, value, f"unknown key; {_pydantic_text(msg)}")
+    expected = _describe(_annotation_at(loc))
+    if expected:
+        return CaseError(field, value, f"expected {expected}")
+    return CaseError(field, value, _pydantic_text(msg))
+
+
+def _key_text(part: Any) -> str:
+    """A key of a location as the user would write it (quoted when it is not a bare key)."""
+    text = str(part)
+    bare = text and all(ch.isalnum() or ch in "-_" for ch in text) and text.isascii()
+    return text if bare else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pydantic_text(msg: str) -> str:
+    if msg.startswith("Input should be "):
+        return "expected " + msg[len("Input should be "):]
+    return msg[:1].lower() + msg[1:] if msg else "invalid value"
 
 
 def _is_union_tag(part: Any) -> bool:
-    # pydantic inserts the union member ("list[int]", "constrained-int") into locations.
+    # pydantic inserts the union member ("list[int]", "constrained-int", "HardwareSection")
+    # into locations.
     text = str(part)
     return any(tag in text for tag in ("[", "constrained", "function-")) or text in {
-        "int", "float", "str", "bool", "list"}
+        "int", "float", "str", "bool", "list"} or text in _SECTION_NAMES
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The non-None members of a union (or the annotation itself)."""
+    origin = get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        return [a for a in get_args(annotation) if a is not type(None)]
+    return [annotation]
+
+
+def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
+    """``(bare type, metadata)`` of a possibly ``Annotated`` and optional annotation."""
+    meta: list[Any] = []
+    while True:
+        if get_origin(annotation) is Annotated:
+            meta.extend(annotation.__metadata__)
+            annotation = get_args(annotation)[0]
+            continue
+        members = _members(annotation)
+        if len(members) == 1 and members[0] is not annotation:
+            annotation = members[0]
+            continue
+        return annotation, meta
+
+
+def _field_annotation(model: type[BaseModel], name: str) -> Any:
+    info = model.model_fields.get(name)
+    if info is None:
+        return None
+    if info.metadata:
+        return Annotated[(info.annotation, *info.metadata)]
+    return info.annotation
+
+
+def _annotation_at(loc: Iterable[Any]) -> Any:
+    """The annotation of the field at ``loc`` under :class:`Case` (None if unknown)."""
+    annotation: Any = Case
+    for part in loc:
+        bare, _meta = _unwrap(annotation)
+        tables = [m for m in _members(bare) if isinstance(m, type) and issubclass(m, BaseModel)]
+        if tables and not (isinstance(bare, type) and issubclass(bare, BaseModel)):
+            bare = tables[0]  # a table-or-list field: describe the table
+        if isinstance(bare, type) and issubclass(bare, BaseModel):
+            annotation = _field_annotation(bare, str(part))
+        elif get_origin(bare) is dict:
+            annotation = get_args(bare)[1]
+        elif get_origin(bare) in (list, tuple):
+            annotation = get_args(bare)[0]
+        else:
+            return None
+        if annotation is None:
+            return None
+    return annotation
+
+
+def _describe(annotation: Any) -> str | None:
+    """What a field of type ``annotation`` expects, in words."""
+    if annotation is None:
+        return None
+    bare, meta = _unwrap(annotation)
+    for item in meta:
+        if isinstance(item, Expect):
+            return item.text
+    if isinstance(bare, type) and issubclass(bare, BaseModel):
+        return "a table"
+    origin = get_origin(bare)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(bare))
+    if origin is dict or bare is dict:
+        return "a table"
+    if origin in (list, tuple):
+        return "a list"
+    names = {bool: "true or false", str: "text in quotes", int: "an integer", float: "a number"}
+    members = _members(bare)
+    words = [names.get(m) or _describe(m) for m in members]
+    words = [w for w in words if w]
+    return " or ".join(words) if words else None
+
+
+def _known_keys(annotation: Any) -> list[str]:
+    bare, _meta = _unwrap(annotation) if annotation is not None else (None, [])
+    if isinstance(bare, type) and issubclass(bare, BaseModel):
+        return list(bare.model_fields)
+    return []
+
+
+_SECTION_NAMES = frozenset(cls.__name__ for cls in Strict.__subclasses__())

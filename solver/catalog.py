@@ -49,21 +49,34 @@ def load_entry(folder: str, name: str, field: str) -> dict[str, Any]:
     path = entries(folder).get(name)
     if path is None:
         known = ", ".join(entries(folder)) or "none"
-        raise CaseError(field, name, f"unknown built-in {KINDS[folder]}; known: {known}")
-    return dict(tomllib.loads(path.read_text(encoding="utf-8")))
+        raise CaseError(field, name, f"unknown built-in {KINDS[folder]}; expected one of: "
+                        f"{known}")
+    return dict(_read(path, field, name))
+
+
+def _read(path: Path, field: str, name: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # TOMLDecodeError and UnicodeDecodeError included
+        raise CaseError(field, name, f"the built-in file {path} cannot be read: "
+                        f"{type(exc).__name__}: {exc}") from None
 
 
 def find_case(source: str) -> Path:
     """A case file path, or the path of the built-in case named ``source``."""
     path = Path(source)
-    if path.suffix == ".toml" or path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        exists = False
+    if source and (path.suffix == ".toml" or exists):
         return path
     for folder in CASE_FOLDERS:
         found = entries(folder).get(source)
         if found is not None:
             return found
     known = ", ".join(entries("studies"))
-    raise CaseError("case", source, f"no such file or built-in case; built-in cases: {known} "
+    raise CaseError("case", source, f"expected a case file or a built-in case: {known} "
                     "(and the validation cases, see 'perfcost cases')")
 
 
@@ -72,6 +85,6 @@ def listing() -> list[Entry]:
     out = []
     for folder, kind in KINDS.items():
         for name, path in entries(folder).items():
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = _read(path, kind, name)
             out.append(Entry(kind, name, str(data.get("description", "")), path))
     return out

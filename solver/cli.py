@@ -8,6 +8,7 @@ inside the commands, and pyomo/highspy never for evaluation.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -15,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .errors import CaseError
+from .errors import CaseError, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Performance, memory and cost of LLM training on accelerator clusters.")
@@ -23,13 +24,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: Set this environment variable to see the traceback of an unexpected error.
+TRACEBACK_ENV = "PERFCOST_TRACEBACK"
+
+
 def _fail(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {one_line(message, 2000)}\n")
     raise typer.Exit(2)
 
 
 def guarded(fn: F) -> F:
-    """Turn bad input into a one-line error with exit code 2."""
+    """Turn bad input into a one-line error with exit code 2.
+
+    A :class:`CaseError` is the normal path. Anything else that escapes the loaders is a bug,
+    but the user still gets one line (and exit code 2) instead of a traceback, unless
+    ``PERFCOST_TRACEBACK`` is set.
+    """
 
     @wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -39,6 +49,19 @@ def guarded(fn: F) -> F:
             _fail(str(exc))
         except RecursionError:
             _fail("case is too deeply nested")
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            from pydantic import ValidationError
+
+            if isinstance(exc, ValidationError):
+                from .case import _case_error
+
+                _fail(str(_case_error(exc)))
+            if os.environ.get(TRACEBACK_ENV):
+                raise
+            _fail(f"unexpected {type(exc).__name__}: {exc} (this is a bug in perfcost; "
+                  f"set {TRACEBACK_ENV}=1 for the traceback)")
 
     return run  # type: ignore[return-value]
 
@@ -76,6 +99,58 @@ def evaluate(
     from . import report
 
     report.console().print(report.evaluation(result))
+
+
+@app.command()
+@guarded
+def solve(
+    case: CaseArg,
+    engine: Annotated[str | None, typer.Option(
+        help="auto | enumerate | milp (default: the case's search.engine, auto)")] = None,
+    objective: Annotated[str | None, typer.Option(
+        help="iteration_time | time_to_train | cost | tokens_per_dollar | tokens_per_s")] = None,
+    top: Annotated[int, typer.Option(min=1, max=1000, help="list the K best configurations")] = 1,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a case field, e.g. --set cluster.gpus=[512,1024]")] = None,
+    show_compiled: Annotated[bool, typer.Option(
+        "--show-compiled", help="print the compiled form (JSON) and stop")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The best configuration (parallel split, hardware, GPU count) under the constraints.
+
+    Exit code 1 when no configuration is feasible (the reason is printed), 3 when the engine
+    stopped without proving an optimum.
+    """
+    from . import case as case_mod
+
+    if engine not in (None, "auto", "enumerate", "milp"):
+        raise CaseError("--engine", engine, "expected auto, enumerate or milp")
+    loaded = case_mod.load(case, set_ or [])
+    if show_compiled:
+        from .compile import NotCompilable, compile_problem
+        from .problem_search import build_problem
+
+        try:
+            _print_json(compile_problem(build_problem(loaded, objective)).to_json())
+        except NotCompilable as exc:
+            _fail(f"the compiled form does not apply: {exc}")
+        return
+    from .solve import solve_case
+
+    solution = solve_case(loaded, engine, objective, top)
+    result = solution.result
+    if as_json:
+        data = result.to_json()
+        data["engine_reason"] = solution.engine_reason
+        _print_json(data)
+    else:
+        from . import report
+
+        report.console().print(report.solution(solution))
+    if result.status == "infeasible":
+        raise typer.Exit(1)
+    if result.status != "optimal":
+        raise typer.Exit(3)
 
 
 @app.command()

@@ -30,7 +30,7 @@ class CaseError(Exception):
         elif value is MISSING:
             message = f"{field_text} is missing: {expected_text}"
         else:
-            message = f"{field_text} = {_short(value)}: {expected_text}"
+            message = f"{field_text} = {short_repr(value)}: {expected_text}"
         super().__init__(message)
 
 
@@ -43,9 +43,10 @@ def one_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` on one line, at most ``limit`` characters."""
     try:
         text = repr(value)
     except Exception:  # a value whose repr fails still gets a message
         text = f"<{type(value).__name__}>"
-    return one_line(text, 80)
+    return one_line(text, limit)

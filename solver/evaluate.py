@@ -112,6 +112,7 @@ class Evaluation:
 
 def evaluate_case(case: Case) -> Evaluation:
     """Evaluate the one configuration a case fixes."""
+    case = problem.single(case)
     config = problem.fixed_config(case)
     formulation = training_formulation(case)
     values = Evaluator(formulation)(problem.decision_codes(config))

@@ -3,6 +3,7 @@ the configuration (one value per decision) with its structural rules checked."""
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from perfcost.formulations.specs import (
 )
 
 from .case import Case
-from .errors import CaseError
+from .errors import MISSING, CaseError
 
 #: Bytes per element of each number format.
 FORMAT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0}
@@ -46,7 +47,20 @@ class Specs:
     training: TrainingSpec
 
 
+def single(case: Case) -> Case:
+    """``case`` with one hardware and one network entry (a list must hold exactly one)."""
+    for section in ("hardware", "network"):
+        value = getattr(case, section)
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise CaseError(section, [v.name for v in value],
+                                "evaluate needs one entry; use 'perfcost solve' to choose")
+            case = case.model_copy(update={section: value[0]})
+    return case
+
+
 def specs(case: Case) -> Specs:
+    case = single(case)
     m, hw, net, job = case.model, case.hardware, case.network, case.training
     model = ModelSpec(
         name=m.name, layers=m.layers, hidden=m.hidden, heads=m.heads,
@@ -56,8 +70,8 @@ def specs(case: Case) -> Specs:
     )
     if job.precision not in hw.peak_flops:
         raise CaseError("training.precision", job.precision,
-                        f"hardware {hw.name} has no peak_flops for it; it has "
-                        f"{', '.join(hw.peak_flops)}")
+                        f"expected a precision with a hardware.peak_flops entry; hardware "
+                        f"{hw.name} has {', '.join(hw.peak_flops) or 'none'}")
     hardware = HardwareSpec(
         name=hw.name, peak_flops=hw.peak_flops[job.precision], hbm_capacity=hw.hbm_capacity,
         hbm_bandwidth=hw.hbm_bandwidth, multiprocessors=hw.multiprocessors,
@@ -68,7 +82,8 @@ def specs(case: Case) -> Specs:
     )
     up, out = net.scale_up, net.scale_out
     if up.size is None:
-        raise CaseError("network.scale_up.size", None, "missing: GPUs per scale-up domain")
+        raise CaseError("network.scale_up.size", MISSING,
+                        "expected a positive integer: the GPUs per scale-up domain")
     network = NetworkSpec(
         name=net.name, scale_up_size=up.size,
         scale_up=LinkLevel(up.bandwidth, up.latency, up.efficiency),
@@ -98,14 +113,18 @@ def fixed_config(case: Case) -> dict[str, Any]:
         if isinstance(value, list):
             if len(value) != 1:
                 raise CaseError(f"parallelism.{name}", value,
-                                "evaluate needs one value; use 'perfcost solve' to choose")
+                                "expected one value: evaluate runs one configuration "
+                                "('perfcost solve' chooses among several)")
             value = value[0]
         config[name] = DEFAULTS.get(name) if value is None else value
     gpus = case.cluster.gpus
     if isinstance(gpus, list):
         if len(gpus) != 1:
-            raise CaseError("cluster.gpus", gpus, "evaluate needs one GPU count")
+            raise CaseError("cluster.gpus", gpus,
+                            "expected one GPU count: evaluate runs one configuration "
+                            "('perfcost solve' chooses among several)")
         gpus = gpus[0]
+    _check_degrees(case, config)
     inner = config["tp"] * config["pp"] * config["cp"]
     if config["dp"] is None:
         if gpus is None:
@@ -120,15 +139,41 @@ def fixed_config(case: Case) -> dict[str, Any]:
 
 
 def check_config(case: Case, c: dict[str, Any], gpus: int | None) -> None:
-    """Raise :class:`CaseError` on the first structural rule ``c`` breaks."""
-    m = case.model
-    kv = m.kv_heads or m.heads
-    t, p, d, cp, b, v = (c[k] for k in ("tp", "pp", "dp", "cp", "micro_batch",
-                                        "virtual_stages"))
+    """Raise :class:`CaseError` on the first structural rule ``c`` breaks.
+
+    Rules on one parallel degree come first (so ``tp = 5`` is reported against the model
+    rather than as a wrong GPU count), then the rules that tie the degrees together.
+    """
+    _check_degrees(case, c)
+    t, p, d, cp, b = (c[k] for k in ("tp", "pp", "dp", "cp", "micro_batch"))
+    if not _positive_integer(d):
+        raise CaseError("parallelism.dp", d, "expected a positive integer")
     product = t * p * d * cp
     if gpus is not None and product != gpus:
         raise CaseError("cluster.gpus", gpus,
                         f"expected tp*pp*dp*cp = {t}*{p}*{d}*{cp} = {product}")
+    gb = case.training.global_batch
+    if gb % (d * b):
+        raise CaseError("training.global_batch", gb,
+                        f"expected a multiple of dp*micro_batch = {d}*{b} = {d * b}")
+
+
+def _check_degrees(case: Case, c: dict[str, Any]) -> None:
+    """The rules on each decision other than ``dp`` (which may still be unknown)."""
+    m = case.model
+    kv = m.kv_heads or m.heads
+    for name in ("tp", "pp", "cp", "micro_batch", "virtual_stages"):
+        if not _positive_integer(c[name]):
+            raise CaseError(f"parallelism.{name}", c[name], "expected a positive integer")
+    t, p, cp, v = (c[k] for k in ("tp", "pp", "cp", "virtual_stages"))
+    if not isinstance(c["zero"], numbers.Integral) or c["zero"] not in (0, 1, 2, 3):
+        raise CaseError("parallelism.zero", c["zero"], "expected a ZeRO stage: 0, 1, 2 or 3")
+    if c["recompute"] not in RECOMPUTE_MODES:
+        raise CaseError("parallelism.recompute", c["recompute"],
+                        f"expected one of {', '.join(map(repr, RECOMPUTE_MODES))}")
+    if c["sequence_parallel"] not in (False, True):
+        raise CaseError("parallelism.sequence_parallel", c["sequence_parallel"],
+                        "expected true or false")
     if m.heads % t:
         raise CaseError("parallelism.tp", t,
                         f"expected a divisor of model.heads = {m.heads}")
@@ -137,25 +182,31 @@ def check_config(case: Case, c: dict[str, Any], gpus: int | None) -> None:
                         f"expected a divisor or multiple of model.kv_heads = {kv}")
     if m.ffn % t:
         raise CaseError("parallelism.tp", t, f"expected a divisor of model.ffn = {m.ffn}")
-    size = case.network.scale_up.size or 1
+    size = case.network.scale_up.size
+    if size is None:
+        raise CaseError("network.scale_up.size", MISSING,
+                        "expected a positive integer: the GPUs per scale-up domain")
     if t > size:
         raise CaseError("parallelism.tp", t,
                         f"expected at most the scale-up domain of {case.network.name} "
-                        f"({size} GPUs)")
+                        f"(network.scale_up.size = {size} GPUs)")
     if m.layers % (p * v):
-        raise CaseError("parallelism.pp", p,
-                        f"expected pp*virtual_stages = {p * v} to divide model.layers = "
-                        f"{m.layers}")
+        field, value = ("parallelism.pp", p) if v == 1 else ("parallelism.virtual_stages", v)
+        raise CaseError(field, value,
+                        f"expected pp*virtual_stages = {p}*{v} = {p * v} to divide "
+                        f"model.layers = {m.layers}")
     if v > 1 and p == 1:
         raise CaseError("parallelism.virtual_stages", v,
                         "expected 1 without pipeline parallelism (pp = 1)")
-    gb = case.training.global_batch
-    if gb % (d * b):
-        raise CaseError("training.global_batch", gb,
-                        f"expected a multiple of dp*micro_batch = {d}*{b} = {d * b}")
     if m.seq_len % cp:
         raise CaseError("parallelism.cp", cp,
                         f"expected a divisor of model.seq_len = {m.seq_len}")
+
+
+def _positive_integer(value: Any) -> bool:
+    """An integer (Python or numpy, not a bool) of at least 1."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            and value >= 1)
 
 
 def decision_codes(config: dict[str, Any]) -> dict[str, float]:

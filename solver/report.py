@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -111,3 +112,58 @@ def cases(entries: Sequence[Entry]) -> Table:
 def console() -> Console:
     # Piped output gets a wide fixed width so tables are not squeezed to 80 columns.
     return Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+
+
+def solution(sol: Any) -> Group:
+    """The optimum of ``perfcost solve``: configuration, metrics, constraints, runner-up."""
+    from .evaluate import Evaluation
+    from .problem_search import systems_of
+
+    r = sol.result
+    parts: list[Any] = []
+    head = Table(title=f"solve {sol.problem.case.name or ''}: {r.objective} -- {r.status}",
+                 show_header=False, title_justify="left")
+    head.add_column("item", style="bold")
+    head.add_column("value")
+    head.add_row("engine", sol.engine_reason)
+    head.add_row("search space", f"{r.stats.get('space_size', 0):,} configurations"
+                 + (f", {r.stats['candidates']:,} satisfy the structural rules, "
+                    f"{r.stats['feasible']:,} also fit" if "candidates" in r.stats else ""))
+    timing = f"build {sol.build_s:.2f} s, solve {r.stats.get('solve_s', 0.0):.2f} s"
+    if "iterations" in r.stats:
+        timing += (f" ({r.stats['iterations']} MILP rounds, {r.stats.get('columns', 0)} columns,"
+                   f" {r.stats.get('cuts', 0)} cuts)")
+    head.add_row("time", timing)
+    for note in r.notes:
+        head.add_row("note", note)
+    parts.append(head)
+    if r.status != "optimal":
+        why = Table(title="why there is no optimum", show_header=False, title_justify="left")
+        why.add_column("reason", style="red")
+        for line in r.explanation:
+            why.add_row(line)
+        parts.append(why)
+        return Group(*parts)
+    pairs = systems_of(sol.problem.case)
+    single = next(c for c, s in pairs if f"{s.hardware} + {s.network}" == r.system)
+    parts.append(evaluation(Evaluation(single, r.config, r.values, sol.problem.formulation)))
+    cons = Table(title="constraints", title_justify="left")
+    for col in ("constraint", "used", "limit", "binding"):
+        cons.add_column(col)
+    for c in r.constraints:
+        gain = ""
+        if c.binding and c.better_if_relaxed is not None and r.value:
+            gain = f"yes: relaxing it reaches {c.better_if_relaxed / r.value - 1:+.2%}"
+        cons.add_row(c.name, format_quantity(c.value, c.unit), format_quantity(c.limit, c.unit),
+                     gain or "no")
+    parts.append(cons)
+    if len(r.top) > 1:
+        ranks = Table(title="best configurations", title_justify="left")
+        for col in ("#", r.objective, "vs best", "system", "configuration"):
+            ranks.add_column(col)
+        for i, rk in enumerate(r.top, 1):
+            ranks.add_row(str(i), f"{rk.objective:.6g}",
+                          f"{rk.objective / r.top[0].objective - 1:+.2%}", rk.system,
+                          " ".join(f"{k}={v}" for k, v in rk.config.items()))
+        parts.append(ranks)
+    return Group(*parts)

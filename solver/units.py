@@ -23,6 +23,37 @@ DIMENSIONS: dict[str, tuple[str, str]] = {
     "power": ("watt", "700 W"),
     "count": ("dimensionless", "1e12"),
 }
+#: Power of information (bits, bytes) each dimension carries. pint treats bits and bytes as
+#: dimensionless, so without this check "80 GB" would pass as a count and "80" as bytes.
+INFORMATION_POWER: dict[str, int] = {"bytes": 1, "bandwidth": 1}
+#: pint's units of information (baud is bit/s).
+INFORMATION_UNITS: dict[str, int] = {"bit": 1, "byte": 1, "baud": 1}
+#: Range a case field of each dimension may take, in SI units, with the unit to print it in.
+#: The bounds are generous beyond any real system; they keep every derived quantity finite
+#: (a bandwidth of 1e-300 B/s would make every time overflow to infinity).
+RANGES: dict[str, tuple[float, float, str]] = {
+    "bytes": (1.0, 1e18, "B"),
+    "bandwidth": (1.0, 1e18, "B/s"),
+    "flop_rate": (1.0, 1e21, "FLOP/s"),
+    "time": (0.0, 1e6, "s"),
+    "money": (0.0, 1e15, "USD"),
+    "money_rate": (0.0, 1e9, "USD/s"),
+    "power": (1e-3, 1e9, "W"),
+    "count": (1.0, 1e18, "1"),
+}
+
+
+#: How each dimension is named in error messages.
+NOUNS: dict[str, str] = {
+    "bytes": "a size in bytes",
+    "bandwidth": "a bandwidth",
+    "flop_rate": "a FLOP rate",
+    "time": "a duration",
+    "money": "an amount of money",
+    "money_rate": "a price per time",
+    "power": "a power",
+    "count": "a number",
+}
 
 
 class UnitError(ValueError):
@@ -40,32 +71,96 @@ def registry() -> Any:
     return ureg
 
 
+def _what(dimension: str) -> str:
+    return NOUNS[dimension]
+
+
 def parse(value: Any, dimension: str) -> float:
     """Return ``value`` in the SI unit of ``dimension``; raise :class:`UnitError` otherwise."""
     target, example = DIMENSIONS[dimension]
+    what = _what(dimension)
     if isinstance(value, bool):
-        raise UnitError(f"expected a {dimension.replace('_', ' ')} like '{example}'")
+        raise UnitError(f"expected {what} like '{example}'")
     if isinstance(value, int | float):
         if dimension == "count":
             return _finite(float(value), example)
-        raise UnitError(
-            f"expected a {dimension.replace('_', ' ')} with a unit, like '{example}'")
+        raise UnitError(f"expected {what} with a unit, like '{example}'")
     if not isinstance(value, str):
-        raise UnitError(f"expected a {dimension.replace('_', ' ')} like '{example}'")
+        raise UnitError(f"expected {what} like '{example}'")
+    if not value.strip() or len(value) > 200:
+        raise UnitError(f"expected {what} like '{example}'")
     ureg = registry()
     try:
         quantity = ureg.Quantity(value.strip())
     except Exception as exc:  # pint raises several unrelated types for bad text
         raise UnitError(
-            f"expected a {dimension.replace('_', ' ')} like '{example}', "
+            f"expected {what} like '{example}', "
             f"could not read it ({type(exc).__name__})") from None
     try:
+        information = _information_power(quantity)
         magnitude = quantity.to(target).magnitude
+        if information != INFORMATION_POWER.get(dimension, 0):
+            raise ValueError("bits or bytes where none belong, or none where they do")
     except Exception:
-        got = str(getattr(quantity, "dimensionality", "?"))
-        raise UnitError(f"expected a {dimension.replace('_', ' ')} like '{example}', "
-                        f"got a quantity of dimension {got}") from None
-    return _finite(float(magnitude), example)
+        got = _dimension_of(quantity)
+        if "gilbert" in str(getattr(quantity, "units", "")):
+            got += " ('Gb' is the gilbert; write bits as 'Gbit')"
+        raise UnitError(f"expected {what} like '{example}', got {got}") from None
+    try:
+        x = float(magnitude)
+    except (TypeError, ValueError, OverflowError):
+        raise UnitError(f"expected {what} like '{example}'") from None
+    return _finite(x, example)
+
+
+def check_range(x: float, dimension: str, *, positive: bool) -> float:
+    """``x`` (SI) if it lies in the range a case field of ``dimension`` may take."""
+    low, high, unit = RANGES[dimension]
+    example = DIMENSIONS[dimension][1]
+    what = _what(dimension)
+    if positive and x <= 0:
+        raise UnitError(f"expected {what} greater than 0, like '{example}'")
+    if x < 0:
+        raise UnitError(f"expected {what} of at least 0, like '{example}'")
+    if x != 0 and x < low:
+        raise UnitError(f"expected {what} of at least {_show(low, unit)}, like '{example}'")
+    if x > high:
+        raise UnitError(f"expected {what} of at most {_show(high, unit)}, like '{example}'")
+    return x
+
+
+def _show(x: float, unit: str) -> str:
+    return f"{x:g} {unit}" if unit != "1" else f"{x:g}"
+
+
+def _information_power(quantity: Any) -> int:
+    ureg = registry()
+    power = 0
+    for name, exponent in quantity.unit_items():
+        for _prefix, base, _suffix in ureg.parse_unit_name(name):
+            power += INFORMATION_UNITS.get(base, 0) * exponent
+            break
+    return int(power) if float(power).is_integer() else -999
+
+
+def _dimension_of(quantity: Any) -> str:
+    """What ``quantity`` is, in the words of :data:`NOUNS` where it is one of them."""
+    try:
+        dims = dict(quantity.dimensionality)
+        power = _information_power(quantity)
+    except Exception:
+        return "?"
+    for dimension, (target, _example) in DIMENSIONS.items():
+        if dimension == "count" or power != INFORMATION_POWER.get(dimension, 0):
+            continue
+        if quantity.is_compatible_with(target):
+            return f"{NOUNS[dimension]} ({quantity.units:~})"
+    if power:
+        dims["[information]"] = power
+    if not dims:
+        return "a plain number"
+    parts = [k if v == 1 else f"{k}^{v:g}" for k, v in sorted(dims.items(), key=lambda kv: -kv[1])]
+    return "a quantity of dimension " + " ".join(parts)
 
 
 def _finite(x: float, example: str) -> float:

@@ -1,0 +1,128 @@
+"""A search problem: one formulation, its decision space, an objective and constraints.
+
+The formulation is built once (with the first system's parameter values); a search over
+several hardware or network entries swaps in each system's parameter values, so every system
+shares the same expressions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from perfcost.formulations.core import Formulation, build
+from perfcost.formulations.training import parameter_values
+
+from . import problem as fixed
+from .case import Case
+from .errors import CaseError
+from .space import Space, System, build_space
+
+#: Objectives: quantity to minimise, and how the reported value is derived from it.
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "iteration_time": ("iteration_time", "minimise seconds per iteration"),
+    "time_to_train": ("time_to_train", "minimise wall time for the token budget"),
+    "cost": ("cost", "minimise GPU-hour cost of the token budget"),
+    "tokens_per_dollar": ("cost", "maximise tokens per USD (minimises cost)"),
+    "tokens_per_s": ("iteration_time", "maximise tokens per second"),
+}
+NEEDS_PRICE = {"cost", "tokens_per_dollar"}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``quantity <= limit`` (the limit may differ per system)."""
+
+    name: str
+    quantity: str
+    limits: tuple[float, ...]
+    unit: str
+
+
+@dataclass
+class SearchProblem:
+    case: Case
+    space: Space
+    formulation: Formulation
+    system_parameters: list[dict[str, float]]
+    objective: str
+    quantity: str
+    constraints: list[Constraint]
+    notes: list[str] = field(default_factory=list)
+
+    def parameter_arrays(self, system: np.ndarray) -> dict[str, np.ndarray | float]:
+        """Per-configuration parameter values for configurations on ``system``.
+
+        Always explicit: the formulation may be shared with other problems of the same
+        structure (see :func:`_formulation`), so its stored values are not this problem's.
+        """
+        out: dict[str, np.ndarray | float] = dict(self.system_parameters[0])
+        if len(self.system_parameters) > 1:
+            for name in out:
+                values = np.array([p[name] for p in self.system_parameters])
+                if not np.all(values == values[0]):
+                    out[name] = values[system]
+        return out
+
+    @property
+    def sense(self) -> Literal["min"]:
+        return "min"
+
+
+_FORMULATIONS: dict[tuple[object, ...], Formulation] = {}
+
+
+def _formulation(specs: fixed.Specs) -> Formulation:
+    """The search formulation for a model structure, built once per process.
+
+    Only structure changes the expressions (attention and MLP kind, embeddings, dropout,
+    overlap); sizes, rates and prices are parameters whose values each problem supplies.
+    """
+    m = specs.model
+    key = (m.ffn_kind, m.kv_heads != m.heads, m.tied_embeddings, m.biases,
+           m.learned_positions, m.dropout, specs.training.dp_overlap)
+    if key not in _FORMULATIONS:
+        _FORMULATIONS[key] = build("training", specs.model, specs.hardware, specs.network,
+                                   specs.training, None, pipeline_filled=True)
+    return _FORMULATIONS[key]
+
+
+def systems_of(case: Case) -> list[tuple[Case, System]]:
+    """One case per hardware x network combination the case allows."""
+    hardware = case.hardware if isinstance(case.hardware, list) else [case.hardware]
+    networks = case.network if isinstance(case.network, list) else [case.network]
+    out = []
+    for hw in hardware:
+        for net in networks:
+            single = case.model_copy(update={"hardware": hw, "network": net})
+            out.append((single, System(hw.name, net.name, net.scale_up.size or 1,
+                                       hw.hbm_capacity)))
+    return out
+
+
+def build_problem(case: Case, objective: str | None = None) -> SearchProblem:
+    objective = objective or case.search.objective
+    if objective not in OBJECTIVES:
+        raise CaseError("search.objective", objective,
+                        f"expected one of {', '.join(OBJECTIVES)}")
+    pairs = systems_of(case)
+    space = build_space(case, [s for _c, s in pairs])
+    first = fixed.specs(pairs[0][0])
+    formulation = _formulation(first)
+    system_parameters = []
+    for single, _system in pairs:
+        s = fixed.specs(single)
+        system_parameters.append(parameter_values(s.model, s.hardware, s.network, s.training))
+    quantity = OBJECTIVES[objective][0]
+    if objective in NEEDS_PRICE and any(p["gpu_hour_price"] <= 0 for p in system_parameters):
+        raise CaseError("search.objective", objective,
+                        "needs a GPU-hour price: set cluster.gpu_hour_price or the hardware's")
+    headroom = case.constraints.memory_headroom
+    constraints = [Constraint("memory", "memory_per_gpu",
+                              tuple(s.hbm_capacity * headroom for _c, s in pairs), "B")]
+    if case.constraints.budget is not None:
+        constraints.append(Constraint("budget", "cost",
+                                      (case.constraints.budget,) * len(pairs), "USD"))
+    return SearchProblem(case, space, formulation, system_parameters, objective, quantity,
+                         constraints, list(space.notes))

@@ -1,0 +1,30 @@
+"""``perfcost solve``: build the search problem of a case, pick an engine, solve, explain."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .case import Case
+from .engines import pick
+from .problem_search import SearchProblem, build_problem
+from .result import Result
+
+
+@dataclass
+class Solution:
+    problem: SearchProblem
+    result: Result
+    engine_reason: str
+    build_s: float
+
+
+def solve_case(case: Case, engine: str | None = None, objective: str | None = None,
+               top: int = 1) -> Solution:
+    start = time.perf_counter()
+    problem = build_problem(case, objective)
+    build_s = time.perf_counter() - start
+    chosen, reason = pick(problem, engine or case.search.engine, top)
+    result = chosen.solve(problem, top)
+    result.stats["build_s"] = build_s
+    return Solution(problem, result, reason, build_s)

@@ -1,0 +1,225 @@
+"""The search space of a case: decision domains and the structural rules between decisions.
+
+Domains come from the case: a list is a choice, a scalar is fixed, a field left out is searched
+over its full valid domain. Values that break a rule of their own (tp not dividing the heads,
+...) are pruned with a note. Rules between decisions are derived from the model, the batch and
+the systems, not listed per case:
+
+* ``tp * pp * dp * cp`` is one of the allowed GPU counts;
+* ``global_batch % (dp * micro_batch) == 0`` and at least ``pp`` micro-batches (fewer leaves
+  more than half of the pipeline idle; the memory model then holds ``pp`` in flight exactly);
+* ``layers % (pp * virtual_stages) == 0`` and ``virtual_stages == 1`` when ``pp == 1``;
+* ``tp`` at most the scale-up domain of the chosen network;
+* ZeRO only with ``dp > 1`` and sequence parallelism only with ``tp > 1`` (otherwise they are
+  the same configuration spelled twice).
+
+Rules are vectorised numpy masks, so the enumeration engine and the candidate generator share
+them; :mod:`compile` writes the same rules as linear relations for the MILP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from perfcost.formulations.specs import RECOMPUTE_MODES
+
+from .case import Case
+from .errors import CaseError
+
+#: Order of the decision variables in every configuration array.
+DECISIONS: tuple[str, ...] = ("tp", "pp", "dp", "cp", "micro_batch", "virtual_stages",
+                              "recompute", "sequence_parallel", "zero")
+#: Largest context-parallel size searched when the case leaves ``cp`` out.
+DEFAULT_MAX_CP = 32
+
+
+@dataclass(frozen=True)
+class System:
+    """One hardware + network pair a search may choose."""
+
+    hardware: str
+    network: str
+    scale_up_size: int
+    hbm_capacity: float
+
+
+@dataclass(frozen=True)
+class Space:
+    """Finite domains (numeric codes) of every decision, and what the rules need to know."""
+
+    domains: dict[str, tuple[float, ...]]
+    gpus: tuple[int, ...]
+    systems: tuple[System, ...]
+    global_batch: int
+    layers: int
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def size(self) -> int:
+        """Configurations in the product of the domains (before rules)."""
+        n = len(self.systems) * len(self.gpus)
+        for values in self.domains.values():
+            n *= len(values)
+        return n
+
+
+def divisors(n: int, limit: int | None = None) -> list[int]:
+    out = [k for k in range(1, n + 1) if n % k == 0]
+    return [k for k in out if limit is None or k <= limit]
+
+
+def _choice(value: Any) -> list[Any] | None:
+    if value is None:
+        return None
+    return list(value) if isinstance(value, list) else [value]
+
+
+def build_space(case: Case, systems: Sequence[System]) -> Space:
+    """Domains of every decision for ``case``, pruned by the rules each value has alone."""
+    m, par, job = case.model, case.parallelism, case.training
+    gpus = _choice(case.cluster.gpus)
+    if gpus is None:
+        raise CaseError("cluster.gpus", None,
+                        "missing: the search needs a GPU count (or a list to choose from)")
+    max_gpus = max(gpus)
+    kv = m.kv_heads or m.heads
+    notes: list[str] = []
+    max_tp = max(s.scale_up_size for s in systems)
+
+    def tp_ok(t: int) -> str | None:
+        if m.heads % t:
+            return f"does not divide model.heads = {m.heads}"
+        if kv % t and t % kv:
+            return f"neither divides nor is a multiple of model.kv_heads = {kv}"
+        if m.ffn % t:
+            return f"does not divide model.ffn = {m.ffn}"
+        if t > max_tp:
+            return f"exceeds the largest scale-up domain ({max_tp})"
+        return None
+
+    def pruned(name: str, given: list[Any] | None, default: list[Any],
+               check: Any = None) -> list[Any]:
+        values = default if given is None else given
+        kept = []
+        for v in values:
+            why = check(v) if check else None
+            if why:
+                if given is not None:
+                    notes.append(f"parallelism.{name} = {v} pruned: {why}")
+            else:
+                kept.append(v)
+        if not kept:
+            raise CaseError(f"parallelism.{name}", given,
+                            "no value is valid for this model and cluster" +
+                            (f" ({notes[-1].split(': ', 1)[1]})" if notes else ""))
+        return sorted(set(kept), key=float)
+
+    domains: dict[str, list[Any]] = {
+        "tp": pruned("tp", _choice(par.tp), list(range(1, max_tp + 1)), tp_ok),
+        "pp": pruned("pp", _choice(par.pp), divisors(m.layers, max_gpus),
+                     lambda p: None if m.layers % p == 0 else
+                     f"does not divide model.layers = {m.layers}"),
+        "cp": pruned("cp", _choice(par.cp),
+                     [c for c in divisors(m.seq_len, DEFAULT_MAX_CP) if c & (c - 1) == 0],
+                     lambda c: None if m.seq_len % c == 0 else
+                     f"does not divide model.seq_len = {m.seq_len}"),
+        "dp": pruned("dp", _choice(par.dp),
+                     sorted(set().union(*(divisors(g) for g in gpus))),
+                     lambda d: None if job.global_batch % d == 0 else
+                     f"does not divide training.global_batch = {job.global_batch}"),
+        "micro_batch": pruned("micro_batch", _choice(par.micro_batch),
+                              divisors(job.global_batch),
+                              lambda b: None if job.global_batch % b == 0 else
+                              f"does not divide training.global_batch = {job.global_batch}"),
+        "virtual_stages": pruned("virtual_stages", _choice(par.virtual_stages),
+                                 divisors(m.layers),
+                                 lambda v: None if m.layers % v == 0 else
+                                 f"does not divide model.layers = {m.layers}"),
+    }
+    recompute = _choice(par.recompute) or list(RECOMPUTE_MODES)
+    seqpar = _choice(par.sequence_parallel)
+    zero = _choice(par.zero)
+    codes: dict[str, tuple[float, ...]] = {k: tuple(float(v) for v in vals)
+                                           for k, vals in domains.items()}
+    codes["recompute"] = tuple(float(RECOMPUTE_MODES.index(r)) for r in recompute)
+    codes["sequence_parallel"] = tuple(float(v) for v in sorted(set(
+        seqpar if seqpar is not None else [False, True])))
+    codes["zero"] = tuple(float(v) for v in sorted(set(zero if zero is not None else
+                                                       [0, 1, 2, 3])))
+    ordered = {name: codes[name] for name in DECISIONS}
+    return Space(ordered, tuple(sorted(set(gpus))), tuple(systems), job.global_batch,
+                 m.layers, tuple(notes))
+
+
+@dataclass
+class Candidates:
+    """Configurations that satisfy every structural rule, as parallel arrays."""
+
+    columns: dict[str, np.ndarray]
+    system: np.ndarray
+    counts: list[tuple[str, int]]
+
+    def __len__(self) -> int:
+        return len(self.system)
+
+
+def _cross(columns: dict[str, np.ndarray], name: str, values: Sequence[float]
+           ) -> dict[str, np.ndarray]:
+    n, k = len(next(iter(columns.values()))), len(values)
+    out = {key: np.repeat(col, k) for key, col in columns.items()}
+    out[name] = np.tile(np.asarray(values, dtype=float), n)
+    return out
+
+
+def _keep(columns: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[mask] for k, v in columns.items()}
+
+
+def candidates(space: Space) -> Candidates:
+    """Every configuration of ``space`` that satisfies the structural rules.
+
+    Generated stage by stage so that the product rule prunes before the large crossings.
+    """
+    d = space.domains
+    counts: list[tuple[str, int]] = []
+    cols: dict[str, np.ndarray] = {"system": np.arange(len(space.systems), dtype=float)}
+    cols = _cross(cols, "gpus", [float(g) for g in space.gpus])
+    for name in ("tp", "pp", "cp"):
+        cols = _cross(cols, name, d[name])
+    sizes = np.array([s.scale_up_size for s in space.systems], dtype=float)
+    cols = _keep(cols, cols["tp"] <= sizes[cols["system"].astype(int)])
+    counts.append(("tp within the scale-up domain", len(cols["tp"])))
+    dp = cols["gpus"] / (cols["tp"] * cols["pp"] * cols["cp"])
+    allowed_dp = np.asarray(d["dp"])
+    ok = (dp == np.round(dp)) & np.isin(np.round(dp), allowed_dp)
+    cols = _keep(cols, ok)
+    cols["dp"] = np.round(dp[ok])
+    counts.append(("tp*pp*dp*cp = gpus", len(cols["tp"])))
+    cols = _cross(cols, "micro_batch", d["micro_batch"])
+    per_step = cols["dp"] * cols["micro_batch"]
+    micro = space.global_batch / per_step
+    cols = _keep(cols, (space.global_batch % per_step == 0) & (micro >= cols["pp"]))
+    counts.append(("global_batch % (dp*micro_batch) = 0 with >= pp micro-batches",
+                   len(cols["tp"])))
+    cols = _cross(cols, "virtual_stages", d["virtual_stages"])
+    cols = _keep(cols, (space.layers % (cols["pp"] * cols["virtual_stages"]) == 0)
+                 & ((cols["virtual_stages"] == 1) | (cols["pp"] > 1)))
+    counts.append(("layers % (pp*virtual_stages) = 0", len(cols["tp"])))
+    for name in ("recompute", "sequence_parallel", "zero"):
+        cols = _cross(cols, name, d[name])
+    # Equivalent spellings of one configuration are kept once: ZeRO shards nothing over one
+    # data-parallel rank, sequence parallelism splits nothing over one tensor-parallel rank.
+    keep = np.ones(len(cols["tp"]), dtype=bool)
+    if 0.0 in d["zero"]:
+        keep &= (cols["zero"] == 0) | (cols["dp"] > 1)
+    if 0.0 in d["sequence_parallel"]:
+        keep &= (cols["sequence_parallel"] == 0) | (cols["tp"] > 1)
+    cols = _keep(cols, keep)
+    counts.append(("no equivalent duplicates (ZeRO needs dp > 1, sequence parallelism tp > 1)",
+                   len(cols["tp"])))
+    system = cols.pop("system").astype(int)
+    cols.pop("gpus")
+    return Candidates({name: cols[name] for name in DECISIONS}, system, counts)

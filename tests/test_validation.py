@@ -1,0 +1,201 @@
+"""The validation suite: predictions against published measurements, with tolerances asserted.
+
+Run with ``pytest -s`` to see the error table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import pytest
+from perfcost.solver import case as case_mod
+from perfcost.solver import catalog, problem, validate
+
+PUBLISHED = Path(__file__).parents[2] / "shared" / "validation" / "published.json"
+
+
+@pytest.fixture(scope="module")
+def rows() -> Iterator[list[validate.Row]]:
+    result = validate.run()
+    print()
+    print(f"{'case':<50} {'metric':<24} {'unit':<8} {'measured':>12} {'predicted':>12} "
+          f"{'error':>8} {'tol':>5}")
+    for r in result:
+        print(f"{r.case:<50} {r.metric:<24} {r.unit:<8} {r.measured:>12.5g} "
+              f"{r.predicted:>12.5g} {r.error_pct:>+7.2f}% {r.tolerance_pct:>4g}%")
+    for s in validate.summarise(result):
+        print(f"suite {s.suite:<26} cases {s.cases:>3}  mean |error| "
+              f"{s.mean_abs_error_pct:5.2f}% (<= {s.mean_tolerance_pct:g}%)  max "
+              f"{s.max_abs_error_pct:5.2f}%  failures {s.failures}")
+    yield result
+
+
+def _suite(rows: list[validate.Row], suite: str) -> list[validate.Row]:
+    out = [r for r in rows if r.suite == suite]
+    assert out, f"no rows for suite {suite}"
+    return out
+
+
+def _describe(bad: list[validate.Row]) -> str:
+    return "; ".join(f"{r.case} {r.metric} {r.error_pct:+.2f}% (tol {r.tolerance_pct}%)"
+                     for r in bad)
+
+
+def test_every_validation_case_is_evaluated(rows: list[validate.Row]) -> None:
+    assert {r.case for r in rows} == set(catalog.entries("validation"))
+    assert {r.suite for r in rows} <= set(validate.suites())
+
+
+def test_predictions_are_finite_and_positive(rows: list[validate.Row]) -> None:
+    for r in rows:
+        assert r.measured > 0 and r.predicted > 0, r
+        assert r.error_pct == pytest.approx((r.predicted - r.measured) / r.measured * 100)
+
+
+@pytest.mark.parametrize("suite", validate.suites())
+def test_suite_rows_within_tolerance(rows: list[validate.Row], suite: str) -> None:
+    suite_rows = [r for r in rows if r.suite == suite]
+    if not suite_rows:
+        pytest.skip(f"suite {suite} has no cases")
+    bad = [r for r in suite_rows if abs(r.error_pct) > r.tolerance_pct]
+    assert not bad, _describe(bad)
+
+
+@pytest.mark.parametrize("suite", validate.suites())
+def test_suite_mean_error_within_suite_tolerance(rows: list[validate.Row], suite: str) -> None:
+    suite_rows = [r for r in rows if r.suite == suite]
+    if not suite_rows:
+        pytest.skip(f"suite {suite} has no cases")
+    mean_error = mean(abs(r.error_pct) for r in suite_rows)
+    assert mean_error <= validate.suite_tolerances()[suite]
+
+
+def test_summaries_agree_with_rows(rows: list[validate.Row]) -> None:
+    summaries = {s.suite: s for s in validate.summarise(rows)}
+    assert set(summaries) == {r.suite for r in rows}
+    for suite, s in summaries.items():
+        errors = [abs(r.error_pct) for r in rows if r.suite == suite]
+        assert s.mean_abs_error_pct == pytest.approx(mean(errors))
+        assert s.max_abs_error_pct == pytest.approx(max(errors))
+        assert s.failures == 0
+        assert s.ok
+
+
+# -- the acceptance criteria, stated explicitly -----------------------------------------------
+
+
+def test_korthikanti_table5_iteration_times(rows: list[validate.Row]) -> None:
+    t5 = _suite(rows, "korthikanti2022-table5")
+    assert len({r.case for r in t5}) == 8
+    assert {r.metric for r in t5} == {"iteration_time"}
+    assert mean(abs(r.error_pct) for r in t5) <= 3.0
+    bad = [r for r in t5 if abs(r.error_pct) > 6.0]
+    assert not bad, _describe(bad)
+
+
+def test_korthikanti_table4_layer_times(rows: list[validate.Row]) -> None:
+    t4 = _suite(rows, "korthikanti2022-table4")
+    assert len({r.case for r in t4}) == 5
+    assert len(t4) == 10
+    assert {r.metric for r in t4} == {"per_layer_forward_time", "per_layer_backward_time"}
+    bad = [r for r in t4 if abs(r.error_pct) > 10.0]
+    assert not bad, _describe(bad)
+
+
+def test_narayanan_table1_throughput(rows: list[validate.Row]) -> None:
+    t1 = _suite(rows, "narayanan2021-table1")
+    assert len({r.case for r in t1}) == 10
+    assert mean(abs(r.error_pct) for r in t1) <= 5.0
+    bad = [r for r in t1 if abs(r.error_pct) > 10.0]
+    assert not bad, _describe(bad)
+
+
+def test_korthikanti_fig1_memory(rows: list[validate.Row]) -> None:
+    fig1 = _suite(rows, "korthikanti2022-fig1")
+    assert len({r.case for r in fig1}) == 8
+    assert {r.metric for r in fig1} == {"activations", "model_states_average"}
+    bad = [r for r in fig1 if abs(r.error_pct) > 10.0]
+    assert not bad, _describe(bad)
+
+
+# -- the measured values are the published ones ----------------------------------------------
+
+#: Metric -> (key in the published entry's ``measured``, scale to the metric's SI-ish unit).
+PUBLISHED_KEYS: dict[str, tuple[str, float]] = {
+    "iteration_time": ("iteration_time_s", 1.0),
+    "per_layer_forward_time": ("forward_ms", 1e-3),
+    "per_layer_backward_time": ("backward_ms", 1e-3),
+    "hardware_tflops_per_gpu": ("tflops_per_gpu", 1.0),  # TFLOP/s
+    "model_states_average": ("params_grads_optimizer_GiB_per_gpu", 2.0**30),
+}
+EXPECTED_UNITS = {"iteration_time": "s", "per_layer_forward_time": "s",
+                  "per_layer_backward_time": "s", "hardware_tflops_per_gpu": "TFLOP/s",
+                  "model_states_average": "B", "activations": "B"}
+
+
+@pytest.fixture(scope="module")
+def published() -> dict[str, dict[str, Any]]:
+    if not PUBLISHED.is_file():
+        pytest.skip(f"published measurements not found at {PUBLISHED} (shared checkout absent)")
+    return {e["id"]: e for e in json.loads(PUBLISHED.read_text(encoding="utf-8"))}
+
+
+def _published_key(case: case_mod.Case, metric: str) -> tuple[str, float]:
+    if metric == "activations":
+        par = case.parallelism
+        mode = (par.recompute, par.sequence_parallel)
+        keys = {("none", False): "activations_GiB_no_recompute_tp_only",
+                ("selective", True): "activations_GiB_seqpar_selective"}
+        assert mode in keys, f"{case.name}: no published activations for {mode}"
+        return keys[mode], 2.0**30
+    assert metric in PUBLISHED_KEYS, f"{case.name}: no published counterpart for {metric}"
+    return PUBLISHED_KEYS[metric]
+
+
+def test_measured_values_equal_published(rows: list[validate.Row],
+                                         published: dict[str, dict[str, Any]]) -> None:
+    checked = 0
+    for r in rows:
+        case = case_mod.load(r.case)
+        assert case.validation is not None
+        entry = published.get(case.validation.published_id)
+        assert entry is not None, f"{r.case}: unknown published_id"
+        assert r.unit == EXPECTED_UNITS[r.metric], (r.case, r.metric, r.unit)
+        key, scale = _published_key(case, r.metric)
+        assert key in entry["measured"], (r.case, key)
+        assert r.measured == pytest.approx(entry["measured"][key] * scale, rel=1e-9), (
+            r.case, r.metric)
+        checked += 1
+    assert checked == len(rows) > 0
+
+
+def test_validation_cases_match_published_setup(published: dict[str, dict[str, Any]]) -> None:
+    """Model shape and parallel split of each case are the published ones where given."""
+    for name in catalog.entries("validation"):
+        case = case_mod.load(name)
+        assert case.validation is not None
+        entry = published[case.validation.published_id]
+        for key in ("layers", "hidden", "heads", "ffn", "vocab", "seq_len"):
+            if key in entry.get("model", {}):
+                assert getattr(case.model, key) == entry["model"][key], (name, key)
+        config = problem.fixed_config(case)
+        ours = {"tp": config["tp"], "pp": config["pp"], "dp": config["dp"],
+                "micro_batch": config["micro_batch"],
+                "global_batch": case.training.global_batch,
+                "virtual_pipeline_stages": config["virtual_stages"]}
+        given = entry.get("parallelism", {})
+        for key, value in ours.items():
+            if isinstance(given.get(key), int):
+                assert value == given[key], (name, key)
+        if isinstance(given.get("sequence_parallel"), bool):
+            assert config["sequence_parallel"] == given["sequence_parallel"], name
+        if isinstance(given.get("recompute"), str):
+            assert given["recompute"].startswith(config["recompute"]), name
+        gpus = entry.get("system", {}).get("num_gpus")
+        if gpus is not None:
+            product = config["tp"] * config["pp"] * config["dp"] * config["cp"]
+            assert product == gpus, name
