@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from perfcost.formulations.core import Formulation
+
 from .problem_search import SearchProblem
 
 #: Largest joint domain a single table may span before products of sums are distributed.
@@ -94,6 +96,21 @@ class Compiled:
         return f.values[flat]
 
 
+_NUMERIC: dict[tuple[int, sp.Expr], Any] = {}
+
+
+def _numeric(formulation: Formulation, expr: sp.Expr) -> Any:
+    """``lambdify`` of ``expr`` over all of the formulation's symbols, cached: formulations are
+    shared by every problem of one model structure, and so are their atoms."""
+    key = (id(formulation), expr)
+    fn = _NUMERIC.get(key)
+    if fn is None:
+        symbols = [d.symbol for d in formulation.decisions.values()] + [
+            p.symbol for p in formulation.parameters.values()]
+        fn = _NUMERIC[key] = sp.lambdify(symbols, expr, modules="numpy")
+    return fn
+
+
 def _as_indicator_sum(expr: sp.Piecewise) -> sp.Expr:
     """``Piecewise((a, c1), (b, True))`` as ``[c1] a + [not c1] b``: the conditions and the
     branches usually depend on different variables, so they become separate tables."""
@@ -162,11 +179,8 @@ class _Builder:
         return [[expr]]
 
     def tabulate(self, atoms: list[sp.Expr], names: tuple[str, ...]) -> np.ndarray:
-        expr = sp.Mul(*atoms)
         f = self.problem.formulation
-        symbols = [d.symbol for d in f.decisions.values()] + [
-            p.symbol for p in f.parameters.values()]
-        fn = sp.lambdify(symbols, expr, modules="numpy")
+        fn = _numeric(f, sp.Mul(*atoms))
         grids = np.meshgrid(*[np.asarray(self.domains[n]) for n in names], indexing="ij")
         flat = {n: g.ravel() for n, g in zip(names, grids, strict=True)}
         size = len(next(iter(flat.values()))) if flat else 1

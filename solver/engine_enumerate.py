@@ -71,7 +71,9 @@ class EnumerateEngine:
     def accepts(self, problem: SearchProblem) -> str | None:
         return None
 
-    def solve(self, problem: SearchProblem, top: int = 1) -> Result:
+    def solve(self, problem: SearchProblem, top: int = 1, explain: bool = True) -> Result:
+        """``explain`` is free here: enumeration sees every configuration anyway."""
+        del explain
         t0 = time.perf_counter()
         cands = candidates(problem.space)
         t1 = time.perf_counter()

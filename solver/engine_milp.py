@@ -260,7 +260,7 @@ class MilpEngine:
         compiled = self.compiled(problem)
         return compiled if isinstance(compiled, str) else None
 
-    def solve(self, problem: SearchProblem, top: int = 1) -> Result:
+    def solve(self, problem: SearchProblem, top: int = 1, explain: bool = True) -> Result:
         t0 = time.perf_counter()
         reason = self.accepts(problem)
         result = Result(self.name, "not_accepted", problem.objective, notes=list(problem.notes))
@@ -298,12 +298,12 @@ class MilpEngine:
             result.top.append(Ranked(user_config(problem, codes),
                                      f"{sys_.hardware} + {sys_.network}",
                                      nxt["values"][problem.quantity]))
-        # Binding: does dropping the constraint improve the optimum?
+        # Binding: does dropping the constraint improve the optimum? (one more solve each)
         uses = []
         for c in problem.constraints:
             value = result.values[c.quantity]
             limit = c.limits[system]
-            better = self._relaxed(problem, compiled, c.name)
+            better = self._relaxed(problem, compiled, c.name) if explain else None
             binding = better is not None and better < (result.value or 0.0) * (1 - REL_TOL)
             uses.append(ConstraintUse(c.name, value, limit, c.unit, binding,
                                       better if binding else None))

@@ -13,8 +13,9 @@ import numpy as np
 from .problem_search import SearchProblem
 from .result import Result
 
-#: Configurations above which ``auto`` prefers the MILP engine.
-AUTO_ENUMERATION_LIMIT = 3_000_000
+#: Structurally valid configurations above which ``auto`` prefers the MILP engine
+#: (enumeration evaluates about 2 million per second here; see benchmarks/solver.py).
+AUTO_ENUMERATION_LIMIT = 20_000_000
 
 
 class Engine(Protocol):
@@ -23,8 +24,8 @@ class Engine(Protocol):
     def accepts(self, problem: SearchProblem) -> str | None:
         """``None`` if the engine can solve ``problem`` exactly, else the reason it cannot."""
 
-    def solve(self, problem: SearchProblem, top: int = 1) -> Result:
-        """The optimum (and the ``top`` best when the engine can rank)."""
+    def solve(self, problem: SearchProblem, top: int = 1, explain: bool = True) -> Result:
+        """The optimum (and the ``top`` best); with ``explain``, which constraints bind."""
 
 
 def registry() -> dict[str, Engine]:
