@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
-
 from perfcost.formulations.core import Formulation
 
 from .problem_search import SearchProblem
