@@ -60,7 +60,9 @@ def memory_time(op: Op, hw: ComputeParams) -> sp.Expr:
 def op_time(op: Op, hw: ComputeParams) -> sp.Expr:
     """Roofline time of one kernel plus its fixed overhead."""
     if op.kind == "gemm":
-        return sp.Max(compute_time(op, hw), memory_time(op, hw)) + hw.kernel_overhead
+        # evaluate=False: sympy would otherwise try to order the two branches symbolically (slow).
+        return (sp.Max(compute_time(op, hw), memory_time(op, hw), evaluate=False)
+                + hw.kernel_overhead)
     return memory_time(op, hw) + hw.kernel_overhead
 
 

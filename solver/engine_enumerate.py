@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import Evaluator
+from .evaluate import evaluator_for
 from .problem_search import SearchProblem
 from .result import ConstraintUse, Ranked, Result
 from .space import DECISIONS, Candidates, candidates
@@ -33,7 +33,7 @@ def user_config(problem: SearchProblem, codes: dict[str, float]) -> dict[str, An
 def evaluate_all(problem: SearchProblem, cands: Candidates, names: list[str]
                  ) -> dict[str, np.ndarray]:
     """``names`` for every candidate, chunk by chunk."""
-    evaluator = Evaluator(problem.formulation, names)
+    evaluator = evaluator_for(problem.formulation, names)
     n = len(cands)
     out = {name: np.empty(n) for name in names}
     for start in range(0, n, CHUNK):
@@ -48,8 +48,7 @@ def evaluate_all(problem: SearchProblem, cands: Candidates, names: list[str]
 def full_values(problem: SearchProblem, codes: dict[str, float], system: int
                 ) -> dict[str, float]:
     """Every quantity of one configuration, with the system's parameters."""
-    evaluator = Evaluator(problem.formulation)
-    return evaluator(codes, problem.system_parameters[system])
+    return evaluator_for(problem.formulation)(codes, problem.system_parameters[system])
 
 
 def config_at(cands: Candidates, i: int) -> dict[str, float]:

@@ -56,6 +56,18 @@ class Evaluator:
                 for n, v in zip(self.names, values, strict=True)}
 
 
+_EVALUATORS: dict[tuple[int, tuple[str, ...]], Evaluator] = {}
+
+
+def evaluator_for(formulation: Formulation, names: Sequence[str] = ()) -> Evaluator:
+    """A cached :class:`Evaluator` (lambdify is the slow part; formulations are shared)."""
+    key = (id(formulation), tuple(names))
+    found = _EVALUATORS.get(key)
+    if found is None or found.formulation is not formulation:
+        found = _EVALUATORS[key] = Evaluator(formulation, names)
+    return found
+
+
 def training_formulation(case: Case, domains: Mapping[str, tuple[float, ...]] | None = None
                          ) -> Formulation:
     s = problem.specs(case)

@@ -162,7 +162,8 @@ def solution(sol: Any) -> Group:
         for col in ("#", r.objective, "vs best", "system", "configuration"):
             ranks.add_column(col)
         for i, rk in enumerate(r.top, 1):
-            ranks.add_row(str(i), f"{rk.objective:.6g}",
+            unit = sol.problem.formulation.units.get(sol.problem.quantity, "1")
+            ranks.add_row(str(i), format_quantity(rk.objective, unit),
                           f"{rk.objective / r.top[0].objective - 1:+.2%}", rk.system,
                           " ".join(f"{k}={v}" for k, v in rk.config.items()))
         parts.append(ranks)
