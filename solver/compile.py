@@ -28,7 +28,7 @@ from perfcost.formulations.core import Formulation
 from .problem_search import SearchProblem
 
 #: Largest joint domain a single table may span before products of sums are distributed.
-MAX_TABLE = 1_000
+MAX_TABLE = 4_096
 SYSTEM = "system"
 
 

@@ -33,6 +33,8 @@ from .result import ConstraintUse, Ranked, Result
 
 #: Relative optimality tolerance of the outer-approximation loop.
 REL_TOL = 1e-9
+#: HiGHS's primal and MIP feasibility tolerance (absolute, on rows scaled to order one).
+FEASIBILITY_TOL = 1e-9
 #: Log of a zero table entry, relative to the table's smallest positive entry.
 ZERO_LOG_OFFSET = 60.0
 MAX_ITERATIONS = 400
@@ -70,6 +72,7 @@ class _Model:
             m.cons.add(sum(m.x[v, i] for i in range(self._size(v))) == 1)
         self._rules()
         self.selector: dict[int, Any] = {}
+        self.logs: dict[int, tuple[dict[int, float], float]] = {}
         self._selectors()
         self.term_z: dict[tuple[str, int], Any] = {}
         self.z_bounds: dict[tuple[str, int], tuple[float, float]] = {}
@@ -182,7 +185,8 @@ class _Model:
         pe, m = self.pe, self.m
         blocks = {"objective": self.c.objective, **self.c.constraints}
         mids = []
-        logs: dict[int, dict[int, float]] = {}
+        logs = self.logs
+        self.terms: dict[tuple[str, int], Any] = {}
         raw: dict[tuple[str, int], tuple[Any, float, float]] = {}
         for block, terms in blocks.items():
             for k, term in enumerate(terms):
@@ -196,6 +200,7 @@ class _Model:
                     lo += min(live, default=floor)
                     hi += max(live, default=floor)
                 raw[(block, k)] = (expr, lo, hi)
+                self.terms[(block, k)] = term
                 if block == "objective":
                     mids.append(0.5 * (lo + hi))
         # Normalise the objective to order one (HiGHS drops coefficients below 1e-9).
@@ -207,11 +212,25 @@ class _Model:
             m.cons.add(m.z[key] == expr - shift)
             self.z_bounds[key] = (lo - shift, hi - shift)
         m.obj = pe.Objective(expr=sum(m.w[k] for k in raw if k[0] == "objective"))
+        self.objective_terms = sum(1 for k in raw if k[0] == "objective")
         m.limits = pe.ConstraintList()
         for block in self.c.constraints:
             keys = [k for k in raw if k[0] == block]
             if keys:
                 m.limits.add(sum(m.w[k] for k in keys) <= 1.0)
+
+    def exact_z(self, key: tuple[str, int], config: dict[str, int]) -> float:
+        """``z`` of a term at a configuration, from the tables (not the solver's rounding)."""
+        term = self.terms[key]
+        z = math.log(term.coefficient)
+        for fi in term.factors:
+            f = self.c.factors[fi]
+            flat = 0
+            for v in f.variables:
+                flat = flat * len(self.c.variables[v]) + config[v]
+            table, _floor = self.logs[fi]
+            z += table[flat]
+        return z - (math.log(self.scale) if key[0] == "objective" else 0.0)
 
     def add_cut(self, key: tuple[str, int], a: float) -> bool:
         points = self.cut_points.setdefault(key, set())
@@ -237,17 +256,14 @@ class _Model:
 class MilpEngine:
     name = "milp"
 
-    def __init__(self) -> None:
-        self._compiled: dict[int, Compiled | str] = {}
-
     def compiled(self, problem: SearchProblem) -> Compiled | str:
-        key = id(problem)
-        if key not in self._compiled:
+        """The compiled form of ``problem`` (kept on the problem), or why it has none."""
+        if problem.compiled is None:
             try:
-                self._compiled[key] = compile_problem(problem)
+                problem.compiled = compile_problem(problem)
             except NotCompilable as exc:
-                self._compiled[key] = str(exc)
-        return self._compiled[key]
+                problem.compiled = str(exc)
+        return problem.compiled
 
     def accepts(self, problem: SearchProblem) -> str | None:
         try:
@@ -342,8 +358,8 @@ class MilpEngine:
         solver.config.time_limit = TIME_LIMIT_S
         solver.config.mip_gap = 0.0
         solver.highs_options = {"mip_rel_gap": 0.0, "mip_abs_gap": 0.0,
-                                "mip_feasibility_tolerance": 1e-9,
-                                "primal_feasibility_tolerance": 1e-9}
+                                "mip_feasibility_tolerance": FEASIBILITY_TOL,
+                                "primal_feasibility_tolerance": FEASIBILITY_TOL}
         solver.config.load_solution = False
         check = set(model.c.constraints) if check is None else check
         limits = {c.name: c for c in problem.constraints}
@@ -353,8 +369,10 @@ class MilpEngine:
             res = solver.solve(model.m)
             tc = res.termination_condition
             if tc == TerminationCondition.infeasible:
-                if best is not None:
-                    break
+                if best is not None:  # the relaxation holds every feasible configuration
+                    return {"status": "error", "iterations": iteration,
+                            "message": "HiGHS declared the relaxation infeasible after it had "
+                                       "a feasible incumbent (numerical trouble)"}
                 return {"status": "infeasible", "iterations": iteration,
                         "message": "the MILP relaxation is infeasible: no configuration meets "
                                    "the rules and constraints (run --engine enumerate for the "
@@ -373,21 +391,30 @@ class MilpEngine:
             value = values[problem.quantity]
             if feasible and math.isfinite(value) and (best is None or value < best["value"]):
                 best = {"value": value, "config": config, "system": system, "values": values}
-            if best is not None and best["value"] <= bound * (1 + REL_TOL) + 1e-300:
+            # HiGHS satisfies each cut row to FEASIBILITY_TOL, so its bound may sit that much
+            # below the exact value per objective term.
+            slack = FEASIBILITY_TOL * model.objective_terms * model.scale
+            if best is not None and best["value"] <= bound * (1 + REL_TOL) + slack:
                 break
+            # Tangents at the chosen configuration's exact z make the relaxation exact there.
             added = False
             for key in model.z_bounds:
+                added |= model.add_cut(key, model.exact_z(key, config))
                 z = model.m.z[key].value
                 if z is not None:
                     added |= model.add_cut(key, z)
             if not added or time.perf_counter() > deadline:
-                if best is not None and not added:
-                    break
                 return {"status": "time_limit", "iterations": iteration,
                         "message": "the outer-approximation loop stopped before the bound met "
-                                   "the incumbent"}
-        if best is None:
-            return {"status": "infeasible", "iterations": MAX_ITERATIONS,
-                    "message": "no feasible configuration found"}
+                                   "the incumbent" + ("" if added else
+                                                      " (no new cut: numerical tolerance)")}
+        else:
+            # The loop ran out of rounds without proving the incumbent optimal.
+            return {"status": "time_limit", "iterations": MAX_ITERATIONS,
+                    "message": f"{MAX_ITERATIONS} outer-approximation rounds did not close the "
+                               "gap; no optimum is claimed"}
+        if best is None:  # pragma: no cover - the loop only breaks with an incumbent
+            return {"status": "error", "iterations": iteration,
+                    "message": "stopped without an incumbent"}
         return {"status": "optimal", "iterations": iteration, **best}
 

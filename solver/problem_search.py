@@ -8,7 +8,7 @@ shares the same expressions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from perfcost.formulations.core import Formulation, build
@@ -50,6 +50,8 @@ class SearchProblem:
     quantity: str
     constraints: list[Constraint]
     notes: list[str] = field(default_factory=list)
+    #: The compiled form (or why there is none), filled in by the MILP engine when first asked.
+    compiled: Any = None
 
     def parameter_arrays(self, system: np.ndarray) -> dict[str, np.ndarray | float]:
         """Per-configuration parameter values for configurations on ``system``.
