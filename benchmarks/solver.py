@@ -59,7 +59,7 @@ def main() -> None:
         reference = None
         for engine in (EnumerateEngine(), MilpEngine()):
             t1 = time.perf_counter()
-            result = engine.solve(problem)
+            result = engine.solve(problem, explain=False)
             solve_s = time.perf_counter() - t1
             value = result.value if result.ok else float("nan")
             if engine.name == "enumerate":

@@ -252,6 +252,39 @@ class _Builder:
         return tuple(out)
 
 
+def _broadcast(b: _Builder, factor: Factor, names: tuple[str, ...]) -> np.ndarray:
+    """A factor's table laid over the grid of ``names`` (a superset of its variables)."""
+    shape = [len(b.domains[n]) for n in names]
+    table = np.asarray(factor.values).reshape([len(b.domains[v]) for v in factor.variables])
+    order = sorted(range(len(factor.variables)), key=lambda i: names.index(factor.variables[i]))
+    table = np.transpose(table, order)
+    expanded = table.reshape([shape[k] if n in factor.variables else 1
+                              for k, n in enumerate(names)])
+    return np.broadcast_to(expanded, shape).ravel()
+
+
+def _absorb(b: _Builder, term: Term) -> Term:
+    """Fold the term's smaller tables into its largest while the joint table stays small."""
+    if len(term.factors) < 2:
+        return term
+    ids = sorted(term.factors, key=lambda i: (-len(b.factors[i].values), i))
+    main = set(b.factors[ids[0]].variables)
+    absorbed, kept = [ids[0]], []
+    for i in ids[1:]:
+        union = main | set(b.factors[i].variables)
+        if b.joint(union) <= MAX_TABLE:
+            main, absorbed = union, [*absorbed, i]
+        else:
+            kept.append(i)
+    if len(absorbed) == 1:
+        return term
+    names = tuple(n for n in b.domains if n in main)
+    table = np.ones(b.joint(names))
+    for i in absorbed:
+        table = table * _broadcast(b, b.factors[i], names)
+    return Term(term.coefficient, (b.factor(names, table), *kept))
+
+
 def _merge_terms(b: _Builder, terms: tuple[Term, ...]) -> tuple[Term, ...]:
     """Sum terms that differ only in their largest table: c1 A X + c2 B X = (c1 A + c2 B) X.
 
@@ -259,7 +292,7 @@ def _merge_terms(b: _Builder, terms: tuple[Term, ...]) -> tuple[Term, ...]:
     because A and B span the same variables.
     """
     groups: dict[tuple[Any, ...], list[Term]] = {}
-    for term in terms:
+    for term in (_absorb(b, t) for t in terms):
         if not term.factors:
             groups.setdefault(("const",), []).append(term)
             continue

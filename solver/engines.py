@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import numpy as np
-
 from .problem_search import SearchProblem
 from .result import Result
 
@@ -55,6 +53,3 @@ def pick(problem: SearchProblem, requested: str = "auto", top: int = 1) -> tuple
                                  "quickly and the model compiles to the log-space form")
     return engines["enumerate"], f"enumerate: milp does not accept this problem ({reason})"
 
-
-def finite_min(values: np.ndarray) -> float:
-    return float(np.min(values)) if values.size else float("inf")

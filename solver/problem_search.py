@@ -8,7 +8,7 @@ shares the same expressions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from perfcost.formulations.core import Formulation, build
@@ -66,10 +66,6 @@ class SearchProblem:
                 if not np.all(values == values[0]):
                     out[name] = values[system]
         return out
-
-    @property
-    def sense(self) -> Literal["min"]:
-        return "min"
 
 
 _FORMULATIONS: dict[tuple[object, ...], Formulation] = {}

@@ -1,0 +1,49 @@
+"""The compiled form (sums of products of small tables) equals the formulation it came from."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from perfcost.solver.case import load
+from perfcost.solver.compile import SYSTEM, compile_problem
+from perfcost.solver.engine_enumerate import evaluate_all
+from perfcost.solver.problem_search import build_problem
+from perfcost.solver.space import candidates
+
+
+@pytest.fixture(scope="module", params=["gpt3-175b-4096-a100", "llama3-70b-codesign"])
+def compiled_problem(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    problem = build_problem(load(request.param))
+    return problem, compile_problem(problem)
+
+
+def test_compiled_terms_equal_the_evaluated_quantities(compiled_problem) -> None:  # type: ignore[no-untyped-def]
+    problem, compiled = compiled_problem
+    cands = candidates(problem.space)
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(cands), size=min(300, len(cands)), replace=False)
+    names = [problem.quantity] + [c.quantity for c in problem.constraints]
+    values = evaluate_all(problem, cands, names)
+    for i in picks:
+        config = {name: compiled.variables[name].index(float(col[i]))
+                  for name, col in cands.columns.items()}
+        if SYSTEM in compiled.variables:
+            config[SYSTEM] = int(cands.system[i])
+        got = compiled.evaluate(compiled.objective, config)
+        assert got == pytest.approx(values[problem.quantity][i], rel=1e-9)
+        for c in problem.constraints:
+            limit = c.limits[cands.system[i]]
+            got = compiled.evaluate(compiled.constraints[c.name], config)
+            assert got == pytest.approx(values[c.quantity][i] / limit, rel=1e-9)
+
+
+def test_compiled_form_is_small_and_json(compiled_problem) -> None:  # type: ignore[no-untyped-def]
+    problem, compiled = compiled_problem
+    data = json.loads(json.dumps(compiled.to_json()))
+    assert set(data) == {"objective", "variables", "factors", "objective_terms", "constraints"}
+    # Grows with the sum of the tables, far below the product of the domains.
+    cells = sum(len(f.values) for f in compiled.factors)
+    assert cells < problem.space.size / 100
+    assert all(len(f.values) <= 4096 for f in compiled.factors)
