@@ -299,6 +299,11 @@ class LinkSection(Strict):
     topology: Text = ""
     size: PositiveInt | None = None
     oversubscription: Oversubscription = 1.0
+    # Switch-side reduction (NVLink SHARP / InfiniBand SHARP), where the fabric has it: the
+    # all-reduce bandwidth each rank sees and the latency of one reduce or multicast phase.
+    reduction_bandwidth: Bandwidth | None = None
+    reduction_latency: Duration | None = None
+    reduction_source: Text = ""
 
 
 class NetworkSection(Strict):

@@ -155,6 +155,43 @@ def solve(
 
 @app.command()
 @guarded
+def collective(
+    op: Annotated[str, typer.Argument(
+        help="all_reduce | reduce_scatter | all_gather | all_to_all | broadcast | p2p")],
+    network: Annotated[str, typer.Option(help="a built-in network, e.g. dgx-h100")],
+    ranks: Annotated[int, typer.Option(help="ranks (GPUs) in the group")] = 8,
+    size: Annotated[str | None, typer.Option(
+        "--bytes", help="buffer size per rank, nccl-tests style, e.g. '256 MiB'")] = None,
+    sweep: Annotated[str | None, typer.Option(
+        help="sizes doubling from..to, e.g. 1MiB..16GiB")] = None,
+    algorithm: Annotated[str | None, typer.Option(
+        help="one algorithm (default: every one; the fastest NCCL algorithm first)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One collective on a built-in network: time, algbw and busbw as nccl-tests reports."""
+    from . import catalog
+    from . import collective as coll
+    from .case import NetworkSection
+
+    if (size is None) == (sweep is None):
+        raise CaseError("--bytes", size, "expected exactly one of --bytes SIZE or --sweep A..B")
+    table = catalog.load_entry("networks", network, "--network")
+    try:
+        net = NetworkSection.model_validate(table)
+    except Exception as exc:  # a broken built-in file, not user input
+        raise CaseError("--network", network, f"built-in entry does not validate ({exc})") from None
+    sizes = [coll.parse_size(size)] if size is not None else coll.parse_sweep(sweep or "")
+    rows = [coll.predict(op, s, ranks, net, algorithm) for s in sizes]
+    if as_json:
+        _print_json([[p.to_json() for p in per_size] for per_size in rows])
+        return
+    from . import report
+
+    report.console().print(report.collectives(op, net.name, ranks, rows))
+
+
+@app.command()
+@guarded
 def validate(
     suite: Annotated[str | None, typer.Argument(help="one suite (default: all)")] = None,
     as_json: JsonOpt = False,

@@ -168,3 +168,19 @@ def solution(sol: Any) -> Group:
                           " ".join(f"{k}={v}" for k, v in rk.config.items()))
         parts.append(ranks)
     return Group(*parts)
+
+
+def collectives(op: str, network: str, ranks: int, rows: Sequence[Sequence[Any]]) -> Table:
+    """nccl-tests-like table: one row per size, the predicted (fastest NCCL) algorithm first."""
+    table = Table(title=f"{op} on {ranks} ranks of {network} (predicted, nccl-tests columns)",
+                  title_justify="left")
+    for col in ("size", "algorithm", "level", "time", "algbw", "busbw", "others (busbw)"):
+        table.add_column(col, justify="left" if col in ("algorithm", "level", "others (busbw)")
+                         else "right")
+    for per_size in rows:
+        best = per_size[0]
+        others = ", ".join(f"{p.algorithm} {p.busbw / 1e9:.1f}" for p in per_size[1:])
+        table.add_row(format_quantity(best.size, "B"), best.algorithm, best.level,
+                      format_quantity(best.time, "s"), f"{best.algbw / 1e9:.2f} GB/s",
+                      f"{best.busbw / 1e9:.2f} GB/s", others)
+    return table

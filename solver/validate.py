@@ -70,6 +70,7 @@ def run(suite: str | None = None) -> list[Row]:
     if suite is not None and suite not in suite_tolerances():
         raise CaseError("SUITE", suite, f"unknown suite; known: {', '.join(suites())}")
     rows: list[Row] = []
+    rows += _collective_rows(suite)
     for name in catalog.entries("validation"):
         case = load(name)
         val = case.validation
@@ -86,6 +87,31 @@ def run(suite: str | None = None) -> list[Row]:
                 measured=measured, predicted=predicted,
                 error_pct=(predicted - measured) / measured * 100.0,
                 tolerance_pct=spec.tolerance_pct,
+            ))
+    return rows
+
+
+def _collective_rows(suite: str | None) -> list[Row]:
+    """nccl-tests points under ``cases/validation/collectives/``: predicted vs measured busbw."""
+    from .case import NetworkSection
+    from .collective import predict
+
+    rows = []
+    for path in sorted((catalog.root() / "validation" / "collectives").glob("*.toml")):
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        if suite is not None and data["suite"] != suite:
+            continue
+        network = NetworkSection.model_validate(
+            catalog.load_entry("networks", data["network"], "network"))
+        for point in data["points"]:
+            size = units.parse(point["bytes"], "bytes")
+            measured = units.parse(point["busbw"], "bandwidth")
+            best = predict(data["op"], size, int(data["ranks"]), network)[0]
+            rows.append(Row(
+                case=point["published_id"], suite=data["suite"], source=data["source"],
+                metric="busbw", unit="B/s", measured=measured, predicted=best.busbw,
+                error_pct=(best.busbw - measured) / measured * 100.0,
+                tolerance_pct=float(point["tolerance_pct"]),
             ))
     return rows
 

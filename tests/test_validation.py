@@ -45,8 +45,13 @@ def _describe(bad: list[validate.Row]) -> str:
                      for r in bad)
 
 
+def _training(rows: list[validate.Row]) -> list[validate.Row]:
+    """Rows of the case files (the nccl-tests points are rows of their own, metric busbw)."""
+    return [r for r in rows if r.metric != "busbw"]
+
+
 def test_every_validation_case_is_evaluated(rows: list[validate.Row]) -> None:
-    assert {r.case for r in rows} == set(catalog.entries("validation"))
+    assert {r.case for r in _training(rows)} == set(catalog.entries("validation"))
     assert {r.suite for r in rows} <= set(validate.suites())
 
 
@@ -160,6 +165,12 @@ def test_measured_values_equal_published(rows: list[validate.Row],
                                          published: dict[str, dict[str, Any]]) -> None:
     checked = 0
     for r in rows:
+        if r.metric == "busbw":
+            entry = published[r.case]
+            expected = entry["measured"]["busbw_GBps_out_of_place"] * 1e9
+            assert r.measured == pytest.approx(expected, rel=1e-9), r.case
+            checked += 1
+            continue
         case = case_mod.load(r.case)
         assert case.validation is not None
         entry = published.get(case.validation.published_id)
@@ -171,6 +182,17 @@ def test_measured_values_equal_published(rows: list[validate.Row],
             r.case, r.metric)
         checked += 1
     assert checked == len(rows) > 0
+
+
+def test_nccl_dgx_h100_busbw_within_the_networks_issue_tolerances(
+        rows: list[validate.Row]) -> None:
+    """15 % from 16 MiB up, 30 % at 1 MiB, with one physical parameter set (docs)."""
+    nccl = [r for r in rows if r.suite == "nccl-dgx-h100"]
+    assert len(nccl) == 6
+    for r in nccl:
+        size = int(r.case.rsplit("_", 1)[1].rstrip("B"))
+        limit = 15.0 if size >= 16 * 2**20 else 30.0
+        assert abs(r.error_pct) <= limit, (r.case, r.error_pct)
 
 
 def test_validation_cases_match_published_setup(published: dict[str, dict[str, Any]]) -> None:
