@@ -4,7 +4,7 @@ A formulation is a pure function from frozen, typed inputs to named sympy expres
 kinds of symbols:
 
 * **decision symbols** -- integers or categorical codes the optimiser may choose (tp, pp, dp,
-  micro_batch, recompute, ...), each with a finite domain;
+  micro_batch, recompute, ...); their finite domains come from the case (solver/space.py);
 * **parameter symbols** -- continuous quantities with a value (bandwidths, FLOP rates, model
   sizes), kept symbolic so that the same expression can be exported in closed form and
   differentiated for sensitivities.
@@ -45,13 +45,12 @@ class Parameter:
 
 @dataclass(frozen=True)
 class Decision:
-    """A decision variable: a symbol with a finite, ordered domain of allowed values.
+    """A decision variable: an integer symbol whose finite domain the search supplies.
 
     Categorical decisions (recompute mode, ...) are coded as integers; ``labels`` names them.
     """
 
     symbol: sp.Symbol
-    domain: tuple[float, ...]
     doc: str
     labels: tuple[str, ...] = ()
 

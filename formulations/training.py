@@ -16,8 +16,6 @@ step streaming its states through HBM once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import sympy as sp
 
 from . import compute, memory, parallelism, transformer
@@ -136,25 +134,21 @@ def parameter_values(model: ModelSpec, hardware: HardwareSpec, network: NetworkS
     return {name: p.value for name, p in ps.parameters.items()}
 
 
-def _decisions(domains: Mapping[str, tuple[float, ...]]) -> dict[str, Decision]:
+def _decisions() -> dict[str, Decision]:
     out = {}
     for name, doc in DECISIONS.items():
-        domain = tuple(domains.get(name, (1.0,) if name not in ("recompute", "sequence_parallel",
-                                                                 "zero") else (0.0,)))
         # Categorical codes and the ZeRO stage may be 0; sizes are positive integers.
         if name in LABELS or name == "zero":
             symbol = sp.Symbol(LATEX[name], integer=True, nonnegative=True)
         else:
             symbol = sp.Symbol(LATEX[name], integer=True, positive=True)
-        out[name] = Decision(symbol, domain, doc, LABELS.get(name, ()))
+        out[name] = Decision(symbol, doc, LABELS.get(name, ()))
     return out
 
 
 @register("training")
 def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpec,
-                   job: TrainingSpec,
-                   domains: Mapping[str, tuple[float, ...]] | None = None,
-                   pipeline_filled: bool = False) -> Formulation:
+                   job: TrainingSpec, pipeline_filled: bool = False) -> Formulation:
     """Build every quantity of a dense-transformer training job as a sympy expression.
 
     With ``pipeline_filled`` the first stage is taken to hold ``p`` micro-batches in flight,
@@ -162,7 +156,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     search imposes -- and keeps the memory expression separable for the compiled form.
     """
     ps, p_ = _parameters(model, hardware, network, job)
-    dec = _decisions(domains or {})
+    dec = _decisions()
     t, pp, d, c = (dec[k].symbol for k in ("tp", "pp", "dp", "cp"))
     b, v = dec["micro_batch"].symbol, dec["virtual_stages"].symbol
     q, r, z = (dec[k].symbol for k in ("sequence_parallel", "recompute", "zero"))

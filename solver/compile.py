@@ -41,9 +41,6 @@ class Factor:
     variables: tuple[str, ...]
     values: tuple[float, ...]  # C order over the variables' domains
 
-    def array(self, domains: dict[str, tuple[float, ...]]) -> np.ndarray:
-        return np.asarray(self.values).reshape([len(domains[v]) for v in self.variables])
-
 
 @dataclass(frozen=True)
 class Term:

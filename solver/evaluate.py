@@ -68,10 +68,9 @@ def evaluator_for(formulation: Formulation, names: Sequence[str] = ()) -> Evalua
     return found
 
 
-def training_formulation(case: Case, domains: Mapping[str, tuple[float, ...]] | None = None
-                         ) -> Formulation:
+def training_formulation(case: Case) -> Formulation:
     s = problem.specs(case)
-    return build("training", s.model, s.hardware, s.network, s.training, domains)
+    return build("training", s.model, s.hardware, s.network, s.training)
 
 
 @dataclass(frozen=True)

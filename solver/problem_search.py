@@ -82,7 +82,7 @@ def _formulation(specs: fixed.Specs) -> Formulation:
            m.learned_positions, m.dropout, specs.training.dp_overlap)
     if key not in _FORMULATIONS:
         _FORMULATIONS[key] = build("training", specs.model, specs.hardware, specs.network,
-                                   specs.training, None, pipeline_filled=True)
+                                   specs.training, pipeline_filled=True)
     return _FORMULATIONS[key]
 
 
