@@ -112,6 +112,50 @@ def pipelined_time(algorithm: Algorithm, size: sp.Expr, n: sp.Expr, latency: sp.
             + sp.sqrt(algorithm.volume(size, n) / bandwidth)) ** 2
 
 
+def torus_all_reduce(size: sp.Expr, dims: tuple[sp.Expr, ...], wraps: tuple[bool, ...],
+                     latency: sp.Expr, bandwidth: sp.Expr) -> sp.Expr:
+    """All-reduce on a (sub-)torus, dimension by dimension (TPU v4 paper, Jouppi et al. ISCA
+    2023, Sec. 3; Chan et al. 2007 for multi-dimensional meshes).
+
+    A reduce-scatter runs along each dimension in turn on the shrinking buffer, then the
+    all-gathers in reverse. A dimension with wraparound is a bidirectional ring (two links,
+    ``2 B`` per rank); one without (a slice of a longer dimension) is a line (``B``):
+
+        T = 2 * sum_i [ (d_i - 1) alpha + (d_i - 1)/d_i * S_i / B_i ],  S_{i+1} = S_i / d_i
+    """
+    total = sp.Integer(0)
+    share = size
+    for d, wrap in zip(dims, wraps, strict=True):
+        rate = 2 * bandwidth if wrap else bandwidth
+        total += 2 * ((d - 1) * latency + (d - 1) / d * share / rate)
+        share = share / d
+    return total
+
+
+def torus_group(ranks: int, dims: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """The sub-torus a group of ``ranks`` occupies when laid along the dimensions in order:
+    whole dimensions first (they keep their wraparound), then a slice of the next one."""
+    group: list[int] = []
+    wraps: list[bool] = []
+    left = ranks
+    for d in dims:
+        if left == 1:
+            break
+        if left % d == 0:
+            group.append(d)
+            wraps.append(True)
+            left //= d
+        elif left < d:
+            group.append(left)
+            wraps.append(False)
+            left = 1
+        else:
+            break
+    if left != 1:
+        raise ValueError(f"{ranks} ranks do not fit the torus {dims}")
+    return tuple(group), tuple(wraps)
+
+
 def bus_bandwidth(op: str, size: sp.Expr, n: sp.Expr, time: sp.Expr) -> sp.Expr:
     """nccl-tests' busbw for a collective that took ``time``."""
     return size / time * BUS_FACTOR[op](n)

@@ -298,6 +298,9 @@ class LinkSection(Strict):
     efficiency_source: Text = ""
     topology: Text = ""
     size: PositiveInt | None = None
+    # A torus (topology = "torus") gives its dimensions; their product is the size.
+    dims: Annotated[list[PositiveInt], Expect("a list of positive integers, like [16, 16, 16]")
+                    ] | None = None
     oversubscription: Oversubscription = 1.0
     # Switch-side reduction (NVLink SHARP / InfiniBand SHARP), where the fabric has it: the
     # all-reduce bandwidth each rank sees and the latency of one reduce or multicast phase.
@@ -497,8 +500,31 @@ def from_dict(raw: dict[str, Any]) -> Case:
     return case
 
 
+def check_network(net: NetworkSection, field: str = "network") -> None:
+    """A torus names dimensions that multiply to its size; nothing else names dimensions."""
+    for level in ("scale_up", "scale_out"):
+        link = getattr(net, level)
+        where = f"{field}.{level}"
+        if link.topology == "torus":
+            if not link.dims:
+                raise CaseError(f"{where}.dims", MISSING,
+                                "expected the torus dimensions, like [16, 16, 16]")
+            product = math.prod(link.dims)
+            if link.size is not None and product != link.size:
+                raise CaseError(f"{where}.dims", link.dims,
+                                f"expected dimensions whose product is {where}.size = "
+                                f"{link.size}, got {product}")
+        elif link.dims is not None:
+            raise CaseError(f"{where}.dims", link.dims,
+                            f"expected no dimensions for topology '{link.topology}' "
+                            "(only a torus has them)")
+
+
 def check_case(case: Case) -> None:
     """Rules between fields of one section, that the field types cannot say."""
+    networks = case.network if isinstance(case.network, list) else [case.network]
+    for i, net in enumerate(networks):
+        check_network(net, "network" if len(networks) == 1 else f"network[{i}]")
     m = case.model
     if m.hidden % m.heads:
         raise CaseError("model.hidden", m.hidden,

@@ -90,6 +90,8 @@ def predict(op: str, size: float, ranks: int, network: NetworkSection,
         candidates = [a for a in candidates if a.name == algorithm]
     up = network.scale_up
     domain = up.size or 1
+    if up.topology == "torus":
+        return [_torus(op, size, ranks, network, algorithm)]
     if ranks > domain and ranks % domain:
         raise CaseError("--ranks", ranks,
                         f"expected at most {domain} (one {network.name} scale-up domain) or a "
@@ -113,6 +115,32 @@ def predict(op: str, size: float, ranks: int, network: NetworkSection,
         raise CaseError("--ranks", ranks, f"no {op} algorithm applies to {ranks} ranks")
     nccl = {a.name for a in alg.algorithms(op) if a.nccl}
     return sorted(rows, key=lambda r: (r.algorithm not in nccl, r.time))
+
+
+def _torus(op: str, size: float, ranks: int, network: NetworkSection,
+           algorithm: str | None) -> Prediction:
+    """Dimension-ordered rings on the sub-torus the group occupies."""
+    up = network.scale_up
+    dims = tuple(up.dims or ())
+    if op not in ("all_reduce", "reduce_scatter", "all_gather"):
+        raise CaseError("OP", op, f"expected all_reduce, reduce_scatter or all_gather on the "
+                        f"torus of {network.name} (other collectives are not modelled there)")
+    if algorithm not in (None, "torus"):
+        raise CaseError("--algorithm", algorithm, f"expected 'torus' on {network.name}")
+    if ranks > (up.size or 0):
+        raise CaseError("--ranks", ranks, f"expected at most the {up.size} chips of the torus "
+                        f"{'x'.join(map(str, dims))}")
+    try:
+        group, wraps = alg.torus_group(ranks, dims)
+    except ValueError:
+        raise CaseError("--ranks", ranks, f"expected a group that tiles the torus "
+                        f"{'x'.join(map(str, dims))} dimension by dimension") from None
+    t = alg.torus_all_reduce(sp.Float(size), tuple(sp.Integer(g) for g in group), wraps,
+                             sp.Float(up.latency), sp.Float(up.bandwidth * up.efficiency))
+    time = float(t) if op == "all_reduce" else float(t) / 2
+    busbw = float(alg.bus_bandwidth(op, sp.Float(size), sp.Integer(ranks), sp.Float(time)))
+    shape = "x".join(f"{g}{'' if w else ' (line)'}" for g, w in zip(group, wraps, strict=True))
+    return Prediction(op, "torus", size, ranks, time, size / time, busbw, f"torus {shape}")
 
 
 def _time(a: alg.Algorithm, size: float, ranks: int, network: NetworkSection

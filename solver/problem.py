@@ -81,6 +81,10 @@ def specs(case: Case) -> Specs:
         kernel_overhead=hw.efficiency.kernel_overhead, price=hw.price, power=hw.power,
     )
     up, out = net.scale_up, net.scale_out
+    if up.topology == "torus":
+        raise CaseError("network", net.name,
+                        "expected a switched scale-up domain: the training model does not yet "
+                        "place groups on a torus (use it with 'perfcost collective')")
     if up.size is None:
         raise CaseError("network.scale_up.size", MISSING,
                         "expected a positive integer: the GPUs per scale-up domain")

@@ -99,3 +99,43 @@ def test_bad_collective_input_is_one_line(args: list[str], field: str) -> None:
     assert res.exit_code == 2
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), res.output
+
+
+def test_torus_all_reduce_one_full_dimension_is_a_bidirectional_ring() -> None:
+    d = sp.Symbol("d", positive=True)
+    t = alg.torus_all_reduce(S, (d,), (True,), a, B)
+    assert sp.simplify(t - (2 * (d - 1) * a + 2 * (d - 1) / d * S / (2 * B))) == 0
+
+
+def test_torus_all_reduce_goes_dimension_by_dimension() -> None:
+    x, y = sp.symbols("x y", positive=True)
+    t = alg.torus_all_reduce(S, (x, y), (True, False), a, B)
+    expected = (2 * ((x - 1) * a + (x - 1) / x * S / (2 * B))
+                + 2 * ((y - 1) * a + (y - 1) / y * (S / x) / B))
+    assert sp.simplify(t - expected) == 0
+
+
+@pytest.mark.parametrize("ranks, group, wraps", [
+    (16, (16,), (True,)), (64, (16, 4), (True, False)), (4096, (16, 16, 16), (True,) * 3),
+    (8, (8,), (False,)),
+])
+def test_torus_groups_fill_dimensions_in_order(ranks: int, group: tuple[int, ...],
+                                               wraps: tuple[bool, ...]) -> None:
+    assert alg.torus_group(ranks, (16, 16, 16)) == (group, wraps)
+
+
+def test_torus_rejects_groups_that_do_not_tile() -> None:
+    with pytest.raises(ValueError):
+        alg.torus_group(24, (16, 16, 16))
+
+
+def test_torus_collective_and_its_bad_input() -> None:
+    ok = runner.invoke(app, ["collective", "all_reduce", "--network", "tpu-v4", "--ranks",
+                             "4096", "--bytes", "1GiB", "--json"])
+    assert ok.exit_code == 0, ok.output
+    best = json.loads(ok.output)[0][0]
+    assert best["algorithm"] == "torus" and best["level"].startswith("torus 16x16x16")
+    for ranks in ("5000", "24"):
+        res = runner.invoke(app, ["collective", "all_reduce", "--network", "tpu-v4", "--ranks",
+                                  ranks, "--bytes", "1GiB"])
+        assert res.exit_code == 2 and res.output.startswith("error: --ranks"), res.output

@@ -545,3 +545,31 @@ def test_units_reject(text: Any, dimension: str) -> None:
     with pytest.raises(units.UnitError) as info:
         units.parse(text, dimension)
     assert "\n" not in str(info.value) and str(info.value).startswith("expected ")
+
+
+def test_torus_dimensions_must_multiply_to_the_size(tmp_path: Path) -> None:
+    case = tmp_path / "torus.toml"
+    case.write_text('''
+model = "gpt3-175b"
+hardware = "a100-80gb"
+[network]
+base = "tpu-v4"
+[network.scale_up]
+dims = [16, 16, 8]
+[cluster]
+gpus = 1024
+[training]
+global_batch = 1536
+''')
+    res = CliRunner().invoke(app, ["evaluate", str(case)])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        "error: network.scale_up.dims = [16, 16, 8]: expected dimensions whose product is "
+        "network.scale_up.size = 4096, got 2048"]
+
+
+def test_training_on_a_torus_is_refused_clearly() -> None:
+    res = CliRunner().invoke(app, ["evaluate", "gpt3-175b-a100", "--set", "network=tpu-v4"])
+    assert res.exit_code == 2
+    line = res.output.strip()
+    assert line.startswith("error: network = 'tpu-v4': expected a switched scale-up domain")
