@@ -165,7 +165,6 @@ def check_config(case: Case, c: dict[str, Any], gpus: int | None) -> None:
 def _check_degrees(case: Case, c: dict[str, Any]) -> None:
     """The rules on each decision other than ``dp`` (which may still be unknown)."""
     m = case.model
-    kv = m.kv_heads or m.heads
     for name in ("tp", "pp", "cp", "micro_batch", "virtual_stages"):
         if not _positive_integer(c[name]):
             raise CaseError(f"parallelism.{name}", c[name], "expected a positive integer")
@@ -178,14 +177,9 @@ def _check_degrees(case: Case, c: dict[str, Any]) -> None:
     if c["sequence_parallel"] not in (False, True):
         raise CaseError("parallelism.sequence_parallel", c["sequence_parallel"],
                         "expected true or false")
-    if m.heads % t:
-        raise CaseError("parallelism.tp", t,
-                        f"expected a divisor of model.heads = {m.heads}")
-    if kv % t and t % kv:
-        raise CaseError("parallelism.tp", t,
-                        f"expected a divisor or multiple of model.kv_heads = {kv}")
-    if m.ffn % t:
-        raise CaseError("parallelism.tp", t, f"expected a divisor of model.ffn = {m.ffn}")
+    why = tp_problem(m, t)
+    if why:
+        raise CaseError("parallelism.tp", t, why)
     size = case.network.scale_up.size
     if size is None:
         raise CaseError("network.scale_up.size", MISSING,
@@ -205,6 +199,21 @@ def _check_degrees(case: Case, c: dict[str, Any]) -> None:
     if m.seq_len % cp:
         raise CaseError("parallelism.cp", cp,
                         f"expected a divisor of model.seq_len = {m.seq_len}")
+
+
+def tp_problem(model: Any, t: int) -> str | None:
+    """What a tensor-parallel degree ``t`` must be for ``model`` (None when it is fine).
+
+    Shared by the checks of a fixed configuration and the pruning of search domains.
+    """
+    kv = model.kv_heads or model.heads
+    if model.heads % t:
+        return f"expected a divisor of model.heads = {model.heads}"
+    if kv % t and t % kv:
+        return f"expected a divisor or multiple of model.kv_heads = {kv}"
+    if model.ffn % t:
+        return f"expected a divisor of model.ffn = {model.ffn}"
+    return None
 
 
 def _positive_integer(value: Any) -> bool:

@@ -28,6 +28,7 @@ from perfcost.formulations.specs import RECOMPUTE_MODES
 
 from .case import Case
 from .errors import CaseError
+from .problem import tp_problem
 
 #: Order of the decision variables in every configuration array.
 DECISIONS: tuple[str, ...] = ("tp", "pp", "dp", "cp", "micro_batch", "virtual_stages",
@@ -85,20 +86,13 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
         raise CaseError("cluster.gpus", None,
                         "missing: the search needs a GPU count (or a list to choose from)")
     max_gpus = max(gpus)
-    kv = m.kv_heads or m.heads
     notes: list[str] = []
     max_tp = max(s.scale_up_size for s in systems)
 
     def tp_ok(t: int) -> str | None:
-        if m.heads % t:
-            return f"does not divide model.heads = {m.heads}"
-        if kv % t and t % kv:
-            return f"neither divides nor is a multiple of model.kv_heads = {kv}"
-        if m.ffn % t:
-            return f"does not divide model.ffn = {m.ffn}"
         if t > max_tp:
             return f"exceeds the largest scale-up domain ({max_tp})"
-        return None
+        return tp_problem(m, t)
 
     def pruned(name: str, given: list[Any] | None, default: list[Any],
                check: Any = None) -> list[Any]:

@@ -176,7 +176,8 @@ def test_invalid_value_in_a_list_is_pruned_with_a_note(tmp_path: Path) -> None:
     path = write(tmp_path, ACCEPTANCE)
     data = solve_json(path, "--set", "parallelism.tp=[1, 2, 3, 4, 5, 8]")
     assert data["status"] == "optimal"
-    assert data["notes"] == ["parallelism.tp = 5 pruned: does not divide model.heads = 96"]
+    assert data["notes"] == [
+        "parallelism.tp = 5 pruned: expected a divisor of model.heads = 96"]
     assert data["config"]["tp"] != 5
     table = solve(path, "--set", "parallelism.tp=[1, 2, 3, 4, 5, 8]")
     assert table.exit_code == 0
