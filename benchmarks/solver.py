@@ -17,7 +17,6 @@ from perfcost.solver.case import from_dict, resolve
 from perfcost.solver.engine_enumerate import EnumerateEngine
 from perfcost.solver.engine_milp import MilpEngine
 from perfcost.solver.problem_search import build_problem
-from perfcost.solver.space import candidates
 
 
 def case(model: str, hardware: Any, network: Any, gpus: Any, batch: int,
@@ -55,7 +54,7 @@ def main() -> None:
         t0 = time.perf_counter()
         problem = build_problem(make())
         build_s = time.perf_counter() - t0
-        valid = len(candidates(problem.space))
+        valid = len(problem.valid())
         reference = None
         for engine in (EnumerateEngine(), MilpEngine()):
             t1 = time.perf_counter()

@@ -11,7 +11,7 @@ import numpy as np
 from .evaluate import evaluator_for
 from .problem_search import SearchProblem
 from .result import ConstraintUse, Ranked, Result
-from .space import DECISIONS, Candidates, candidates
+from .space import DECISIONS, Candidates
 from .units import format_quantity
 
 #: Configurations evaluated per numpy pass (bounds the temporaries' memory).
@@ -74,7 +74,7 @@ class EnumerateEngine:
         """``explain`` is free here: enumeration sees every configuration anyway."""
         del explain
         t0 = time.perf_counter()
-        cands = candidates(problem.space)
+        cands = problem.valid()
         t1 = time.perf_counter()
         names = list(dict.fromkeys([problem.quantity] + [c.quantity
                                                           for c in problem.constraints]))

@@ -39,9 +39,8 @@ def pick(problem: SearchProblem, requested: str = "auto", top: int = 1) -> tuple
     engines = registry()
     if requested != "auto":
         return engines[requested], f"{requested} (requested)"
-    from .space import candidates
 
-    n = len(candidates(problem.space))
+    n = len(problem.valid())
     if n <= AUTO_ENUMERATION_LIMIT or top > 1:
         return engines["enumerate"], (
             f"enumerate: {n:,} configurations satisfy the structural rules "

@@ -17,7 +17,7 @@ from perfcost.formulations.training import parameter_values
 from . import problem as fixed
 from .case import Case
 from .errors import CaseError
-from .space import Space, System, build_space
+from .space import Candidates, Space, System, build_space, candidates
 
 #: Objectives: quantity to minimise, and how the reported value is derived from it.
 OBJECTIVES: dict[str, tuple[str, str]] = {
@@ -52,6 +52,13 @@ class SearchProblem:
     notes: list[str] = field(default_factory=list)
     #: The compiled form (or why there is none), filled in by the MILP engine when first asked.
     compiled: Any = None
+    _valid: Candidates | None = field(default=None, repr=False)
+
+    def valid(self) -> Candidates:
+        """Every configuration that satisfies the structural rules (generated once)."""
+        if self._valid is None:
+            self._valid = candidates(self.space)
+        return self._valid
 
     def parameter_arrays(self, system: np.ndarray) -> dict[str, np.ndarray | float]:
         """Per-configuration parameter values for configurations on ``system``.
