@@ -18,7 +18,7 @@ import numpy as np
 from perfcost.solver import catalog, problem, units
 from perfcost.solver.case import load
 from perfcost.solver.evaluate import Evaluator, training_formulation
-from perfcost.solver.validate import _METRIC_UNITS, suite_tolerances
+from perfcost.solver.validate import METRIC_UNITS, suite_tolerances
 from scipy.optimize import minimize
 
 #: Fitted parameters, their bounds (physically plausible ranges) and display scale.
@@ -42,7 +42,7 @@ def prepared() -> list[tuple[str, str, Evaluator, dict[str, float], list[tuple[f
         config = problem.decision_codes(problem.fixed_config(case))
         targets = []
         for metric in metrics:
-            dimension, scale = _METRIC_UNITS.get(evaluator.formulation.units[metric],
+            dimension, scale = METRIC_UNITS.get(evaluator.formulation.units[metric],
                                                  ("count", 1.0))
             spec = case.validation.metrics[metric]
             targets.append((units.parse(spec.measured, dimension) * scale, spec.tolerance_pct))

@@ -12,7 +12,7 @@ from .errors import CaseError
 from .evaluate import evaluate_case
 
 #: Formulation units -> (dimension of the measured value, scale from SI to the unit).
-_METRIC_UNITS: dict[str, tuple[str, float]] = {
+METRIC_UNITS: dict[str, tuple[str, float]] = {
     "s": ("time", 1.0),
     "B": ("bytes", 1.0),
     "TFLOP/s": ("flop_rate", 1e-12),
@@ -79,7 +79,7 @@ def run(suite: str | None = None) -> list[Row]:
         result = evaluate_case(case)
         for metric, spec in val.metrics.items():
             unit = result.unit(metric)
-            dimension, scale = _METRIC_UNITS.get(unit, ("count", 1.0))
+            dimension, scale = METRIC_UNITS.get(unit, ("count", 1.0))
             measured = units.parse(spec.measured, dimension) * scale
             predicted = result.values[metric]
             rows.append(Row(
