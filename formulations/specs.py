@@ -13,7 +13,9 @@ FfnKind = Literal["gelu", "swiglu"]
 
 #: Codes of the categorical decisions, in the order their integer codes use.
 RECOMPUTE_MODES: tuple[str, ...] = ("none", "selective", "full")
-ZERO_STAGES: tuple[str, ...] = ("0", "1", "2", "3")
+#: Orders of the parallel groups on consecutive ranks, innermost first: Megatron-LM's default
+#: (data parallelism outside the pipeline), and the pipeline inside data parallelism.
+PLACEMENTS: tuple[str, ...] = ("tp-cp-dp-pp", "tp-cp-pp-dp")
 
 
 @dataclass(frozen=True)

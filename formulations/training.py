@@ -21,7 +21,14 @@ import sympy as sp
 from . import compute, memory, parallelism, transformer
 from .collectives import Link, ring_all_reduce
 from .core import Decision, Formulation, ParameterSet, indicator, register
-from .specs import RECOMPUTE_MODES, HardwareSpec, ModelSpec, NetworkSpec, TrainingSpec
+from .specs import (
+    PLACEMENTS,
+    RECOMPUTE_MODES,
+    HardwareSpec,
+    ModelSpec,
+    NetworkSpec,
+    TrainingSpec,
+)
 
 #: Passes of model FLOPs per step: forward plus a backward of twice its cost
 #: (Kaplan et al. 2020, Sec. 2.1; the "6 N" rule).
@@ -39,14 +46,16 @@ DECISIONS: dict[str, str] = {
     "sequence_parallel": "sequence parallelism on (1) or off (0)",
     "recompute": "activation recomputation: none, selective or full",
     "zero": "ZeRO stage (1: optimizer states sharded over dp, 2: + gradients, 3: + weights)",
+    "placement": "order of the groups on consecutive ranks, innermost first",
 }
 LABELS: dict[str, tuple[str, ...]] = {
     "recompute": RECOMPUTE_MODES,
     "sequence_parallel": ("false", "true"),
+    "placement": PLACEMENTS,
 }
 LATEX: dict[str, str] = {
     "tp": "t", "pp": "p", "dp": "d", "cp": "c", "micro_batch": "b", "virtual_stages": "v",
-    "sequence_parallel": "q", "recompute": "r", "zero": "z",
+    "sequence_parallel": "q", "recompute": "r", "zero": "z", "placement": "o",
 }
 
 #: Named terms that add up to the iteration time, in report order.
@@ -138,7 +147,7 @@ def _decisions() -> dict[str, Decision]:
     out = {}
     for name, doc in DECISIONS.items():
         # Categorical codes and the ZeRO stage may be 0; sizes are positive integers.
-        if name in LABELS or name == "zero":
+        if name in LABELS or name == "zero":  # (placement is categorical: in LABELS)
             symbol = sp.Symbol(LATEX[name], integer=True, nonnegative=True)
         else:
             symbol = sp.Symbol(LATEX[name], integer=True, positive=True)
@@ -159,7 +168,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     dec = _decisions()
     t, pp, d, c = (dec[k].symbol for k in ("tp", "pp", "dp", "cp"))
     b, v = dec["micro_batch"].symbol, dec["virtual_stages"].symbol
-    q, r, z = (dec[k].symbol for k in ("sequence_parallel", "recompute", "zero"))
+    q, r, z, o = (dec[k].symbol for k in ("sequence_parallel", "recompute", "zero",
+                                          "placement"))
     selective, full = indicator(r, 1), indicator(r, 2)
     sigma = 1 + q * (1 / t - 1)  # sequence-parallel shard factor: 1, or 1/t when q = 1
 
@@ -197,8 +207,15 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     t_cp = t_cp_fwd * (1 + 2 + full + selective)  # forward, backward (dK and dV), recompute
     # Written as (no sends when p = 1) x (sends per micro-batch) so the compiled form keeps
     # the pipeline depth out of the table over the placement of the stages.
-    t_pp = (1 - indicator(pp, 1)) * parallelism.pipeline_p2p_time(
-        layer_activation_bytes, t, v, t * c * d, N_up, up, out)
+    # Placement: with data parallelism outside the pipeline (Megatron's order) neighbouring
+    # stages are t*c*d ranks apart; with the pipeline inside, t*c apart and the data-parallel
+    # replicas t*c*p apart.
+    dp_inner, pp_inner = indicator(o, 0), indicator(o, 1)
+    t_pp = (1 - indicator(pp, 1)) * (
+        dp_inner * parallelism.pipeline_p2p_time(layer_activation_bytes, t, v, t * c * d,
+                                                 N_up, up, out)
+        + pp_inner * parallelism.pipeline_p2p_time(layer_activation_bytes, t, v, t * c,
+                                                   N_up, up, out))
 
     layers_per_stage = L / pp
     m = p_["GB"] / (d * b)
@@ -220,14 +237,18 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         stage_params += sp.Piecewise((p_["V"] * p_["h"] / t, sp.Eq(pp, 1)), (0, True))
 
     # ZeRO replaces the all-reduce by reduce-scatter + all-gather of the same volume.
-    t_dp_full = parallelism.group_all_reduce(stage_params * p_["g_red"], d, t * c, N_up, up, out)
+    def dp_all_reduce(size: sp.Expr) -> sp.Expr:
+        """All-reduce over the data-parallel group where the placement puts it."""
+        return (dp_inner * parallelism.group_all_reduce(size, d, t * c, N_up, up, out)
+                + pp_inner * parallelism.group_all_reduce(size, d, t * c * pp, N_up, up, out))
+
+    t_dp_full = dp_all_reduce(stage_params * p_["g_red"])
     t_bwd_last = layers_per_stage * (t_bwd + t_recompute + per_layer_comm / 2)
     t_dp = sp.Max(0, t_dp_full - t_bwd_last) if job.dp_overlap else t_dp_full
     # ZeRO-3 gathers the stage's weights before each micro-batch's forward and backward pass
     # (Rajbhandari et al. 2020, Sec. 7.2.2: 1.5x the data-parallel volume per step without
     # gradient accumulation); an all-gather moves half of an all-reduce's volume.
-    t_zero3 = indicator(z, 3) * m * parallelism.group_all_reduce(
-        stage_params * p_["w_b"], d, t * c, N_up, up, out)
+    t_zero3 = indicator(z, 3) * m * dp_all_reduce(stage_params * p_["w_b"])
     t_embed_sync = sp.Integer(0)
     if model.tied_embeddings:
         # First and last stage all-reduce the shared word-embedding gradient.

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from perfcost.formulations.specs import PLACEMENTS
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from . import catalog, units
@@ -227,6 +228,10 @@ RecomputeChoice = Annotated[
     Recompute | list[Recompute],
     BeforeValidator(_choice_or_list(RECOMPUTE_OPTIONS, "one of 'none', 'selective', 'full'")),
     Expect("one of 'none', 'selective', 'full', or a non-empty list of them")]
+PlacementChoice = Annotated[
+    str | list[str],
+    BeforeValidator(_choice_or_list(PLACEMENTS, "one of 'tp-cp-dp-pp', 'tp-cp-pp-dp'")),
+    Expect("one of 'tp-cp-dp-pp', 'tp-cp-pp-dp', or a non-empty list of them")]
 FlagChoice = Annotated[
     bool | list[bool], BeforeValidator(_choice_or_list((False, True), "true or false")),
     Expect("true or false, or a non-empty list of them")]
@@ -340,6 +345,7 @@ class ParallelismSection(Strict):
     micro_batch: IntChoice | None = None
     virtual_stages: IntChoice | None = None
     recompute: RecomputeChoice | None = None
+    placement: PlacementChoice | None = None
     sequence_parallel: FlagChoice | None = None
     zero: ZeroChoice | None = None
 

@@ -137,6 +137,9 @@ class _Model:
                            if self._value("zero", i) != 0) + at("dp", 1) <= 1)
         if 0.0 in self.c.variables["sequence_parallel"]:
             m.cons.add(at("sequence_parallel", 1) + at("tp", 1) <= 1)
+        if 0.0 in self.c.variables["placement"]:
+            m.cons.add(at("placement", 1) + at("pp", 1) <= 1)
+            m.cons.add(at("placement", 1) + at("dp", 1) <= 1)
         systems = sp_.systems
         for i in range(self._size("tp")):
             t = self._value("tp", i)

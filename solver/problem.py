@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfcost.formulations.specs import (
+    PLACEMENTS,
     RECOMPUTE_MODES,
     HardwareSpec,
     LinkLevel,
@@ -35,7 +36,7 @@ DROPOUT_MASK_BYTES = 1.0
 
 DEFAULTS: dict[str, Any] = {
     "tp": 1, "pp": 1, "cp": 1, "micro_batch": 1, "virtual_stages": 1,
-    "recompute": "none", "sequence_parallel": False, "zero": 0,
+    "recompute": "none", "sequence_parallel": False, "zero": 0, "placement": PLACEMENTS[0],
 }
 
 
@@ -112,7 +113,7 @@ def fixed_config(case: Case) -> dict[str, Any]:
     par = case.parallelism
     config: dict[str, Any] = {}
     for name in ("tp", "pp", "dp", "cp", "micro_batch", "virtual_stages", "recompute",
-                 "sequence_parallel", "zero"):
+                 "sequence_parallel", "zero", "placement"):
         value = getattr(par, name)
         if isinstance(value, list):
             if len(value) != 1:
@@ -174,6 +175,9 @@ def _check_degrees(case: Case, c: dict[str, Any]) -> None:
     if c["recompute"] not in RECOMPUTE_MODES:
         raise CaseError("parallelism.recompute", c["recompute"],
                         f"expected one of {', '.join(map(repr, RECOMPUTE_MODES))}")
+    if c["placement"] not in PLACEMENTS:
+        raise CaseError("parallelism.placement", c["placement"],
+                        f"expected one of {', '.join(map(repr, PLACEMENTS))}")
     if c["sequence_parallel"] not in (False, True):
         raise CaseError("parallelism.sequence_parallel", c["sequence_parallel"],
                         "expected true or false")
@@ -224,7 +228,9 @@ def _positive_integer(value: Any) -> bool:
 
 def decision_codes(config: dict[str, Any]) -> dict[str, float]:
     """User-facing configuration -> numeric decision codes."""
-    out = {k: float(v) for k, v in config.items() if k not in ("recompute", "sequence_parallel")}
+    out = {k: float(v) for k, v in config.items()
+           if k not in ("recompute", "sequence_parallel", "placement")}
     out["recompute"] = float(RECOMPUTE_MODES.index(config["recompute"]))
+    out["placement"] = float(PLACEMENTS.index(config["placement"]))
     out["sequence_parallel"] = float(bool(config["sequence_parallel"]))
     return out

@@ -30,7 +30,8 @@ def evaluation(result: Evaluation) -> Group:
     config = (f"tp {cfg['tp']} · pp {cfg['pp']} · dp {cfg['dp']} · cp {cfg['cp']} · "
               f"micro-batch {cfg['micro_batch']} · v {cfg['virtual_stages']}\n"
               f"recompute {cfg['recompute']} · sequence parallel "
-              f"{'on' if cfg['sequence_parallel'] else 'off'} · ZeRO {cfg['zero']}")
+              f"{'on' if cfg['sequence_parallel'] else 'off'} · ZeRO {cfg['zero']} · "
+              f"placement {cfg['placement']}")
     summary.add_row("configuration", config)
     summary.add_row("micro-batches per iteration", f"{v['micro_batches']:g}")
     summary.add_row("iteration time", format_quantity(v["iteration_time"], "s"))

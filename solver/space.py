@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from perfcost.formulations.specs import RECOMPUTE_MODES
+from perfcost.formulations.specs import PLACEMENTS, RECOMPUTE_MODES
 
 from .case import Case
 from .errors import CaseError
@@ -32,7 +32,7 @@ from .problem import tp_problem
 
 #: Order of the decision variables in every configuration array.
 DECISIONS: tuple[str, ...] = ("tp", "pp", "dp", "cp", "micro_batch", "virtual_stages",
-                              "recompute", "sequence_parallel", "zero")
+                              "recompute", "sequence_parallel", "zero", "placement")
 #: Largest context-parallel size searched when the case leaves ``cp`` out.
 DEFAULT_MAX_CP = 32
 
@@ -143,6 +143,8 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
         seqpar if seqpar is not None else [False, True])))
     codes["zero"] = tuple(float(v) for v in sorted(set(zero if zero is not None else
                                                        [0, 1, 2, 3])))
+    placement = _choice(par.placement) or list(PLACEMENTS)
+    codes["placement"] = tuple(sorted({float(PLACEMENTS.index(p)) for p in placement}))
     ordered = {name: codes[name] for name in DECISIONS}
     return Space(ordered, tuple(sorted(set(gpus))), tuple(systems), job.global_batch,
                  m.layers, tuple(notes))
@@ -202,11 +204,14 @@ def candidates(space: Space) -> Candidates:
     cols = _keep(cols, (space.layers % (cols["pp"] * cols["virtual_stages"]) == 0)
                  & ((cols["virtual_stages"] == 1) | (cols["pp"] > 1)))
     counts.append(("layers % (pp*virtual_stages) = 0", len(cols["tp"])))
-    for name in ("recompute", "sequence_parallel", "zero"):
+    for name in ("recompute", "sequence_parallel", "zero", "placement"):
         cols = _cross(cols, name, d[name])
     # Equivalent spellings of one configuration are kept once: ZeRO shards nothing over one
     # data-parallel rank, sequence parallelism splits nothing over one tensor-parallel rank.
     keep = np.ones(len(cols["tp"]), dtype=bool)
+    if 0.0 in d["placement"]:
+        # Without pipeline or data parallelism both orders are the same layout.
+        keep &= (cols["placement"] == 0) | ((cols["pp"] > 1) & (cols["dp"] > 1))
     if 0.0 in d["zero"]:
         keep &= (cols["zero"] == 0) | (cols["dp"] > 1)
     if 0.0 in d["sequence_parallel"]:

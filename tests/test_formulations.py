@@ -326,6 +326,7 @@ AXES: dict[str, tuple[Any, ...]] = {
     "recompute": ("none", "selective", "full"),
     "sequence_parallel": (False, True),
     "zero": (0, 1, 2, 3),
+    "placement": ("tp-cp-dp-pp", "tp-cp-pp-dp"),
 }
 #: Parameters scaled by hypothesis, by name in the formulation.
 SCALED = ("peak_flops", "hbm_bandwidth", "scale_up_bandwidth", "scale_out_bandwidth",

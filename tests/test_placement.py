@@ -1,0 +1,27 @@
+"""Placement of the parallel groups on the ranks changes what crosses the scale-out fabric."""
+
+from __future__ import annotations
+
+from perfcost.solver.case import load
+from perfcost.solver.evaluate import evaluate_case
+
+BASE = ["parallelism.tp=2", "parallelism.pp=4", "parallelism.dp=128",
+        "parallelism.virtual_stages=1"]
+
+
+def test_pipeline_inside_the_node_moves_its_sends_onto_nvlink() -> None:
+    megatron = evaluate_case(load("gpt3-175b-a100", BASE)).values
+    inner = evaluate_case(load("gpt3-175b-a100", [*BASE, 'parallelism.placement="tp-cp-pp-dp"'])
+                          ).values
+    # tp*pp = 8 fills the DGX node: stage neighbours talk over NVLink...
+    assert inner["pp_communication"] < megatron["pp_communication"] / 5
+    # ...and each data-parallel group spans 128 nodes with one rank per node instead of 4 per
+    # node sharing the reduction inside first.
+    assert inner["dp_communication"] > megatron["dp_communication"]
+    # Compute is the same either way.
+    assert inner["forward_compute"] == megatron["forward_compute"]
+
+
+def test_default_placement_is_megatrons() -> None:
+    result = evaluate_case(load("gpt3-175b-a100"))
+    assert result.config["placement"] == "tp-cp-dp-pp"
