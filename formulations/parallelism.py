@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .collectives import Link, hierarchical_all_reduce, point_to_point, ring_all_gather
+from . import algorithms
+from .collectives import Link, hierarchical_all_reduce, point_to_point
 
 
 def ranks_per_domain(size: sp.Expr, stride: sp.Expr, domain: sp.Expr) -> sp.Expr:
@@ -39,9 +40,27 @@ def group_all_reduce(size_bytes: sp.Expr, ranks: sp.Expr, stride: sp.Expr, domai
     return hierarchical_all_reduce(size_bytes, inside, ranks / inside, up, out)
 
 
-def tensor_parallel_time(activation_bytes: sp.Expr, t: sp.Expr, up: Link) -> sp.Expr:
-    """Two all-reduces (or two all-gather + reduce-scatter pairs) of one layer's activations."""
-    return 2 * 2 * ring_all_gather(activation_bytes, t, up)
+#: All-reduces of the layer's activations per pass: after attention and after the MLP.
+TP_ALL_REDUCES_PER_PASS = 2
+
+
+def tensor_parallel_all_reduces(activation_bytes: sp.Expr, t: sp.Expr, up: Link,
+                                reduction: Link, has_reduction: sp.Expr) -> dict[str, sp.Expr]:
+    """One tensor-parallel all-reduce (or all-gather + reduce-scatter pair, same volume) of a
+    layer's activations, per algorithm (formulations.algorithms, textbook alpha-beta form).
+
+    Switch-side reduction applies only where the fabric has it (``has_reduction`` = 1); without
+    it that entry equals the ring so that the minimum is unaffected.
+    """
+    times = {}
+    for name in ("ring", "double_binary_tree", "in_network"):
+        algorithm = next(a for a in algorithms.algorithms("all_reduce") if a.name == name)
+        link = reduction if algorithm.in_network else up
+        times[name] = algorithms.alpha_beta_time(algorithm, activation_bytes, t, link.latency,
+                                                 link.rate)
+    times["in_network"] = has_reduction * times["in_network"] + (1 - has_reduction) * times[
+        "ring"]
+    return times
 
 
 def context_parallel_time(kv_chunk_bytes: sp.Expr, c: sp.Expr, t: sp.Expr, domain: sp.Expr,

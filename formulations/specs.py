@@ -79,6 +79,8 @@ class NetworkSpec:
     scale_up_size: int
     scale_up: LinkLevel
     scale_out: LinkLevel
+    #: Switch-side reduction inside the scale-up domain (NVLink SHARP), if the fabric has it.
+    scale_up_reduction: LinkLevel | None = None
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,16 @@ def _parameters(model: ModelSpec, hw: HardwareSpec, net: NetworkSpec,
                     latex="alpha_up"),
         "eta_up": add("scale_up_efficiency", net.scale_up.efficiency, "1",
                       "collective bus bandwidth over link bandwidth, scale-up", latex="eta_up"),
+        "red": add("scale_up_reduction", 1.0 if net.scale_up_reduction else 0.0, "1",
+                   "1 when the scale-up switches reduce (NVLink SHARP), else 0",
+                   latex="sigma_red"),
+        "B_red": add("scale_up_reduction_bandwidth", (net.scale_up_reduction or net.scale_up
+                                                       ).bandwidth, "B/s",
+                     "all-reduce bandwidth per rank with switch-side reduction",
+                     latex="B_red"),
+        "a_red": add("scale_up_reduction_latency", (net.scale_up_reduction or net.scale_up
+                                                     ).latency, "s",
+                     "latency of one switch-side reduce or multicast phase", latex="alpha_red"),
         "B_out": add("scale_out_bandwidth", net.scale_out.bandwidth, "B/s",
                      "scale-out bandwidth per GPU, one direction", latex="B_out"),
         "a_out": add("scale_out_latency", net.scale_out.latency, "s", "scale-out step latency",
@@ -199,7 +209,13 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     t_recompute = full * t_fwd + selective * t_core
 
     layer_activation_bytes = dims.tokens * p_["h"] * p_["e"]
-    t_tp = parallelism.tensor_parallel_time(layer_activation_bytes, t, up)
+    # Each tensor-parallel all-reduce takes the fastest algorithm the group has, as NCCL's
+    # tuner does (textbook alpha-beta forms of formulations.algorithms).
+    tp_algorithms = parallelism.tensor_parallel_all_reduces(
+        layer_activation_bytes, t, up, Link(p_["B_red"], p_["a_red"], sp.Integer(1)),
+        p_["red"])
+    t_tp = parallelism.TP_ALL_REDUCES_PER_PASS * sp.Min(*tp_algorithms.values(),
+                                                         evaluate=False)
     kv_chunk = dims.tokens * 2 * dims.local_kv_heads * dims.head_dim * p_["e"]
     t_cp_raw = parallelism.context_parallel_time(kv_chunk, c, t, N_up, up, out)
     # Ring attention overlaps each K/V pass with the attention kernels of the previous chunk.
@@ -314,6 +330,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         "iteration_time": iteration,
         "per_layer_forward_time": t_fwd + t_tp + t_cp_fwd,
         "per_layer_backward_time": t_bwd + t_recompute + t_tp * (1 + full) + t_cp - t_cp_fwd,
+        **{f"tp_all_reduce_{name}": value for name, value in tp_algorithms.items()},
+        "scale_up_reduction_available": p_["red"],
         "micro_batches": m,
         "gpus": gpus,
         "tokens_per_s": tokens_per_s,
@@ -336,6 +354,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                                     "per_layer_backward_time", "time_to_train")}
     units.update({name: "B" for name in (*MEMORY_TERMS, "memory_per_gpu", "model_states",
                                                    "model_states_average")})
+    units.update({f"tp_all_reduce_{name}": "s" for name in tp_algorithms})
+    units["scale_up_reduction_available"] = "1"
     units.update({"micro_batches": "1", "gpus": "1", "tokens_per_s": "1/s",
                   "model_flops_per_gpu": "FLOP", "hardware_flops_per_gpu": "FLOP",
                   "model_tflops_per_gpu": "TFLOP/s", "hardware_tflops_per_gpu": "TFLOP/s",

@@ -95,6 +95,16 @@ class Evaluation:
     def memory_capacity(self) -> float:
         return self.case.hardware.hbm_capacity
 
+    def tp_all_reduce(self) -> dict[str, Any]:
+        """The algorithm each tensor-parallel all-reduce uses (the fastest) and the others."""
+        prefix = "tp_all_reduce_"
+        times = {k[len(prefix):]: self.values[k] for k in self.formulation.expressions
+                 if k.startswith(prefix)}
+        if not self.values.get("scale_up_reduction_available", 0.0):
+            times.pop("in_network", None)
+        best = min(times, key=lambda k: times[k])  # ties keep the listed order: ring first
+        return {"algorithm": best, "time_s": times[best], "alternatives_s": times}
+
     def to_json(self) -> dict[str, Any]:
         v = self.values
         return {
@@ -118,6 +128,7 @@ class Evaluation:
             "memory_breakdown": self.memory_breakdown(),
             "per_layer": {"forward_s": v["per_layer_forward_time"],
                           "backward_s": v["per_layer_backward_time"]},
+            "collectives": {"tp_all_reduce": self.tp_all_reduce()},
         }
 
 

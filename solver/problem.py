@@ -93,6 +93,8 @@ def specs(case: Case) -> Specs:
         name=net.name, scale_up_size=up.size,
         scale_up=LinkLevel(up.bandwidth, up.latency, up.efficiency),
         scale_out=LinkLevel(out.bandwidth / out.oversubscription, out.latency, out.efficiency),
+        scale_up_reduction=(LinkLevel(up.reduction_bandwidth, up.reduction_latency or 0.0, 1.0)
+                            if up.reduction_bandwidth is not None else None),
     )
     element = FORMAT_BYTES[job.precision]
     price = case.cluster.gpu_hour_price

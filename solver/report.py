@@ -43,6 +43,12 @@ def evaluation(result: Evaluation) -> Group:
     mem = (f"{format_quantity(v['memory_per_gpu'], 'B')} of "
            f"{format_quantity(result.memory_capacity, 'B')}")
     summary.add_row("memory per GPU (first stage)", mem if fits else f"[red]{mem} -- does not fit")
+    if cfg["tp"] > 1:
+        tp = result.tp_all_reduce()
+        others = ", ".join(f"{k} {format_quantity(t, 's')}"
+                           for k, t in tp["alternatives_s"].items() if k != tp["algorithm"])
+        summary.add_row("TP all-reduce (fastest)",
+                        f"{tp['algorithm']} {format_quantity(tp['time_s'], 's')} ({others})")
     summary.add_row("per layer forward / backward",
                     f"{format_quantity(v['per_layer_forward_time'], 's')} / "
                     f"{format_quantity(v['per_layer_backward_time'], 's')}")

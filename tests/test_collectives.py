@@ -130,11 +130,18 @@ def test_group_spanning_domains_is_slower_than_inside_but_faster_than_flat_scale
     assert spanning < float(col.ring_all_reduce(SIZE, 16, OUT))
 
 
-def test_tensor_parallel_time_is_two_all_reduces() -> None:
+def test_tensor_parallel_all_reduce_per_algorithm() -> None:
     """Megatron's f/g operators: two all-reduces of the layer's activations per pass
-    (Narayanan et al. 2021 Sec. 3.3; Korthikanti et al. 2022 Sec. 4.2.2)."""
+    (Narayanan et al. 2021 Sec. 3.3; Korthikanti et al. 2022 Sec. 4.2.2); each takes the
+    fastest algorithm, and without switch reduction that entry is the ring."""
     t = sp.Symbol("t", positive=True, integer=True)
-    assert _same(par.tensor_parallel_time(n, t, REAL), 2 * col.ring_all_reduce(n, t, REAL))
+    assert par.TP_ALL_REDUCES_PER_PASS == 2
+    reduction = col.Link(sp.Symbol("B_r", positive=True), sp.Symbol("a_r", positive=True), 1)
+    times = par.tensor_parallel_all_reduces(n, t, REAL, reduction, 0)
+    assert _same(times["ring"], col.ring_all_reduce(n, t, REAL))
+    assert _same(times["in_network"], times["ring"])
+    with_red = par.tensor_parallel_all_reduces(n, t, REAL, reduction, 1)
+    assert _same(with_red["in_network"], 2 * reduction.latency + n / reduction.bandwidth)
 
 
 def test_pipeline_bubble_slots() -> None:

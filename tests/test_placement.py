@@ -25,3 +25,13 @@ def test_pipeline_inside_the_node_moves_its_sends_onto_nvlink() -> None:
 def test_default_placement_is_megatrons() -> None:
     result = evaluate_case(load("gpt3-175b-a100"))
     assert result.config["placement"] == "tp-cp-dp-pp"
+
+
+def test_tp_all_reduce_takes_the_fastest_algorithm_and_says_which() -> None:
+    a100 = evaluate_case(load("gpt3-175b-a100")).to_json()["collectives"]["tp_all_reduce"]
+    h100 = evaluate_case(load("llama3-70b-h100")).to_json()["collectives"]["tp_all_reduce"]
+    # DGX A100 has no switch-side reduction: large messages take the ring.
+    assert a100["algorithm"] == "ring" and "in_network" not in a100["alternatives_s"]
+    # DGX H100's NVLink SHARP beats the ring for these messages.
+    assert h100["algorithm"] == "in_network"
+    assert h100["time_s"] == min(h100["alternatives_s"].values())
