@@ -26,6 +26,7 @@ import sympy as sp
 
 from . import algorithms
 from .collectives import Link, hierarchical_all_reduce, point_to_point
+from .topology import Fabric, link_for
 
 
 def ranks_per_domain(size: sp.Expr, stride: sp.Expr, domain: sp.Expr) -> sp.Expr:
@@ -34,10 +35,11 @@ def ranks_per_domain(size: sp.Expr, stride: sp.Expr, domain: sp.Expr) -> sp.Expr
 
 
 def group_all_reduce(size_bytes: sp.Expr, ranks: sp.Expr, stride: sp.Expr, domain: sp.Expr,
-                     up: Link, out: Link) -> sp.Expr:
+                     up: Link, out: Link, fabric: Fabric | None = None) -> sp.Expr:
     """All-reduce within a group placed with ``stride`` on a two-level network."""
     inside = ranks_per_domain(ranks, stride, domain)
-    return hierarchical_all_reduce(size_bytes, inside, ranks / inside, up, out)
+    across = link_for(out, fabric, ranks * stride)
+    return hierarchical_all_reduce(size_bytes, inside, ranks / inside, up, across)
 
 
 #: All-reduces of the layer's activations per pass: after attention and after the MLP.
@@ -64,11 +66,11 @@ def tensor_parallel_all_reduces(activation_bytes: sp.Expr, t: sp.Expr, up: Link,
 
 
 def context_parallel_time(kv_chunk_bytes: sp.Expr, c: sp.Expr, t: sp.Expr, domain: sp.Expr,
-                          up: Link, out: Link) -> sp.Expr:
+                          up: Link, out: Link, fabric: Fabric | None = None) -> sp.Expr:
     """Ring pass of the K/V chunk through the c - 1 other context-parallel ranks."""
     inside = ranks_per_domain(c, t, domain)
     link_time_up = point_to_point(kv_chunk_bytes, up)
-    link_time_out = point_to_point(kv_chunk_bytes, out)
+    link_time_out = point_to_point(kv_chunk_bytes, link_for(out, fabric, c * t))
     # A ring crossing domains is paced by its slowest hop.
     step = sp.Piecewise((link_time_up, sp.Eq(inside, c)), (link_time_out, True))
     return (c - 1) * step
@@ -76,11 +78,12 @@ def context_parallel_time(kv_chunk_bytes: sp.Expr, c: sp.Expr, t: sp.Expr, domai
 
 def pipeline_p2p_time(stage_output_bytes: sp.Expr, t: sp.Expr, v: sp.Expr,
                       neighbour_stride: sp.Expr, domain: sp.Expr, up: Link,
-                      out: Link) -> sp.Expr:
+                      out: Link, fabric: Fabric | None = None) -> sp.Expr:
     """Sends per micro-batch on one stage: forward and backward, once per model chunk."""
     share = stage_output_bytes / t
+    across = link_for(out, fabric, 2 * neighbour_stride)
     step = sp.Piecewise((point_to_point(share, up), neighbour_stride < domain),
-                        (point_to_point(share, out), True))
+                        (point_to_point(share, across), True))
     return 2 * v * step
 
 

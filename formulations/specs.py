@@ -72,6 +72,22 @@ class LinkLevel:
 
 
 @dataclass(frozen=True)
+class FabricSpec:
+    """The scale-out fabric's taper (formulations.topology): ``unit`` GPUs keep the full
+    bandwidth among themselves; beyond, ``taper`` of it and ``extra_hops`` more switch hops."""
+
+    kind: str
+    unit: float
+    taper: float
+    hop_latency: float
+    extra_hops: int
+
+
+#: A non-blocking fabric: one unit spans everything.
+NON_BLOCKING = FabricSpec("non-blocking", 1e15, 1.0, 0.0, 0)
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     """A scale-up domain of ``scale_up_size`` GPUs joined by a scale-out fabric."""
 
@@ -81,6 +97,7 @@ class NetworkSpec:
     scale_out: LinkLevel
     #: Switch-side reduction inside the scale-up domain (NVLink SHARP), if the fabric has it.
     scale_up_reduction: LinkLevel | None = None
+    fabric: FabricSpec = NON_BLOCKING
 
 
 @dataclass(frozen=True)

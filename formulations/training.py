@@ -29,6 +29,7 @@ from .specs import (
     NetworkSpec,
     TrainingSpec,
 )
+from .topology import Fabric
 
 #: Passes of model FLOPs per step: forward plus a backward of twice its cost
 #: (Kaplan et al. 2020, Sec. 2.1; the "6 N" rule).
@@ -116,6 +117,15 @@ def _parameters(model: ModelSpec, hw: HardwareSpec, net: NetworkSpec,
         "a_red": add("scale_up_reduction_latency", (net.scale_up_reduction or net.scale_up
                                                      ).latency, "s",
                      "latency of one switch-side reduce or multicast phase", latex="alpha_red"),
+        "unit": add("scale_out_unit", net.fabric.unit, "1",
+                    "GPUs that keep the full scale-out bandwidth among themselves",
+                    latex="N_unit"),
+        "taper": add("scale_out_taper", net.fabric.taper, "1",
+                     "scale-out bandwidth fraction beyond one unit", latex="tau_out"),
+        "hop": add("scale_out_hop_latency", net.fabric.hop_latency, "s",
+                   "latency per switch hop", latex="alpha_hop"),
+        "xhops": add("scale_out_extra_hops", net.fabric.extra_hops, "1",
+                     "switch hops added when leaving a unit", latex="h_x"),
         "B_out": add("scale_out_bandwidth", net.scale_out.bandwidth, "B/s",
                      "scale-out bandwidth per GPU, one direction", latex="B_out"),
         "a_out": add("scale_out_latency", net.scale_out.latency, "s", "scale-out step latency",
@@ -194,6 +204,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     up = Link(p_["B_up"], p_["a_up"], p_["eta_up"])
     out = Link(p_["B_out"], p_["a_out"], p_["eta_out"])
     N_up = p_["N_up"]
+    fabric = Fabric(p_["unit"], p_["taper"], p_["hop"], p_["xhops"])
     L = p_["L"]
 
     # -- kernels of one layer and of the output layer, per micro-batch ---------------------
@@ -217,7 +228,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     t_tp = parallelism.TP_ALL_REDUCES_PER_PASS * sp.Min(*tp_algorithms.values(),
                                                          evaluate=False)
     kv_chunk = dims.tokens * 2 * dims.local_kv_heads * dims.head_dim * p_["e"]
-    t_cp_raw = parallelism.context_parallel_time(kv_chunk, c, t, N_up, up, out)
+    t_cp_raw = parallelism.context_parallel_time(kv_chunk, c, t, N_up, up, out, fabric)
     # Ring attention overlaps each K/V pass with the attention kernels of the previous chunk.
     t_cp_fwd = sp.Max(0, t_cp_raw - t_core)
     t_cp = t_cp_fwd * (1 + 2 + full + selective)  # forward, backward (dK and dV), recompute
@@ -229,9 +240,9 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     dp_inner, pp_inner = indicator(o, 0), indicator(o, 1)
     t_pp = (1 - indicator(pp, 1)) * (
         dp_inner * parallelism.pipeline_p2p_time(layer_activation_bytes, t, v, t * c * d,
-                                                 N_up, up, out)
+                                                 N_up, up, out, fabric)
         + pp_inner * parallelism.pipeline_p2p_time(layer_activation_bytes, t, v, t * c,
-                                                   N_up, up, out))
+                                                   N_up, up, out, fabric))
 
     layers_per_stage = L / pp
     m = p_["GB"] / (d * b)
@@ -255,8 +266,9 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     # ZeRO replaces the all-reduce by reduce-scatter + all-gather of the same volume.
     def dp_all_reduce(size: sp.Expr) -> sp.Expr:
         """All-reduce over the data-parallel group where the placement puts it."""
-        return (dp_inner * parallelism.group_all_reduce(size, d, t * c, N_up, up, out)
-                + pp_inner * parallelism.group_all_reduce(size, d, t * c * pp, N_up, up, out))
+        return (dp_inner * parallelism.group_all_reduce(size, d, t * c, N_up, up, out, fabric)
+                + pp_inner * parallelism.group_all_reduce(size, d, t * c * pp, N_up, up, out,
+                                                          fabric))
 
     t_dp_full = dp_all_reduce(stage_params * p_["g_red"])
     t_bwd_last = layers_per_stage * (t_bwd + t_recompute + per_layer_comm / 2)

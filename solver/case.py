@@ -307,6 +307,11 @@ class LinkSection(Strict):
     dims: Annotated[list[PositiveInt], Expect("a list of positive integers, like [16, 16, 16]")
                     ] | None = None
     oversubscription: Oversubscription = 1.0
+    # Scale-out fabric structure (formulations/topology.py): GPUs under one leaf switch, rail
+    # group or dragonfly group; the global-link share of a dragonfly; latency per switch hop.
+    unit: PositiveInt | None = None
+    global_taper: Fraction | None = None
+    hop_latency: Duration = 0.0
     # Switch-side reduction (NVLink SHARP / InfiniBand SHARP), where the fabric has it: the
     # all-reduce bandwidth each rank sees and the latency of one reduce or multicast phase.
     reduction_bandwidth: Bandwidth | None = None

@@ -14,9 +14,11 @@ from typing import Any
 
 import sympy as sp
 from perfcost.formulations import algorithms as alg
+from perfcost.formulations.topology import Fabric, group_view
 
 from .case import NetworkSection
 from .errors import CaseError
+from .problem import fabric_spec
 from .units import UnitError, parse
 
 
@@ -161,8 +163,13 @@ def _time(a: alg.Algorithm, size: float, ranks: int, network: NetworkSection
     # all-gather inside each domain for the reducing collectives.
     across = sp.Integer(ranks // domain)
     share = sp.Float(size) / domain
-    rate_out = sp.Float(out.bandwidth * out.efficiency / out.oversubscription)
-    t = alg.pipelined_time(a, share, across, sp.Float(out.latency), rate_out)
+    fabric = fabric_spec(network)
+    view = group_view(Fabric(sp.Float(fabric.unit), sp.Float(fabric.taper),
+                             sp.Float(fabric.hop_latency), sp.Integer(fabric.extra_hops)),
+                      sp.Integer(ranks))
+    rate_out = sp.Float(out.bandwidth * out.efficiency) * view.bandwidth_factor
+    t = alg.pipelined_time(a, share, across, sp.Float(out.latency) + view.extra_latency,
+                           rate_out)
     if a.op in ("all_reduce", "reduce_scatter", "all_gather"):
         ring = next(r for r in alg.algorithms("reduce_scatter") if r.name == "ring")
         inside = alg.pipelined_time(ring, sp.Float(size), sp.Integer(domain),

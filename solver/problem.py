@@ -8,16 +8,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfcost.formulations.specs import (
+    NON_BLOCKING,
     PLACEMENTS,
     RECOMPUTE_MODES,
+    FabricSpec,
     HardwareSpec,
     LinkLevel,
     ModelSpec,
     NetworkSpec,
     TrainingSpec,
 )
+from perfcost.formulations.topology import HOPS
 
-from .case import Case
+from .case import Case, NetworkSection
 from .errors import MISSING, CaseError
 
 #: Bytes per element of each number format.
@@ -60,6 +63,34 @@ def single(case: Case) -> Case:
     return case
 
 
+def fabric_spec(net: NetworkSection) -> FabricSpec:
+    """The scale-out fabric of a network entry (formulations.topology), checked."""
+    out = net.scale_out
+    kind = out.topology
+    if kind not in HOPS:
+        if out.oversubscription > 1 or out.unit is not None or out.global_taper is not None:
+            raise CaseError("network.scale_out.topology", kind,
+                            f"expected one of {', '.join(HOPS)} to give unit, "
+                            "oversubscription or global_taper")
+        return NON_BLOCKING
+    if out.unit is None:
+        if kind == "dragonfly" or out.oversubscription > 1:
+            raise CaseError("network.scale_out.unit", MISSING,
+                            "expected the GPUs under one leaf switch, rail group or dragonfly "
+                            "group (a positive integer)")
+        return NON_BLOCKING
+    if kind == "dragonfly":
+        if out.global_taper is None:
+            raise CaseError("network.scale_out.global_taper", MISSING,
+                            "expected the global-link bandwidth per GPU as a fraction of its "
+                            "injection bandwidth, like 0.5")
+        taper = out.global_taper
+    else:
+        taper = 1.0 / out.oversubscription
+    inside, across = HOPS[kind]
+    return FabricSpec(kind, float(out.unit), taper, out.hop_latency, across - inside)
+
+
 def specs(case: Case) -> Specs:
     case = single(case)
     m, hw, net, job = case.model, case.hardware, case.network, case.training
@@ -92,7 +123,8 @@ def specs(case: Case) -> Specs:
     network = NetworkSpec(
         name=net.name, scale_up_size=up.size,
         scale_up=LinkLevel(up.bandwidth, up.latency, up.efficiency),
-        scale_out=LinkLevel(out.bandwidth / out.oversubscription, out.latency, out.efficiency),
+        scale_out=LinkLevel(out.bandwidth, out.latency, out.efficiency),
+        fabric=fabric_spec(net),
         scale_up_reduction=(LinkLevel(up.reduction_bandwidth, up.reduction_latency or 0.0, 1.0)
                             if up.reduction_bandwidth is not None else None),
     )
