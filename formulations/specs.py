@@ -115,3 +115,6 @@ class TrainingSpec:
     dropout_mask_bytes: float
     dp_overlap: bool
     gpu_hour_price: float
+    #: Tensor-parallel all-reduce algorithm: "auto" takes the fastest (as NCCL's tuner does),
+    #: or one of "ring", "double_binary_tree", "in_network".
+    tp_algorithm: str = "auto"

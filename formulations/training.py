@@ -225,8 +225,9 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     tp_algorithms = parallelism.tensor_parallel_all_reduces(
         layer_activation_bytes, t, up, Link(p_["B_red"], p_["a_red"], sp.Integer(1)),
         p_["red"])
-    t_tp = parallelism.TP_ALL_REDUCES_PER_PASS * sp.Min(*tp_algorithms.values(),
-                                                         evaluate=False)
+    chosen = (sp.Min(*tp_algorithms.values(), evaluate=False) if job.tp_algorithm == "auto"
+              else tp_algorithms[job.tp_algorithm])
+    t_tp = parallelism.TP_ALL_REDUCES_PER_PASS * chosen
     kv_chunk = dims.tokens * 2 * dims.local_kv_heads * dims.head_dim * p_["e"]
     t_cp_raw = parallelism.context_parallel_time(kv_chunk, c, t, N_up, up, out, fabric)
     # Ring attention overlaps each K/V pass with the attention kernels of the previous chunk.

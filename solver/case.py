@@ -340,6 +340,8 @@ class TrainingSection(Strict):
     optimizer: Literal["adam"] = "adam"
     grad_reduce_precision: Literal["bf16", "fp16", "fp32"] | None = None
     dp_overlap: Flag = False
+    # The tensor-parallel all-reduce algorithm; "auto" takes the fastest, as NCCL does.
+    tp_algorithm: Literal["auto", "ring", "double_binary_tree", "in_network"] = "auto"
 
 
 class ParallelismSection(Strict):

@@ -102,8 +102,11 @@ class Evaluation:
                  if k.startswith(prefix)}
         if not self.values.get("scale_up_reduction_available", 0.0):
             times.pop("in_network", None)
-        best = min(times, key=lambda k: times[k])  # ties keep the listed order: ring first
-        return {"algorithm": best, "time_s": times[best], "alternatives_s": times}
+        fixed = self.case.training.tp_algorithm
+        # ties keep the listed order: ring first
+        best = min(times, key=lambda k: times[k]) if fixed == "auto" else fixed
+        return {"algorithm": best, "chosen_by": "fastest" if fixed == "auto" else "case",
+                "time_s": times[best], "alternatives_s": times}
 
     def to_json(self) -> dict[str, Any]:
         v = self.values
@@ -128,7 +131,9 @@ class Evaluation:
             "memory_breakdown": self.memory_breakdown(),
             "per_layer": {"forward_s": v["per_layer_forward_time"],
                           "backward_s": v["per_layer_backward_time"]},
-            "collectives": {"tp_all_reduce": self.tp_all_reduce()},
+            "collectives": {"tp_all_reduce": self.tp_all_reduce(),
+                            "dp_all_reduce": {"algorithm": "hierarchical ring",
+                                              "time_s": v["dp_communication"]}},
         }
 
 

@@ -113,6 +113,9 @@ def specs(case: Case) -> Specs:
         kernel_overhead=hw.efficiency.kernel_overhead, price=hw.price, power=hw.power,
     )
     up, out = net.scale_up, net.scale_out
+    if case.training.tp_algorithm == "in_network" and up.reduction_bandwidth is None:
+        raise CaseError("training.tp_algorithm", "in_network",
+                        f"expected a network with switch-side reduction; {net.name} has none")
     if up.topology == "torus":
         raise CaseError("network", net.name,
                         "expected a switched scale-up domain: the training model does not yet "
@@ -135,7 +138,7 @@ def specs(case: Case) -> Specs:
         grad_reduce_bytes=FORMAT_BYTES[job.grad_reduce_precision or job.precision],
         weight_bytes=element, grad_bytes=GRAD_BYTES, optimizer_state_bytes=ADAM_STATE_BYTES,
         optimizer_step_bytes=ADAM_STEP_BYTES, dropout_mask_bytes=DROPOUT_MASK_BYTES,
-        dp_overlap=job.dp_overlap,
+        dp_overlap=job.dp_overlap, tp_algorithm=job.tp_algorithm,
         gpu_hour_price=hw.gpu_hour_price if price is None else price,
     )
     return Specs(model, hardware, network, training)

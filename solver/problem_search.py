@@ -86,7 +86,8 @@ def _formulation(specs: fixed.Specs) -> Formulation:
     """
     m = specs.model
     key = (m.ffn_kind, m.kv_heads != m.heads, m.tied_embeddings, m.biases,
-           m.learned_positions, m.dropout, specs.training.dp_overlap)
+           m.learned_positions, m.dropout, specs.training.dp_overlap,
+           specs.training.tp_algorithm)
     if key not in _FORMULATIONS:
         _FORMULATIONS[key] = build("training", specs.model, specs.hardware, specs.network,
                                    specs.training, pipeline_filled=True)
