@@ -28,7 +28,7 @@ from perfcost.formulations.core import Formulation
 from .problem_search import SearchProblem
 
 #: Largest joint domain a single table may span before products of sums are distributed.
-MAX_TABLE = 4_096
+MAX_TABLE = 8_192
 SYSTEM = "system"
 
 
@@ -157,6 +157,11 @@ class _Builder:
         if isinstance(expr, sp.Add):
             return [t for arg in expr.args for t in self.expand(arg)]
         if isinstance(expr, sp.Piecewise) and self.joint(self.variables(expr)) > MAX_TABLE:
+            if all(value.is_number for value, _cond in expr.args):
+                # An indicator whose condition itself couples too many variables.
+                raise NotCompilable(
+                    f"a condition couples {sorted(self.variables(expr))} "
+                    f"({self.joint(self.variables(expr)):,} combinations > {MAX_TABLE:,})")
             return self.expand(_as_indicator_sum(expr))
         if isinstance(expr, sp.Mul):
             terms: list[list[sp.Expr]] = [[]]

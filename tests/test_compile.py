@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from perfcost.solver.case import load
-from perfcost.solver.compile import SYSTEM, compile_problem
+from perfcost.solver.compile import MAX_TABLE, SYSTEM, compile_problem
 from perfcost.solver.engine_enumerate import evaluate_all
 from perfcost.solver.problem_search import build_problem
 from perfcost.solver.space import candidates
@@ -46,4 +46,19 @@ def test_compiled_form_is_small_and_json(compiled_problem) -> None:  # type: ign
     # Grows with the sum of the tables, far below the product of the domains.
     cells = sum(len(f.values) for f in compiled.factors)
     assert cells < problem.space.size / 100
-    assert all(len(f.values) <= 4096 for f in compiled.factors)
+    assert all(len(f.values) <= MAX_TABLE for f in compiled.factors)
+
+
+def test_a_condition_coupling_too_many_decisions_is_declined_not_looped() -> None:
+    """An indicator whose condition spans too many decisions cannot be split further: the
+    compiler says so (and the MILP engine declines) instead of recursing forever."""
+    from perfcost.solver import compile as compile_mod
+
+    problem = build_problem(load("gpt3-175b-a100", ["parallelism={}"]))
+    original = compile_mod.MAX_TABLE
+    compile_mod.MAX_TABLE = 64
+    try:
+        with pytest.raises(compile_mod.NotCompilable):
+            compile_problem(problem)
+    finally:
+        compile_mod.MAX_TABLE = original
