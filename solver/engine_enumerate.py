@@ -105,14 +105,13 @@ class EnumerateEngine:
         best = int(order[0])
         result.status = "optimal"
         result.config = user_config(problem, config_at(cands, best))
-        sys_ = problem.space.systems[cands.system[best]]
-        result.system = f"{sys_.hardware} + {sys_.network}"
+        result.system_index = int(cands.system[best])
+        result.system = problem.space.systems[result.system_index].label
         result.values = full_values(problem, config_at(cands, best), int(cands.system[best]))
         # Report the full evaluation's number (the ranking pass may differ in the last bit).
         result.value = float(result.values[problem.quantity])
         result.top = [Ranked(user_config(problem, config_at(cands, int(i))),
-                             f"{problem.space.systems[cands.system[i]].hardware} + "
-                             f"{problem.space.systems[cands.system[i]].network}",
+                             problem.space.systems[cands.system[i]].label,
                              float(objective[i])) for i in order[:max(top, 2)]]
         for c in problem.constraints:
             others = finite.copy()

@@ -313,9 +313,8 @@ class MilpEngine:
                 break
             config = nxt["config"]
             codes = self._codes(compiled, config)
-            sys_ = problem.space.systems[nxt["system"]]
             result.top.append(Ranked(user_config(problem, codes),
-                                     f"{sys_.hardware} + {sys_.network}",
+                                     problem.space.systems[nxt["system"]].label,
                                      nxt["values"][problem.quantity]))
         # Binding: does dropping the constraint improve the optimum? (one more solve each)
         uses = []
@@ -349,8 +348,8 @@ class MilpEngine:
         result.value = values[problem.quantity]
         result.values = values
         result.config = user_config(problem, self._codes(compiled, config))
-        s = problem.space.systems[system]
-        result.system = f"{s.hardware} + {s.network}"
+        result.system_index = system
+        result.system = problem.space.systems[system].label
 
     def _optimise(self, model: _Model, problem: SearchProblem,
                   check: set[str] | None = None) -> dict[str, Any]:

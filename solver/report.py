@@ -151,8 +151,7 @@ def solution(sol: Any) -> Group:
             why.add_row(line)
         parts.append(why)
         return Group(*parts)
-    pairs = systems_of(sol.problem.case)
-    single = next(c for c, s in pairs if f"{s.hardware} + {s.network}" == r.system)
+    single, _system = systems_of(sol.problem.case)[r.system_index]
     parts.append(evaluation(Evaluation(single, r.config, r.values, sol.problem.formulation)))
     cons = Table(title="constraints", title_justify="left")
     for col in ("constraint", "used", "limit", "binding"):

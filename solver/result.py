@@ -37,6 +37,7 @@ class Result:
     value: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
     system: str = ""
+    system_index: int = 0  # into the problem's systems (the case's hardware x network list)
     values: dict[str, float] = field(default_factory=dict)
     constraints: list[ConstraintUse] = field(default_factory=list)
     top: list[Ranked] = field(default_factory=list)

@@ -46,6 +46,10 @@ class System:
     scale_up_size: int
     hbm_capacity: float
 
+    @property
+    def label(self) -> str:
+        return f"{self.hardware} + {self.network}"
+
 
 @dataclass(frozen=True)
 class Space:
