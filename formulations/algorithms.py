@@ -99,6 +99,14 @@ def algorithms(op: str) -> list[Algorithm]:
     return [a for a in ALGORITHMS if a.op == op]
 
 
+def find(op: str, name: str) -> Algorithm:
+    """The algorithm ``name`` of collective ``op``."""
+    for a in ALGORITHMS:
+        if a.op == op and a.name == name:
+            return a
+    raise KeyError(f"no {op} algorithm named {name!r}")
+
+
 def alpha_beta_time(algorithm: Algorithm, size: sp.Expr, n: sp.Expr, latency: sp.Expr,
                     bandwidth: sp.Expr) -> sp.Expr:
     """Textbook time: latency per step plus volume over bandwidth."""

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from . import algorithms
+
 
 @dataclass(frozen=True)
 class Link:
@@ -36,20 +38,26 @@ class Link:
         return self.bandwidth * self.efficiency
 
 
+def _on(op: str, name: str, size: sp.Expr, n: sp.Expr, link: Link) -> sp.Expr:
+    """Textbook time of one algorithm of :mod:`algorithms` on ``link``."""
+    return algorithms.alpha_beta_time(algorithms.find(op, name), size, n, link.latency,
+                                      link.rate)
+
+
 def ring_reduce_scatter(size: sp.Expr, n: sp.Expr, link: Link) -> sp.Expr:
-    return (n - 1) * link.latency + (n - 1) / n * size / link.rate
+    return _on("reduce_scatter", "ring", size, n, link)
 
 
 def ring_all_gather(size: sp.Expr, n: sp.Expr, link: Link) -> sp.Expr:
-    return ring_reduce_scatter(size, n, link)
+    return _on("all_gather", "ring", size, n, link)
 
 
 def ring_all_reduce(size: sp.Expr, n: sp.Expr, link: Link) -> sp.Expr:
-    return 2 * (n - 1) * link.latency + 2 * (n - 1) / n * size / link.rate
+    return _on("all_reduce", "ring", size, n, link)
 
 
 def point_to_point(size: sp.Expr, link: Link) -> sp.Expr:
-    return link.latency + size / link.rate
+    return _on("p2p", "direct", size, sp.Integer(2), link)
 
 
 def hierarchical_all_reduce(size: sp.Expr, per_domain: sp.Expr, domains: sp.Expr,

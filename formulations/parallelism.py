@@ -56,7 +56,7 @@ def tensor_parallel_all_reduces(activation_bytes: sp.Expr, t: sp.Expr, up: Link,
     """
     times = {}
     for name in ("ring", "double_binary_tree", "in_network"):
-        algorithm = next(a for a in algorithms.algorithms("all_reduce") if a.name == name)
+        algorithm = algorithms.find("all_reduce", name)
         link = reduction if algorithm.in_network else up
         times[name] = algorithms.alpha_beta_time(algorithm, activation_bytes, t, link.latency,
                                                  link.rate)

@@ -171,7 +171,7 @@ def _time(a: alg.Algorithm, size: float, ranks: int, network: NetworkSection
     t = alg.pipelined_time(a, share, across, sp.Float(out.latency) + view.extra_latency,
                            rate_out)
     if a.op in ("all_reduce", "reduce_scatter", "all_gather"):
-        ring = next(r for r in alg.algorithms("reduce_scatter") if r.name == "ring")
+        ring = alg.find("reduce_scatter", "ring")
         inside = alg.pipelined_time(ring, sp.Float(size), sp.Integer(domain),
                                     sp.Float(up.latency), sp.Float(up.bandwidth * up.efficiency))
         t = t + (2 if a.op == "all_reduce" else 1) * inside

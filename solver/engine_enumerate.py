@@ -60,7 +60,7 @@ def describe(problem: SearchProblem, cands: Candidates, i: int) -> str:
     text = " ".join(f"{k}={v}" for k, v in cfg.items())
     if len(problem.space.systems) > 1:
         s = problem.space.systems[cands.system[i]]
-        text = f"{s.hardware}/{s.network} {text}"
+        text = f"{s.label}: {text}"
     return text
 
 

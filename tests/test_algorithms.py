@@ -14,7 +14,7 @@ n, S, a, B = sp.symbols("n S alpha B", positive=True)
 
 
 def _algorithm(op: str, name: str) -> alg.Algorithm:
-    return next(x for x in alg.algorithms(op) if x.name == name)
+    return alg.find(op, name)
 
 
 def test_ring_all_reduce_is_the_textbook_formula() -> None:
