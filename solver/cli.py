@@ -227,6 +227,24 @@ def cases(as_json: JsonOpt = False) -> None:
     report.console().print(report.cases(entries))
 
 
+def _register_command_modules() -> None:
+    """Import every ``cli_*`` module beside this one: each adds its commands to :data:`app`.
+
+    Commands of one topic (cost, export, sweep, calibrate, serving) live in a module of their
+    own, so this file stays small and the topics never edit each other's code.
+    """
+    import importlib
+    import pkgutil
+
+    here = os.path.dirname(__file__)
+    for info in sorted(pkgutil.iter_modules([here]), key=lambda m: m.name):
+        if info.name.startswith("cli_"):
+            importlib.import_module(f"{__package__}.{info.name}")
+
+
+_register_command_modules()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
