@@ -7,6 +7,11 @@ latency and bus efficiency. This script fits them, once for all A100 cases, by m
 worst ratio of each validation suite's error to its tolerance, and prints the per-suite errors
 before and after. It prints; it does not write the case files.
 
+The kernel-level parameters of a GPU with kernel measurements (the per-wave GEMM overhead,
+the FlashAttention rates) come from ``perfcost calibrate`` instead (docs/kernels.md). The A100
+entry has no such measurements: its ``wave_overhead`` is 0, so the GEMM model this script fits
+is the plain tile- and wave-quantised roofline, unchanged by that addition.
+
     python benchmarks/calibration_fit.py
 """
 

@@ -20,10 +20,13 @@ from perfcost.solver.problem_search import build_problem
 
 
 def case(model: str, hardware: Any, network: Any, gpus: Any, batch: int,
-         parallelism: dict[str, Any] | None = None, tokens: float = 300e9) -> Any:
+         parallelism: dict[str, Any] | None = None, tokens: float = 300e9,
+         codesign: dict[str, Any] | None = None) -> Any:
     raw = {"model": model, "hardware": hardware, "network": network,
            "cluster": {"gpus": gpus}, "training": {"global_batch": batch, "tokens": tokens},
            "parallelism": parallelism or {}}
+    if codesign is not None:
+        raw["codesign"] = codesign
     return from_dict(resolve(raw))
 
 
@@ -39,6 +42,9 @@ ROWS: list[tuple[str, Any, bool]] = [
     ("llama3-70b, 4 GPU types x 2 networks x 6 sizes", lambda: case(
         "llama3-70b", ["a100-80gb", "h100-sxm", "h200-sxm", "b200"], ["dgx-a100", "dgx-h100"],
         [256, 512, 1024, 2048, 4096, 8192], 1024), True),
+    ("llama3-70b, 81 chiplet designs x 4 sizes, capex", lambda: case(
+        "llama3-70b", "h100-sxm", "dgx-h100", [1024, 2048, 4096, 8192], 1024,
+        codesign={"design": "codesign-n5", "capex_budget": "150e6 USD"}), True),
 ]
 
 
@@ -64,6 +70,10 @@ def main() -> None:
             if engine.name == "enumerate":
                 reference = value
                 equal = "oracle"
+            elif result.status == "not_accepted":
+                equal = "declined"
+            elif not result.ok:
+                equal = result.status  # stopped without proving an optimum
             else:
                 equal = ("yes" if reference is not None and result.ok
                          and abs(value - reference) <= 1e-9 * abs(reference) else "NO")

@@ -8,6 +8,12 @@
   Multiplication Background" guide for tile and wave quantisation).
 * Memory ceiling: ``hbm_bandwidth * memory_efficiency``, the bandwidth a streaming kernel
   reaches (Williams et al. 2009, roofline).
+* Every wave of output tiles pays ``wave_overhead``: the prologue (filling the operand
+  pipeline) and epilogue (writing the C tile) of a tile that the main loop does not hide. It
+  makes the efficiency saturate in the work per wave, ``2 T_m T_n k`` FLOPs per tile: a GEMM
+  with a short reduction or few tiles per wave reaches less of the peak (NVIDIA's "Matrix
+  Multiplication Background" guide; fitted to kernel timings by ``perfcost calibrate``, see
+  docs/calibration.md). Zero reproduces the plain roofline.
 * Every kernel pays ``kernel_overhead`` (launch and tail latency that asynchronous launch does
   not hide).
 
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .attention import FlashOp, FlashRates, flash_op_time
 from .transformer import Op
 
 
@@ -35,12 +42,20 @@ class ComputeParams:
     tile_m: sp.Expr
     tile_n: sp.Expr
     kernel_overhead: sp.Expr
+    wave_overhead: sp.Expr = sp.S.Zero
+    #: Rates of the FlashAttention kernels (formulations.attention), where a layer uses them.
+    flash: FlashRates | None = None
+
+
+def gemm_waves(op: Op, hw: ComputeParams) -> sp.Expr:
+    """Waves of ``tile_m x tile_n`` output tiles over the multiprocessors."""
+    tiles = op.batch * sp.ceiling(op.m / hw.tile_m) * sp.ceiling(op.n / hw.tile_n)
+    return sp.ceiling(tiles / hw.multiprocessors)
 
 
 def gemm_utilisation(op: Op, hw: ComputeParams) -> sp.Expr:
     """Fraction of the launched tile-waves computing useful output (tile + wave quantisation)."""
-    tiles = op.batch * sp.ceiling(op.m / hw.tile_m) * sp.ceiling(op.n / hw.tile_n)
-    waves = sp.ceiling(tiles / hw.multiprocessors)
+    waves = gemm_waves(op, hw)
     return (op.batch * op.m * op.n) / (waves * hw.multiprocessors * hw.tile_m * hw.tile_n)
 
 
@@ -49,7 +64,9 @@ def compute_time(op: Op, hw: ComputeParams) -> sp.Expr:
     if op.kind != "gemm":
         return sp.Integer(0)
     rate = hw.peak_flops * hw.matmul_efficiency * gemm_utilisation(op, hw)
-    return op.flops / rate
+    if hw.wave_overhead == 0:
+        return op.flops / rate
+    return op.flops / rate + gemm_waves(op, hw) * hw.wave_overhead
 
 
 def memory_time(op: Op, hw: ComputeParams) -> sp.Expr:
@@ -59,6 +76,10 @@ def memory_time(op: Op, hw: ComputeParams) -> sp.Expr:
 
 def op_time(op: Op, hw: ComputeParams) -> sp.Expr:
     """Roofline time of one kernel plus its fixed overhead."""
+    if isinstance(op, FlashOp):
+        if hw.flash is None:
+            raise ValueError(f"{op.name}: FlashAttention kernel without FlashAttention rates")
+        return flash_op_time(op, hw.flash)
     if op.kind == "gemm":
         # evaluate=False: sympy would otherwise try to order the two branches symbolically (slow).
         return (sp.Max(compute_time(op, hw), memory_time(op, hw), evaluate=False)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .attention import flash_activation_bytes, layer_shape
 from .transformer import Dims
 
 #: Tensors kept outside the TP regions per layer: 2 norm inputs, QKV and fc1 inputs.
@@ -48,7 +49,9 @@ class ActivationTerms:
     layer_input: sp.Expr
 
 
-def activation_terms(d: Dims) -> ActivationTerms:
+def activation_terms(d: Dims, flash: bool = False) -> ActivationTerms:
+    """Activation bytes per layer by part; with ``flash`` the attention core keeps only the
+    fp32 log-sum-exp per query row (formulations.attention): Korthikanti's 5as/h term is gone."""
     tokens = d.tokens
     outside = tokens * d.h * d.sigma * (UNSPLIT_ACTIVATION_TENSORS * d.e
                                         + UNSPLIT_DROPOUT_MASKS * d.mask)
@@ -59,6 +62,8 @@ def activation_terms(d: Dims) -> ActivationTerms:
     scores = d.b * d.local_heads * (d.s / d.c) * d.s
     # Softmax output, and with dropout also its mask and the dropped-out probabilities.
     attention_core = scores * (d.e + (d.e + d.mask if d.dropout else 0))
+    if flash:
+        attention_core = flash_activation_bytes(layer_shape(d))
     mlp_width = d.ffn / d.t
     mlp = tokens * d.e * (d.gate_factor * mlp_width + mlp_width)
     layer_input = tokens * d.h * d.sigma * d.e

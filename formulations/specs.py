@@ -35,6 +35,42 @@ class ModelSpec:
     biases: bool
     learned_positions: bool
     dropout: bool
+    #: Mixture of experts (formulations.moe); ``experts = 0`` is a dense model. ``ffn`` stays
+    #: the width of the dense layers' MLP; each routed or shared expert is ``expert_ffn`` wide.
+    experts: int = 0
+    shared_experts: int = 0
+    top_k: int = 0
+    expert_ffn: int = 0
+    #: Every ``moe_every``-th layer is an MoE layer, after the first ``first_dense_layers``.
+    moe_every: int = 1
+    first_dense_layers: int = 0
+    #: Tokens an expert takes at most, over its even share (0: dropless, no capacity limit).
+    capacity_factor: float = 0.0
+    #: Tokens the busiest expert-parallel rank receives over the even share (>= 1).
+    load_imbalance: float = 1.0
+    #: Node-limited routing: scale-up domains a token may reach at most (0: no limit).
+    route_domains: int = 0
+    #: Multi-head latent attention (formulations.mla); ``kv_lora_rank = 0`` is MHA/GQA.
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+
+    @property
+    def moe(self) -> bool:
+        return self.experts > 0
+
+    @property
+    def mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        """Number of MoE layers: every ``moe_every``-th layer after the first dense ones."""
+        if not self.moe:
+            return 0
+        return len(range(self.first_dense_layers, self.layers, self.moe_every))
 
 
 @dataclass(frozen=True)
@@ -60,6 +96,21 @@ class HardwareSpec:
     kernel_overhead: float
     price: float
     power: float
+    #: Fixed cost per wave of GEMM output tiles (formulations.compute); 0 is the plain roofline.
+    gemm_wave_overhead: float = 0.0
+    #: On-chip shared memory per multiprocessor, bytes: sets FlashAttention's block sizes
+    #: (formulations.attention); 0 when the entry does not give it.
+    shared_memory: float = 0.0
+    #: L2 cache bytes (FlashAttention's K/V re-reads hit it while they fit); 0: unknown.
+    l2_cache: float = 0.0
+    #: The FlashAttention generation the software stack runs ("fa2" or "fa3"), the fractions
+    #: of the dense peak its forward and backward kernels reach and their fixed costs per wave
+    #: of tiles.
+    flash_attention: str = "fa2"
+    flash_forward_efficiency: float = 0.0
+    flash_backward_efficiency: float = 0.0
+    flash_forward_tile_overhead: float = 0.0
+    flash_backward_tile_overhead: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -118,3 +169,47 @@ class TrainingSpec:
     #: Tensor-parallel all-reduce algorithm: "auto" takes the fastest (as NCCL's tuner does),
     #: or one of "ring", "double_binary_tree", "in_network".
     tp_algorithm: str = "auto"
+    #: The attention core's kernels: "materialized" (softmax over an s x s score matrix in
+    #: HBM, as Megatron-LM ran it in 2021-22) or "flash" (formulations.attention).
+    attention: str = "materialized"
+    #: Expert tensor parallelism: each expert's weights split over ``expert_tp`` ranks
+    #: (Megatron-Core's expert_tensor_parallel_size; formulations.moe).
+    expert_tp: int = 1
+    #: Pipeline stages may hold unequal layer counts (``pp`` need not divide the layers); the
+    #: slowest stage then holds ceil(layers / pp) of them.
+    uneven_stages: bool = False
+    #: The MoE all-to-alls overlap other micro-batches' compute; only what exceeds the MoE
+    #: layer's compute is exposed (DeepSeek-V3 Sec. 3.2.1, DualPipe).
+    ep_overlap: bool = False
+
+
+@dataclass(frozen=True)
+class ServingPoolSpec:
+    """One pool of serving replicas: its accelerator, network and price (formulations.serving).
+    ``peak_flops_fp8`` is the dense fp8 peak (the bf16 one where the chip has none);
+    ``kernel_overhead`` the fixed time per kernel in the serving engine (CUDA graphs)."""
+
+    hardware: HardwareSpec
+    network: NetworkSpec
+    peak_flops_fp8: float
+    kernel_overhead: float
+    gpu_price: float  # USD per GPU-second
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """The serving workload (formulations.serving): requests of ``prompt_len`` prompt tokens
+    and ``output_len`` output tokens arriving at ``rate`` per second, SLOs in seconds."""
+
+    prompt_len: int
+    output_len: int
+    rate: float
+    slo_ttft: float
+    slo_tpot: float
+    batching: str  # "continuous" (mixed prefill/decode steps) or "static"
+    chunk_tokens: int  # prompt tokens one continuous-batching step takes at most
+    block_size: int  # tokens per paged KV-cache block
+    kv_bytes: float  # bytes per cached K or V element
+    activation_bytes: float
+    memory_utilization: float  # fraction of HBM the engine may use
+    step_overhead: float  # fixed time per step (scheduler, sampling), seconds

@@ -16,9 +16,11 @@ step streaming its states through HBM once.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sympy as sp
 
-from . import compute, memory, parallelism, transformer
+from . import attention, compute, memory, mla, moe, parallelism, transformer
 from .collectives import Link, ring_all_reduce
 from .core import Decision, Formulation, ParameterSet, indicator, register
 from .specs import (
@@ -42,6 +44,7 @@ DECISIONS: dict[str, str] = {
     "pp": "pipeline stages",
     "dp": "data-parallel replicas",
     "cp": "context-parallel ranks",
+    "ep": "expert-parallel ranks (formulations.moe; 1 for a dense model)",
     "micro_batch": "sequences per micro-batch",
     "virtual_stages": "model chunks per pipeline stage (interleaved schedule when > 1)",
     "sequence_parallel": "sequence parallelism on (1) or off (0)",
@@ -55,7 +58,8 @@ LABELS: dict[str, tuple[str, ...]] = {
     "placement": PLACEMENTS,
 }
 LATEX: dict[str, str] = {
-    "tp": "t", "pp": "p", "dp": "d", "cp": "c", "micro_batch": "b", "virtual_stages": "v",
+    "tp": "t", "pp": "p", "dp": "d", "cp": "c", "ep": "ep", "micro_batch": "b",
+    "virtual_stages": "v",
     "sequence_parallel": "q", "recompute": "r", "zero": "z", "placement": "o",
 }
 
@@ -66,6 +70,7 @@ TIME_TERMS: tuple[str, ...] = (
     "recompute_compute",
     "tp_communication",
     "cp_communication",
+    "ep_communication",
     "pp_communication",
     "pipeline_bubble",
     "dp_communication",
@@ -152,7 +157,90 @@ def _parameters(model: ModelSpec, hw: HardwareSpec, net: NetworkSpec,
     }
     sym["kv"] = (sym["a"] if model.kv_heads == model.heads else
                  add("kv_heads", model.kv_heads, "1", "key/value heads", latex="a_kv"))
+    sym["w_oh"] = add("gemm_wave_overhead", hw.gemm_wave_overhead, "s",
+                      "fixed time per wave of GEMM output tiles", latex="tau_w")
+    if job.attention == "flash":
+        sym.update(_flash_parameters(hw, ps))
+        sym["l2"] = add("l2_cache", hw.l2_cache, "B", "L2 cache", latex="M_L2")
+    if model.moe:
+        sym.update(_moe_parameters(model, job, ps))
+    if model.mla:
+        sym.update(_mla_parameters(model, ps))
     return ps, sym
+
+
+def _flash_parameters(hw: HardwareSpec, ps: ParameterSet) -> dict[str, sp.Expr]:
+    """Rates of the FlashAttention kernels of the hardware's software stack."""
+    add = ps.add
+    return {
+        "eta_fa_f": add("flash_forward_efficiency", hw.flash_forward_efficiency, "1",
+                        f"fraction of peak of the {hw.flash_attention} forward kernel",
+                        latex="eta_fa_fwd"),
+        "eta_fa_b": add("flash_backward_efficiency", hw.flash_backward_efficiency, "1",
+                        f"fraction of peak of the {hw.flash_attention} backward kernel",
+                        latex="eta_fa_bwd"),
+        "fa_tile_f": add("flash_forward_tile_overhead", hw.flash_forward_tile_overhead, "s",
+                         "fixed time per wave of FlashAttention forward tiles",
+                         latex="tau_fa_fwd"),
+        "fa_tile_b": add("flash_backward_tile_overhead", hw.flash_backward_tile_overhead,
+                         "s", "fixed time per wave of FlashAttention backward tiles",
+                         latex="tau_fa_bwd"),
+    }
+
+
+def attention_head_dims(model: ModelSpec) -> tuple[int, int]:
+    """Head dims of Q.K^T and of V: ``h/a``, or multi-head latent attention's."""
+    if model.mla:
+        return model.qk_nope_head_dim + model.qk_rope_head_dim, model.v_head_dim
+    return model.hidden // model.heads, model.hidden // model.heads
+
+
+def _moe_parameters(model: ModelSpec, job: TrainingSpec, ps: ParameterSet
+                    ) -> dict[str, sp.Expr]:
+    """Parameter symbols of a mixture-of-experts model (formulations.moe)."""
+    add = ps.add
+    out = {
+        "E": add("experts", model.experts, "1", "routed experts per MoE layer", latex="N_E"),
+        "E_sh": add("shared_experts", model.shared_experts, "1",
+                    "shared experts per MoE layer", latex="N_sh"),
+        "k": add("top_k", model.top_k, "1", "routed experts per token", latex="k"),
+        "f_e": add("expert_ffn", model.expert_ffn, "1", "width of one expert", latex="f_e"),
+        "L_moe": add("moe_layers", model.moe_layers, "1", "MoE layers", latex="L_moe"),
+        "moe_every": add("moe_every", model.moe_every, "1",
+                         "every moe_every-th layer after the dense ones is MoE", latex="k_moe"),
+        "imb": add("load_imbalance", model.load_imbalance, "1",
+                   "busiest expert-parallel rank's tokens over the even share",
+                   latex="lambda_imb"),
+        "etp": add("expert_tp", job.expert_tp, "1", "expert tensor-parallel ranks",
+                   latex="t_e"),
+    }
+    if model.route_domains > 0:
+        out["route"] = add("route_domains", model.route_domains, "1",
+                           "scale-up domains one token may be routed to", latex="M_route")
+    if model.capacity_factor > 0:
+        out["cf"] = add("capacity_factor", model.capacity_factor, "1",
+                        "expert capacity over the even share (tokens beyond are dropped)",
+                        latex="C_f")
+    return out
+
+
+def _mla_parameters(model: ModelSpec, ps: ParameterSet) -> dict[str, sp.Expr]:
+    """Parameter symbols of multi-head latent attention (formulations.mla)."""
+    add = ps.add
+    out = {
+        "kv_lora": add("kv_lora_rank", model.kv_lora_rank, "1", "KV latent width",
+                       latex="d_c"),
+        "nope": add("qk_nope_head_dim", model.qk_nope_head_dim, "1",
+                    "query/key head dimension without RoPE", latex="d_nope"),
+        "rope": add("qk_rope_head_dim", model.qk_rope_head_dim, "1",
+                    "decoupled RoPE query/key head dimension", latex="d_rope"),
+        "v_dim": add("v_head_dim", model.v_head_dim, "1", "value head dimension",
+                     latex="d_v"),
+    }
+    if model.q_lora_rank:
+        out["q_lora"] = add("q_lora_rank", model.q_lora_rank, "1", "query latent width",
+                            latex="d_cq")
+    return out
 
 
 def parameter_values(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpec,
@@ -199,8 +287,18 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         swiglu=model.ffn_kind == "swiglu", dropout=model.dropout,
         gqa=model.kv_heads != model.heads,
     )
+    latent = None
+    if model.mla:
+        latent = mla.LatentDims(p_.get("q_lora"), p_["kv_lora"], p_["nope"], p_["rope"],
+                                p_["v_dim"])
+        dims = replace(dims, qk_dim=latent.qk, v_dim=latent.v)
+    flash = job.attention == "flash"
+    rates = (attention.FlashRates(p_["P"], p_["eta_fa_f"], p_["eta_fa_b"], p_["B_hbm"],
+                                  p_["eta_mem"], p_["sms"], p_["fa_tile_f"],
+                                  p_["fa_tile_b"], p_["k_oh"], p_["l2"])
+             if flash else None)
     hw = compute.ComputeParams(p_["P"], p_["eta_mm"], p_["B_hbm"], p_["eta_mem"], p_["sms"],
-                               p_["tile_m"], p_["tile_n"], p_["k_oh"])
+                               p_["tile_m"], p_["tile_n"], p_["k_oh"], p_["w_oh"], rates)
     up = Link(p_["B_up"], p_["a_up"], p_["eta_up"])
     out = Link(p_["B_out"], p_["a_out"], p_["eta_out"])
     N_up = p_["N_up"]
@@ -210,6 +308,15 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     # -- kernels of one layer and of the output layer, per micro-batch ---------------------
     fwd = transformer.layer_forward(dims)
     bwd = transformer.layer_backward(dims)
+    if latent is not None:
+        fwd = mla.replace_projections(fwd, dims, latent, backward=False)
+        bwd = mla.replace_projections(bwd, dims, latent, backward=True)
+    if flash:
+        # Block sizes from the SRAM per multiprocessor (Dao et al. 2022, Alg. 1).
+        blocks = attention.block_sizes(hardware.shared_memory, *attention_head_dims(model),
+                                       job.bytes_per_element)
+        fwd = attention.use_flash(fwd, dims, blocks, backward=False)
+        bwd = attention.use_flash(bwd, dims, blocks, backward=True)
     core_fwd = [op for op in fwd if op.region == "attention_core"]
     head_f, head_b = transformer.head_forward(dims), transformer.head_backward(dims)
 
@@ -218,6 +325,11 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     t_core = compute.ops_time(core_fwd, hw)
     t_head = compute.ops_time(head_f, hw) + compute.ops_time(head_b, hw)
     t_recompute = full * t_fwd + selective * t_core
+    up_projections = [op for op in fwd if op.name in mla.RECOMPUTED_UP_PROJECTIONS]
+    if latent is not None:
+        # Selective recomputation also redoes MLA's up-projections, so that Q, K and V are
+        # not kept (DeepSeek-V3 Sec. 3.2.3; Megatron-Core's "mla_up_proj" recompute module).
+        t_recompute += selective * compute.ops_time(up_projections, hw)
 
     layer_activation_bytes = dims.tokens * p_["h"] * p_["e"]
     # Each tensor-parallel all-reduce takes the fastest algorithm the group has, as NCCL's
@@ -245,20 +357,83 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         + pp_inner * parallelism.pipeline_p2p_time(layer_activation_bytes, t, v, t * c,
                                                    N_up, up, out, fabric))
 
-    layers_per_stage = L / pp
+    mean_layers = L / pp  # layers per stage, averaged over the stages (for FLOP counts)
+    # With uneven stages the slowest holds ceil(L / (p v)) layers per model chunk.
+    layers_per_stage = v * sp.ceiling(L / (pp * v)) if job.uneven_stages else mean_layers
     m = p_["GB"] / (d * b)
     per_layer_comm = t_tp * (1 + 1 + full)  # forward, backward, recomputed forward
-    stage_compute = layers_per_stage * (t_fwd + t_bwd + t_recompute) + t_head
+
+    # -- mixture of experts: the MoE layers of the stage that holds most of them --------------
+    ep = dec["ep"].symbol
+    moe_stage = sp.Integer(0)
+    if model.moe:
+        experts = moe.ExpertDims(p_["E"], p_["E_sh"], p_["k"], p_["f_e"], ep, p_["etp"],
+                                 moe.load_factor(p_["imb"], p_.get("cf")), p_.get("route"))
+        with_shared = model.shared_experts > 0
+        fwd_moe = moe.replace_mlp(fwd, moe.moe_forward(dims, experts, with_shared))
+        bwd_moe = moe.replace_mlp(bwd, moe.moe_backward(dims, experts, with_shared))
+        # Model FLOPs count every routed token once: no imbalance, no dropped tokens.
+        model_fwd_moe = moe.replace_mlp(fwd, moe.moe_forward(
+            dims, replace(experts, load=sp.Integer(1)), with_shared))
+        t_fwd_moe = compute.ops_time(fwd_moe, hw)
+        t_bwd_moe = compute.ops_time(bwd_moe, hw)
+        t_recompute_moe = full * t_fwd_moe + selective * (
+            t_core + compute.ops_time(up_projections, hw))
+        # Expert-parallel ranks are expert_tp apart (etp innermost, Megatron-Core's order).
+        t_ep_layer = moe.expert_parallel_time(dims, experts, p_["etp"], N_up, up, out,
+                                              fabric) * (1 + 1 + full)
+        moe_stage = moe.stage_moe_layers(layers_per_stage, p_["moe_every"], p_["L_moe"])
+        dense_stage = moe.stage_dense_layers(layers_per_stage, p_["moe_every"], p_["L_moe"])
+        # Expert data parallelism. It is below 1 only where ep * etp exceeds the stage's
+        # ranks, which the structural rules exclude; the floor keeps the compiled tables over
+        # those combinations non-negative.
+        edp = sp.Max(1, t * c * d / (ep * p_["etp"]))
+
+    def per_stage(dense: sp.Expr, sparse: sp.Expr | None = None) -> sp.Expr:
+        """A per-layer quantity summed over the stage's dense and MoE layers."""
+        if not model.moe:
+            return layers_per_stage * dense
+        return dense_stage * dense + moe_stage * sparse
+
+    stage_compute = per_stage(t_fwd + t_bwd + t_recompute,
+                              (t_fwd_moe + t_bwd_moe + t_recompute_moe) if model.moe else None
+                              ) + t_head
     stage = stage_compute + layers_per_stage * (per_layer_comm + t_cp) + t_pp
+    t_ep = sp.Integer(0)
+    if model.moe:
+        # With overlap (DualPipe: one micro-batch's dispatch and combine run during another's
+        # attention and experts), only the all-to-all time beyond the layer's compute shows.
+        t_ep = moe_stage * (sp.Max(0, t_ep_layer - (t_fwd_moe + t_bwd_moe + t_recompute_moe))
+                            if job.ep_overlap else t_ep_layer)
+    stage += t_ep
 
     # -- parameters, gradient reduction and optimizer ----------------------------------------
     layer_params = transformer.layer_parameters(dims, model.biases)
+    if latent is not None:
+        layer_params += (mla.parameters(p_["h"], p_["a"], latent)
+                         - transformer.attention_parameters(dims, model.biases))
     embed_params = transformer.embedding_parameters(dims, model.tied_embeddings,
                                                     model.learned_positions)
     total_params = L * layer_params + embed_params
+    active_params = total_params
+    expert_stage_params = sp.Integer(0)  # sharded over ep * etp, reduced over edp
+    if model.moe:
+        gate = dims.gate_factor
+        # An MoE layer's non-expert weights: attention, norms, shared experts (tensor
+        # parallel); the router is replicated on every rank.
+        moe_dense = (layer_params - transformer.mlp_parameters(dims, model.biases)
+                     + moe.shared_expert_parameters(p_["h"], experts, gate))
+        router = moe.router_parameters(p_["h"], experts)
+        routed = moe.expert_parameters(p_["h"], experts, gate)
+        total_params += p_["L_moe"] * (moe_dense + router + routed - layer_params)
+        active_params += p_["L_moe"] * (
+            moe_dense - layer_params + moe.active_expert_parameters(p_["h"], experts, gate)
+            - moe.shared_expert_parameters(p_["h"], experts, gate))
+        expert_stage_params = moe_stage * routed / (ep * p_["etp"])
     # The first stage holds the input embedding (vocabulary split over TP); positions are
     # replicated. Its parameter count bounds memory and the optimizer step.
-    stage_params = layers_per_stage * layer_params / t + p_["V"] * p_["h"] / t + (
+    stage_params = per_stage(layer_params / t, (moe_dense / t + router) if model.moe else None
+                             ) + p_["V"] * p_["h"] / t + (
         p_["s"] * p_["h"] if model.learned_positions else 0)
     if not model.tied_embeddings:
         # Untied output layer sits on the last stage; with one stage it adds to the first.
@@ -271,29 +446,49 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                 + pp_inner * parallelism.group_all_reduce(size, d, t * c * pp, N_up, up, out,
                                                           fabric))
 
-    t_dp_full = dp_all_reduce(stage_params * p_["g_red"])
-    t_bwd_last = layers_per_stage * (t_bwd + t_recompute + per_layer_comm / 2)
+    def expert_all_reduce(size: sp.Expr) -> sp.Expr:
+        """All-reduce over the expert-data-parallel group: members ep * etp ranks apart
+        inside the stage (with the pipeline inside data parallelism, taken as ep * etp * p
+        apart -- exact when ep * etp is a multiple of tp * cp)."""
+        if not model.moe:
+            return sp.Integer(0)
+        span = ep * p_["etp"]
+        return (dp_inner * parallelism.group_all_reduce(size, edp, span, N_up, up, out, fabric)
+                + pp_inner * parallelism.group_all_reduce(size, edp, span * pp, N_up, up, out,
+                                                          fabric))
+
+    t_dp_full = (dp_all_reduce(stage_params * p_["g_red"])
+                 + expert_all_reduce(expert_stage_params * p_["g_red"]))
+    t_bwd_last = per_stage(t_bwd + t_recompute, (t_bwd_moe + t_recompute_moe + t_ep_layer / 2)
+                           if model.moe else None) + layers_per_stage * per_layer_comm / 2
     t_dp = sp.Max(0, t_dp_full - t_bwd_last) if job.dp_overlap else t_dp_full
     # ZeRO-3 gathers the stage's weights before each micro-batch's forward and backward pass
     # (Rajbhandari et al. 2020, Sec. 7.2.2: 1.5x the data-parallel volume per step without
     # gradient accumulation); an all-gather moves half of an all-reduce's volume.
-    t_zero3 = indicator(z, 3) * m * dp_all_reduce(stage_params * p_["w_b"])
+    t_zero3 = indicator(z, 3) * m * (dp_all_reduce(stage_params * p_["w_b"])
+                                     + expert_all_reduce(expert_stage_params * p_["w_b"]))
     t_embed_sync = sp.Integer(0)
     if model.tied_embeddings:
         # First and last stage all-reduce the shared word-embedding gradient.
         t_embed_sync = sp.Piecewise((0, sp.Eq(pp, 1)), (ring_all_reduce(
             p_["V"] * p_["h"] / t * p_["g_red"], 2, out), True))
     optimizer_params = memory.sharded(stage_params, d, z, 1)
+    if model.moe:
+        optimizer_params += memory.sharded(expert_stage_params, edp, z, 1)
     t_opt = optimizer_params * p_["o_step"] / (p_["B_hbm"] * p_["eta_mem"])
 
     # -- the iteration and its breakdown ------------------------------------------------------
     # The output layer runs on the last stage, which is the slowest and paces the pipeline.
     terms = {
-        "forward_compute": m * (layers_per_stage * t_fwd + compute.ops_time(head_f, hw)),
-        "backward_compute": m * (layers_per_stage * t_bwd + compute.ops_time(head_b, hw)),
-        "recompute_compute": m * layers_per_stage * t_recompute,
+        "forward_compute": m * (per_stage(t_fwd, t_fwd_moe if model.moe else None)
+                                + compute.ops_time(head_f, hw)),
+        "backward_compute": m * (per_stage(t_bwd, t_bwd_moe if model.moe else None)
+                                 + compute.ops_time(head_b, hw)),
+        "recompute_compute": m * per_stage(t_recompute,
+                                           t_recompute_moe if model.moe else None),
         "tp_communication": m * layers_per_stage * per_layer_comm,
         "cp_communication": m * layers_per_stage * t_cp,
+        "ep_communication": m * t_ep,
         "pp_communication": m * t_pp,
         "pipeline_bubble": parallelism.bubble_slots(pp, v) * stage,
         "dp_communication": t_dp + t_zero3,
@@ -307,9 +502,16 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     head_fwd_flops = compute.ops_flops(head_f)
     core_flops = compute.ops_flops(core_fwd)
     # Averaged over stages: every stage runs L/p layers, the output layer is on one of p.
-    model_flops_gpu = m * MODEL_PASSES * (layers_per_stage * layer_fwd_flops
+    model_flops_gpu = m * MODEL_PASSES * (mean_layers * layer_fwd_flops
                                           + head_fwd_flops / pp)
-    recompute_flops_gpu = m * layers_per_stage * (full * layer_fwd_flops + selective * core_flops)
+    recompute_flops_gpu = m * mean_layers * (full * layer_fwd_flops + selective * (
+        core_flops + compute.ops_flops(up_projections)))
+    if model.moe:
+        # MoE layers replace dense ones: add the difference, averaged over the stages.
+        moe_fwd_flops = compute.ops_flops(model_fwd_moe)
+        model_flops_gpu += (m * MODEL_PASSES * p_["L_moe"] / pp
+                            * (moe_fwd_flops - layer_fwd_flops))
+        recompute_flops_gpu += m * p_["L_moe"] / pp * full * (moe_fwd_flops - layer_fwd_flops)
     hardware_flops_gpu = model_flops_gpu + recompute_flops_gpu
     gpus = t * pp * d * c
     tokens_per_iteration = p_["GB"] * p_["s"]
@@ -317,15 +519,28 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     time_to_train = p_["D"] / tokens_per_s
 
     # -- memory on the first stage ----------------------------------------------------------
-    acts = memory.activation_terms(dims)
+    acts = memory.activation_terms(dims, flash=flash)
     act_layer = memory.layer_activation_bytes(acts, selective, full)
     # The embedding output's dropout mask is kept too (Korthikanti et al. Sec. 4.3).
     embed_act = dims.tokens * p_["h"] * sigma * dims.mask
     in_flight = memory.in_flight_layers(L, pp, v, pp if pipeline_filled else m)
     activations = in_flight * act_layer + in_flight / layers_per_stage * embed_act
+    if latent is not None:
+        acts = replace(acts, attention_linear=mla.activation_bytes(dims, latent, selective))
+        act_layer = memory.layer_activation_bytes(acts, selective, full)
+    if model.moe or job.uneven_stages or latent is not None:
+        # Micro-batches in flight times the activations of the stage's own layers.
+        act_moe = (memory.layer_activation_bytes(
+            replace(acts, mlp=moe.activation_bytes(dims, experts)), selective, full)
+            if model.moe else None)
+        activations = in_flight / mean_layers * (per_stage(act_layer, act_moe) + embed_act)
     mem_terms = {
-        "weights": memory.sharded(stage_params, d, z, 3) * p_["w_b"],
-        "gradients": memory.sharded(stage_params, d, z, 2) * p_["g_b"],
+        "weights": (memory.sharded(stage_params, d, z, 3)
+                    + (memory.sharded(expert_stage_params, edp, z, 3) if model.moe else 0)
+                    ) * p_["w_b"],
+        "gradients": (memory.sharded(stage_params, d, z, 2)
+                      + (memory.sharded(expert_stage_params, edp, z, 2) if model.moe else 0)
+                      ) * p_["g_b"],
         "optimizer_states": optimizer_params * p_["o_b"],
         "activations": activations,
     }
@@ -337,6 +552,25 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     model_states_average = (memory.sharded(mean_params, d, z, 3) * p_["w_b"]
                             + memory.sharded(mean_params, d, z, 2) * p_["g_b"]
                             + memory.sharded(mean_params, d, z, 1) * p_["o_b"])
+    moe_expressions: dict[str, sp.Expr] = {}
+    if model.moe:
+        all_experts = p_["L_moe"] * routed
+        mean_experts = all_experts / (ep * p_["etp"] * pp)
+        mean_params = (total_params - all_experts) / (t * pp)
+        model_states_average = sum(
+            (memory.sharded(mean_params, d, z, stage) + memory.sharded(mean_experts, edp, z,
+                                                                        stage)) * size
+            for stage, size in ((3, p_["w_b"]), (2, p_["g_b"]), (1, p_["o_b"])))
+        moe_expressions = {
+            "expert_data_parallel": edp,
+            "expert_parameters_per_gpu": expert_stage_params,
+            "tokens_per_expert": moe.tokens_per_expert(dims, experts),
+            "moe_dropped_fraction": moe.dropped_fraction(p_["imb"], p_.get("cf")),
+            "ep_all_to_all_per_layer": t_ep_layer,
+        }
+    if latent is not None:
+        moe_expressions["kv_cache_bytes_per_token"] = (
+            L * mla.kv_cache_elements_per_token(latent) * p_["e"])
 
     expressions: dict[str, sp.Expr] = {
         **terms,
@@ -355,7 +589,9 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         "mfu": model_flops_gpu / (iteration * p_["P"]),
         "hfu": hardware_flops_gpu / (iteration * p_["P"]),
         "parameters": total_params,
+        "active_parameters": active_params,
         "stage_parameters": stage_params,
+        **moe_expressions,
         **mem_terms,
         "model_states": model_states,
         "model_states_average": model_states_average,
@@ -374,6 +610,11 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                   "model_tflops_per_gpu": "TFLOP/s", "hardware_tflops_per_gpu": "TFLOP/s",
                   "mfu": "1", "hfu": "1", "parameters": "1", "stage_parameters": "1",
                   "cost": "USD"})
+    units.update({"active_parameters": "1", "expert_data_parallel": "1",
+                  "expert_parameters_per_gpu": "1", "tokens_per_expert": "1",
+                  "moe_dropped_fraction": "1", "ep_all_to_all_per_layer": "s",
+                  "kv_cache_bytes_per_token": "B"})
+    units = {name: unit for name, unit in units.items() if name in expressions}
     docs = {
         "iteration_time": "seconds per optimizer step",
         "per_layer_forward_time": "one layer's forward pass for one micro-batch, with TP comm",

@@ -38,7 +38,8 @@ SWIGLU_ACCESSES = (3, 5)
 #: forward; read the fp32 probabilities and write the logit gradient backward.
 LOSS_FP32_BYTES = 4
 
-Kind = Literal["gemm", "elementwise"]
+#: "flash": a fused FlashAttention kernel (formulations.attention.FlashOp).
+Kind = Literal["gemm", "elementwise", "flash"]
 Region = Literal["attention_core", "layer", "head"]
 
 
@@ -61,6 +62,10 @@ class Dims:
     swiglu: bool
     dropout: bool  # dropout after attention probabilities and on both residual branches
     gqa: bool  # fewer KV heads than query heads (else ``kv`` is the symbol ``a`` itself)
+    #: Head dimensions of Q.K^T and of V where they are not ``h/a`` (multi-head latent
+    #: attention, formulations.mla: 192 and 128 in DeepSeek-V3); None is ``h/a``.
+    qk_dim: sp.Expr | None = None
+    v_dim: sp.Expr | None = None
 
     @property
     def tokens(self) -> sp.Expr:
@@ -70,6 +75,16 @@ class Dims:
     @property
     def head_dim(self) -> sp.Expr:
         return self.h / self.a
+
+    @property
+    def qk_head_dim(self) -> sp.Expr:
+        """Length of the dot product of one query with one key."""
+        return self.head_dim if self.qk_dim is None else self.qk_dim
+
+    @property
+    def v_head_dim(self) -> sp.Expr:
+        """Width of one head's values (and of its attention output)."""
+        return self.head_dim if self.v_dim is None else self.v_dim
 
     @property
     def local_heads(self) -> sp.Expr:
@@ -155,8 +170,8 @@ def _attention_core_shapes(d: Dims) -> dict[str, tuple[sp.Expr, sp.Expr, sp.Expr
     batch = d.b * d.local_heads
     q_len = d.s / d.c
     return {
-        "attn_scores": (batch, q_len, d.s, d.head_dim),
-        "attn_values": (batch, q_len, d.head_dim, d.s),
+        "attn_scores": (batch, q_len, d.s, d.qk_head_dim),
+        "attn_values": (batch, q_len, d.v_head_dim, d.s),
     }
 
 
@@ -246,6 +261,20 @@ def layer_parameters(d: Dims, biases: bool) -> sp.Expr:
     norms = 2 * d.h * (2 if biases else 1)
     bias = (d.h + kv_width + d.h + d.gate_factor * d.ffn + d.h) if biases else 0
     return weights + norms + bias
+
+
+def attention_parameters(d: Dims, biases: bool) -> sp.Expr:
+    """Weights (and biases) of one layer's QKV and output projections, the part that
+    multi-head latent attention (formulations.mla) replaces."""
+    kv_width = 2 * d.kv * d.head_dim
+    bias = (d.h + kv_width + d.h) if biases else 0
+    return d.h * (d.h + kv_width) + d.h * d.h + bias
+
+
+def mlp_parameters(d: Dims, biases: bool) -> sp.Expr:
+    """Weights (and biases) of one layer's dense MLP, the part an MoE layer replaces."""
+    bias = (d.gate_factor * d.ffn + d.h) if biases else 0
+    return (d.gate_factor + 1) * d.h * d.ffn + bias
 
 
 def embedding_parameters(d: Dims, tied: bool, learned_positions: bool) -> sp.Expr:

@@ -215,6 +215,22 @@ Oversubscription = Annotated[float, BeforeValidator(_number(1.0, MAX_OVERSUBSCRI
                              Expect(f"a number from 1 to {MAX_OVERSUBSCRIPTION:g}")]
 Tolerance = Annotated[float, BeforeValidator(_number(0.0, 1e6, low_open=True)),
                       Expect("a number greater than 0")]
+#: Largest capacity or load-imbalance factor of an MoE layer (far beyond any router).
+MAX_MOE_FACTOR = 1e3
+CapacityFactor = Annotated[float, BeforeValidator(_number(0.0, MAX_MOE_FACTOR, low_open=True)),
+                           Expect(f"a number greater than 0 and at most {MAX_MOE_FACTOR:g}")]
+LoadImbalance = Annotated[float, BeforeValidator(_number(1.0, MAX_MOE_FACTOR)),
+                          Expect(f"a number from 1 to {MAX_MOE_FACTOR:g}")]
+
+
+def _non_negative_int(value: Any) -> int:
+    if _is_int(value) and value == 0:
+        return 0
+    return _check_int(value, expected="a non-negative integer")
+
+
+NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int),
+                           Expect("a non-negative integer")]
 Flag = Annotated[bool, Field(strict=True), Expect("true or false")]
 Text = Annotated[str, Field(strict=True), Expect("text in quotes")]
 IntPair = Annotated[tuple[int, int], BeforeValidator(_int_pair),
@@ -269,6 +285,39 @@ class ModelSection(Strict):
     biases: Flag = False
     positions: Literal["learned", "rope"] = "rope"
     dropout: Flag = False
+    # Mixture of experts (formulations/moe.py); no experts is a dense model.
+    experts: PositiveInt | None = None
+    shared_experts: NonNegativeInt = 0
+    top_k: PositiveInt | None = None
+    expert_ffn: PositiveInt | None = None
+    moe_every: PositiveInt = 1
+    first_dense_layers: NonNegativeInt = 0
+    # How many layers are MoE (DESIGN.md's key): the last ones, every moe_every-th; an
+    # alternative to first_dense_layers (first_dense_layers = layers - moe_layers * moe_every).
+    moe_layers: PositiveInt | None = None
+    capacity_factor: CapacityFactor | None = None
+    load_imbalance: LoadImbalance = 1.0
+    # Node-limited routing: scale-up domains (nodes) one token may be sent to at most.
+    route_domains: PositiveInt | None = None
+    # Multi-head latent attention (formulations/mla.py).
+    q_lora_rank: PositiveInt | None = None
+    kv_lora_rank: PositiveInt | None = None
+    qk_nope_head_dim: PositiveInt | None = None
+    qk_rope_head_dim: PositiveInt | None = None
+    v_head_dim: PositiveInt | None = None
+    # Multi-token prediction modules (DeepSeek-V3 Sec. 2.2): recorded, not yet modelled.
+    mtp_modules: NonNegativeInt = 0
+
+
+class FlashEfficiency(Strict):
+    """Fractions of the dense peak one FlashAttention generation's kernels reach, and their
+    fixed cost per wave of tiles."""
+
+    forward: Fraction
+    backward: Fraction
+    forward_tile_overhead: Duration = 0.0
+    backward_tile_overhead: Duration = 0.0
+    source: Text
 
 
 class EfficiencySection(Strict):
@@ -277,6 +326,17 @@ class EfficiencySection(Strict):
     gemm_tile: IntPair
     kernel_overhead: Duration
     kernel_overhead_source: Text
+    # Fixed cost per wave of GEMM output tiles (formulations.compute); 0: plain roofline.
+    wave_overhead: Duration = 0.0
+    # The FlashAttention generation the software stack runs and the rates of each generation
+    # (formulations.attention).
+    flash_attention: Literal["fa2", "fa3"] = "fa2"
+    fa2: FlashEfficiency | None = None
+    fa3: FlashEfficiency | None = None
+    # Provenance of a kernel fit ('perfcost calibrate'): file, date, residual summary.
+    fit_source: Text = ""
+    fit_as_of: Text = ""
+    fit_residuals: Text = ""
 
 
 class HardwareSection(Strict):
@@ -288,6 +348,9 @@ class HardwareSection(Strict):
     hbm_capacity: Bytes
     hbm_bandwidth: Bandwidth
     sram: Bytes | None = None
+    # On-chip shared memory per multiprocessor: FlashAttention's block sizes.
+    shared_memory: Bytes | None = None
+    shared_memory_source: Text = ""
     multiprocessors: PositiveInt
     price: Money = 0.0
     power: Power
@@ -340,8 +403,13 @@ class TrainingSection(Strict):
     optimizer: Literal["adam"] = "adam"
     grad_reduce_precision: Literal["bf16", "fp16", "fp32"] | None = None
     dp_overlap: Flag = False
+    # Hide the MoE all-to-alls behind other micro-batches' compute (DeepSeek-V3's DualPipe,
+    # Megatron-Core's a2a overlap): only the excess over the MoE layer's compute is exposed.
+    ep_overlap: Flag = False
     # The tensor-parallel all-reduce algorithm; "auto" takes the fastest, as NCCL does.
     tp_algorithm: Literal["auto", "ring", "double_binary_tree", "in_network"] = "auto"
+    # The attention core's kernels (formulations.attention).
+    attention: Literal["materialized", "flash"] = "materialized"
 
 
 class ParallelismSection(Strict):
@@ -355,6 +423,18 @@ class ParallelismSection(Strict):
     placement: PlacementChoice | None = None
     sequence_parallel: FlagChoice | None = None
     zero: ZeroChoice | None = None
+    ep: IntChoice | None = None
+    # Not searched: expert tensor parallelism and whether stages may hold unequal layers.
+    expert_tp: PositiveInt = 1
+    uneven_stages: Flag = False
+
+
+class CompareSection(Strict):
+    """A fixed configuration (a published layout) evaluated beside the optimum by ``solve``."""
+
+    name: Text
+    source: Text = ""
+    parallelism: ParallelismSection
 
 
 class MetricSection(Strict):
@@ -381,6 +461,18 @@ class ConstraintsSection(Strict):
     memory_headroom: Fraction = 1.0
 
 
+class CodesignSection(Strict):
+    """Hardware-software co-design (solver/codesign.py): the accelerator designs of a cost
+    case (its ``[design]`` choices, fabric and datacenter) become systems of the search, one per
+    design x network x GPU count, each priced by its own cluster bill of materials."""
+
+    design: Text
+    #: Capital budget of the whole cluster (accelerators, hosts, fabric), if any.
+    capex_budget: Money | None = None
+    #: Facility power limit (IT power x PUE), if any.
+    power_limit: Power | None = None
+
+
 def _non_empty(value: Any) -> Any:
     if isinstance(value, list) and not value:
         raise ValueError("expected a table or a non-empty list of built-in names")
@@ -395,11 +487,21 @@ class Case(Strict):
     hardware: Annotated[HardwareSection | list[HardwareSection], BeforeValidator(_non_empty)]
     network: Annotated[NetworkSection | list[NetworkSection], BeforeValidator(_non_empty)]
     cluster: ClusterSection = ClusterSection()
-    training: TrainingSection
+    # A training case has [training]; a serving case has [serving] instead (check_case).
+    training: TrainingSection | None = None
     parallelism: ParallelismSection = ParallelismSection()
     search: SearchSection = SearchSection()
     constraints: ConstraintsSection = ConstraintsSection()
     validation: ValidationSection | None = None
+    serving: ServingSection | None = None
+    compare: list[CompareSection] = []
+    codesign: CodesignSection | None = None
+
+
+# The serving section (solver/serving_case.py) builds on the validators above.
+from .serving_case import ServingSection, check_serving  # noqa: E402
+
+Case.model_rebuild()
 
 
 SECTIONS_BY_KIND = {"model": "models", "hardware": "hardware", "network": "networks"}
@@ -535,6 +637,13 @@ def check_network(net: NetworkSection, field: str = "network") -> None:
 
 def check_case(case: Case) -> None:
     """Rules between fields of one section, that the field types cannot say."""
+    if case.serving is not None:
+        if case.training is not None:
+            raise CaseError("serving", "[serving]", "expected either [training] or [serving] "
+                            "in one case, not both")
+        check_serving(case)
+    elif case.training is None:
+        raise CaseError("training", MISSING, "expected a table")
     networks = case.network if isinstance(case.network, list) else [case.network]
     for i, net in enumerate(networks):
         check_network(net, "network" if len(networks) == 1 else f"network[{i}]")
@@ -545,6 +654,86 @@ def check_case(case: Case) -> None:
     if m.kv_heads is not None and (m.kv_heads > m.heads or m.heads % m.kv_heads):
         raise CaseError("model.kv_heads", m.kv_heads,
                         f"expected a divisor of model.heads = {m.heads}")
+    check_moe(case)
+    check_mla(m)
+
+
+#: Fields that describe a mixture of experts, all of which need ``experts``.
+MOE_FIELDS = ("shared_experts", "top_k", "expert_ffn", "capacity_factor", "first_dense_layers",
+              "moe_layers", "route_domains")
+
+
+def first_dense_layers(m: ModelSection) -> int:
+    """Dense layers before the first MoE layer, from ``first_dense_layers`` or ``moe_layers``."""
+    if m.moe_layers is None:
+        return m.first_dense_layers
+    return m.layers - m.moe_layers * m.moe_every
+MLA_DIMS = ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+
+
+def check_moe(case: Case) -> None:
+    """Rules of a mixture-of-experts model and of its expert parallelism."""
+    m, par = case.model, case.parallelism
+    if m.experts is None:
+        for name in MOE_FIELDS:
+            value = getattr(m, name)
+            if value not in (None, 0):
+                raise CaseError(f"model.{name}", value,
+                                "expected model.experts to be given too (a dense model has "
+                                "no experts)")
+        eps = par.ep if isinstance(par.ep, list) else [par.ep]
+        if any(e not in (None, 1) for e in eps):
+            raise CaseError("parallelism.ep", par.ep,
+                            "expected 1: the model has no experts (model.experts)")
+        if par.expert_tp != 1:
+            raise CaseError("parallelism.expert_tp", par.expert_tp,
+                            "expected 1: the model has no experts (model.experts)")
+        return
+    if m.top_k is None or m.expert_ffn is None:
+        name = "top_k" if m.top_k is None else "expert_ffn"
+        raise CaseError(f"model.{name}", MISSING,
+                        "expected a positive integer for a mixture-of-experts model")
+    if m.top_k > m.experts:
+        raise CaseError("model.top_k", m.top_k,
+                        f"expected at most model.experts = {m.experts}")
+    if m.first_dense_layers >= m.layers:
+        raise CaseError("model.first_dense_layers", m.first_dense_layers,
+                        f"expected fewer than model.layers = {m.layers}")
+    if m.moe_layers is not None:
+        if m.first_dense_layers and m.first_dense_layers != first_dense_layers(m):
+            raise CaseError("model.moe_layers", m.moe_layers,
+                            f"expected model.layers - model.first_dense_layers = "
+                            f"{m.layers - m.first_dense_layers} MoE layers (with moe_every = "
+                            f"{m.moe_every}), or leave one of the two out")
+        if first_dense_layers(m) < 0:
+            raise CaseError("model.moe_layers", m.moe_layers,
+                            f"expected at most model.layers / model.moe_every = "
+                            f"{m.layers // m.moe_every}")
+    if isinstance(par.ep, int) and m.experts % par.ep:
+        raise CaseError("parallelism.ep", par.ep,
+                        f"expected a divisor of model.experts = {m.experts}")
+    if m.expert_ffn % par.expert_tp:
+        raise CaseError("parallelism.expert_tp", par.expert_tp,
+                        f"expected a divisor of model.expert_ffn = {m.expert_ffn}")
+
+
+def check_mla(m: ModelSection) -> None:
+    """Multi-head latent attention needs all of its head dimensions."""
+    given = [name for name in ("q_lora_rank", *MLA_DIMS) if getattr(m, name) is not None]
+    if m.kv_lora_rank is None:
+        if given:
+            raise CaseError(f"model.{given[0]}", getattr(m, given[0]),
+                            "expected model.kv_lora_rank to be given too (multi-head latent "
+                            "attention)")
+        return
+    for name in MLA_DIMS:
+        if getattr(m, name) is None:
+            raise CaseError(f"model.{name}", MISSING,
+                            "expected a positive integer for multi-head latent attention")
+    if m.kv_heads not in (None, m.heads):
+        raise CaseError("model.kv_heads", m.kv_heads,
+                        f"expected model.heads = {m.heads}: multi-head latent attention "
+                        "gives every head its own keys and values")
 
 
 def load(source: str | Path, overrides: list[str] | None = None) -> Case:

@@ -19,6 +19,9 @@ KINDS: dict[str, str] = {
     "networks": "network",
     "studies": "study case",
     "validation": "validation case",
+    "technology": "process node",
+    "packaging": "packaging",
+    "designs": "design (perfcost cost)",
 }
 #: Folders whose entries are whole cases (runnable by name).
 CASE_FOLDERS = ("studies", "validation")

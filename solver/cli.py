@@ -78,6 +78,9 @@ def _jsonable(x: Any) -> Any:
 
 CaseArg = Annotated[str, typer.Argument(help="a case file, or the name of a built-in case")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output (SI units)")]
+SensitivitiesOpt = Annotated[bool, typer.Option(
+    "--sensitivities", help="elasticity of the objective to every parameter; with solve, also "
+    "how far the most sensitive ones can move before the optimum changes (re-solves)")]
 
 
 @app.command()
@@ -86,19 +89,38 @@ def evaluate(
     case: CaseArg,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="override a case field, e.g. --set parallelism.tp=4")] = None,
+    sensitivities: SensitivitiesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """One fixed configuration: time, throughput, utilisation, memory, cost and breakdowns."""
     from . import case as case_mod
     from .evaluate import evaluate_case
 
-    result = evaluate_case(case_mod.load(case, set_ or []))
+    loaded = case_mod.load(case, set_ or [])
+    if sensitivities and loaded.serving is not None:
+        raise CaseError("--sensitivities", True, "expected a training case")
+    if loaded.serving is not None:
+        from . import serving_commands
+
+        serving_commands.evaluate(loaded, as_json)
+        return
+    result = evaluate_case(loaded)
+    rows = None
+    if sensitivities:
+        from .sensitivity import evaluation_sensitivities
+
+        rows = evaluation_sensitivities(result)
     if as_json:
-        _print_json(result.to_json())
+        data = result.to_json()
+        if rows is not None:
+            data["sensitivities"] = [r.to_json() for r in rows]
+        _print_json(data)
         return
     from . import report
 
     report.console().print(report.evaluation(result))
+    if rows is not None:
+        report.console().print(report.sensitivities(rows))
 
 
 @app.command()
@@ -114,6 +136,7 @@ def solve(
         "--set", help="override a case field, e.g. --set cluster.gpus=[512,1024]")] = None,
     show_compiled: Annotated[bool, typer.Option(
         "--show-compiled", help="print the compiled form (JSON) and stop")] = False,
+    sensitivities: SensitivitiesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The best configuration (parallel split, hardware, GPU count) under the constraints.
@@ -126,6 +149,16 @@ def solve(
     if engine not in (None, "auto", "enumerate", "milp"):
         raise CaseError("--engine", engine, "expected auto, enumerate or milp")
     loaded = case_mod.load(case, set_ or [])
+    if sensitivities and loaded.serving is not None:
+        raise CaseError("--sensitivities", True, "expected a training case")
+    if loaded.serving is not None:
+        from . import serving_commands
+
+        if show_compiled:
+            raise CaseError("--show-compiled", True, "expected a training case (a serving "
+                            "search enumerates its deployments; there is no compiled form)")
+        serving_commands.solve(loaded, engine, objective, top, as_json)
+        return
     if show_compiled:
         from .compile import NotCompilable, compile_problem
         from .problem_search import build_problem
@@ -139,14 +172,34 @@ def solve(
 
     solution = solve_case(loaded, engine, objective, top)
     result = solution.result
+    from .compare import compare
+
+    # The case's [[compare]] configurations (published layouts), beside the optimum.
+    comparisons = compare(solution.problem, result) if loaded.compare else []
+    rows = None
+    if sensitivities:
+        from .sensitivity import solution_sensitivities
+
+        rows = solution_sensitivities(solution)
     if as_json:
         data = result.to_json()
         data["engine_reason"] = solution.engine_reason
+        if solution.problem.codesign is not None and result.ok:
+            from .codesign import summary
+
+            data["codesign"] = summary(solution.problem, result.system_index)
+        if comparisons:
+            terms = solution.problem.formulation.groups["iteration_time"]
+            data["compare"] = [c.to_json(terms) for c in comparisons]
+        if rows is not None:
+            data["sensitivities"] = [r.to_json() for r in rows]
         _print_json(data)
     else:
         from . import report
 
-        report.console().print(report.solution(solution))
+        report.console().print(report.solution(solution, comparisons))
+        if rows:
+            report.console().print(report.sensitivities(rows))
     if result.status == "infeasible":
         raise typer.Exit(1)
     if result.status != "optimal":

@@ -44,6 +44,9 @@ MIN_CUT_SLOPE = 1e-10
 #: Spacing (in log space) and largest number of the tangent cuts placed before the first solve.
 CUT_SPACING = 0.25
 MAX_INITIAL_CUTS = 80
+#: A term whose decisions take at most this many valid combinations is written linearly in a
+#: joint selector over them (exact, no outer approximation); larger ones stay in log space.
+LINEAR_LIMIT = 2_000
 
 
 def _exponents(value: float) -> dict[int, int]:
@@ -72,6 +75,8 @@ class _Model:
             m.cons.add(sum(m.x[v, i] for i in range(self._size(v))) == 1)
         self._rules()
         self.selector: dict[int, Any] = {}
+        self._valid_codes: dict[str, np.ndarray] | None = None
+        self.joint: dict[tuple[str, ...], dict[int, Any]] = {}
         self.logs: dict[int, tuple[dict[int, float], float]] = {}
         self._selectors()
         self.term_z: dict[tuple[str, int], Any] = {}
@@ -115,7 +120,25 @@ class _Model:
                 m.cons.add(lhs == self._sum("gpus", lambda val, q=q: _exponents(val).get(q, 0)))
             else:
                 m.cons.add(lhs == _exponents(sp_.gpus[0]).get(q, 0))
-        for a, b, total in (("dp", "micro_batch", gb), ("pp", "virtual_stages", layers)):
+        divides = [("dp", "micro_batch", gb)]
+        if sp_.uneven_stages:
+            # Uneven stages: at most one layer per model chunk, pp * v <= layers.
+            m.cons.add(self._sum("pp", math.log) + self._sum("virtual_stages", math.log)
+                       <= math.log(layers) + 1e-9)
+        else:
+            divides.append(("pp", "virtual_stages", layers))
+        # ep * expert_tp divides tp * cp * dp (expert data parallelism is an integer); a
+        # dense model (ep = expert_tp = 1) meets it trivially.
+        stage = ("tp", "cp", "dp")
+        vals = [self._value(v, i) for v in ("ep", *stage) for i in range(self._size(v))]
+        expert_primes = {p for v in [*self.c.variables["ep"], float(sp_.expert_tp)]
+                         for p in _exponents(v)}
+        for q in sorted({p for val in vals for p in _exponents(val)} if expert_primes else ()):
+            m.cons.add(self._sum("ep", lambda val, q=q: _exponents(val).get(q, 0))
+                       + _exponents(float(sp_.expert_tp)).get(q, 0)
+                       <= sum(self._sum(v, lambda val, q=q: _exponents(val).get(q, 0))
+                              for v in stage))
+        for a, b, total in divides:
             vals = [self._value(v, i) for v in (a, b) for i in range(self._size(v))]
             for q in sorted({p for val in vals for p in _exponents(val)}):
                 m.cons.add(self._sum(a, lambda val, q=q: _exponents(val).get(q, 0))
@@ -141,6 +164,19 @@ class _Model:
             m.cons.add(at("placement", 1) + at("pp", 1) <= 1)
             m.cons.add(at("placement", 1) + at("dp", 1) <= 1)
         systems = sp_.systems
+        # A system priced for one GPU count (co-design) takes only that count.
+        for j, s in enumerate(systems):
+            if s.gpus is None:
+                continue
+            for i, g in enumerate(sp_.gpus):
+                if g == s.gpus:
+                    continue
+                if len(sp_.gpus) > 1 and len(systems) > 1:
+                    m.cons.add(x["gpus", i] + x[SYSTEM, j] <= 1)
+                elif len(sp_.gpus) > 1:
+                    m.cons.add(x["gpus", i] == 0)
+                elif len(systems) > 1:
+                    m.cons.add(x[SYSTEM, j] == 0)
         for i in range(self._size("tp")):
             t = self._value("tp", i)
             for j, s in enumerate(systems):
@@ -153,36 +189,103 @@ class _Model:
     def _selectors(self) -> None:
         pe, m = self.pe, self.m
         m.y = pe.VarList(domain=pe.NonNegativeReals, bounds=(0, 1))
-        # One joint selector per set of variables, shared by every table over that set.
-        shared: dict[tuple[str, ...], dict[int, Any]] = {}
-        for fi, f in enumerate(self.c.factors):
-            values = np.asarray(f.values)
-            finite = np.isfinite(values)
+        for f in self.c.factors:
             if len(f.variables) == 1:
                 v = f.variables[0]
-                for i in np.flatnonzero(~finite):
-                    m.cons.add(m.x[v, int(i)] == 0)
-                self.selector[fi] = {int(i): m.x[v, int(i)] for i in np.flatnonzero(finite)}
-                continue
+                for i in np.flatnonzero(~np.isfinite(np.asarray(f.values))):
+                    m.cons.add(m.x[v, int(i)] == 0)  # the model cannot evaluate it: excluded
+
+    def factor_selector(self, fi: int) -> dict[int, Any]:
+        """Selector of each finite entry of table ``fi``: its variable's one-hot, or the joint
+        selector over its variables (one per set of variables, shared by every table and
+        linear term over that set), created on first use."""
+        if fi in self.selector:
+            return self.selector[fi]
+        f = self.c.factors[fi]
+        values = np.asarray(f.values)
+        finite = np.isfinite(values)
+        if len(f.variables) == 1:
+            v = f.variables[0]
+            sel = {int(i): self.m.x[v, int(i)] for i in np.flatnonzero(finite)}
+        else:
             shape = [len(self.c.variables[v]) for v in f.variables]
-            sel = shared.get(f.variables)
-            if sel is None:
-                sel = shared[f.variables] = {j: m.y.add() for j in range(values.size)}
-                coords = np.unravel_index(np.arange(values.size), shape)
-                for axis, v in enumerate(f.variables):
-                    for i in range(shape[axis]):
-                        members = [sel[int(j)] for j in np.flatnonzero(coords[axis] == i)]
-                        m.cons.add(sum(members) == m.x[v, i])
+            # Selectors only for the combinations some valid configuration takes: the
+            # MILP's feasible set is unchanged and its relaxation much tighter.
+            joint = self._joint(f.variables, self.allowed(f.variables, shape))
             for j in np.flatnonzero(~finite):
-                sel[int(j)].setub(0)  # a combination the model cannot evaluate is excluded
-            self.selector[fi] = {int(j): sel[int(j)] for j in np.flatnonzero(finite)}
+                if int(j) in joint:
+                    joint[int(j)].setub(0)  # the model cannot evaluate it: excluded
+            sel = {int(j): joint[int(j)] for j in np.flatnonzero(finite) if int(j) in joint}
+        self.selector[fi] = sel
+        return sel
 
     def _log_table(self, fi: int) -> tuple[dict[int, float], float]:
         values = np.asarray(self.c.factors[fi].values)
         positive = values[np.isfinite(values) & (values > 0)]
         floor = math.log(positive.min()) - ZERO_LOG_OFFSET if positive.size else -ZERO_LOG_OFFSET
         return {j: (math.log(values[j]) if values[j] > 0 else floor)
-                for j in self.selector[fi]}, floor
+                for j in self.factor_selector(fi)}, floor
+
+    def valid_codes(self) -> dict[str, np.ndarray]:
+        """Domain index of every valid configuration, per compiled variable (cached)."""
+        if self._valid_codes is None:
+            cands = self.problem.valid()
+            codes: dict[str, np.ndarray] = {}
+            for v, domain in self.c.variables.items():
+                column = cands.system if v == SYSTEM else cands.columns[v]
+                # Domains keep the case's order, which need not be sorted.
+                order = np.argsort(domain, kind="stable")
+                found = order[np.minimum(np.searchsorted(np.asarray(domain)[order], column),
+                                         len(domain) - 1)]
+                if not np.array_equal(np.asarray(domain)[found], column):
+                    raise ValueError(f"a valid value of {v} is missing from its compiled domain")
+                codes[v] = found
+            self._valid_codes = codes
+        return self._valid_codes
+
+    def allowed(self, names: tuple[str, ...], shape: list[int]) -> np.ndarray:
+        """Flat indices of the combinations of ``names`` that valid configurations take."""
+        codes = self.valid_codes()
+        index = np.zeros(len(next(iter(codes.values()))), dtype=np.int64)
+        for v, size in zip(names, shape, strict=True):
+            index = index * size + codes[v]
+        return np.unique(index)
+
+    def _linear_values(self, term: Any) -> tuple[tuple[str, ...], np.ndarray, np.ndarray] | None:
+        """A term's value at every valid combination of the decisions it reads, when there are
+        at most :data:`LINEAR_LIMIT` of them: the term is then linear in a joint selector."""
+        order = list(self.c.variables)
+        names = tuple(sorted({v for fi in term.factors for v in self.c.factors[fi].variables},
+                             key=order.index))
+        if len(names) < 2:
+            return None
+        shape = [len(self.c.variables[v]) for v in names]
+        allowed = self.allowed(names, shape)
+        if allowed.size > LINEAR_LIMIT:
+            return None
+        coords = dict(zip(names, np.unravel_index(allowed, shape), strict=True))
+        values = np.full(allowed.size, term.coefficient)
+        for fi in term.factors:
+            f = self.c.factors[fi]
+            flat = np.zeros(allowed.size, dtype=np.int64)
+            for v in f.variables:
+                flat = flat * len(self.c.variables[v]) + coords[v]
+            values = values * np.asarray(f.values)[flat]
+        return names, allowed, values
+
+    def _joint(self, names: tuple[str, ...], allowed: np.ndarray) -> dict[int, Any]:
+        """The joint selector over ``names`` (one per set of decisions, shared)."""
+        sel = self.joint.get(names)
+        if sel is None:
+            m = self.m
+            shape = [len(self.c.variables[v]) for v in names]
+            sel = self.joint[names] = {int(j): m.y.add() for j in allowed}
+            coords = np.unravel_index(allowed, shape)
+            for axis, v in enumerate(names):
+                for i in range(shape[axis]):
+                    m.cons.add(sum(sel[int(j)] for j in allowed[coords[axis] == i])
+                               == m.x[v, i])
+        return sel
 
     def _terms(self) -> None:
         pe, m = self.pe, self.m
@@ -191,19 +294,33 @@ class _Model:
         logs = self.logs
         self.terms: dict[tuple[str, int], Any] = {}
         raw: dict[tuple[str, int], tuple[Any, float, float]] = {}
+        linear: dict[tuple[str, int], tuple[dict[int, Any], np.ndarray, np.ndarray]] = {}
         for block, terms in blocks.items():
             for k, term in enumerate(terms):
+                self.terms[(block, k)] = term
+                lin = self._linear_values(term)
+                if lin is not None:
+                    names, allowed, values = lin
+                    sel = self._joint(names, allowed)
+                    for j in allowed[~np.isfinite(values)]:
+                        sel[int(j)].setub(0)  # the model cannot evaluate it: excluded
+                    ok = np.isfinite(values)
+                    linear[(block, k)] = (sel, allowed[ok], values[ok])
+                    live = values[ok & (values > 0)]
+                    if block == "objective" and live.size:
+                        mids.append(0.5 * (math.log(live.min()) + math.log(live.max())))
+                    continue
                 expr: Any = math.log(term.coefficient)
                 lo = hi = math.log(term.coefficient)
                 for fi in term.factors:
                     table, floor = logs.setdefault(fi, self._log_table(fi))
-                    expr = expr + sum(val * self.selector[fi][j] for j, val in table.items())
+                    sel = self.factor_selector(fi)
+                    expr = expr + sum(val * sel[j] for j, val in table.items())
                     # Bounds over the nonzero entries: a zero entry makes the term vanish.
-                    live = [val for val in table.values() if val > floor]
-                    lo += min(live, default=floor)
-                    hi += max(live, default=floor)
+                    live_logs = [val for val in table.values() if val > floor]
+                    lo += min(live_logs, default=floor)
+                    hi += max(live_logs, default=floor)
                 raw[(block, k)] = (expr, lo, hi)
-                self.terms[(block, k)] = term
                 if block == "objective":
                     mids.append(0.5 * (lo + hi))
         # Normalise the objective to order one (HiGHS drops coefficients below 1e-9).
@@ -214,13 +331,29 @@ class _Model:
             shift = math.log(self.scale) if key[0] == "objective" else 0.0
             m.cons.add(m.z[key] == expr - shift)
             self.z_bounds[key] = (lo - shift, hi - shift)
-        m.obj = pe.Objective(expr=sum(m.w[k] for k in raw if k[0] == "objective"))
-        self.objective_terms = sum(1 for k in raw if k[0] == "objective")
+
+        def value(key: tuple[str, int]) -> Any:
+            if key in raw:
+                return m.w[key]
+            sel, allowed, values = linear[key]
+            scale = self.scale if key[0] == "objective" else 1.0
+            return sum(float(v / scale) * sel[int(j)] for j, v in zip(allowed, values,
+                                                                       strict=True) if v != 0)
+
+        keys = list(self.terms)
+        m.obj = pe.Objective(expr=sum(value(k) for k in keys if k[0] == "objective"))
+        self.objective_terms = sum(1 for k in keys if k[0] == "objective")
+        self.linear_terms = len(linear)
         m.limits = pe.ConstraintList()
         for block in self.c.constraints:
-            keys = [k for k in raw if k[0] == block]
-            if keys:
-                m.limits.add(sum(m.w[k] for k in keys) <= 1.0)
+            block_keys = [k for k in keys if k[0] == block]
+            if block_keys:
+                total = sum(value(k) for k in block_keys)
+                if isinstance(total, int | float):  # every term is zero at every valid choice
+                    if total > 1.0:
+                        m.limits.add(pe.Constraint.Infeasible)
+                    continue
+                m.limits.add(total <= 1.0)
 
     def exact_z(self, key: tuple[str, int], config: dict[str, int]) -> float:
         """``z`` of a term at a configuration, from the tables (not the solver's rounding)."""

@@ -20,7 +20,7 @@ from perfcost.formulations.specs import (
 )
 from perfcost.formulations.topology import HOPS
 
-from .case import Case, NetworkSection
+from .case import Case, NetworkSection, first_dense_layers
 from .errors import MISSING, CaseError
 
 #: Bytes per element of each number format.
@@ -40,6 +40,7 @@ DROPOUT_MASK_BYTES = 1.0
 DEFAULTS: dict[str, Any] = {
     "tp": 1, "pp": 1, "cp": 1, "micro_batch": 1, "virtual_stages": 1,
     "recompute": "none", "sequence_parallel": False, "zero": 0, "placement": PLACEMENTS[0],
+    "ep": 1,
 }
 
 
@@ -91,6 +92,43 @@ def fabric_spec(net: NetworkSection) -> FabricSpec:
     return FabricSpec(kind, float(out.unit), taper, out.hop_latency, across - inside)
 
 
+def flash_fields(case: Case, model: ModelSpec) -> dict[str, Any]:
+    """The hardware's FlashAttention rates and SRAM, checked where the job runs FlashAttention:
+    the generation the entry names must have rates, and one tile must fit its SRAM."""
+    from perfcost.formulations import attention
+    from perfcost.formulations.training import attention_head_dims
+
+    hw = case.hardware
+    eff = hw.efficiency
+    rates = getattr(eff, eff.flash_attention)
+    out: dict[str, Any] = {"flash_attention": eff.flash_attention,
+                           "shared_memory": hw.shared_memory or 0.0,
+                           "l2_cache": hw.sram or 0.0}
+    if rates is not None:
+        out.update(flash_forward_efficiency=rates.forward,
+                   flash_backward_efficiency=rates.backward,
+                   flash_forward_tile_overhead=rates.forward_tile_overhead,
+                   flash_backward_tile_overhead=rates.backward_tile_overhead)
+    if case.training.attention != "flash":
+        return out
+    if rates is None:
+        raise CaseError(f"hardware.efficiency.{eff.flash_attention}", MISSING,
+                        f"expected the forward and backward efficiency of the "
+                        f"{eff.flash_attention} kernels of {hw.name} (training.attention = "
+                        f"'flash'); fit them with 'perfcost calibrate'")
+    if hw.shared_memory is None:
+        raise CaseError("hardware.shared_memory", MISSING,
+                        "expected the on-chip shared memory per multiprocessor, like "
+                        "'228 KiB' (training.attention = 'flash' sizes its tiles from it)")
+    try:
+        attention.block_sizes(hw.shared_memory, *attention_head_dims(model),
+                              FORMAT_BYTES[case.training.precision])
+    except attention.TileDoesNotFit as exc:
+        raise CaseError("hardware.shared_memory", f"{hw.shared_memory / 1024:g} KiB",
+                        f"expected room for one FlashAttention tile: {exc}") from None
+    return out
+
+
 def specs(case: Case) -> Specs:
     case = single(case)
     m, hw, net, job = case.model, case.hardware, case.network, case.training
@@ -99,6 +137,7 @@ def specs(case: Case) -> Specs:
         kv_heads=m.kv_heads or m.heads, ffn=m.ffn, ffn_kind=m.ffn_kind, vocab=m.vocab,
         seq_len=m.seq_len, tied_embeddings=m.tied_embeddings, biases=m.biases,
         learned_positions=m.positions == "learned", dropout=m.dropout,
+        **moe_fields(m),
     )
     if job.precision not in hw.peak_flops:
         raise CaseError("training.precision", job.precision,
@@ -111,6 +150,7 @@ def specs(case: Case) -> Specs:
         memory_efficiency=hw.efficiency.memory.value,
         gemm_tile_m=hw.efficiency.gemm_tile[0], gemm_tile_n=hw.efficiency.gemm_tile[1],
         kernel_overhead=hw.efficiency.kernel_overhead, price=hw.price, power=hw.power,
+        gemm_wave_overhead=hw.efficiency.wave_overhead, **flash_fields(case, model),
     )
     up, out = net.scale_up, net.scale_out
     if case.training.tp_algorithm == "in_network" and up.reduction_bandwidth is None:
@@ -138,7 +178,9 @@ def specs(case: Case) -> Specs:
         grad_reduce_bytes=FORMAT_BYTES[job.grad_reduce_precision or job.precision],
         weight_bytes=element, grad_bytes=GRAD_BYTES, optimizer_state_bytes=ADAM_STATE_BYTES,
         optimizer_step_bytes=ADAM_STEP_BYTES, dropout_mask_bytes=DROPOUT_MASK_BYTES,
-        dp_overlap=job.dp_overlap, tp_algorithm=job.tp_algorithm,
+        dp_overlap=job.dp_overlap, tp_algorithm=job.tp_algorithm, attention=job.attention,
+        expert_tp=case.parallelism.expert_tp, uneven_stages=case.parallelism.uneven_stages,
+        ep_overlap=job.ep_overlap,
         gpu_hour_price=hw.gpu_hour_price if price is None else price,
     )
     return Specs(model, hardware, network, training)
@@ -149,7 +191,7 @@ def fixed_config(case: Case) -> dict[str, Any]:
     structural rule checked. Values are user-facing (labels for categorical decisions)."""
     par = case.parallelism
     config: dict[str, Any] = {}
-    for name in ("tp", "pp", "dp", "cp", "micro_batch", "virtual_stages", "recompute",
+    for name in ("tp", "pp", "dp", "cp", "ep", "micro_batch", "virtual_stages", "recompute",
                  "sequence_parallel", "zero", "placement"):
         value = getattr(par, name)
         if isinstance(value, list):
@@ -198,6 +240,12 @@ def check_config(case: Case, c: dict[str, Any], gpus: int | None) -> None:
     if gb % (d * b):
         raise CaseError("training.global_batch", gb,
                         f"expected a multiple of dp*micro_batch = {d}*{b} = {d * b}")
+    ep, etp = c.get("ep", 1), case.parallelism.expert_tp
+    if (t * cp * d) % (ep * etp):
+        raise CaseError("parallelism.ep", ep,
+                        f"expected ep*expert_tp = {ep}*{etp} to divide the ranks of one "
+                        f"pipeline stage, tp*cp*dp = {t}*{cp}*{d} = {t * cp * d} "
+                        "(expert data parallelism = tp*cp*dp / (ep*expert_tp))")
 
 
 def _check_degrees(case: Case, c: dict[str, Any]) -> None:
@@ -229,7 +277,18 @@ def _check_degrees(case: Case, c: dict[str, Any]) -> None:
         raise CaseError("parallelism.tp", t,
                         f"expected at most the scale-up domain of {case.network.name} "
                         f"(network.scale_up.size = {size} GPUs)")
-    if m.layers % (p * v):
+    ep = c.get("ep", 1)
+    if not _positive_integer(ep):
+        raise CaseError("parallelism.ep", ep, "expected a positive integer")
+    if ep > 1 and (m.experts is None or m.experts % ep):
+        raise CaseError("parallelism.ep", ep,
+                        f"expected a divisor of model.experts = {m.experts or 0}")
+    if case.parallelism.uneven_stages:
+        if p * v > m.layers:
+            raise CaseError("parallelism.pp", p,
+                            f"expected pp*virtual_stages = {p}*{v} = {p * v} to be at most "
+                            f"model.layers = {m.layers}")
+    elif m.layers % (p * v):
         field, value = ("parallelism.pp", p) if v == 1 else ("parallelism.virtual_stages", v)
         raise CaseError(field, value,
                         f"expected pp*virtual_stages = {p}*{v} = {p * v} to divide "
@@ -240,6 +299,23 @@ def _check_degrees(case: Case, c: dict[str, Any]) -> None:
     if m.seq_len % cp:
         raise CaseError("parallelism.cp", cp,
                         f"expected a divisor of model.seq_len = {m.seq_len}")
+
+
+def moe_fields(m: Any) -> dict[str, Any]:
+    """The mixture-of-experts and latent-attention fields of a ModelSpec from a ModelSection
+    (the spec's defaults -- a dense model with MHA/GQA -- where the case leaves them out)."""
+    out: dict[str, Any] = {}
+    if m.experts is not None:
+        out.update(experts=m.experts, shared_experts=m.shared_experts, top_k=m.top_k,
+                   expert_ffn=m.expert_ffn, moe_every=m.moe_every,
+                   first_dense_layers=first_dense_layers(m),
+                   capacity_factor=m.capacity_factor or 0.0, load_imbalance=m.load_imbalance,
+                   route_domains=m.route_domains or 0)
+    if m.kv_lora_rank is not None:
+        out.update(q_lora_rank=m.q_lora_rank or 0, kv_lora_rank=m.kv_lora_rank,
+                   qk_nope_head_dim=m.qk_nope_head_dim, qk_rope_head_dim=m.qk_rope_head_dim,
+                   v_head_dim=m.v_head_dim)
+    return out
 
 
 def tp_problem(model: Any, t: int) -> str | None:
@@ -270,4 +346,5 @@ def decision_codes(config: dict[str, Any]) -> dict[str, float]:
     out["recompute"] = float(RECOMPUTE_MODES.index(config["recompute"]))
     out["placement"] = float(PLACEMENTS.index(config["placement"]))
     out["sequence_parallel"] = float(bool(config["sequence_parallel"]))
+    out.setdefault("ep", 1.0)  # dense configurations may leave expert parallelism out
     return out

@@ -53,6 +53,8 @@ class SearchProblem:
     #: The compiled form (or why there is none), filled in by the MILP engine when first asked.
     compiled: Any = None
     _valid: Candidates | None = field(default=None, repr=False)
+    #: The priced designs of a co-design case (solver/codesign.py), one per system.
+    codesign: Any = None
 
     def valid(self) -> Candidates:
         """Every configuration that satisfies the structural rules (generated once)."""
@@ -87,7 +89,11 @@ def _formulation(specs: fixed.Specs) -> Formulation:
     m = specs.model
     key = (m.ffn_kind, m.kv_heads != m.heads, m.tied_embeddings, m.biases,
            m.learned_positions, m.dropout, specs.training.dp_overlap,
-           specs.training.tp_algorithm)
+           specs.training.tp_algorithm, specs.training.attention,
+           # Mixture of experts and latent attention change the expressions' structure.
+           m.moe, m.shared_experts > 0, m.capacity_factor > 0, m.route_domains > 0, m.mla,
+           m.q_lora_rank > 0,
+           specs.training.uneven_stages, specs.training.ep_overlap)
     if key not in _FORMULATIONS:
         _FORMULATIONS[key] = build("training", specs.model, specs.hardware, specs.network,
                                    specs.training, pipeline_filled=True)
@@ -112,14 +118,20 @@ def build_problem(case: Case, objective: str | None = None) -> SearchProblem:
     if objective not in OBJECTIVES:
         raise CaseError("search.objective", objective,
                         f"expected one of {', '.join(OBJECTIVES)}")
-    pairs = systems_of(case)
+    notes: list[str] = []
+    if case.codesign is not None:
+        from .codesign import expand
+
+        codesign: Any = expand(case)
+        pairs = [(d.specs, d.system) for d in codesign.systems]
+        notes += codesign.notes
+    else:
+        codesign = None
+        pairs = [(fixed.specs(single), system) for single, system in systems_of(case)]
     space = build_space(case, [s for _c, s in pairs])
-    first = fixed.specs(pairs[0][0])
-    formulation = _formulation(first)
-    system_parameters = []
-    for single, _system in pairs:
-        s = fixed.specs(single)
-        system_parameters.append(parameter_values(s.model, s.hardware, s.network, s.training))
+    formulation = _formulation(pairs[0][0])
+    system_parameters = [parameter_values(s.model, s.hardware, s.network, s.training)
+                         for s, _system in pairs]
     quantity = OBJECTIVES[objective][0]
     if objective in NEEDS_PRICE and any(p["gpu_hour_price"] <= 0 for p in system_parameters):
         raise CaseError("search.objective", objective,
@@ -131,4 +143,30 @@ def build_problem(case: Case, objective: str | None = None) -> SearchProblem:
         constraints.append(Constraint("budget", "cost",
                                       (case.constraints.budget,) * len(pairs), "USD"))
     return SearchProblem(case, space, formulation, system_parameters, objective, quantity,
-                         constraints, list(space.notes))
+                         constraints, notes + list(space.notes), codesign=codesign)
+
+
+def system_case(problem: SearchProblem, index: int) -> Case:
+    """The case of one system of ``problem``: one hardware and one network entry (for a
+    co-design case, the designed accelerator and its scale-up links, at its GPU count)."""
+    case = problem.case
+    if problem.codesign is None:
+        return systems_of(case)[index][0]
+    designed = problem.codesign.systems[index]
+    hw, net = designed.specs.hardware, designed.specs.network
+    networks = case.network if isinstance(case.network, list) else [case.network]
+    section = next(n for n in networks if n.name == designed.network)
+    base = case.hardware[0] if isinstance(case.hardware, list) else case.hardware
+    precision = case.training.precision if case.training is not None else "bf16"
+    hardware = base.model_copy(update={
+        "name": hw.name, "description": f"designed from {problem.codesign.cost_case.name}",
+        "peak_flops": {precision: hw.peak_flops}, "hbm_capacity": hw.hbm_capacity,
+        "hbm_bandwidth": hw.hbm_bandwidth, "multiprocessors": hw.multiprocessors,
+        "price": hw.price, "power": hw.power,
+        "gpu_hour_price": designed.specs.training.gpu_hour_price})
+    network = section.model_copy(update={"scale_up": section.scale_up.model_copy(
+        update={"bandwidth": net.scale_up.bandwidth})})
+    cluster = case.cluster.model_copy(update={"gpus": designed.gpus,
+                                              "gpu_hour_price": None})
+    return case.model_copy(update={"hardware": hardware, "network": network,
+                                   "cluster": cluster})

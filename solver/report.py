@@ -28,7 +28,8 @@ def evaluation(result: Evaluation) -> Group:
     summary.add_column("quantity", style="bold")
     summary.add_column("value", justify="right")
     config = (f"tp {cfg['tp']} · pp {cfg['pp']} · dp {cfg['dp']} · cp {cfg['cp']} · "
-              f"micro-batch {cfg['micro_batch']} · v {cfg['virtual_stages']}\n"
+              + (f"ep {cfg['ep']} · " if cfg.get("ep", 1) != 1 else "")
+              + f"micro-batch {cfg['micro_batch']} · v {cfg['virtual_stages']}\n"
               f"recompute {cfg['recompute']} · sequence parallel "
               f"{'on' if cfg['sequence_parallel'] else 'off'} · ZeRO {cfg['zero']} · "
               f"placement {cfg['placement']}")
@@ -121,10 +122,11 @@ def console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 
 
-def solution(sol: Any) -> Group:
-    """The optimum of ``perfcost solve``: configuration, metrics, constraints, runner-up."""
+def solution(sol: Any, comparisons: Sequence[Any] = ()) -> Group:
+    """The optimum of ``perfcost solve``: configuration, metrics, constraints, runner-up, and
+    the case's ``[[compare]]`` configurations beside it."""
     from .evaluate import Evaluation
-    from .problem_search import systems_of
+    from .problem_search import system_case
 
     r = sol.result
     parts: list[Any] = []
@@ -151,8 +153,10 @@ def solution(sol: Any) -> Group:
             why.add_row(line)
         parts.append(why)
         return Group(*parts)
-    single, _system = systems_of(sol.problem.case)[r.system_index]
+    single = system_case(sol.problem, r.system_index)
     parts.append(evaluation(Evaluation(single, r.config, r.values, sol.problem.formulation)))
+    if sol.problem.codesign is not None:
+        parts.append(codesign(sol.problem, r.system_index))
     cons = Table(title="constraints", title_justify="left")
     for col in ("constraint", "used", "limit", "binding"):
         cons.add_column(col)
@@ -173,7 +177,81 @@ def solution(sol: Any) -> Group:
                           f"{rk.objective / r.top[0].objective - 1:+.2%}", rk.system,
                           " ".join(f"{k}={v}" for k, v in rk.config.items()))
         parts.append(ranks)
+    if comparisons:
+        parts.append(compared(sol, comparisons))
     return Group(*parts)
+
+
+def codesign(problem: Any, index: int) -> Table:
+    """The chosen accelerator design and its priced cluster (solver/codesign.py)."""
+    from .codesign import SUMMARY_UNITS, summary
+
+    data = summary(problem, index)
+    table = Table(title="co-design: the chosen accelerator and cluster", show_header=False,
+                  title_justify="left")
+    table.add_column("item", style="bold")
+    table.add_column("value", justify="right")
+    d = data["design"]
+    table.add_row("design", f"{d['technology']}: {d['compute_chiplets']} x "
+                  f"{d['chiplet_area']:g} mm^2 compute chiplets, {d['hbm_stacks']} HBM stacks, "
+                  f"{d['scale_up_links']} scale-up links")
+    table.add_row("cluster", f"{data['gpus']} accelerators on {data['network']}")
+    for key, unit in SUMMARY_UNITS.items():
+        if key in data:
+            table.add_row(key.replace("_", " "), format_quantity(data[key], unit))
+    return table
+
+
+def compared(sol: Any, comparisons: Sequence[Any]) -> Table:
+    """The optimum and each compared configuration side by side (solver/compare.py)."""
+    r = sol.result
+    unit = sol.problem.formulation.units.get(sol.problem.quantity, "1")
+    table = Table(title="optimum beside the case's compared configurations",
+                  title_justify="left")
+    for col in ("", r.objective, "vs best", "MFU", "memory per GPU", "configuration"):
+        table.add_column(col)
+
+    def row(name: str, value: float | None, vs: str, values: dict[str, float],
+            config: dict[str, Any], style: str = "") -> None:
+        mem = format_quantity(values["memory_per_gpu"], "B") if values else "-"
+        table.add_row(name, format_quantity(value, unit) if value is not None else "-", vs,
+                      f"{100 * values['mfu']:.1f}%" if values else "-", mem,
+                      " ".join(f"{k}={v}" for k, v in config.items()), style=style)
+
+    if r.ok:
+        row("optimum", r.value, "+0.00%", r.values, r.config, "bold")
+    for c in comparisons:
+        if c.error:
+            table.add_row(c.name, "-", "-", "-", "-", f"[red]{c.error}")
+            continue
+        failed = [name for name, ok in c.fits.items() if not ok]
+        vs = f"{c.vs_best:+.2%}" if c.vs_best is not None else "-"
+        name = c.name + (f" (exceeds {', '.join(failed)})" if failed else "")
+        row(name, c.objective, vs, c.values, c.config, "red" if failed else "")
+    return table
+
+
+def sensitivities(rows: Sequence[Any], top: int = 10) -> Table:
+    """The most sensitive parameters: elasticity, and where the optimum holds (solve)."""
+    quantity = rows[0].quantity.replace("_", " ") if rows else ""
+    table = Table(title=f"most sensitive parameters: elasticity of {quantity} "
+                  "(+1% parameter -> +e% objective)", title_justify="left")
+    ranged = any(r.low is not None for r in rows)
+    for col in ("parameter", "value", "elasticity", *(("optimum unchanged for",) if ranged
+                                                       else ()), "meaning"):
+        table.add_column(col, justify="right" if col in ("value", "elasticity") else "left")
+    for r in rows[:top]:
+        cells = [r.parameter, format_quantity(r.value, r.unit), f"{r.elasticity:+.4f}"]
+        if ranged:
+            if r.low is None or r.high is None:
+                cells.append("-")
+            else:
+                cells.append(("≤ " if r.low_open else "") + format_quantity(r.low, r.unit)
+                             + " .. " + format_quantity(r.high, r.unit)
+                             + (" or more" if r.high_open else ""))
+        cells.append(r.doc)
+        table.add_row(*cells)
+    return table
 
 
 def collectives(op: str, network: str, ranks: int, rows: Sequence[Sequence[Any]]) -> Table:

@@ -11,7 +11,12 @@ the systems, not listed per case:
 * ``layers % (pp * virtual_stages) == 0`` and ``virtual_stages == 1`` when ``pp == 1``;
 * ``tp`` at most the scale-up domain of the chosen network;
 * ZeRO only with ``dp > 1`` and sequence parallelism only with ``tp > 1`` (otherwise they are
-  the same configuration spelled twice).
+  the same configuration spelled twice);
+* ``ep`` divides the model's experts and ``ep * expert_tp`` divides ``tp * cp * dp``, the ranks
+  of one pipeline stage (Megatron-Core's expert data parallelism
+  ``tp * cp * dp / (ep * expert_tp)``; formulations/moe.py); ``ep = 1`` for a dense model;
+* with ``parallelism.uneven_stages``, ``pp * virtual_stages <= layers`` replaces the
+  divisibility of the layers.
 
 Rules are vectorised numpy masks, so the enumeration engine and the candidate generator share
 them; :mod:`compile` writes the same rules as linear relations for the MILP.
@@ -31,7 +36,7 @@ from .errors import CaseError
 from .problem import tp_problem
 
 #: Order of the decision variables in every configuration array.
-DECISIONS: tuple[str, ...] = ("tp", "pp", "dp", "cp", "micro_batch", "virtual_stages",
+DECISIONS: tuple[str, ...] = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "virtual_stages",
                               "recompute", "sequence_parallel", "zero", "placement")
 #: Largest context-parallel size searched when the case leaves ``cp`` out.
 DEFAULT_MAX_CP = 32
@@ -45,6 +50,9 @@ class System:
     network: str
     scale_up_size: int
     hbm_capacity: float
+    #: The GPU count this system is priced for (co-design: the cluster's bill of materials
+    #: depends on it), or None when the system takes any of the case's GPU counts.
+    gpus: int | None = None
 
     @property
     def label(self) -> str:
@@ -61,11 +69,16 @@ class Space:
     global_batch: int
     layers: int
     notes: tuple[str, ...] = field(default=())
+    #: Expert tensor parallelism (fixed by the case) and whether stages may be uneven.
+    expert_tp: int = 1
+    uneven_stages: bool = False
 
     @property
     def size(self) -> int:
         """Configurations in the product of the domains (before rules)."""
-        n = len(self.systems) * len(self.gpus)
+        fixed = all(s.gpus is not None for s in self.systems)
+        # A system that fixes its GPU count already counts each count once.
+        n = len(self.systems) * (1 if fixed else len(self.gpus))
         for values in self.domains.values():
             n *= len(values)
         return n
@@ -115,11 +128,24 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
                             (f" ({notes[-1].split(': ', 1)[1]})" if notes else ""))
         return sorted(set(kept), key=float)
 
+    def layer_splits(layers: int, limit: int | None) -> list[int]:
+        """Stage (or chunk) counts the layers allow: divisors, or any count up to the layers
+        when stages may be uneven."""
+        if par.uneven_stages:
+            return list(range(1, min(layers, limit or layers) + 1))
+        return divisors(layers, limit)
+
+    def layer_split_problem(n: int) -> str | None:
+        if par.uneven_stages:
+            return None if n <= m.layers else f"exceeds model.layers = {m.layers}"
+        return None if m.layers % n == 0 else f"does not divide model.layers = {m.layers}"
+
     domains: dict[str, list[Any]] = {
         "tp": pruned("tp", _choice(par.tp), list(range(1, max_tp + 1)), tp_ok),
-        "pp": pruned("pp", _choice(par.pp), divisors(m.layers, max_gpus),
-                     lambda p: None if m.layers % p == 0 else
-                     f"does not divide model.layers = {m.layers}"),
+        "pp": pruned("pp", _choice(par.pp), [p for p in layer_splits(m.layers, max_gpus)
+                                             if not par.uneven_stages
+                                             or any(g % p == 0 for g in gpus)],
+                     lambda p: layer_split_problem(p)),
         "cp": pruned("cp", _choice(par.cp),
                      [c for c in divisors(m.seq_len, DEFAULT_MAX_CP) if c & (c - 1) == 0],
                      lambda c: None if m.seq_len % c == 0 else
@@ -133,9 +159,11 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
                               lambda b: None if job.global_batch % b == 0 else
                               f"does not divide training.global_batch = {job.global_batch}"),
         "virtual_stages": pruned("virtual_stages", _choice(par.virtual_stages),
-                                 divisors(m.layers),
-                                 lambda v: None if m.layers % v == 0 else
-                                 f"does not divide model.layers = {m.layers}"),
+                                 layer_splits(m.layers, None),
+                                 lambda v: layer_split_problem(v)),
+        "ep": pruned("ep", _choice(par.ep), divisors(m.experts, max_gpus) if m.experts else [1],
+                     lambda e: None if e == 1 or (m.experts and m.experts % e == 0) else
+                     f"does not divide model.experts = {m.experts or 0}"),
     }
     recompute = _choice(par.recompute) or list(RECOMPUTE_MODES)
     seqpar = _choice(par.sequence_parallel)
@@ -151,7 +179,7 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
     codes["placement"] = tuple(sorted({float(PLACEMENTS.index(p)) for p in placement}))
     ordered = {name: codes[name] for name in DECISIONS}
     return Space(ordered, tuple(sorted(set(gpus))), tuple(systems), job.global_batch,
-                 m.layers, tuple(notes))
+                 m.layers, tuple(notes), par.expert_tp, par.uneven_stages)
 
 
 @dataclass
@@ -187,6 +215,10 @@ def candidates(space: Space) -> Candidates:
     counts: list[tuple[str, int]] = []
     cols: dict[str, np.ndarray] = {"system": np.arange(len(space.systems), dtype=float)}
     cols = _cross(cols, "gpus", [float(g) for g in space.gpus])
+    fixed_gpus = np.array([s.gpus or 0 for s in space.systems], dtype=float)
+    if fixed_gpus.any():
+        own = fixed_gpus[cols["system"].astype(int)]
+        cols = _keep(cols, (own == 0) | (own == cols["gpus"]))
     for name in ("tp", "pp", "cp"):
         cols = _cross(cols, name, d[name])
     sizes = np.array([s.scale_up_size for s in space.systems], dtype=float)
@@ -205,9 +237,15 @@ def candidates(space: Space) -> Candidates:
     counts.append(("global_batch % (dp*micro_batch) = 0 with >= pp micro-batches",
                    len(cols["tp"])))
     cols = _cross(cols, "virtual_stages", d["virtual_stages"])
-    cols = _keep(cols, (space.layers % (cols["pp"] * cols["virtual_stages"]) == 0)
-                 & ((cols["virtual_stages"] == 1) | (cols["pp"] > 1)))
-    counts.append(("layers % (pp*virtual_stages) = 0", len(cols["tp"])))
+    chunks = cols["pp"] * cols["virtual_stages"]
+    split = chunks <= space.layers if space.uneven_stages else space.layers % chunks == 0
+    cols = _keep(cols, split & ((cols["virtual_stages"] == 1) | (cols["pp"] > 1)))
+    counts.append(("pp*virtual_stages <= layers" if space.uneven_stages else
+                   "layers % (pp*virtual_stages) = 0", len(cols["tp"])))
+    cols = _cross(cols, "ep", d["ep"])
+    stage_ranks = cols["tp"] * cols["cp"] * cols["dp"]
+    cols = _keep(cols, stage_ranks % (cols["ep"] * space.expert_tp) == 0)
+    counts.append(("ep*expert_tp divides tp*cp*dp", len(cols["tp"])))
     for name in ("recompute", "sequence_parallel", "zero", "placement"):
         cols = _cross(cols, name, d[name])
     # Equivalent spellings of one configuration are kept once: ZeRO shards nothing over one

@@ -102,7 +102,23 @@ def assert_one_line_error(result: Any, *fragments: str) -> str:
 
 # -- the built-in studies ------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(catalog.entries("studies")))
+def _is_serving(name: str) -> bool:
+    return case_mod.load(name).serving is not None
+
+
+STUDIES = sorted(catalog.entries("studies"))
+TRAINING_STUDIES = [n for n in STUDIES if not _is_serving(n)]
+
+
+@pytest.mark.parametrize("name", sorted(set(STUDIES) - set(TRAINING_STUDIES)))
+def test_serving_study_cases(name: str) -> None:
+    """Serving studies solve with the default engine too (their output: tests/test_serving)."""
+    table = solve(name)
+    assert table.exit_code == 0, (table.stdout, table.stderr)
+    assert "optimal" in table.stdout
+
+
+@pytest.mark.parametrize("name", TRAINING_STUDIES)
 def test_study_cases(name: str) -> None:
     table = solve(name)
     assert table.exit_code == 0, (table.stdout, table.stderr)
@@ -290,8 +306,11 @@ def test_time_limit_is_a_status_not_an_optimum(tmp_path: Path,
     assert data["status"] == "time_limit"
 
 
-def test_small_case_needs_several_rounds(tmp_path: Path) -> None:
-    """The premise of the next test: the outer-approximation loop needs more than one round."""
+def test_small_case_needs_several_rounds(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The premise of the next test: with every term in log space (none written linearly),
+    the outer-approximation loop needs more than one round."""
+    monkeypatch.setattr(engine_milp, "LINEAR_LIMIT", 0)
     result = MilpEngine().solve(build_problem(case_mod.load(write(tmp_path, SMALL))),
                                 explain=False)
     assert result.status == "optimal"
@@ -301,6 +320,7 @@ def test_small_case_needs_several_rounds(tmp_path: Path) -> None:
 def test_iteration_cap_is_a_status_not_an_optimum(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_milp, "MAX_ITERATIONS", 1)
+    monkeypatch.setattr(engine_milp, "LINEAR_LIMIT", 0)
     path = write(tmp_path, SMALL)
     problem = build_problem(case_mod.load(path))
     result = MilpEngine().solve(problem, explain=False)

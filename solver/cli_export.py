@@ -1,0 +1,110 @@
+"""``perfcost export``: the closed forms of a case's quantities (see solver/export.py)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli import CaseArg, _print_json, app, guarded
+from .errors import CaseError
+
+
+def command_line(case: str, fmt: str, quantities: list[str], fixes: list[str],
+                 sets: list[str], output: str | None) -> str:
+    """The canonical command that regenerates an export (written into its header)."""
+    words = ["perfcost", "export", case, "--format", fmt]
+    for q in quantities:
+        words += ["--quantity", q]
+    for f in fixes:
+        words += ["--fix", f]
+    for s in sets:
+        words += ["--set", s]
+    if output:
+        words += ["-o", output]
+    return shlex.join(words)
+
+
+@app.command()
+@guarded
+def export(
+    case: CaseArg,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="latex | markdown | python | c | json")] = "markdown",
+    quantity: Annotated[list[str] | None, typer.Option(
+        "--quantity", help="a quantity to export (repeat; default: every quantity)")] = None,
+    fix: Annotated[list[str] | None, typer.Option(
+        "--fix", help="substitute a parameter or decision: NAME=VALUE (SI units or a label), "
+        "NAME (the case's value), or 'parameters' (every parameter)")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a case field first, e.g. --set hardware.hbm_bandwidth='4 TB/s'"
+    )] = None,
+    output: Annotated[str | None, typer.Option(
+        "-o", "--output", help="write to FILE (C: FILE.h and FILE.c)")] = None,
+    prefix: Annotated[str | None, typer.Option(
+        help="C identifier prefix (default: from the case name)")] = None,
+) -> None:
+    """Closed forms of named quantities: simplified, common subexpressions named, symbols
+    documented with units. Functions take the decisions (tp, pp, dp, ...) and the parameters
+    with the case's values as defaults, so they reproduce 'perfcost evaluate'."""
+    from . import case as case_mod
+    from . import export as ex
+
+    if fmt not in ex.FORMATS:
+        raise CaseError("--format", fmt, f"expected one of {', '.join(ex.FORMATS)}")
+    quantities = quantity or []
+    loaded = case_mod.load(case, set_ or [])
+    for section in ("hardware", "network"):
+        entries = getattr(loaded, section)
+        if isinstance(entries, list) and len(entries) > 1:
+            raise CaseError(section, [e.name for e in entries],
+                            f"export needs one entry; pick one with --set {section}=NAME")
+    formulation = ex.case_formulation(loaded)
+    document = fmt in ("latex", "markdown")
+    built = ex.build_export(formulation, quantities, ex.parse_fix(fix or []),
+                            loaded.name or Path(case).stem, document=document)
+    command = command_line(case, fmt, quantities, fix or [], set_ or [], output)
+    if fmt == "json":
+        from .problem_search import systems_of
+
+        compiled = ex.compiled_forms(systems_of(loaded)[0][0], [f.name for f in built.forms])
+        data = ex.to_json(built, compiled)
+        data["command"] = command
+        if output:
+            import json
+
+            _write(Path(output), json.dumps(data, indent=2) + "\n")
+        else:
+            _print_json(data)
+        return
+    if fmt == "c":
+        pre = prefix or ex.c_prefix(built.case)
+        if not pre.isidentifier():
+            raise CaseError("--prefix", pre, "expected a C identifier prefix, like 'gpt3_'")
+        if output:
+            stem = Path(output)
+            stem = stem.with_suffix("") if stem.suffix in (".c", ".h") else stem
+            header, source = ex.to_c(built, pre, stem.name + ".h", command)
+            _write(stem.with_name(stem.name + ".h"), header)
+            _write(stem.with_name(stem.name + ".c"), source)
+        else:
+            header, source = ex.to_c(built, pre, "perfcost.h", command)
+            sys.stdout.write(f"/* ==== perfcost.h ==== */\n{header}\n"
+                             f"/* ==== perfcost.c ==== */\n{source}")
+        return
+    render = {"python": ex.to_python, "latex": ex.to_latex, "markdown": ex.to_markdown}[fmt]
+    text = render(built, command)
+    if output:
+        _write(Path(output), text)
+    else:
+        sys.stdout.write(text)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CaseError("-o", str(path), f"cannot be written ({exc.strerror or exc})") from None

@@ -1,0 +1,624 @@
+"""What-if sweeps: re-solve a case over a grid of changed fields (``perfcost sweep``).
+
+A sweep point is the case with some fields set, exactly as ``perfcost solve --set`` would set
+them, so every point is validated by the case loader and solved by the same engines. Points
+run in chunks: a worker process (or a Dask worker) builds the formulation of a model structure
+once and its numeric functions once (solver/problem_search.py and solver/evaluate.py cache
+both), and every later point of that structure only swaps parameter values and the search
+space -- the "compile once, reuse" of the design.
+
+Rows are plain dictionaries in point order: the varied fields (in SI units where the field has
+a unit), the status, the objective and its value, the optimal configuration, the headline
+quantities and every named breakdown term of the formulation. Solving is deterministic, so the
+rows do not depend on how the points were spread over workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import tomllib
+import types
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel
+
+from .errors import CaseError
+
+#: Quantities every row carries when the formulation has them (besides its breakdown groups).
+HEADLINE = ("gpus", "iteration_time", "time_to_train", "cost", "tokens_per_s", "mfu",
+            "memory_per_gpu")
+#: Seconds to wait for a Dask scheduler before reporting it unreachable.
+CONNECT_TIMEOUT_S = 5.0
+#: Chunks per worker (smaller chunks: a smoother progress bar; larger: less overhead).
+CHUNKS_PER_WORKER = 4
+#: Lines of an objective plot up to which each line's first point is labelled.
+MAX_LABELLED_LINES = 4
+#: Largest grid a sweep accepts (a typo such as 1..1e6:1e6 should not run for a day).
+MAX_POINTS = 100_000
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One varied case field and its values as written (``--set`` syntax)."""
+
+    key: str
+    values: tuple[str, ...]
+
+
+# -- the keys a case has ---------------------------------------------------------------------
+
+def _models(annotation: Any) -> list[Any]:
+    """The pydantic models and literal keys an annotation can hold."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _models(get_args(annotation)[0])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if origin in (list, tuple, Union, types.UnionType):
+        return [m for a in get_args(annotation) for m in _models(a)]
+    if origin is dict:
+        key, value = get_args(annotation)
+        keys = [str(k) for k in get_args(key)] if get_args(key) else []
+        return [("dict", keys, value)]
+    return []
+
+
+def _walk(model: type[BaseModel], prefix: str, out: dict[str, Any]) -> None:
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        found = _models(info.annotation)
+        if not found:
+            out[key] = _unit_of(info)
+            continue
+        for item in found:
+            if isinstance(item, tuple):
+                _kind, keys, value = item
+                for k in keys:
+                    out[f"{key}.{k}"] = _unit_of_annotation(value)
+            else:
+                _walk(item, f"{key}.", out)
+
+
+def _unit_of(info: Any) -> str | None:
+    return _unit_from_metadata(list(info.metadata) + _annotated_metadata(info.annotation))
+
+
+def _unit_of_annotation(annotation: Any) -> str | None:
+    return _unit_from_metadata(_annotated_metadata(annotation))
+
+
+def _annotated_metadata(annotation: Any) -> list[Any]:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return list(get_args(annotation)[1:])
+    if origin in (Union, types.UnionType):  # an optional field: ``Money | None``
+        return [m for a in get_args(annotation) for m in _annotated_metadata(a)]
+    return []
+
+
+def _unit_from_metadata(metadata: Sequence[Any]) -> str | None:
+    """The SI unit of a field with a physical dimension (from its error-message text)."""
+    from . import units
+
+    for m in metadata:
+        text = getattr(m, "text", None)
+        if not isinstance(text, str):
+            continue
+        for dimension, noun in units.NOUNS.items():
+            if text.startswith(noun + " "):
+                unit = units.RANGES[dimension][2]
+                return None if unit == "1" else unit
+    return None
+
+
+def case_keys() -> dict[str, str | None]:
+    """Every field a case may set, dotted (``hardware.hbm_bandwidth``), with its SI unit."""
+    from .case import Case
+
+    out: dict[str, str | None] = {}
+    _walk(Case, "", out)
+    return out
+
+
+# -- parsing --vary ---------------------------------------------------------------------------
+
+def _range(key: str, text: str) -> tuple[str, ...] | None:
+    """``LO..HI:N`` (linear) or ``LO..HI:N:log`` (geometric), optionally followed by a unit:
+    ``3..8:11 TB/s``. None when ``text`` is not a range."""
+    body, _, unit = text.strip().partition(" ")
+    if ".." not in body:
+        return None
+    spec = body.split(":")
+    lo_hi = spec[0].split("..")
+    problem = "expected LO..HI:N or LO..HI:N:log, like 3..8:11 TB/s"
+    if len(lo_hi) != 2 or len(spec) not in (2, 3) or (len(spec) == 3 and spec[2] != "log"):
+        raise CaseError("--vary", f"{key}={text}", problem)
+    try:
+        lo, hi, n = float(lo_hi[0]), float(lo_hi[1]), int(spec[1])
+    except ValueError:
+        raise CaseError("--vary", f"{key}={text}", problem) from None
+    if n < 1 or n > MAX_POINTS:
+        raise CaseError("--vary", f"{key}={text}", f"expected 1 to {MAX_POINTS:,} points")
+    log = len(spec) == 3
+    if log and (lo <= 0 or hi <= 0):
+        raise CaseError("--vary", f"{key}={text}", "expected positive ends for a log range")
+    if n == 1:
+        values = [lo]
+    elif log:
+        values = [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / (n - 1))
+                  for i in range(n)]
+    else:
+        values = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+    texts = [repr(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v) for v in values]
+    return tuple(f'"{t} {unit.strip()}"' if unit.strip() else t for t in texts)
+
+
+def parse_vary(items: Sequence[str]) -> list[Axis]:
+    """``--vary`` options as axes; keys are checked against the case schema."""
+    if not items:
+        raise CaseError("--vary", None, "expected at least one KEY=V1,V2,... to vary")
+    known = case_keys()
+    axes = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise CaseError("--vary", item, "expected KEY=V1,V2,..., like "
+                            "hardware.hbm_bandwidth='3 TB/s','4 TB/s'")
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
+            if not close:  # a typo in the last part: compare within the section
+                section = key.split(".")[0]
+                close = difflib.get_close_matches(
+                    key, [k for k in known if k.startswith(section + ".")], n=3, cutoff=0.3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise CaseError("--vary", key, f"expected a case field (as --set takes it){hint}")
+        values = _range(key, text)
+        if values is None:
+            values = tuple(v.strip() for v in _split(text) if v.strip())
+        if not values:
+            raise CaseError("--vary", item, "expected at least one value (an empty range)")
+        if any(a.key == key for a in axes):
+            raise CaseError("--vary", key, "expected each field once")
+        axes.append(Axis(key, values))
+    return axes
+
+
+def _split(text: str) -> list[str]:
+    """Split on commas outside brackets and quotes (a value may be a list: [512,1024])."""
+    out, depth, quote, current = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    out.append("".join(current))
+    return out
+
+
+def grid(axes: Sequence[Axis], zipped: bool = False) -> list[tuple[str, ...]]:
+    """The points: the product of the axes' values, or their zip (equal lengths)."""
+    if zipped:
+        lengths = {len(a.values) for a in axes}
+        if len(lengths) != 1:
+            raise CaseError("--zip", ", ".join(f"{a.key}: {len(a.values)}" for a in axes),
+                            "expected the same number of values for every --vary")
+        points = list(zip(*(a.values for a in axes), strict=True))
+    else:
+        points = list(itertools.product(*(a.values for a in axes)))
+    if len(points) > MAX_POINTS:
+        raise CaseError("--vary", f"{len(points):,} points", f"expected at most {MAX_POINTS:,}")
+    return points
+
+
+# -- one point --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Study:
+    """Everything a worker needs to solve points (plain data: it travels to other processes)."""
+
+    source: str
+    sets: tuple[str, ...]
+    keys: tuple[str, ...]
+    objective: str | None = None
+    engine: str | None = None
+
+
+def load_point(study: Study, point: Sequence[str]) -> Any:
+    from . import case as case_mod
+
+    sets = [*study.sets, *(f"{k}={v}" for k, v in zip(study.keys, point, strict=True))]
+    return case_mod.load(study.source, sets)
+
+
+def _field_value(case: Any, key: str) -> int | float | None:
+    """The loaded (SI) value of a dotted field, or None where it is not one number."""
+    node: Any = case
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+        if node is None:
+            return None
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        return None
+    return node
+
+
+def solve_point(study: Study, point: Sequence[str]) -> dict[str, Any]:
+    """One row: the point, the optimum and its quantities."""
+    from .export import case_kind
+    from .solve import solve_case
+
+    case = load_point(study, point)
+    kind = case_kind(case)
+    if kind != "training":  # solve_case is the training search
+        raise CaseError(kind, f"[{kind}]", "sweeps re-solve training cases only")
+    row: dict[str, Any] = {}
+    for key, text in zip(study.keys, point, strict=True):
+        value = _field_value(case, key)
+        row[key] = value if value is not None else _literal(text)
+    solution = solve_case(case, study.engine, study.objective)
+    result = solution.result
+    formulation = solution.problem.formulation
+    row["status"] = result.status
+    row["objective"] = result.objective
+    row["value"] = result.value if result.value is not None else math.nan
+    row["system"] = result.system
+    row["unit"] = formulation.units.get(solution.problem.quantity, "")
+    row["configuration"] = " ".join(f"{k}={v}" for k, v in result.config.items())
+    for k in formulation.decisions:  # every decision, so infeasible rows have the columns
+        row[k] = result.config.get(k, "")
+    names = [q for q in HEADLINE if q in formulation.expressions]
+    for group in formulation.groups.values():
+        names += [q for q in group if q not in names]
+    for q in names:
+        row[q] = float(result.values[q]) if q in result.values else math.nan
+    if "gpus" in row and math.isfinite(row["gpus"]):
+        row["gpus"] = round(row["gpus"])
+    return row
+
+
+def _literal(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+#: Key of the one row a chunk returns when a point is bad input (a CaseError does not survive
+#: pickling between processes: its constructor takes three arguments).
+ERROR = "__error__"
+
+
+def solve_chunk(study: Study, points: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+    """Rows of several points, in order (one task of a worker)."""
+    rows = []
+    for p in points:
+        try:
+            rows.append(solve_point(study, p))
+        except CaseError as exc:
+            where = ", ".join(f"{k}={v}" for k, v in zip(study.keys, p, strict=True))
+            return [{ERROR: (exc.field, exc.value, f"{exc.expected} (at {where})")}]
+    return rows
+
+
+def _checked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if rows and ERROR in rows[0]:
+        raise CaseError(*rows[0][ERROR])
+    return rows
+
+
+# -- running ----------------------------------------------------------------------------------
+
+def chunks(points: Sequence[tuple[str, ...]], workers: int) -> list[list[tuple[str, ...]]]:
+    n = max(1, min(len(points), workers * CHUNKS_PER_WORKER))
+    size = math.ceil(len(points) / n)
+    return [list(points[i:i + size]) for i in range(0, len(points), size)]
+
+
+def run(study: Study, points: Sequence[tuple[str, ...]], workers: int = 1,
+        scheduler: str | None = None,
+        progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Solve every point: in this process (``workers`` 1), a process pool, or on the Dask
+    scheduler at ``scheduler``. ``progress(n)`` is called as n more points finish."""
+    for p in points:  # every point loads (so a bad value is reported before any work)
+        load_point(study, p)
+    parts = chunks(points, 1 if workers < 1 else workers)
+    done = progress or (lambda n: None)
+    results: dict[int, list[dict[str, Any]]] = {}
+    if scheduler:
+        client = connect(scheduler)
+        try:
+            futures = {client.submit(solve_chunk, study, part, pure=False): i
+                       for i, part in enumerate(parts)}
+            from distributed import as_completed
+
+            for future in as_completed(futures):
+                results[futures[future]] = _checked(future.result())
+                done(len(parts[futures[future]]))
+        finally:
+            client.close()
+    elif workers <= 1:
+        for i, part in enumerate(parts):
+            results[i] = _checked(solve_chunk(study, part))
+            done(len(part))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending = {pool.submit(solve_chunk, study, part): i for i, part in enumerate(parts)}
+            for future in as_completed(pending):
+                results[pending[future]] = _checked(future.result())
+                done(len(parts[pending[future]]))
+    return [row for i in range(len(parts)) for row in results[i]]
+
+
+def connect(address: str) -> Any:
+    """A Dask client of the scheduler at ``address``, or a one-line error."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CaseError("--scheduler", address,
+                        "needs dask[distributed] (pip install 'dask[distributed]')") from None
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CaseError("--scheduler", address,
+                        f"expected a reachable Dask scheduler like tcp://host:8786 ({reason})"
+                        ) from None
+
+
+# -- output -----------------------------------------------------------------------------------
+
+def columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    out: dict[str, None] = {}
+    for r in rows:
+        out.update(dict.fromkeys(r))
+    return list(out)
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    try:
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns(rows))
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({k: (repr(v) if isinstance(v, float) else v)
+                                 for k, v in r.items()})
+    except OSError as exc:
+        raise CaseError("--csv", str(path), f"cannot be written ({exc.strerror or exc})"
+                        ) from None
+
+
+def pareto_front(rows: Sequence[dict[str, Any]], x: str, y: str) -> list[int]:
+    """Indices of the rows no other row beats on both ``x`` and ``y`` (both minimised),
+    sorted by ``x``."""
+    ok = [i for i, r in enumerate(rows) if r.get("status") == "optimal"
+          and math.isfinite(r.get(x, math.nan)) and math.isfinite(r.get(y, math.nan))]
+    ok.sort(key=lambda i: (rows[i][x], rows[i][y]))
+    front, best = [], math.inf
+    for i in ok:
+        if rows[i][y] < best:
+            front.append(i)
+            best = rows[i][y]
+    return front
+
+
+# -- plots ------------------------------------------------------------------------------------
+
+_PREFIXES = (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3))
+
+
+def scale_for(values: Sequence[float], unit: str | None) -> tuple[float, str]:
+    """A divisor and unit label that make ``values`` (SI) readable on an axis."""
+    finite = [abs(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    top = max(finite, default=1.0)
+    if not unit or unit == "1":
+        return 1.0, ""
+    if unit == "s":
+        for label, scale in (("days", 86400.0), ("h", 3600.0), ("s", 1.0), ("ms", 1e-3)):
+            if top >= 2 * scale or label == "ms":
+                return scale, label
+    if unit == "B":
+        for label, scale in (("TiB", 2.0**40), ("GiB", 2.0**30), ("MiB", 2.0**20)):
+            if top >= scale:
+                return scale, label
+        return 1.0, "B"
+    if unit == "USD":
+        for label, scale in (("billion USD", 1e9), ("million USD", 1e6), ("thousand USD", 1e3)):
+            if top >= scale:
+                return scale, label
+        return 1.0, "USD"
+    if unit == "USD/s":
+        return 1 / 3600.0, "USD/h"
+    for prefix, scale in _PREFIXES:
+        if top >= scale:
+            return scale, prefix + unit
+    return 1.0, unit
+
+
+def axis_label(name: str, unit: str) -> str:
+    text = name.split(".")[-1].replace("_", " ") if "." in name else name.replace("_", " ")
+    if "." in name:
+        text = f"{name.split('.')[0]} {text}"
+    return f"{text} [{unit}]" if unit else text
+
+
+def _changed_keys(rows: Sequence[dict[str, Any]], config_keys: Sequence[str]) -> list[str]:
+    return [k for k in config_keys if len({str(r.get(k)) for r in rows}) > 1]
+
+
+def _short(row: dict[str, Any], keys: Sequence[str]) -> str:
+    """``512 GPUs tp=2 mb=1 v=20``: the configuration in few characters."""
+    names = {"micro_batch": "mb", "virtual_stages": "v"}
+    return " ".join(f"{row.get(k)} GPUs" if k == "gpus" else f"{names.get(k, k)}={row.get(k)}"
+                    for k in keys)
+
+
+def plot_objective(rows: Sequence[dict[str, Any]], axes: Sequence[Axis], path: Path,
+                   units: dict[str, str | None]) -> None:
+    """Objective against the first varied field (one line per value of the others), each
+    change of the optimal configuration marked and labelled with what changed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x_key = axes[0].key
+    ok = [r for r in rows if r.get("status") == "optimal"
+          and isinstance(r.get(x_key), int | float) and not isinstance(r.get(x_key), bool)]
+    if not ok:
+        raise CaseError("--plot", str(path), "expected numeric values of the first --vary "
+                        "field and at least one feasible point")
+    config_keys = [k for k in ("system", "gpus", *_config_keys(rows)) if k in rows[0]]
+    x_div, x_unit = scale_for([r[x_key] for r in ok], units.get(x_key))
+    y_div, y_unit = scale_for([r["value"] for r in ok], ok[0].get("unit"))
+    others = [a.key for a in axes[1:]]
+    series: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in ok:
+        series.setdefault(tuple(r.get(k) for k in others), []).append(r)
+    fig, ax = plt.subplots(figsize=(10, 6), dpi=120)
+    changed = _changed_keys(ok, config_keys)
+    steady = [k for k in config_keys if k not in changed]
+    # The start of each line is labelled with what varies only while that stays legible.
+    label_starts = bool(changed) and len(series) <= MAX_LABELLED_LINES
+    flip = 1
+    for label, members in series.items():
+        members.sort(key=lambda r: r[x_key])
+        xs = [r[x_key] / x_div for r in members]
+        ys = [r["value"] / y_div for r in members]
+        name = ", ".join(f"{axis_label(k, '')} = {v}" for k, v in zip(others, label,
+                                                                          strict=True))
+        line, = ax.plot(xs, ys, marker="o", markersize=3, label=name or None)
+        previous = None
+        for r, x, y in zip(members, xs, ys, strict=True):
+            if previous is not None and r["configuration"] == previous["configuration"] and (
+                    r.get("system") == previous.get("system")):
+                previous = r
+                continue
+            if previous is None:
+                if not label_starts:
+                    previous = r
+                    continue
+                text = _short(r, changed)
+            else:
+                text = ", ".join(f"{k} {previous.get(k)}→{r.get(k)}" for k in changed
+                                 if str(previous.get(k)) != str(r.get(k)))
+                ax.axvline(x, color=line.get_color(), linestyle=":", linewidth=0.8)
+            ax.plot([x], [y], marker="D", color="crimson", markersize=6, zorder=3)
+            flip = -flip
+            right = x > (min(xs) + max(xs)) / 2  # labels on the right half point leftwards
+            ax.annotate(text, (x, y), xytext=(-8 if right else 8, 34 * flip),
+                        textcoords="offset points", ha="right" if right else "left",
+                        fontsize=8, arrowprops={"arrowstyle": "-", "color": "0.5"},
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7"})
+            previous = r
+    ax.set_xlabel(axis_label(x_key, x_unit))
+    quantity = ok[0]["objective"]
+    ax.set_ylabel(axis_label(quantity, y_unit) + " (optimum)")
+    ax.set_title(f"{quantity.replace('_', ' ')} of the optimal configuration; "
+                 + ("◆ = the optimal configuration changes" if changed else
+                    "the optimal configuration never changes"), fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if others:
+        ax.legend(fontsize=8)
+    if steady:
+        import textwrap
+
+        fig.text(0.01, 0.01, textwrap.fill("the same at every point: " + _short(ok[0], steady),
+                                           150), fontsize=7, color="0.3", va="bottom")
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+    else:
+        fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_pareto(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path,
+                label_keys: Sequence[str]) -> None:
+    """Every point's (x, y) and the Pareto front of both minimised, front points labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    units = {"cost": "USD", "time_to_train": "s", "iteration_time": "s",
+             "memory_per_gpu": "B"}
+    front = pareto_front(rows, x, y)
+    if not front:
+        raise CaseError("--pareto", f"{x},{y}", "expected feasible points with both values")
+    ok = [r for r in rows if r.get("status") == "optimal"]
+    x_div, x_unit = scale_for([r[x] for r in ok], units.get(x))
+    y_div, y_unit = scale_for([r[y] for r in ok], units.get(y))
+    fig, ax = plt.subplots(figsize=(10, 6), dpi=120)
+    ax.scatter([r[x] / x_div for r in ok], [r[y] / y_div for r in ok], color="0.6", s=14,
+               label="optimum at each sweep point")
+    fx = [rows[i][x] / x_div for i in front]
+    fy = [rows[i][y] / y_div for i in front]
+    ax.step(fx, fy, where="post", color="tab:blue", linewidth=1.5)
+    ax.scatter(fx, fy, color="tab:blue", s=30, zorder=3, label="Pareto front")
+    config_keys = [k for k in ("system", "gpus", *_config_keys(rows)) if k in rows[0]]
+    changed = _changed_keys([rows[i] for i in front], config_keys)
+    middle = (min(fx) + max(fx)) / 2
+    for n, i in enumerate(front):
+        text = _short(rows[i], changed)
+        right = fx[n] > middle  # labels on the right half point leftwards
+        ax.annotate(text, (fx[n], fy[n]), xytext=(-8 if right else 8, 10 if n % 2 else -16),
+                    textcoords="offset points", fontsize=8, ha="right" if right else "left",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7"})
+    ax.set_xlabel(axis_label(x, x_unit))
+    ax.set_ylabel(axis_label(y, y_unit))
+    from matplotlib.ticker import ScalarFormatter
+
+    for values, axis, setter in ((fx, ax.xaxis, ax.set_xscale), (fy, ax.yaxis, ax.set_yscale)):
+        if min(values) > 0 and max(values) > 10 * min(values):  # log only over a decade
+            setter("log")
+            axis.set_major_formatter(ScalarFormatter())
+    ax.margins(0.08)
+    ax.set_title(f"Pareto front: {y.replace('_', ' ')} vs {x.replace('_', ' ')} "
+                 f"(swept: {', '.join(label_keys)})", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _config_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The decision columns: those between 'configuration' and the first quantity."""
+    keys = columns(rows)
+    start = keys.index("configuration") + 1 if "configuration" in keys else len(keys)
+    out = []
+    for k in keys[start:]:
+        if k in HEADLINE:
+            break
+        out.append(k)
+    return out
+
+
+def _save(fig: Any, path: Path) -> None:
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise CaseError("--plot", str(path), "expected a .png, .svg or .pdf file name")
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise CaseError("--plot", str(path), f"cannot be written ({exc.strerror or exc})"
+                        ) from None

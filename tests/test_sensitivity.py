@@ -1,0 +1,188 @@
+"""Elasticities against finite differences of the evaluator, for every built-in case, and the
+stability ranges of ``perfcost solve --sensitivities`` against re-solving."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from perfcost.solver import case as case_mod
+from perfcost.solver import catalog, export
+from perfcost.solver.case import ParallelismSection
+from perfcost.solver.cli import app
+from perfcost.solver.evaluate import Evaluator
+from perfcost.solver.problem_search import systems_of
+from perfcost.solver.sensitivity import (
+    elasticities,
+    finite_difference,
+    solution_sensitivities,
+    stability_range,
+)
+from perfcost.solver.solve import solve_case
+from perfcost.solver.space import build_space, candidates
+from typer.testing import CliRunner
+
+RTOL = 1e-6
+#: Finite differences of a float64 evaluator resolve elasticities to about 1e-10; below that
+#: a relative comparison measures rounding, not the derivative.
+ATOL = 1e-10
+#: One-sided differences that disagree by more than this mark a kink (a ceil or a max
+#: switching exactly at the value): there the derivative does not exist.
+KINK = 1e-4
+
+
+def builtin_cases() -> list[str]:
+    return sorted(name for folder in catalog.CASE_FOLDERS for name in catalog.entries(folder))
+
+
+def configuration(case: Any) -> dict[str, float]:
+    """The case's own configuration, or (a case that leaves it to solve) the middle one of
+    its valid configurations."""
+    try:
+        return export.case_decisions(case)
+    except Exception:
+        open_case = case.model_copy(update={"parallelism": ParallelismSection()})
+        cands = candidates(build_space(open_case, [systems_of(open_case)[0][1]]))
+        i = len(cands) // 2
+        return {k: float(v[i]) for k, v in cands.columns.items()}
+
+
+def near(a: float, b: float) -> bool:
+    return abs(a - b) <= RTOL * abs(b) + ATOL
+
+
+def is_kink(backward: float, forward: float) -> bool:
+    return abs(backward - forward) > KINK * max(abs(backward), abs(forward), 1.0)
+
+
+#: Where a parameter sits exactly on a kink, the check moves it by the first of these
+#: (relative) that lands where the model is smooth.
+SHIFTS = (-1e-5, 1e-5, -3e-4, 3e-4)
+
+
+#: Quantities whose elasticities are checked: time, memory and money.
+QUANTITIES = ("iteration_time", "memory_per_gpu", "cost")
+
+
+@pytest.mark.parametrize("name", builtin_cases())
+def test_elasticities_match_finite_differences(name: str) -> None:
+    loaded = case_mod.load(name)
+    export.case_kind(loaded)  # a kind sensitivities do not know fails here, loudly
+    case = systems_of(loaded)[0][0] if len(systems_of(loaded)) > 1 else loaded
+    formulation = export.case_formulation(case)
+    codes = configuration(case)
+    evaluator = Evaluator(formulation, list(QUANTITIES))
+    values = {n: p.value for n, p in formulation.parameters.items()}
+    checked = 0
+    for quantity in QUANTITIES:
+        if evaluator(codes)[quantity] == 0:  # no price: the elasticity of 0 is undefined
+            continue
+        check_quantity(name, formulation, codes, values, quantity,
+                       lambda ps, q=quantity: evaluator(codes, ps)[q])
+        checked += 1
+    assert checked >= 2, name
+
+
+def check_quantity(name: str, formulation: Any, codes: dict[str, float],
+                   values: dict[str, float], quantity: str, value: Any) -> None:
+    rows = elasticities(formulation, quantity, codes)
+    assert rows, (name, quantity)
+    kinks = 0
+    for row in rows:
+        c, b, f = finite_difference(value, values, row.parameter)
+        if not is_kink(b, f):
+            assert near(row.elasticity, c), (name, quantity, row.parameter, row.elasticity, c)
+            continue
+        # No derivative exists here (a ceil jumps or a max switches exactly at this value):
+        # the reported figure lies between the one-sided ones, and just beside the kink,
+        # where the model is smooth, the elasticity matches the differences again.
+        kinks += 1
+        low, high = min(b, f), max(b, f)
+        assert (low - RTOL * abs(low) - ATOL <= row.elasticity
+                <= high + RTOL * abs(high) + ATOL), (name, quantity, row, b, f)
+        for shift in SHIFTS:
+            moved = {**values, row.parameter: values[row.parameter] * (1 + shift)}
+            c, b, f = finite_difference(value, moved, row.parameter)
+            if not is_kink(b, f):
+                break
+        assert not is_kink(b, f), (name, quantity, row.parameter, "no smooth point nearby")
+        there = {r.parameter: r.elasticity for r in elasticities(formulation, quantity, codes,
+                                                                  moved)}
+        assert near(there.get(row.parameter, 0.0), c), (name, quantity, row.parameter, c)
+    # Kinks are the integer counts and tile sizes sitting on a ceil's jump, never most.
+    assert kinks <= max(1, len(rows) // 2), (name, quantity, kinks)
+    # Parameters left out have no effect from below: the value does not move when they do.
+    listed = {r.parameter for r in rows}
+    for n in formulation.parameters:
+        if n not in listed and values[n] != 0:
+            c, b, f = finite_difference(value, values, n)
+            assert abs(b) <= ATOL * 10 or is_kink(b, f), (name, quantity, n, c, b, f)
+
+
+def test_rates_scale_inversely() -> None:
+    """Time is homogeneous of degree -1 in the compute and memory rates together."""
+    case = case_mod.load("llama3-70b-h100")
+    formulation = export.case_formulation(case)
+    codes = export.case_decisions(case)
+    rows = {r.parameter: r.elasticity for r in elasticities(formulation, "iteration_time",
+                                                                 codes)}
+    assert rows["peak_flops"] == pytest.approx(rows["matmul_efficiency"], rel=1e-9)
+    assert rows["hbm_bandwidth"] == pytest.approx(rows["memory_efficiency"], rel=1e-9)
+    assert -1.0 < rows["peak_flops"] < 0.0
+
+
+@pytest.fixture(scope="module")
+def small_solution() -> Any:
+    case = case_mod.load("llama3-70b-h100", [
+        "parallelism.tp=[2,4,8]", "parallelism.pp=[2,4,8]", "parallelism.dp=[8,16,32,64]",
+        "parallelism.micro_batch=[1,2]"])
+    return solve_case(case)
+
+
+def test_stability_range_brackets_a_change(small_solution: Any) -> None:
+    from dataclasses import replace
+
+    from perfcost.solver.engine_enumerate import EnumerateEngine
+
+    problem, result = small_solution.problem, small_solution.result
+    name = "peak_flops"
+    low, high, low_open, high_open = stability_range(small_solution, name)
+    value = problem.system_parameters[0][name]
+    assert low <= value <= high
+
+    def optimum(v: float) -> dict[str, Any]:
+        systems = [dict(p, **{name: v}) for p in problem.system_parameters]
+        return EnumerateEngine().solve(replace(problem, system_parameters=systems)).config
+
+    assert optimum(low) == result.config and optimum(high) == result.config
+    if not low_open:
+        assert optimum(low * 0.98) != result.config
+    if not high_open:
+        assert optimum(high * 1.02) != result.config
+    assert not (low_open and high_open), "expected the optimum to move within 16x"
+
+
+def test_solution_sensitivities_rank_and_range(small_solution: Any) -> None:
+    rows = solution_sensitivities(small_solution, ranged=2)
+    magnitudes = [abs(r.elasticity) for r in rows]
+    assert magnitudes == sorted(magnitudes, reverse=True)
+    ranged = [r for r in rows if r.low is not None]
+    assert len(ranged) == 2
+    assert all(r.unit != "1" or not float(r.value).is_integer() for r in ranged)
+
+
+def test_cli_json_carries_the_table() -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["evaluate", "llama3-70b-h100", "--sensitivities", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    top = data["sensitivities"][0]
+    assert top["quantity"] == "iteration_time" and math.isfinite(top["elasticity"])
+    text = runner.invoke(app, ["evaluate", "llama3-70b-h100", "--sensitivities"])
+    assert "most sensitive parameters" in text.output
+    solved = runner.invoke(app, ["solve", "llama3-70b-h100", "--sensitivities", "--json"])
+    assert solved.exit_code == 0, solved.output
+    rows = json.loads(solved.output)["sensitivities"]
+    assert any("optimum_unchanged" in r for r in rows)
