@@ -14,8 +14,21 @@
   with a short reduction or few tiles per wave reaches less of the peak (NVIDIA's "Matrix
   Multiplication Background" guide; fitted to kernel timings by ``perfcost calibrate``, see
   docs/calibration.md). Zero reproduces the plain roofline.
-* Every kernel pays ``kernel_overhead`` (launch and tail latency that asynchronous launch does
-  not hide).
+* A GEMM with fewer rows than a tile runs a narrow-tile kernel: its tiles have ``m`` rows
+  rounded up to ``row_granule`` (at most ``tile_m``). cuBLAS and CUTLASS pick such small-M
+  kernels for skinny products, computing ``C^T = B^T A^T`` so that the token rows fall on the
+  MMA instruction's N dimension, whose smallest size is 8 on Ampere and Hopper (``mma.sync``
+  m16n8k16; ``wgmma`` N = 8..256 in steps of 8: PTX ISA, "Warpgroup MMA" shapes). ``None``
+  keeps ``tile_m`` rows for every GEMM (the model the A100 validation was fitted with).
+* The memory ceiling is the whole chip's: a GEMM with fewer output tiles than
+  multiprocessors still streams its operands over all of them (split-K).
+* Every kernel pays ``kernel_overhead``: the ramp and tail a kernel pays when kernels run
+  back to back (a training step, a CUDA-graph replay), where asynchronous launch hides the
+  host's launch latency.
+* A kernel timed on its own, eagerly, between two CUDA events additionally pays
+  ``measurement_floor``: the host's dispatch latency, during which the GPU waits for the
+  kernel after the first event. Kernel files of isolated calls include it
+  (:func:`isolated_op_time`); no step of a workload pays it.
 
 The time of a kernel is the larger of its compute and memory times plus the overhead.
 """
@@ -45,18 +58,31 @@ class ComputeParams:
     wave_overhead: sp.Expr = sp.S.Zero
     #: Rates of the FlashAttention kernels (formulations.attention), where a layer uses them.
     flash: FlashRates | None = None
+    #: Rows of a narrow tile are ``m`` rounded up to this (None: always ``tile_m`` rows).
+    row_granule: sp.Expr | None = None
+    #: Host dispatch latency an isolated, eagerly launched kernel's timing includes.
+    measurement_floor: sp.Expr = sp.S.Zero
+
+
+def gemm_tile_rows(op: Op, hw: ComputeParams) -> sp.Expr:
+    """Rows of the output tile the GEMM runs with: ``tile_m``, or for a GEMM of fewer rows
+    ``m`` rounded up to the row granule (a small-M kernel)."""
+    if hw.row_granule is None:
+        return hw.tile_m
+    return sp.Min(hw.tile_m, hw.row_granule * sp.ceiling(op.m / hw.row_granule))
 
 
 def gemm_waves(op: Op, hw: ComputeParams) -> sp.Expr:
-    """Waves of ``tile_m x tile_n`` output tiles over the multiprocessors."""
-    tiles = op.batch * sp.ceiling(op.m / hw.tile_m) * sp.ceiling(op.n / hw.tile_n)
+    """Waves of output tiles (:func:`gemm_tile_rows` x ``tile_n``) over the multiprocessors."""
+    tiles = op.batch * sp.ceiling(op.m / gemm_tile_rows(op, hw)) * sp.ceiling(op.n / hw.tile_n)
     return sp.ceiling(tiles / hw.multiprocessors)
 
 
 def gemm_utilisation(op: Op, hw: ComputeParams) -> sp.Expr:
     """Fraction of the launched tile-waves computing useful output (tile + wave quantisation)."""
     waves = gemm_waves(op, hw)
-    return (op.batch * op.m * op.n) / (waves * hw.multiprocessors * hw.tile_m * hw.tile_n)
+    return (op.batch * op.m * op.n) / (waves * hw.multiprocessors * gemm_tile_rows(op, hw)
+                                       * hw.tile_n)
 
 
 def compute_time(op: Op, hw: ComputeParams) -> sp.Expr:
@@ -85,6 +111,13 @@ def op_time(op: Op, hw: ComputeParams) -> sp.Expr:
         return (sp.Max(compute_time(op, hw), memory_time(op, hw), evaluate=False)
                 + hw.kernel_overhead)
     return memory_time(op, hw) + hw.kernel_overhead
+
+
+def isolated_op_time(op: Op, hw: ComputeParams) -> sp.Expr:
+    """Time of the kernel as an isolated eager call between two CUDA events measures it:
+    :func:`op_time` plus the measurement floor (``perfcost calibrate`` fits kernel files of
+    such timings; docs/calibration.md)."""
+    return op_time(op, hw) + hw.measurement_floor
 
 
 def ops_time(ops: list[Op], hw: ComputeParams) -> sp.Expr:

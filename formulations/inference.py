@@ -109,6 +109,8 @@ class Pool:
     #: Expert-parallel ranks among the ``t`` GPUs of a stage (MoE models); each expert is
     #: split over the other ``t / ep`` (expert tensor parallelism, Megatron-Core's folding).
     ep: sp.Expr = sp.S.One
+    #: Rows of the narrow tiles of small-M GEMMs (formulations.compute); None: tile rows.
+    row_granule: sp.Expr | None = None
 
     @property
     def expert_tp(self) -> sp.Expr:
@@ -120,7 +122,8 @@ class Pool:
         peak = self.peak_bf16 + indicator(self.precision, 1) * (self.peak_fp8 - self.peak_bf16)
         return compute.ComputeParams(peak, self.eta_mm, self.hbm_bandwidth, self.eta_mem,
                                      self.sms, self.tile_m, self.tile_n, self.kernel_overhead,
-                                     wave_overhead=self.wave_overhead)
+                                     wave_overhead=self.wave_overhead,
+                                     row_granule=self.row_granule)
 
     @property
     def gpus(self) -> sp.Expr:
@@ -188,6 +191,10 @@ def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
                else None),
         shared_memory=hw.shared_memory,
         ep=t if ep is None else ep,
+        # The calibrated small-batch GEMM model: decode GEMMs of a few rows run narrow tiles.
+        row_granule=(add("gemm_row_granule", hw.gemm_row_granule, "1",
+                         "rows of the narrow tiles of GEMMs with fewer rows than a tile")
+                     if hw.gemm_row_granule else None),
     )
 
 

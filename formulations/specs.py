@@ -98,6 +98,9 @@ class HardwareSpec:
     power: float
     #: Fixed cost per wave of GEMM output tiles (formulations.compute); 0 is the plain roofline.
     gemm_wave_overhead: float = 0.0
+    #: Rows of the narrow tiles of GEMMs with fewer rows than ``gemm_tile_m``
+    #: (formulations.compute.gemm_tile_rows); 0: every GEMM uses ``gemm_tile_m`` rows.
+    gemm_row_granule: int = 0
     #: On-chip shared memory per multiprocessor, bytes: sets FlashAttention's block sizes
     #: (formulations.attention); 0 when the entry does not give it.
     shared_memory: float = 0.0

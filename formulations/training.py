@@ -159,6 +159,12 @@ def _parameters(model: ModelSpec, hw: HardwareSpec, net: NetworkSpec,
                  add("kv_heads", model.kv_heads, "1", "key/value heads", latex="a_kv"))
     sym["w_oh"] = add("gemm_wave_overhead", hw.gemm_wave_overhead, "s",
                       "fixed time per wave of GEMM output tiles", latex="tau_w")
+    # Always a parameter, so that hardware entries with and without narrow tiles share one
+    # expression (a search over several entries swaps parameter values only); an entry without
+    # a granule takes the full tile height, which makes the narrow tile the full one.
+    sym["g_m"] = add("gemm_row_granule", hw.gemm_row_granule or hw.gemm_tile_m, "1",
+                     "rows of the narrow tiles of GEMMs with fewer rows than a tile",
+                     latex="g_m")
     if job.attention == "flash":
         sym.update(_flash_parameters(hw, ps))
         sym["l2"] = add("l2_cache", hw.l2_cache, "B", "L2 cache", latex="M_L2")
@@ -298,7 +304,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                                   p_["fa_tile_b"], p_["k_oh"], p_["l2"])
              if flash else None)
     hw = compute.ComputeParams(p_["P"], p_["eta_mm"], p_["B_hbm"], p_["eta_mem"], p_["sms"],
-                               p_["tile_m"], p_["tile_n"], p_["k_oh"], p_["w_oh"], rates)
+                               p_["tile_m"], p_["tile_n"], p_["k_oh"], p_["w_oh"], rates,
+                               row_granule=p_.get("g_m"))
     up = Link(p_["B_up"], p_["a_up"], p_["eta_up"])
     out = Link(p_["B_out"], p_["a_out"], p_["eta_out"])
     N_up = p_["N_up"]

@@ -328,6 +328,14 @@ class EfficiencySection(Strict):
     kernel_overhead_source: Text
     # Fixed cost per wave of GEMM output tiles (formulations.compute); 0: plain roofline.
     wave_overhead: Duration = 0.0
+    # Rows of the narrow tiles of GEMMs with fewer rows than gemm_tile[0]
+    # (formulations.compute.gemm_tile_rows); None: every GEMM uses gemm_tile[0] rows.
+    gemm_row_granule: PositiveInt | None = None
+    gemm_row_granule_source: Text = ""
+    # Dispatch latency an isolated eager kernel timing adds ('perfcost calibrate'); recorded
+    # with the fit, paid by no workload.
+    measurement_floor: Duration = 0.0
+    measurement_floor_source: Text = ""
     # The FlashAttention generation the software stack runs and the rates of each generation
     # (formulations.attention).
     flash_attention: Literal["fa2", "fa3"] = "fa2"

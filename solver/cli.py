@@ -97,12 +97,10 @@ def evaluate(
     from .evaluate import evaluate_case
 
     loaded = case_mod.load(case, set_ or [])
-    if sensitivities and loaded.serving is not None:
-        raise CaseError("--sensitivities", True, "expected a training case")
     if loaded.serving is not None:
         from . import serving_commands
 
-        serving_commands.evaluate(loaded, as_json)
+        serving_commands.evaluate(loaded, as_json, sensitivities)
         return
     result = evaluate_case(loaded)
     rows = None
@@ -149,15 +147,13 @@ def solve(
     if engine not in (None, "auto", "enumerate", "milp"):
         raise CaseError("--engine", engine, "expected auto, enumerate or milp")
     loaded = case_mod.load(case, set_ or [])
-    if sensitivities and loaded.serving is not None:
-        raise CaseError("--sensitivities", True, "expected a training case")
     if loaded.serving is not None:
         from . import serving_commands
 
         if show_compiled:
             raise CaseError("--show-compiled", True, "expected a training case (a serving "
                             "search enumerates its deployments; there is no compiled form)")
-        serving_commands.solve(loaded, engine, objective, top, as_json)
+        serving_commands.solve(loaded, engine, objective, top, as_json, sensitivities)
         return
     if show_compiled:
         from .compile import NotCompilable, compile_problem

@@ -20,6 +20,13 @@ def calibrate(
     output: Annotated[str | None, typer.Option(
         "-o", "--output", help="write the fitted hardware TOML here")] = None,
     precision: Annotated[str, typer.Option(help="precision the kernels ran in")] = "bf16",
+    kernel_overhead: Annotated[str | None, typer.Option(
+        "--kernel-overhead",
+        help="back-to-back overhead per kernel (like '2.6 us') from another source, when "
+             "the file timed isolated eager calls: the fit then finds their measurement "
+             "floor")] = None,
+    kernel_overhead_source: Annotated[str, typer.Option(
+        "--kernel-overhead-source", help="where --kernel-overhead comes from")] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Fit GEMM, FlashAttention and memory efficiency; print every row's residual."""
@@ -43,7 +50,8 @@ def calibrate(
     section = HardwareSection.model_validate(raw)
     machine = cal.machine_of(section, precision)
     data = cal.read_kernels(kernels)
-    fit = cal.calibrate(data, machine)
+    overhead = None if kernel_overhead is None else _duration(kernel_overhead)
+    fit = cal.calibrate(data, machine, overhead, kernel_overhead_source)
     as_of = cal.today()
     text = cal.hardware_toml(original, raw, fit, as_of)
     # The written entry must load as a hardware entry again.
@@ -80,6 +88,8 @@ def calibrate(
     params.add_row("matmul_efficiency", f"{g['matmul_efficiency']:.4f}")
     params.add_row("memory_efficiency", f"{g['memory_efficiency']:.4f}")
     params.add_row("kernel_overhead", f"{g['kernel_overhead'] * 1e6:.2f} us")
+    params.add_row("measurement_floor", f"{g['measurement_floor'] * 1e6:.2f} us")
+    params.add_row("gemm_row_granule", str(cal.ROW_GRANULE))
     params.add_row("wave_overhead", f"{g['wave_overhead'] * 1e6:.3f} us")
     for gen, rates in fit.attention.items():
         params.add_row(f"{gen} forward / backward efficiency",
@@ -93,3 +103,16 @@ def calibrate(
     console.print(fit.summary_line())
     if output is not None:
         console.print(f"wrote {output}")
+
+
+def _duration(text: str) -> float:
+    """Seconds of a time with units, like '2.6 us' (the case files' unit parser)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from .case import Duration
+
+    try:
+        return float(TypeAdapter(Duration).validate_python(text))
+    except ValidationError:
+        raise CaseError("--kernel-overhead", text,
+                        "expected a time with units, like '2.6 us'") from None

@@ -24,8 +24,10 @@ def sweep(
     zipped: Annotated[bool, typer.Option(
         "--zip", help="pair the --vary values (equal lengths) instead of their product")] = False,
     objective: Annotated[str | None, typer.Option(
-        help="iteration_time | time_to_train | cost | tokens_per_dollar | tokens_per_s")] = None,
-    engine: Annotated[str | None, typer.Option(help="auto | enumerate | milp")] = None,
+        help="iteration_time | time_to_train | cost | tokens_per_dollar | tokens_per_s; "
+        "a serving case: cost_per_token | gpus | goodput")] = None,
+    engine: Annotated[str | None, typer.Option(
+        help="auto | enumerate | milp (a serving case: auto | enumerate)")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="override a case field at every point")] = None,
     plot: Annotated[Path | None, typer.Option(
@@ -119,7 +121,9 @@ def _table(rows: list[dict[str, Any]], axes: list[Any]) -> Any:
     decisions = [k for k in ("system", "gpus", *_config_keys(rows)) if k in rows[0]]
     feasible = [r for r in rows if r["status"] == "optimal"] or rows
     varying = [k for k in decisions if len({str(r.get(k)) for r in feasible}) > 1]
-    steady = [f"{k}={feasible[0].get(k)}" for k in decisions if k not in varying]
+    # A decision no feasible point has (a colocated optimum's prefill pool) is left out.
+    steady = [f"{k}={feasible[0].get(k)}" for k in decisions if k not in varying
+              and feasible[0].get(k) != ""]
     table = Table(title=f"sweep: {len(rows)} points", title_justify="left",
                   caption=("the same at every feasible point: " + " ".join(steady))
                   if steady else None, caption_justify="left")

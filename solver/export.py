@@ -5,10 +5,13 @@ their common subexpressions (``sympy.cse``) and prints them.
 
 What stays symbolic
 -------------------
-Every exported function takes the **decision variables** (tp, pp, dp, ...) as arguments and
+Every exported function takes the **decision variables** (tp, pp, dp, ...; of a serving
+case tp, pp, precision, batch and, disaggregated, the prefill pool's) as arguments and
 every **parameter** (bandwidths, FLOP rates, model sizes, prices) as an argument whose default
 is the case's value -- so calling a function with a configuration alone gives the numbers of
-``perfcost evaluate``, and a what-if needs no re-export. ``--fix NAME=VALUE`` substitutes a
+``perfcost evaluate``, and a what-if needs no re-export. A serving case has one formulation
+per deployment kind (accelerator; colocated or disaggregated): a case offering a choice of
+kind picks one with ``--set`` (:func:`serving_deployment`). ``--fix NAME=VALUE`` substitutes a
 parameter or a decision (a categorical decision by its label) before printing, ``--fix NAME``
 substitutes the case's value, and ``--fix parameters`` every parameter; what is fixed leaves
 the signatures and the formulas get shorter.
@@ -76,8 +79,93 @@ def _training_decisions(case: Case) -> dict[str, float]:
     return decision_codes(fixed_config(single(case)))
 
 
-#: Each kind of case by the section that makes it one. A new kind (``[serving]``) is one entry.
-KINDS: dict[str, Kind] = {"training": Kind(_training_formulation, _training_decisions)}
+def serving_deployment(case: Case) -> dict[str, Any]:
+    """The deployment kind of a serving case: its accelerator, colocated or disaggregated, and
+    a disaggregated deployment's prefill accelerator -- what picks the formulation
+    (solver/serving_evaluate.py builds one per kind). A case offering a choice of any of these
+    raises: the closed forms differ in structure, so one is picked with ``--set``."""
+    from .serving_case import as_list
+
+    sv = case.serving
+    if sv is None:
+        raise CaseError("serving", "None", "expected a [serving] table")
+    names = [h.name for h in as_list(case.hardware)]
+    modes = as_list(sv.disaggregated)
+    for field_name, values, hint in (("hardware", names, "hardware=NAME"),
+                                     ("serving.disaggregated", modes,
+                                      "serving.disaggregated=true")):
+        if len(values) != 1:
+            raise CaseError(field_name, values, "expected one value for export, sensitivities "
+                            f"and sweeps' closed forms; pick one with --set {hint}")
+    out: dict[str, Any] = {"hardware": names[0], "disaggregated": bool(modes[0])}
+    if out["disaggregated"]:
+        prefill = (as_list(sv.prefill.hardware) if sv.prefill.hardware is not None
+                   else names)
+        if len(prefill) != 1 or prefill[0] not in names:
+            raise CaseError("serving.prefill.hardware", prefill,
+                            f"expected one of the case's hardware entries ({', '.join(names)})"
+                            "; pick one with --set serving.prefill.hardware=NAME")
+        out["prefill_hardware"] = prefill[0]
+    return out
+
+
+def _serving_formulation(case: Case) -> Formulation:
+    from .serving_evaluate import ServingModel
+
+    return ServingModel(case).formulation_of(serving_deployment(case))
+
+
+def serving_codes(formulation: Formulation, config: Mapping[str, Any]) -> dict[str, float]:
+    """A serving deployment (labels and integers, as ``perfcost evaluate`` reports it) as the
+    numeric codes of ``formulation``'s decisions."""
+    out = {}
+    for name, decision in formulation.decisions.items():
+        value = config[name]
+        out[name] = float(decision.labels.index(value) if decision.labels else value)
+    return out
+
+
+def _serving_decisions(case: Case) -> dict[str, float]:
+    from .serving_evaluate import ServingModel, fixed_config
+
+    config = fixed_config(case)
+    return serving_codes(ServingModel(case).formulation_of(config), config)
+
+
+def serving_candidates(case: Case, slos: bool = False) -> dict[str, Any]:
+    """Decision codes (numpy columns) of the deployments of the case's deployment kind
+    (:func:`serving_deployment`) that the serving search enumerates and would accept:
+    its own domains and checks (solver/serving_search.py) -- the split within one scale-up
+    domain, ``ep`` dividing ``tp``, the weights and KV cache in memory, the prompt tokens in
+    the chunk budget, finite values -- and, with ``slos``, the TTFT and TPOT SLOs too."""
+    import numpy as np
+
+    from .serving_evaluate import ServingModel
+    from .serving_search import domains, evaluate_blocks
+
+    deployment = serving_deployment(case)
+    model = ServingModel(case)
+    dom = domains(model)
+    dom.update(hardware=[deployment["hardware"]],
+               disaggregated=[deployment["disaggregated"]],
+               prefill_hardware=[deployment.get("prefill_hardware", deployment["hardware"])])
+    (block,) = evaluate_blocks(model, dom)
+    keep = block.feasible if slos else np.logical_and.reduce(
+        [np.isfinite(block.values["cost_per_million_tokens"]),
+         *(v for k, v in block.checks.items() if k not in ("ttft", "tpot"))])
+    formulation = model.formulation_of(deployment)
+    out = {}
+    for name, decision in formulation.decisions.items():
+        column = block.configs[name][keep]
+        if decision.labels:
+            column = np.array([decision.labels.index(v) for v in column], dtype=float)
+        out[name] = np.asarray(column, dtype=float)
+    return out
+
+
+#: Each kind of case by the section that makes it one.
+KINDS: dict[str, Kind] = {"training": Kind(_training_formulation, _training_decisions),
+                          "serving": Kind(_serving_formulation, _serving_decisions)}
 
 
 def case_kind(case: Case) -> str:
@@ -529,7 +617,9 @@ class _Latex(LatexPrinter):
         head = _greek(main)
         if not sub:
             return head
-        tail = sub if sub.isdigit() else _greek(sub, r"\mathrm{" + sub + "}")
+        # A second underscore stays text (``per_element``), not a nested subscript.
+        tail = sub if sub.isdigit() else _greek(sub, r"\mathrm{" + sub.replace("_", r"\_")
+                                                + "}")
         return f"{head}_{{{tail}}}"
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
@@ -661,6 +751,9 @@ def compiled_forms(case: Case, quantities: Sequence[str]) -> dict[str, dict[str,
     from .compile import NotCompilable, compile_problem
     from .problem_search import build_problem
 
+    if case_kind(case) != "training":
+        return {q: {"compiled": None, "not_compiled": "the serving search enumerates its "
+                    "deployments exhaustively; it has no compiled form"} for q in quantities}
     try:
         problem = build_problem(case)
     except CaseError as exc:

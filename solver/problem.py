@@ -150,7 +150,8 @@ def specs(case: Case) -> Specs:
         memory_efficiency=hw.efficiency.memory.value,
         gemm_tile_m=hw.efficiency.gemm_tile[0], gemm_tile_n=hw.efficiency.gemm_tile[1],
         kernel_overhead=hw.efficiency.kernel_overhead, price=hw.price, power=hw.power,
-        gemm_wave_overhead=hw.efficiency.wave_overhead, **flash_fields(case, model),
+        gemm_wave_overhead=hw.efficiency.wave_overhead,
+        gemm_row_granule=hw.efficiency.gemm_row_granule or 0, **flash_fields(case, model),
     )
     up, out = net.scale_up, net.scale_out
     if case.training.tp_algorithm == "in_network" and up.reduction_bandwidth is None:

@@ -17,6 +17,11 @@ before the optimal configuration changes.
   unit or a fractional value (efficiencies) are ranged: integer counts (layers, batch, domain
   sizes) also shape the search space's structural rules, which a scaled value alone would
   leave inconsistent.
+* **Serving cases** (``[serving]``): the elasticities of the objective's quantity (cost per
+  million tokens by default), then of TTFT and TPOT -- whole replicas make the cost piecewise
+  constant in most parameters, so the latencies show what a faster part would change. Their
+  stability ranges re-run the serving search (exhaustive) with the parameter scaled in every
+  deployment kind whose formulation has it.
 """
 
 from __future__ import annotations
@@ -246,9 +251,35 @@ def evaluation_sensitivities(evaluation: Any, quantity: str | None = None) -> li
     from .problem import decision_codes
     from .problem_search import OBJECTIVES
 
+    if getattr(evaluation.case, "serving", None) is not None:
+        # A serving deployment: ``quantity`` would name a training objective.
+        return serving_sensitivities(evaluation)
     quantity = quantity or OBJECTIVES.get(evaluation.case.search.objective,
                                           ("iteration_time",))[0]
     return elasticities(evaluation.formulation, quantity, decision_codes(evaluation.config))
+
+
+#: Quantities of a serving deployment whose elasticities are reported after its objective's:
+#: cost per million tokens is piecewise constant in most parameters (whole replicas), so the
+#: latencies show what a faster or cheaper part would change.
+SERVING_QUANTITIES: tuple[str, ...] = ("cost_per_million_tokens", "ttft", "tpot")
+
+
+def serving_sensitivities(evaluation: Any, objective: str | None = None) -> list[Sensitivity]:
+    """Elasticities of a serving deployment (``perfcost evaluate`` or the optimum of
+    ``perfcost solve``): of the quantity of its objective (the case's ``serving.objective``
+    unless ``objective`` names another, as ``solve --objective`` does), then of
+    :data:`SERVING_QUANTITIES`, each block largest magnitude first."""
+    from .export import serving_codes
+    from .serving_search import OBJECTIVES
+
+    quantity = OBJECTIVES[objective or evaluation.case.serving.objective][0]
+    formulation = evaluation.formulation
+    codes = serving_codes(formulation, evaluation.config)
+    rows: list[Sensitivity] = []
+    for q in dict.fromkeys((quantity, *SERVING_QUANTITIES)):
+        rows += elasticities(formulation, q, codes)
+    return rows
 
 
 def solution_sensitivities(solution: Any, ranged: int = RANGED) -> list[Sensitivity]:
@@ -297,12 +328,18 @@ def stability_range(solution: Any, name: str) -> tuple[float, float, bool, bool]
     """Values of parameter ``name`` between which the optimal configuration stays the same:
     ``(low, high, low_is_search_limit, high_is_search_limit)``."""
     value = solution.problem.system_parameters[solution.result.system_index][name]
+    return _scaled_range(value, lambda factor: _same_optimum(solution, name, factor))
+
+
+def _scaled_range(value: float, same: Any) -> tuple[float, float, bool, bool]:
+    """The range of ``value`` over which ``same(factor)`` holds for the value scaled by
+    ``factor``: geometric steps out to :data:`RANGE_FACTOR`, then bisection on the log."""
     ends = []
     for direction in (-1.0, 1.0):
         inside, outside = 1.0, None
         factor = 2.0 ** direction
         while abs(math.log(factor)) <= math.log(RANGE_FACTOR) + 1e-12:
-            if _same_optimum(solution, name, factor):
+            if same(factor):
                 inside, factor = factor, factor * 2.0 ** direction
             else:
                 outside = factor
@@ -312,13 +349,52 @@ def stability_range(solution: Any, name: str) -> tuple[float, float, bool, bool]
             continue
         while abs(math.log(outside / inside)) > math.log1p(RANGE_TOLERANCE):
             middle = math.sqrt(inside * outside)
-            if _same_optimum(solution, name, middle):
+            if same(middle):
                 inside = middle
             else:
                 outside = middle
         ends.append((value * inside, False))
     (low, low_open), (high, high_open) = ends
     return low, high, low_open, high_open
+
+
+def serving_stability_range(solution: Any, name: str) -> tuple[float, float, bool, bool]:
+    """:func:`stability_range` for the optimum of a serving search (solver/serving_search.py):
+    parameter ``name`` scaled in every deployment kind whose formulation has it, the search
+    re-run over the same domains, the optimum compared deployment for deployment."""
+    from .serving_evaluate import ServingModel
+    from .serving_search import _ranked, evaluate_blocks
+
+    best = solution.best
+    model = ServingModel(best.case)  # its lambdified functions are shared (by structure)
+
+    def same(factor: float) -> bool:
+        blocks = evaluate_blocks(model, solution.domains, {name: factor})
+        ranked = _ranked(blocks, solution.objective)
+        if not ranked:
+            return False
+        *_, b, i = ranked[0]
+        return blocks[b].config(i) == best.config
+
+    return _scaled_range(best.formulation.parameters[name].value, same)
+
+
+def serving_solution_sensitivities(solution: Any, ranged: int = RANGED) -> list[Sensitivity]:
+    """:func:`serving_sensitivities` of a serving optimum, and the stability range of the
+    ``ranged`` most sensitive parameters (first by the objective's elasticities, then by
+    TTFT's and TPOT's) with a physical unit or a fractional value, by re-solving."""
+    if solution.best is None:
+        return []
+    rows = serving_sensitivities(solution.best, solution.objective)
+    ranges: dict[str, tuple[float, float, bool, bool]] = {}
+    start = time.perf_counter()
+    for row in rows:
+        if len(ranges) >= ranged or time.perf_counter() - start >= RANGE_BUDGET_S:
+            break
+        if row.parameter not in ranges and rangeable(row) and math.isfinite(row.elasticity):
+            ranges[row.parameter] = serving_stability_range(solution, row.parameter)
+    return [replace(r, low=found[0], high=found[1], low_open=found[2], high_open=found[3])
+            if (found := ranges.get(r.parameter)) else r for r in rows]
 
 
 def finite_difference(evaluate: Any, parameters: Mapping[str, float], name: str,

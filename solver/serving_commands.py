@@ -3,28 +3,53 @@ hands a case with a ``[serving]`` section to these)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from .case import Case
 from .errors import CaseError
 
 
-def evaluate(case: Case, as_json: bool) -> None:
+def evaluate(case: Case, as_json: bool, sensitivities: bool = False) -> None:
     """One fixed deployment: TTFT, TPOT, throughput, cost, memory and the breakdowns."""
     from .cli import _print_json
     from .serving_evaluate import evaluate_serving
 
     result = evaluate_serving(case)
+    rows = _sensitivities(result, None) if sensitivities else None
     if as_json:
-        _print_json(result.to_json())
+        data = result.to_json()
+        if rows is not None:
+            data["sensitivities"] = [r.to_json() for r in rows]
+        _print_json(data)
         return
     from . import report, serving_report
 
     report.console().print(serving_report.evaluation(result))
+    _print_sensitivities(rows)
+
+
+def _sensitivities(result: Any, objective: str | None) -> list[Any]:
+    """Elasticities of the deployment's objective, TTFT and TPOT (solver/sensitivity.py)."""
+    from .sensitivity import serving_sensitivities
+
+    return serving_sensitivities(result, objective)
+
+
+def _print_sensitivities(rows: list[Any] | None) -> None:
+    """One 'most sensitive parameters' table per quantity differentiated."""
+    if not rows:
+        return
+    from . import report
+
+    for quantity in dict.fromkeys(r.quantity for r in rows):
+        report.console().print(report.sensitivities([r for r in rows
+                                                     if r.quantity == quantity]))
 
 
 def solve(case: Case, engine: str | None, objective: str | None, top: int,
-          as_json: bool) -> None:
+          as_json: bool, sensitivities: bool = False) -> None:
     """The cheapest deployment meeting the SLOs; exit code 1 when none does."""
     from .cli import _print_json
     from .serving_search import solve_serving
@@ -33,11 +58,20 @@ def solve(case: Case, engine: str | None, objective: str | None, top: int,
         raise CaseError("--engine", engine, "expected auto or enumerate for a serving case "
                         "(the search is exhaustive)")
     solution = solve_serving(case, objective, top)
+    rows = None
+    if sensitivities:
+        from .sensitivity import serving_solution_sensitivities
+
+        rows = serving_solution_sensitivities(solution)
     if as_json:
-        _print_json(solution.to_json())
+        data = solution.to_json()
+        if rows is not None:
+            data["sensitivities"] = [r.to_json() for r in rows]
+        _print_json(data)
     else:
         from . import report, serving_report
 
         report.console().print(serving_report.solution(solution))
+        _print_sensitivities(rows)
     if solution.status != "optimal":
         raise typer.Exit(1)

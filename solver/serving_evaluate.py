@@ -57,7 +57,7 @@ class ServingModel:
                                                 self.pools[hardware], job)
             else:
                 f = serving.build_serving(model, self.pools[hardware], job)
-            self._evaluators[key] = Evaluator(f)
+            self._evaluators[key] = _evaluator(f)
         return self._evaluators[key]
 
     def formulation_of(self, config: dict[str, Any]) -> Formulation:
@@ -81,6 +81,25 @@ class ServingModel:
                          else decision.labels.index(value))
             decisions[name] = value
         return evaluator(decisions, parameters)
+
+
+#: Lambdified functions by formulation structure (lambdify is the slow part): a case that
+#: differs from an earlier one only in parameter values -- a sweep point, a re-solve -- reuses
+#: the function, its values being arguments. Bounded: cleared when full.
+_FUNCTIONS: dict[Any, Any] = {}
+_MAX_FUNCTIONS = 64
+
+
+def _evaluator(f: Formulation) -> Evaluator:
+    key = (tuple(f.expressions.items()), tuple(p.symbol for p in f.parameters.values()),
+           tuple(d.symbol for d in f.decisions.values()))
+    found = _FUNCTIONS.get(key)
+    evaluator = Evaluator(f, _fn=found)
+    if found is None:
+        if len(_FUNCTIONS) >= _MAX_FUNCTIONS:
+            _FUNCTIONS.clear()
+        _FUNCTIONS[key] = evaluator.function
+    return evaluator
 
 
 def _one(value: Any, where: str, default: Any = MISSING) -> Any:

@@ -130,8 +130,11 @@ def _grid(axes: tuple[str, ...], dom: dict[str, list[Any]]) -> dict[str, np.ndar
                         else float) for i, a in enumerate(axes)}
 
 
-def evaluate_blocks(model: ServingModel, dom: dict[str, list[Any]]) -> list[Block]:
-    """Every deployment in the domains, in blocks of one deployment kind and accelerator."""
+def evaluate_blocks(model: ServingModel, dom: dict[str, list[Any]],
+                    scale: dict[str, float] | None = None) -> list[Block]:
+    """Every deployment in the domains, in blocks of one deployment kind and accelerator.
+    ``scale`` multiplies parameters by name, in every block whose formulation has them (the
+    re-solves of a stability range, solver/sensitivity.py)."""
     blocks = []
     for disaggregated in dom["disaggregated"]:
         grid = _grid(_axes(bool(disaggregated), dom), dom)
@@ -144,9 +147,11 @@ def evaluate_blocks(model: ServingModel, dom: dict[str, list[Any]]) -> list[Bloc
                 fixed["prefill_hardware"] = prefill_hw
             config = {**fixed, **grid}
             f = model.formulation_of(config)
-            raw = model.evaluate(config, arrays=True)
+            scaled = {k: f.parameters[k].value * v for k, v in (scale or {}).items()
+                      if k in f.parameters}
+            raw = model.evaluate(config, arrays=True, parameters=scaled)
             values = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in
-                      with_parameters(raw, f, {}).items()}
+                      with_parameters(raw, f, scaled).items()}
             checks = {k: np.broadcast_to(np.asarray(v), (n,)) for k, v in
                       feasibility(values, bool(disaggregated)).items()}
             # A tensor-parallel group stays inside one scale-up domain.

@@ -7,9 +7,13 @@ once and its numeric functions once (solver/problem_search.py and solver/evaluat
 both), and every later point of that structure only swaps parameter values and the search
 space -- the "compile once, reuse" of the design.
 
+A serving case (``[serving]``) is re-solved by the serving search (solver/serving_search.py,
+exhaustive over its domains), whose lambdified functions are shared the same way.
+
 Rows are plain dictionaries in point order: the varied fields (in SI units where the field has
 a unit), the status, the objective and its value, the optimal configuration, the headline
-quantities and every named breakdown term of the formulation. Solving is deterministic, so the
+quantities and every named breakdown term of the formulation (of a serving optimum: its TPOT
+and TTFT breakdowns). Solving is deterministic, so the
 rows do not depend on how the points were spread over workers.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import textwrap
 import tomllib
 import types
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +43,11 @@ CONNECT_TIMEOUT_S = 5.0
 CHUNKS_PER_WORKER = 4
 #: Lines of an objective plot up to which each line's first point is labelled.
 MAX_LABELLED_LINES = 4
+#: Vertical distances (points) of successive change labels from their point, alternating so
+#: that neighbouring labels on the same side do not cover each other.
+LABEL_OFFSETS = (34, 64)
+#: Characters per line of a plot's configuration-change labels.
+CHANGE_LABEL_WIDTH = 44
 #: Largest grid a sweep accepts (a typo such as 1..1e6:1e6 should not run for a day).
 MAX_POINTS = 100_000
 
@@ -116,12 +126,17 @@ def _unit_from_metadata(metadata: Sequence[Any]) -> str | None:
     return None
 
 
+#: Units of fields whose dimension the units table has no noun for.
+FIELD_UNITS: dict[str, str] = {"serving.rate": "1/s"}  # requests per second
+
+
 def case_keys() -> dict[str, str | None]:
     """Every field a case may set, dotted (``hardware.hbm_bandwidth``), with its SI unit."""
     from .case import Case
 
     out: dict[str, str | None] = {}
     _walk(Case, "", out)
+    out.update({k: u for k, u in FIELD_UNITS.items() if k in out})
     return out
 
 
@@ -266,12 +281,12 @@ def solve_point(study: Study, point: Sequence[str]) -> dict[str, Any]:
 
     case = load_point(study, point)
     kind = case_kind(case)
-    if kind != "training":  # solve_case is the training search
-        raise CaseError(kind, f"[{kind}]", "sweeps re-solve training cases only")
     row: dict[str, Any] = {}
     for key, text in zip(study.keys, point, strict=True):
         value = _field_value(case, key)
         row[key] = value if value is not None else _literal(text)
+    if kind == "serving":
+        return _serving_row(study, case, row)
     solution = solve_case(case, study.engine, study.objective)
     result = solution.result
     formulation = solution.problem.formulation
@@ -290,6 +305,51 @@ def solve_point(study: Study, point: Sequence[str]) -> dict[str, Any]:
         row[q] = float(result.values[q]) if q in result.values else math.nan
     if "gpus" in row and math.isfinite(row["gpus"]):
         row["gpus"] = round(row["gpus"])
+    return row
+
+
+#: Quantities every serving row carries, in this order (``gpus`` first: the plots and the
+#: table take the columns before the first :data:`HEADLINE` name as the configuration).
+SERVING_HEADLINE = ("gpus", "cost_per_million_tokens", "cost_per_million_input_tokens",
+                    "cost_per_million_output_tokens", "ttft", "tpot", "e2e_latency",
+                    "throughput_per_gpu", "replicas", "memory_per_gpu", "kv_cache_bytes",
+                    "energy_per_token")
+#: The decisions of a serving deployment, colocated or disaggregated (solver/serving_search.py),
+#: every row carrying each (blank where the optimum's kind has none).
+SERVING_DECISIONS = ("hardware", "disaggregated", "tp", "pp", "ep", "precision", "batch",
+                     "prefill_hardware", "prefill_tp", "prefill_pp", "prefill_ep",
+                     "prefill_precision")
+
+
+def _serving_row(study: Study, case: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """One row of a serving case: the optimum of the serving search (exhaustive over the
+    case's domains) and its quantities; the TPOT and TTFT breakdowns as ``tpot_<part>`` and
+    ``ttft_<part>`` columns."""
+    from .serving_search import OBJECTIVES, solve_serving
+
+    if study.engine not in (None, "auto", "enumerate"):
+        raise CaseError("--engine", study.engine, "expected auto or enumerate for a serving "
+                        "case (the search is exhaustive)")
+    solution = solve_serving(case, study.objective)
+    best = solution.best
+    quantity = OBJECTIVES[solution.objective][0]
+    row["status"] = solution.status
+    row["objective"] = solution.objective
+    row["value"] = float(best.values[quantity]) if best is not None else math.nan
+    config = best.config if best is not None else {}
+    row["unit"] = best.formulation.units.get(quantity, "") if best is not None else ""
+    row["configuration"] = " ".join(f"{k}={v}" for k, v in config.items())
+    moe = bool(case.model.experts)
+    for k in SERVING_DECISIONS:
+        if moe or not k.endswith("ep"):
+            row[k] = config.get(k, "")
+    for q in SERVING_HEADLINE:
+        row[q] = float(best.values[q]) if best is not None else math.nan
+    if best is not None:
+        row["gpus"] = round(row["gpus"])
+        for prefix, parts in (("tpot", best.tpot_breakdown()), ("ttft", best.ttft_breakdown())):
+            for name, value in parts.items():
+                row[f"{prefix}_{name.split('_step_')[-1]}"] = float(value)
     return row
 
 
@@ -467,10 +527,28 @@ def _changed_keys(rows: Sequence[dict[str, Any]], config_keys: Sequence[str]) ->
 
 
 def _short(row: dict[str, Any], keys: Sequence[str]) -> str:
-    """``512 GPUs tp=2 mb=1 v=20``: the configuration in few characters."""
+    """``512 GPUs tp=2 mb=1 v=20``: the configuration in few characters (decisions the row
+    has no value for -- a colocated deployment's prefill pool -- left out)."""
     names = {"micro_batch": "mb", "virtual_stages": "v"}
     return " ".join(f"{row.get(k)} GPUs" if k == "gpus" else f"{names.get(k, k)}={row.get(k)}"
-                    for k in keys)
+                    for k in keys if row.get(k) != "")
+
+
+def _change(previous: dict[str, Any], row: dict[str, Any], keys: Sequence[str]) -> str:
+    """``tp 2→4, batch 32→16``: what changed between two optima. A serving deployment that
+    turns disaggregated says so once; the prefill pool's values it gains or loses follow
+    from that and are left out."""
+    parts = []
+    for k in keys:
+        before, after = str(previous.get(k)), str(row.get(k))
+        if before == after or "" in (before, after):
+            continue
+        if k == "disaggregated":
+            parts.append("colocated→disaggregated" if after == "True"
+                         else "disaggregated→colocated")
+        else:
+            parts.append(f"{k} {before}→{after}")
+    return textwrap.fill(", ".join(parts), CHANGE_LABEL_WIDTH)
 
 
 def plot_objective(rows: Sequence[dict[str, Any]], axes: Sequence[Axis], path: Path,
@@ -497,19 +575,20 @@ def plot_objective(rows: Sequence[dict[str, Any]], axes: Sequence[Axis], path: P
         series.setdefault(tuple(r.get(k) for k in others), []).append(r)
     fig, ax = plt.subplots(figsize=(10, 6), dpi=120)
     changed = _changed_keys(ok, config_keys)
-    steady = [k for k in config_keys if k not in changed]
+    # Decisions no point has (a colocated optimum's prefill pool) are left out.
+    steady = [k for k in config_keys if k not in changed and ok[0].get(k) != ""]
     # The start of each line is labelled with what varies only while that stays legible.
     label_starts = bool(changed) and len(series) <= MAX_LABELLED_LINES
-    flip = 1
+    placed = 0
     for label, members in series.items():
         members.sort(key=lambda r: r[x_key])
         xs = [r[x_key] / x_div for r in members]
         ys = [r["value"] / y_div for r in members]
-        name = ", ".join(f"{axis_label(k, '')} = {v}" for k, v in zip(others, label,
-                                                                          strict=True))
+        name = ", ".join(f"{axis_label(k, '')} = {_legend_value(v, units.get(k))}"
+                         for k, v in zip(others, label, strict=True))
         line, = ax.plot(xs, ys, marker="o", markersize=3, label=name or None)
         previous = None
-        for r, x, y in zip(members, xs, ys, strict=True):
+        for n, (r, x, y) in enumerate(zip(members, xs, ys, strict=True)):
             if previous is not None and r["configuration"] == previous["configuration"] and (
                     r.get("system") == previous.get("system")):
                 previous = r
@@ -518,19 +597,26 @@ def plot_objective(rows: Sequence[dict[str, Any]], axes: Sequence[Axis], path: P
                 if not label_starts:
                     previous = r
                     continue
-                text = _short(r, changed)
+                text = textwrap.fill(_short(r, changed), CHANGE_LABEL_WIDTH)
             else:
-                text = ", ".join(f"{k} {previous.get(k)}→{r.get(k)}" for k in changed
-                                 if str(previous.get(k)) != str(r.get(k)))
+                text = _change(previous, r, changed)
                 ax.axvline(x, color=line.get_color(), linestyle=":", linewidth=0.8)
             ax.plot([x], [y], marker="D", color="crimson", markersize=6, zorder=3)
-            flip = -flip
+            placed += 1
             right = x > (min(xs) + max(xs)) / 2  # labels on the right half point leftwards
-            ax.annotate(text, (x, y), xytext=(-8 if right else 8, 34 * flip),
+            # Away from the line: above a point that lies above its neighbours, else below.
+            near = ys[max(0, n - 1):n] + ys[n + 1:n + 2]
+            side = 1 if not near or y >= sum(near) / len(near) else -1
+            if len(set(ys)) > 1 and y in (max(ys), min(ys)):  # inwards at the extremes
+                side = 1 if y == min(ys) else -1
+            # The nearer distance at a line's ends, whose labels have no neighbour outside.
+            reach = LABEL_OFFSETS[0 if n in (0, len(xs) - 1) else placed % len(LABEL_OFFSETS)]
+            ax.annotate(text, (x, y), xytext=(-8 if right else 8, side * reach),
                         textcoords="offset points", ha="right" if right else "left",
                         fontsize=8, arrowprops={"arrowstyle": "-", "color": "0.5"},
                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7"})
             previous = r
+    ax.margins(y=0.15)  # room for the labels above the highest and below the lowest point
     ax.set_xlabel(axis_label(x_key, x_unit))
     quantity = ok[0]["objective"]
     ax.set_ylabel(axis_label(quantity, y_unit) + " (optimum)")
@@ -541,8 +627,6 @@ def plot_objective(rows: Sequence[dict[str, Any]], axes: Sequence[Axis], path: P
     if others:
         ax.legend(fontsize=8)
     if steady:
-        import textwrap
-
         fig.text(0.01, 0.01, textwrap.fill("the same at every point: " + _short(ok[0], steady),
                                            150), fontsize=7, color="0.3", va="bottom")
         fig.tight_layout(rect=(0, 0.04, 1, 1))
@@ -550,6 +634,14 @@ def plot_objective(rows: Sequence[dict[str, Any]], axes: Sequence[Axis], path: P
         fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def _legend_value(value: Any, unit: str | None) -> str:
+    from .units import format_quantity
+
+    if unit and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_quantity(float(value), unit)
+    return str(value)
 
 
 def plot_pareto(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path,
@@ -561,7 +653,8 @@ def plot_pareto(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path,
     import matplotlib.pyplot as plt
 
     units = {"cost": "USD", "time_to_train": "s", "iteration_time": "s",
-             "memory_per_gpu": "B"}
+             "memory_per_gpu": "B", "ttft": "s", "tpot": "s", "e2e_latency": "s",
+             "cost_per_million_tokens": "USD/Mtok", "energy_per_token": "J"}
     front = pareto_front(rows, x, y)
     if not front:
         raise CaseError("--pareto", f"{x},{y}", "expected feasible points with both values")

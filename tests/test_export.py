@@ -104,7 +104,11 @@ def test_export_matches_evaluate(name: str, workdir: Path) -> None:
         case = pairs[index][0]
         if len(pairs) == 1:
             case = loaded
-        check_case_export(name, index, case, workdir)
+        if kind == "serving":  # each deployment kind the case offers: its own formulation
+            for mode in serving_modes(case):
+                check_serving_export(name, index, with_mode(case, mode), workdir)
+        else:
+            check_case_export(name, index, case, workdir)
 
 
 @dataclass
@@ -164,6 +168,94 @@ def check_case_export(name: str, index: int, case: Any, workdir: Path) -> None:
         assert close(got["memory_per_gpu"], as_json["memory_per_gpu_bytes"], PYTHON_RTOL)
         assert close(got["cost"], as_json["cost_usd"], PYTHON_RTOL)
 
+    check_codes(name, shared, formulation, configs, values)
+
+
+# -- serving ---------------------------------------------------------------------------------
+
+def serving_modes(case: Any) -> list[bool]:
+    modes = case.serving.disaggregated
+    return [bool(m) for m in (modes if isinstance(modes, list) else [modes])]
+
+
+def with_mode(case: Any, disaggregated: bool) -> Any:
+    return case.model_copy(update={"serving": case.serving.model_copy(
+        update={"disaggregated": disaggregated})})
+
+
+def open_serving(case: Any) -> Any:
+    """The case with its splits and batch left to the search's default domains."""
+    sv = case.serving
+    prefill = sv.prefill.model_copy(update={"tp": None, "pp": None, "ep": None})
+    return case.model_copy(update={"parallelism": ParallelismSection(), "serving": sv.model_copy(
+        update={"batch": None, "prefill": prefill})})
+
+
+def random_deployments(case: Any, formulation: Any, count: int, seed: int
+                       ) -> list[dict[str, float]]:
+    """``count`` deployments (decision codes) of the case's deployment kind that the serving
+    search would accept but for the SLOs, drawn from its default domains."""
+    cands = export.serving_candidates(open_serving(case))
+    size = len(next(iter(cands.values())))
+    assert size >= count, f"{case.name}: only {size} valid deployments"
+    assert set(cands) == set(formulation.decisions)
+    rng = np.random.default_rng(seed)
+    return [{k: float(v[i]) for k, v in cands.items()}
+            for i in rng.choice(size, size=count, replace=False)]
+
+
+def deployment_sets(case: Any, formulation: Any, codes: dict[str, float]) -> list[str]:
+    """``--set`` options that fix the deployment ``codes`` in the case (for ``evaluate``)."""
+    where = {"tp": "parallelism.tp", "pp": "parallelism.pp", "ep": "parallelism.ep",
+             "batch": "serving.batch", "precision": "serving.precision"}
+    deployment = export.serving_deployment(case)
+    sets = [f"hardware={deployment['hardware']}",
+            f"serving.disaggregated={str(deployment['disaggregated']).lower()}"]
+    if deployment["disaggregated"]:
+        sets.append(f"serving.prefill.hardware={deployment['prefill_hardware']}")
+    for name, value in codes.items():
+        label = formulation.decisions[name].label(value)
+        key = where.get(name) or "serving.prefill." + name.removeprefix("prefill_")
+        sets.append(f"{key}={label!r}" if isinstance(label, str) else f"{key}={label}")
+    return sets
+
+
+def check_serving_export(name: str, index: int, case: Any, workdir: Path) -> None:
+    formulation = export.case_formulation(case)
+    shared = exported(name, formulation, workdir)
+    built, module = shared.built, shared.module
+    values = {n: p.value for n, p in formulation.parameters.items()}
+    own = export.build_export(formulation, ["cost_per_million_tokens"], case=name)
+    namespace: dict[str, Any] = {}
+    exec(export.to_python(own), namespace)
+    assert {n: v[0] for n, v in namespace["PARAMETERS"].items()} == values
+    seed = len(name) + index + 2 * int(export.serving_deployment(case)["disaggregated"])
+    configs = random_deployments(case, formulation, RANDOM_CONFIGS, seed)
+
+    # The first deployment through the real command: `perfcost evaluate --set ... --json`.
+    sets = deployment_sets(case, formulation, configs[0])
+    fixed = case_mod.load(name, sets)
+    assert export.case_decisions(fixed) == configs[0]
+    run = CliRunner().invoke(app, ["evaluate", name, *[w for s in sets for w in ("--set", s)],
+                                   "--json"])
+    assert run.exit_code == 0, run.output
+    as_json = json.loads(run.output)
+    got = module.evaluate({k: as_json["config"][k] for k in built.decisions}, **values)
+    for q, key in (("ttft", "ttft_s"), ("tpot", "tpot_s"), ("e2e_latency", "e2e_latency_s"),
+                   ("cost_per_million_tokens", "cost_per_million_tokens_usd"),
+                   ("energy_per_token", "energy_per_token_j"),
+                   ("kv_cache_bytes", "kv_cache_bytes"),
+                   ("memory_per_gpu", "memory_per_gpu_bytes"),
+                   ("throughput_tokens_per_s", "throughput_tokens_per_s")):
+        assert close(got[q], as_json[key], PYTHON_RTOL), (name, q, got[q], as_json[key])
+    assert round(got["gpus"]) == as_json["gpus"]
+    check_codes(name, shared, formulation, configs, values)
+
+
+def check_codes(name: str, shared: Exported, formulation: Any,
+                configs: list[dict[str, float]], values: dict[str, float]) -> None:
+    """Python and C against the evaluator (``perfcost evaluate``'s lambdified functions)."""
+    built, module = shared.built, shared.module
     quantities = [f.name for f in built.forms]
     params = (ctypes.c_double * len(built.parameters))(*[values[n] for n in built.parameters])
     for codes in configs:
@@ -178,6 +270,15 @@ def check_case_export(name: str, index: int, case: Any, workdir: Path) -> None:
             shared.lib.pc_evaluate(decisions, params, out)
             for i, q in enumerate(quantities):
                 assert close(out[i], want[q], C_RTOL), (name, codes, q, out[i], want[q])
+
+
+def test_serving_deployment_choices_are_one_line_errors() -> None:
+    case = case_mod.load("serve-llama3-70b-disagg-wins")
+    with pytest.raises(CaseError, match=r"pick one with --set serving\.disaggregated=true"):
+        export.case_formulation(case)
+    result = CliRunner().invoke(app, ["export", "serve-llama3-70b-disagg-wins"])
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert result.output.count("\n") == 1
 
 
 def test_c_compiler_present() -> None:
@@ -257,3 +358,46 @@ def test_cli_formats(tmp_path: Path) -> None:
     py = runner.invoke(app, [*base, "--format", "python", "--fix", "parameters"])
     assert py.exit_code == 0 and "def iteration_time(tp, pp," in py.output
     assert "hbm_bandwidth" not in py.output.split("def iteration_time")[1].split(":")[0]
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "formulations"
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
+def test_docs_pages_are_the_export(page: str, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each page of docs/formulations/ is what the command at its top writes today."""
+    import shlex
+
+    text = (DOCS / page).read_text(encoding="utf-8")
+    command = text.split("```\n", 2)[1].strip()
+    words = shlex.split(command)
+    assert words[:2] == ["perfcost", "export"] and words[-2:] == ["-o", f"docs/formulations/"
+                                                                         f"{page}"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs" / "formulations").mkdir(parents=True)
+    result = CliRunner().invoke(app, words[1:])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "docs" / "formulations" / page).read_text(encoding="utf-8") == text
+
+
+def test_serving_cli_formats(tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["export", "serve-llama3-70b-disagg-wins", "--set", "serving.disaggregated=true",
+            "--quantity", "ttft", "--quantity", "tpot"]
+    js = runner.invoke(app, [*base, "--format", "json"])
+    assert js.exit_code == 0, js.output
+    data = json.loads(js.output)
+    assert data["formulation"] == "serving_disaggregated"
+    assert set(data["decisions"]) >= {"prefill_tp", "tp", "batch", "precision"}
+    assert data["quantities"]["ttft"]["compiled"] is None
+    c = runner.invoke(app, [*base, "--format", "c", "-o", str(tmp_path / "serve")])
+    assert c.exit_code == 0, c.output
+    assert "double prefill_tp;" in (tmp_path / "serve.h").read_text()
+    # A categorical decision fixed by its label; the rest of the deployment stays symbolic.
+    py = runner.invoke(app, [*base, "--format", "python", "--fix", "precision=fp8",
+                             "--fix", "prefill_precision=fp8"])
+    assert py.exit_code == 0, py.output
+    assert "def tpot(prefill_tp, prefill_pp, tp, pp, batch, *," in py.output
+    md = runner.invoke(app, [*base, "--format", "markdown"])
+    assert md.exit_code == 0 and "# The serving_disaggregated formulation" in md.output

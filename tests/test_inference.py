@@ -279,7 +279,8 @@ H200_COPY_RW_BPS = 4.277e12
 def test_decode_traffic_matches_a_measured_h200_step(tmp_path: Path, batch: int) -> None:
     """The bytes the decode GEMMs move, at the copy ceiling measured in the same run, give
     the measured step within 10 %; the full model with the H200 entry's calibrated GEMM model
-    is printed for comparison (docs/inference.md discusses its overprediction)."""
+    (memory efficiency at the copy ceiling, narrow tiles for few rows: docs/calibration.md)
+    gives it within 15 %."""
     case = load(tmp_path, serving_case_text("llama3-70b", "h200-sxm"))
     model = ServingModel(case)
     params = {"memory_efficiency": H200_COPY_RW_BPS / case.hardware.hbm_bandwidth}
@@ -292,6 +293,7 @@ def test_decode_traffic_matches_a_measured_h200_step(tmp_path: Path, batch: int)
           f"{1e3 * traffic:.2f} ms ({100 * (traffic / measured - 1):+.1f} %), model with the "
           f"H200 entry {1e3 * entry:.2f} ms ({100 * (entry / measured - 1):+.1f} %)")
     assert abs(traffic / measured - 1) < 0.10
+    assert abs(entry / measured - 1) < 0.15
 
 
 def test_pipeline_sends_cross_domains_beyond_a_node(tmp_path: Path) -> None:

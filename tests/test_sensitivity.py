@@ -15,6 +15,7 @@ from perfcost.solver.cli import app
 from perfcost.solver.evaluate import Evaluator
 from perfcost.solver.problem_search import systems_of
 from perfcost.solver.sensitivity import (
+    SERVING_QUANTITIES,
     elasticities,
     finite_difference,
     solution_sensitivities,
@@ -69,14 +70,35 @@ QUANTITIES = ("iteration_time", "memory_per_gpu", "cost")
 @pytest.mark.parametrize("name", builtin_cases())
 def test_elasticities_match_finite_differences(name: str) -> None:
     loaded = case_mod.load(name)
-    export.case_kind(loaded)  # a kind sensitivities do not know fails here, loudly
+    kind = export.case_kind(loaded)  # a kind sensitivities do not know fails here, loudly
     case = systems_of(loaded)[0][0] if len(systems_of(loaded)) > 1 else loaded
-    formulation = export.case_formulation(case)
-    codes = configuration(case)
-    evaluator = Evaluator(formulation, list(QUANTITIES))
+    if kind == "serving":  # every deployment kind the case offers
+        modes = case.serving.disaggregated
+        for mode in modes if isinstance(modes, list) else [modes]:
+            one = case.model_copy(update={"serving": case.serving.model_copy(
+                update={"disaggregated": mode})})
+            check_configuration(name, export.case_formulation(one), serving_configuration(one),
+                                SERVING_QUANTITIES)
+        return
+    check_configuration(name, export.case_formulation(case), configuration(case), QUANTITIES)
+
+
+def serving_configuration(case: Any) -> dict[str, float]:
+    """The middle one of the deployments the serving search accepts (the SLOs met), or of
+    those it would accept but for the SLOs where none meets them."""
+    cands = export.serving_candidates(case, slos=True)
+    if not len(next(iter(cands.values()))):
+        cands = export.serving_candidates(case)
+    i = len(next(iter(cands.values()))) // 2
+    return {k: float(v[i]) for k, v in cands.items()}
+
+
+def check_configuration(name: str, formulation: Any, codes: dict[str, float],
+                        quantities: tuple[str, ...]) -> None:
+    evaluator = Evaluator(formulation, list(quantities))
     values = {n: p.value for n, p in formulation.parameters.items()}
     checked = 0
-    for quantity in QUANTITIES:
+    for quantity in quantities:
         if evaluator(codes)[quantity] == 0:  # no price: the elasticity of 0 is undefined
             continue
         check_quantity(name, formulation, codes, values, quantity,
@@ -186,3 +208,73 @@ def test_cli_json_carries_the_table() -> None:
     assert solved.exit_code == 0, solved.output
     rows = json.loads(solved.output)["sensitivities"]
     assert any("optimum_unchanged" in r for r in rows)
+
+
+SERVE = "serve-llama3-8b-h100"
+SERVE_SETS = ["--set", "hardware=h100-sxm", "--set", "serving.batch=1", "--set",
+              "serving.precision='bf16'"]
+
+
+def test_serving_cli_json_and_tables() -> None:
+    """``evaluate --sensitivities`` on a serving case: the objective's table, then TTFT's and
+    TPOT's; batch-1 decode streams the weights, so TPOT moves against the HBM rate."""
+    runner = CliRunner()
+    out = runner.invoke(app, ["evaluate", SERVE, *SERVE_SETS, "--sensitivities", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.output)["sensitivities"]
+    assert list(dict.fromkeys(r["quantity"] for r in rows)) == list(SERVING_QUANTITIES)
+    tpot = {r["parameter"]: r["elasticity"] for r in rows if r["quantity"] == "tpot"}
+    assert tpot["hbm_bandwidth"] == pytest.approx(tpot["memory_efficiency"], rel=1e-9)
+    assert -1.0 < tpot["hbm_bandwidth"] < -0.5  # mostly weight reads, some fixed overheads
+    text = runner.invoke(app, ["evaluate", SERVE, *SERVE_SETS, "--sensitivities"])
+    assert text.exit_code == 0, text.output
+    assert text.output.count("most sensitive parameters") == len(SERVING_QUANTITIES)
+
+
+def test_serving_solve_reports_the_optimum_elasticities() -> None:
+    from perfcost.solver.sensitivity import serving_sensitivities
+    from perfcost.solver.serving_search import solve_serving
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["solve", "serve-llama3-70b-disagg-wins", "--sensitivities",
+                              "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    best = solve_serving(case_mod.load("serve-llama3-70b-disagg-wins")).best
+    assert data["config"] == best.config
+    want = [r.to_json() for r in serving_sensitivities(best)]
+    got = data["sensitivities"]
+    assert [{k: v for k, v in r.items() if k != "optimum_unchanged"} for r in got] == want
+    assert any("optimum_unchanged" in r for r in got)  # the ranges of `solve`
+    # The price of a GPU-second moves the cost per token in proportion to its share.
+    cost = {r["parameter"]: r["elasticity"] for r in want
+            if r["quantity"] == "cost_per_million_tokens"}
+    prices = [v for k, v in cost.items() if k.endswith("gpu_price")]
+    assert sum(prices) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_serving_stability_range_against_the_solve_path() -> None:
+    """The request-rate range of the disaggregation-wins optimum, checked by solving the case
+    with ``serving.rate`` set (the loader and search, not the scaled re-solve)."""
+    from perfcost.solver.sensitivity import serving_solution_sensitivities
+    from perfcost.solver.serving_search import solve_serving
+
+    name = "serve-llama3-70b-disagg-wins"
+    solution = solve_serving(case_mod.load(name))
+    rows = serving_solution_sensitivities(solution, ranged=2)
+    ranged = {r.parameter: r for r in rows if r.low is not None}
+    assert "request_rate" in ranged and len(ranged) == 2
+    rate = ranged["request_rate"]
+    assert rate.low is not None and rate.high is not None
+    assert rate.low <= rate.value <= rate.high
+    assert not (rate.low_open and rate.high_open)
+
+    def optimum(value: float) -> Any:
+        best = solve_serving(case_mod.load(name, [f"serving.rate={value!r}"])).best
+        return best.config if best is not None else None
+
+    assert optimum(rate.low) == solution.best.config == optimum(rate.high)
+    if not rate.low_open:
+        assert optimum(rate.low * 0.98) != solution.best.config
+    if not rate.high_open:
+        assert optimum(rate.high * 1.02) != solution.best.config

@@ -1,5 +1,6 @@
 """What-if sweeps: a 100-point sweep of a built-in training case writes CSV and PNG, and gives
-identical rows in this process, over two worker processes and on a local Dask cluster."""
+identical rows in this process, over two worker processes and on a local Dask cluster; a
+serving case sweeps through the serving search, the same rows with two workers."""
 
 from __future__ import annotations
 
@@ -131,4 +132,63 @@ def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
     code, text = run(["sweep", CASE, *args, "--quiet"])
     assert code == 2, text
     assert message in text
+    assert text.count("\n") == 1 and text.startswith("error: ")
+
+
+SERVE = "serve-llama3-8b-h100"  # two accelerators, two formats, the batch left open
+SERVE_GRID = ["--vary", "serving.rate=2.5,5,10,20,40,80", "--vary",
+              "serving.slo_tpot='15 ms','30 ms'"]
+
+
+@pytest.fixture(scope="module")
+def serving_rows(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("serving-sweep")
+    code, text = run(["sweep", SERVE, *SERVE_GRID, "--csv", str(out / "rows.csv"), "--plot",
+                      str(out / "plot.png"), "--quiet"])
+    assert code == 0, text
+    return out
+
+
+def test_serving_sweep_rows_are_the_serving_optimum(serving_rows: Path) -> None:
+    from perfcost.solver.serving_search import solve_serving
+
+    rows = read(serving_rows / "rows.csv")
+    assert len(rows) == 12
+    png = (serving_rows / "plot.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    for r in rows:
+        case = case_mod.load(SERVE, [f"serving.rate={r['serving.rate']}",
+                                     f"serving.slo_tpot='{r['serving.slo_tpot']} s'"])
+        solution = solve_serving(case)
+        assert r["status"] == solution.status
+        if solution.best is None:
+            assert r["value"] == "nan"
+            continue
+        values = solution.best.values
+        assert float(r["value"]) == values["cost_per_million_tokens"]
+        assert float(r["ttft"]) == values["ttft"] and float(r["tpot"]) == values["tpot"]
+        assert r["configuration"] == " ".join(f"{k}={v}" for k, v in
+                                              solution.best.config.items())
+        assert float(r["tpot"]) <= float(r["serving.slo_tpot"])
+        parts = [float(v) for k, v in r.items() if k.startswith("tpot_") and v]
+        assert sum(parts) == pytest.approx(float(r["tpot"]), rel=1e-9)
+    # A higher rate never needs fewer GPUs (same SLO).
+    for slo in {r["serving.slo_tpot"] for r in rows}:
+        gpus = [int(r["gpus"]) for r in rows if r["serving.slo_tpot"] == slo
+                and r["status"] == "optimal"]
+        assert gpus == sorted(gpus) and len(set(gpus)) > 1
+
+
+def test_serving_sweep_two_workers_identical(serving_rows: Path, tmp_path: Path) -> None:
+    code, text = run(["sweep", SERVE, *SERVE_GRID, "--workers", "2", "--csv",
+                      str(tmp_path / "rows.csv"), "--quiet"])
+    assert code == 0, text
+    assert (tmp_path / "rows.csv").read_text() == (serving_rows / "rows.csv").read_text()
+
+
+def test_serving_sweep_bad_engine_is_one_line() -> None:
+    code, text = run(["sweep", SERVE, "--vary", "serving.rate=5", "--engine", "milp",
+                      "--quiet"])
+    assert code == 2, text
+    assert "expected auto or enumerate for a serving case" in text
     assert text.count("\n") == 1 and text.startswith("error: ")
