@@ -25,7 +25,7 @@ from perfcost.solver import case as case_mod
 from perfcost.solver import serving_case
 from perfcost.solver.serving_evaluate import ServingModel
 
-CALIBRATION = Path(__file__).resolve().parents[2] / "shared" / "calibration" / "h200-kernels.json"
+CALIBRATION = Path(__file__).resolve().parent / "data" / "h200-kernels.json"  # shared file copy
 
 
 def serving_case_text(model: str, hardware: str, **serving_fields: Any) -> str:
