@@ -1,11 +1,13 @@
-"""``perfcost export``: the closed forms of a case's quantities (see solver/export.py)."""
+"""``perfcost export``: the closed forms of a case's quantities, or of a cost case's
+(``perfcost cost``) -- see solver/export.py."""
 
 from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -49,13 +51,19 @@ def export(
 ) -> None:
     """Closed forms of named quantities: simplified, common subexpressions named, symbols
     documented with units. Functions take the decisions (tp, pp, dp, ...) and the parameters
-    with the case's values as defaults, so they reproduce 'perfcost evaluate'."""
+    with the case's values as defaults, so they reproduce 'perfcost evaluate'. For a cost case
+    (a design of cases/designs/, or a file with a [design] table) the formulation 'perfcost
+    cost' prices, with the design knobs and cluster size as the arguments."""
     from . import case as case_mod
     from . import export as ex
 
     if fmt not in ex.FORMATS:
         raise CaseError("--format", fmt, f"expected one of {', '.join(ex.FORMATS)}")
     quantities = quantity or []
+    command = command_line(case, fmt, quantities, fix or [], set_ or [], output)
+    if ex.is_cost_case(case):
+        _export_cost(case, fmt, quantities, fix or [], set_ or [], output, prefix, command)
+        return
     loaded = case_mod.load(case, set_ or [])
     for section in ("hardware", "network"):
         entries = getattr(loaded, section)
@@ -66,11 +74,41 @@ def export(
     document = fmt in ("latex", "markdown")
     built = ex.build_export(formulation, quantities, ex.parse_fix(fix or []),
                             loaded.name or Path(case).stem, document=document)
-    command = command_line(case, fmt, quantities, fix or [], set_ or [], output)
     if fmt == "json":
         from .problem_search import systems_of
 
         compiled = ex.compiled_forms(systems_of(loaded)[0][0], [f.name for f in built.forms])
+    else:
+        compiled = None
+    _emit(built, fmt, output, prefix, command, compiled)
+
+
+def _export_cost(case: str, fmt: str, quantities: list[str], fixes: list[str],
+                 sets: list[str], output: str | None, prefix: str | None,
+                 command: str) -> None:
+    """A cost case (cases/designs/, or a file with a [design] table): the formulation that
+    ``perfcost cost`` evaluates for it, the design knobs as the functions' arguments."""
+    from . import export as ex
+
+    target = ex.cost_target(ex.load_cost_case(case, sets))
+    built = ex.cost_export(target, quantities, ex.parse_fix(fixes),
+                           document=fmt in ("latex", "markdown"))
+    if not target.case.name:
+        built = replace(built, case=Path(case).stem)
+    compiled = None
+    if fmt == "json":
+        compiled = {f.name: {"compiled": None, "not_compiled": ex.COST_NOT_COMPILED}
+                    for f in built.forms}
+    _emit(built, fmt, output, prefix, command, compiled)
+
+
+def _emit(built: Any, fmt: str, output: str | None, prefix: str | None, command: str,
+          compiled: dict[str, Any] | None) -> None:
+    """Write ``built`` in format ``fmt`` to ``output`` (C: a header and a source), or print
+    it."""
+    from . import export as ex
+
+    if fmt == "json":
         data = ex.to_json(built, compiled)
         data["command"] = command
         if output:

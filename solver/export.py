@@ -16,6 +16,12 @@ parameter or a decision (a categorical decision by its label) before printing, `
 substitutes the case's value, and ``--fix parameters`` every parameter; what is fixed leaves
 the signatures and the formulas get shorter.
 
+A cost case (a design of cases/designs/, or a file with a ``[design]`` table) exports the
+formulation ``perfcost cost`` prices it with (:data:`COST_KINDS`): the accelerator formulation
+for a design alone, the cluster formulation for one with a ``[system]``. The design knobs
+(compute chiplets, chiplet area, HBM stacks, scale-up links) and, for a cluster, its size and
+scale-up domain are the arguments; the parameters default to the case's values as above.
+
 The code formats (Python, C) name subexpressions with one ``sympy.cse`` over all quantities
 in the formulation's order -- the call ``sympy.lambdify(..., cse=True)`` makes for the
 evaluator -- so that the exported code runs the same floating-point operations in the same
@@ -30,7 +36,8 @@ import difflib
 import keyword
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import sympy as sp
@@ -40,6 +47,7 @@ from sympy.printing.latex import LatexPrinter, greek_letters_set, translate
 from sympy.printing.pycode import PythonCodePrinter
 
 from .case import Case
+from .cost_case import CostCase
 from .errors import CaseError
 
 FORMATS: tuple[str, ...] = ("latex", "markdown", "python", "c", "json")
@@ -199,6 +207,127 @@ def case_decisions(case: Case) -> dict[str, float]:
     return KINDS[case_kind(case)].decisions(case)
 
 
+# -- cost cases (``perfcost cost``) ----------------------------------------------------------
+
+#: The formulations ``perfcost cost`` evaluates, by name, with the modules of
+#: ``perfcost.formulations`` whose docstrings explain them (what each models, and from where):
+#: a design alone is priced by the accelerator formulation, a design with a ``[system]`` by the
+#: cluster formulation, which holds the accelerator's quantities too.
+COST_KINDS: dict[str, tuple[str, ...]] = {"accelerator": ("accelerator", "chiplet"),
+                                          "cluster": ("system", "accelerator", "chiplet")}
+
+
+@dataclass(frozen=True)
+class CostTarget:
+    """What export needs of a cost case: the formulation ``perfcost cost`` evaluates for it,
+    with the case's values as the parameters' values, and the configuration it chooses."""
+
+    case: CostCase
+    formulation: Formulation
+    config: dict[str, float]  # design knobs (and cluster decisions) ``perfcost cost`` picks
+    about: str  # the docstrings of COST_KINDS[formulation.name]
+
+
+def is_cost_case(source: str) -> bool:
+    """Whether ``source`` names a cost case: a built-in design (and no built-in training or
+    serving case of that name), or a TOML file with a top-level ``[design]`` table."""
+    from . import catalog
+
+    path = Path(source)
+    try:
+        exists = path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        exists = False
+    if exists:
+        from .case import read_toml
+
+        return "design" in read_toml(path)
+    if path.suffix == ".toml" or any(source in catalog.entries(f)
+                                     for f in catalog.CASE_FOLDERS):
+        return False
+    return source in catalog.entries("designs")
+
+
+def load_cost_case(source: str, sets: Sequence[str] = ()) -> CostCase:
+    """The cost case ``source`` (a file or a built-in design) with ``--set`` overrides laid
+    over its tables first, as a training case's are."""
+    from . import cost_case
+    from .case import apply_overrides, read_toml
+
+    raw = read_toml(cost_case.find(source))
+    if sets:
+        raw = apply_overrides(_based(raw, sets), list(sets))
+    try:
+        return cost_case.from_dict(raw)
+    except RecursionError:
+        raise CaseError("case", source, "is nested too deeply") from None
+
+
+def _based(raw: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
+    """``raw`` with each built-in entry that a setting goes inside (``design.memory =
+    "hbm3"`` under ``design.memory.capacity=...``) written ``{base = "hbm3"}``, which the cost
+    case's loader merges (solver/cost_case.py) -- as apply_overrides does for a training
+    case's sections."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for item in sets:
+        parts = [p.strip() for p in item.partition("=")[0].split(".")]
+        if len(parts) > 2:
+            section = out.get(parts[0])
+            if isinstance(section, dict) and isinstance(section.get(parts[1]), str):
+                section[parts[1]] = {"base": section[parts[1]]}
+    return out
+
+
+def cost_target(cc: CostCase) -> CostTarget:
+    """The formulation ``perfcost cost`` evaluates for ``cc`` and the configuration it picks.
+
+    It runs ``perfcost cost``'s own pricing (solver/cost.py, :func:`price_case`), so a case it
+    refuses (no feasible configuration, a budget below the cheapest system, a cluster without
+    a run to price) is refused here with the same one-line error. With ``run.case`` the run
+    time is the training model's time on each designed accelerator -- not a closed form of
+    this formulation but a parameter ``run_time`` that ``perfcost cost`` sets per
+    configuration; its default here is the value at the chosen configuration.
+    """
+    import inspect
+    from importlib import import_module
+
+    from .cost import price_case
+
+    result = price_case(cc)
+    formulation = result.formulation
+    if formulation.name not in COST_KINDS:  # a formulation this module does not know yet
+        raise CaseError("design", cc.name, f"expected a case priced by the "
+                        f"{' or '.join(COST_KINDS)} formulation, not {formulation.name}")
+    if cc.run is not None and cc.run.case is not None and "run_time" in formulation.parameters:
+        run_time = formulation.parameters["run_time"]
+        params = {**formulation.parameters, "run_time": replace(
+            run_time, value=result.chosen.values["run_time"],
+            doc=f"{run_time.doc} (the training model's, on the chosen design)")}
+        formulation = replace(formulation, parameters=params)
+    about = "\n\n".join(
+        inspect.cleandoc(import_module(f"perfcost.formulations.{m}").__doc__ or "")
+        for m in COST_KINDS[formulation.name])
+    return CostTarget(result.case, formulation, dict(result.chosen.config), about)
+
+
+#: Why ``--format json`` has no compiled form for a cost case.
+COST_NOT_COMPILED = ("perfcost cost evaluates every configuration a cost case lists; "
+                     "compile_problem builds the training search's form only")
+
+
+def cost_export(target: CostTarget, quantities: Sequence[str] = (),
+                fix: Mapping[str, str | float | None] | None = None,
+                document: bool = False) -> Export:
+    """:func:`build_export` of a cost case's formulation: the design knobs (and cluster
+    decisions) are the arguments, the parameters keyword arguments with the case's values."""
+    from .cost import DECISION_UNITS
+
+    built = build_export(target.formulation, quantities, fix, target.case.name, document)
+    units = {n: DECISION_UNITS[n] for n in built.decisions if n in DECISION_UNITS}
+    return replace(built, about=target.about, evaluated_by=("perfcost cost",),
+                   decision_units=units)
+
+
 def suggest(name: str, known: Iterable[str]) -> str:
     """' (did you mean a, b?)' for the closest names, or an empty string."""
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
@@ -231,6 +360,9 @@ class Export:
     names: dict[sp.Symbol, str] = field(default_factory=dict)  # symbol -> identifier
     exact: bool = True  # the code runs the evaluator's operations in the evaluator's order
     about: str = ""  # the formulation module's docstring: what it models, and from where
+    evaluated_by: tuple[str, ...] = ("perfcost evaluate", "perfcost solve")  # commands whose
+    # numbers the closed forms are
+    decision_units: dict[str, str] = field(default_factory=dict)  # name -> unit; default "1"
 
     @property
     def arguments(self) -> list[str]:
@@ -463,7 +595,7 @@ def to_python(ex: Export, command: str = "") -> str:
         *_header_lines(ex, command), "",
         "Every function takes the decision variables (categorical ones as integer codes, see",
         "DECISIONS) and, as keyword arguments, the parameters in SI units; the defaults are the",
-        "case's values, so a configuration alone gives the numbers of 'perfcost evaluate'.",
+        f"case's values, so a configuration alone gives the numbers of '{ex.evaluated_by[0]}'.",
     ]
     out = ['"""' + "\n".join(doc) + '\n"""', "", "import math", "", ""]
     out.append("#: name -> (meaning, labels of the integer codes; empty for integers)")
@@ -659,8 +791,8 @@ def _symbol_rows(ex: Export) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for n, d in ex.decisions.items():
         labels = ", ".join(f"{i}: {lab}" for i, lab in enumerate(d.labels))
-        rows.append((n, _latex(d.symbol), "1", "decision" + (f" ({labels})" if labels else ""),
-                     d.doc))
+        rows.append((n, _latex(d.symbol), ex.decision_units.get(n, "1"),
+                     "decision" + (f" ({labels})" if labels else ""), d.doc))
     for n, p in ex.parameters.items():
         rows.append((n, _latex(p.symbol), p.unit, f"{p.value:.6g}", p.doc))
     return rows
@@ -674,8 +806,10 @@ def to_markdown(ex: Export, command: str = "") -> str:
         out += ["Generated by:", "", "```", command, "```", ""]
     if ex.about:
         out += ["## The model", "", ex.about, ""]
-    out += ["Every quantity below is the expression `perfcost evaluate` and `perfcost solve` "
-            "compute; subexpressions worth a name are written first as $x_k$. "
+    tools = " and ".join(f"`{c}`" for c in ex.evaluated_by)
+    verb = "computes" if len(ex.evaluated_by) == 1 else "compute"
+    out += [f"Every quantity below is the expression {tools} {verb}; "
+            "subexpressions worth a name are written first as $x_k$. "
             "$[c]$ is 1 where the condition $c$ holds and 0 elsewhere.", ""]
     if ex.fixed:
         out += ["Fixed: " + ", ".join(f"`{k}` = {v:g}" for k, v in ex.fixed.items()), ""]

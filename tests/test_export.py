@@ -10,6 +10,7 @@ import math
 import shutil
 import subprocess
 import types
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from perfcost.solver import case as case_mod
-from perfcost.solver import catalog, export
+from perfcost.solver import catalog, cost, cost_case, export
 from perfcost.solver.case import ParallelismSection
 from perfcost.solver.cli import app
 from perfcost.solver.errors import CaseError
@@ -401,3 +402,240 @@ def test_serving_cli_formats(tmp_path: Path) -> None:
     assert "def tpot(prefill_tp, prefill_pp, tp, pp, batch, *," in py.output
     md = runner.invoke(app, [*base, "--format", "markdown"])
     assert md.exit_code == 0 and "# The serving_disaggregated formulation" in md.output
+
+
+# -- cost cases (perfcost cost): the accelerator and cluster formulations ---------------------
+
+#: Values each design knob is widened with beyond the design's own choices: chiplet counts from
+#: monolithic to an 8-way split, 2 to 12 HBM stacks, 8 to 36 links, and clusters from one
+#: leaf switch past a three-tier fat-tree of radix 64 (65,536 endpoints; beyond it the tiers
+#: are NaN, which the export must reproduce too).
+WIDER: dict[str, tuple[float, ...]] = {
+    "compute_chiplets": (1, 2, 3, 4, 8), "hbm_stacks": (2, 4, 6, 8, 12),
+    "scale_up_links": (8, 12, 18, 24, 36),
+    "accelerators": (8, 64, 1000, 2048, 4096, 65536, 300000), "scale_up_size": (1, 4, 8, 72)}
+#: Die areas drawn uniformly (mm^2): small chiplets to beyond a 26 x 33 mm reticle.
+AREA_RANGE = (50.0, 900.0)
+#: Random configurations per design.
+COST_CONFIGS = 24
+#: Decisions and bookkeeping in ``perfcost cost --json`` that are not quantities.
+COST_NOT_QUANTITIES = frozenset({"training_memory"})
+
+
+def builtin_designs() -> list[str]:
+    """Every built-in design (cases/designs/*.toml; components/ holds their parts)."""
+    return sorted(catalog.entries("designs"))
+
+
+def design_choices(target: export.CostTarget) -> dict[str, list[float]]:
+    """The values the design lists for each decision (and the one ``perfcost cost`` picks)."""
+    out = {k: {float(v)} for k, v in target.config.items()}
+    sections = {**{k: target.case.design for k in cost.DESIGN_KEYS},
+                **{k: target.case.system for k in cost.CLUSTER_KEYS}}
+    for k in out:
+        value = getattr(sections[k], k)
+        if value is not None:
+            out[k] |= {float(v) for v in (value if isinstance(value, list) else [value])}
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def widened_configs(target: export.CostTarget, count: int, seed: int
+                    ) -> list[dict[str, float]]:
+    """``count`` configurations, each decision drawn from the design's own choices widened by
+    :data:`WIDER` (die areas: the design's, or uniform over :data:`AREA_RANGE`)."""
+    rng = np.random.default_rng(seed)
+    choices = design_choices(target)
+    out = []
+    for _ in range(count):
+        config = {}
+        for k, own in choices.items():
+            if k == "chiplet_area":
+                config[k] = (float(rng.choice(own)) if rng.random() < 0.5
+                             else float(rng.uniform(*AREA_RANGE)))
+            else:
+                config[k] = float(rng.choice(sorted(set(own) | set(WIDER[k]))))
+        out.append(config)
+    return out
+
+
+def cost_module(built: export.Export) -> types.ModuleType:
+    module = types.ModuleType(f"cost_{built.case}")
+    exec(compile(export.to_python(built, "test"), f"<export {built.case}>", "exec"),
+         module.__dict__)
+    return module
+
+
+def check_cost_export(name: str, cc: Any, as_json: dict[str, Any], workdir: Path) -> None:
+    """The export of ``cc`` against ``perfcost cost --json`` (``as_json``: the chosen design
+    and every configuration the case lists) and against solver.cost's evaluation at
+    :data:`COST_CONFIGS` widened random configurations; Python to 1e-12, C to 1e-9."""
+    target = export.cost_target(cc)
+    formulation = target.formulation
+    assert formulation.name == ("cluster" if cc.system is not None else "accelerator")
+    built = export.cost_export(target)
+    assert list(built.decisions) == list(cost.DESIGN_KEYS) + (
+        list(cost.CLUSTER_KEYS) if cc.system is not None else [])
+    module = cost_module(built)
+    assert {n: v[0] for n, v in module.PARAMETERS.items()} == {
+        n: p.value for n, p in formulation.parameters.items()}
+    lib = build_c(built, workdir, f"cost_{name.replace('-', '_')}") if CC else None
+    quantities = [f.name for f in built.forms]
+    with_run_case = cc.run is not None and cc.run.case is not None
+
+    # perfcost cost's own numbers: every quantity of the breakdown is a quantity exported.
+    assert as_json["design"] == {k: (v if k == "chiplet_area" else round(v))
+                                 for k, v in target.config.items()}
+    got = module.evaluate(as_json["design"])
+    reported = {k: v for group in cost.SECTIONS for k, v in as_json[group].items()
+                if k not in target.config and k not in COST_NOT_QUANTITIES}
+    assert reported and set(reported) <= set(quantities), set(reported) - set(quantities)
+    for q, want in reported.items():
+        assert close(got[q], math.nan if want is None else want, PYTHON_RTOL), (name, q)
+    rows = [(row["config"], row["values"]) for row in as_json["alternatives"]
+            if "values" in row]
+    assert rows
+    for config, values in rows:
+        # perfcost cost sets a run.case's run time per design from the training model.
+        extra = {"run_time": values["run_time"]} if with_run_case else {}
+        got = module.evaluate(config, **extra)
+        for q in quantities:
+            want = values[q]
+            assert close(got[q], math.nan if want is None else want, PYTHON_RTOL), (
+                name, config, q, got[q], want)
+        if lib is not None:
+            c_values = c_evaluate(lib, built, {k: float(v) for k, v in config.items()},
+                                  {**{n: p.value for n, p in built.parameters.items()},
+                                   **extra})
+            for q in quantities:
+                want = values[q]
+                assert close(c_values[q], math.nan if want is None else want, C_RTOL), (
+                    name, config, q, c_values[q], want)
+
+    # Widened random configurations: solver.cost's vectorised evaluation of the formulation.
+    configs = widened_configs(target, COST_CONFIGS, seed=zlib.crc32(name.encode()))
+    assert len({tuple(c.values()) for c in configs}) >= 20
+    wants = cost._evaluate(formulation, configs)
+    defaults = {n: p.value for n, p in built.parameters.items()}
+    for config, want in zip(configs, wants, strict=True):
+        got = {q: getattr(module, q)(**config) for q in quantities}
+        c_values = c_evaluate(lib, built, config, defaults) if lib is not None else None
+        for q in quantities:
+            assert close(got[q], want[q], PYTHON_RTOL), (name, config, q, got[q], want[q])
+            if c_values is not None:
+                assert close(c_values[q], want[q], C_RTOL), (name, config, q, c_values[q],
+                                                             want[q])
+
+
+def c_evaluate(lib: ctypes.CDLL, built: export.Export, config: dict[str, float],
+               parameters: dict[str, float]) -> dict[str, float]:
+    decisions = (ctypes.c_double * len(built.decisions))(*[config[k] for k in built.decisions])
+    params = (ctypes.c_double * len(built.parameters))(
+        *[parameters[n] for n in built.parameters])
+    out = (ctypes.c_double * len(built.forms))()
+    lib.pc_evaluate(decisions, params, out)
+    return {f.name: out[i] for i, f in enumerate(built.forms)}
+
+
+def cost_json(args: list[str]) -> tuple[int, str]:
+    run = CliRunner().invoke(app, args)
+    return run.exit_code, run.output
+
+
+#: What a design that ``perfcost cost`` refuses lacks, supplied for its export test: a cluster
+#: size and a run (the h100-like design's 6 x 70e9 x 15e12 FLOPs at 40% MFU).
+COMPLETION: dict[str, Any] = {"system": {"accelerators": [256, 1024]},
+                              "run": {"tokens": 15e12, "flops": 6.3e24, "mfu": 0.4}}
+
+
+@pytest.mark.parametrize("name", builtin_designs())
+def test_cost_export_matches_perfcost_cost(name: str, workdir: Path) -> None:
+    assert export.is_cost_case(name)
+    code, output = cost_json(["cost", name, "--json"])
+    if code == 0:
+        check_cost_export(name, export.load_cost_case(name), json.loads(output), workdir)
+        return
+    # perfcost cost refuses the design as it stands: export refuses it with the same line...
+    assert code == 2 and output.startswith("error: ") and output.count("\n") == 1, output
+    code_x, output_x = cost_json(["export", name, "--format", "python"])
+    assert (code_x, output_x) == (code, output)
+    # ... and, with what it lacks supplied, exports what perfcost cost then prices.
+    raw = case_mod.read_toml(cost_case.find(name))
+    for section, values in COMPLETION.items():
+        raw[section] = {**values, **raw.get(section, {})}
+    completed = cost_case.from_dict(raw)
+    check_cost_export(name, completed, cost.price_case(completed).to_json(), workdir)
+
+
+def test_cost_docs_pages_exist() -> None:
+    """One page per cost formulation, each checked by test_docs_pages_are_the_export."""
+    for kind in export.COST_KINDS:
+        text = (DOCS / f"{kind}.md").read_text(encoding="utf-8")
+        assert text.startswith(f"# The {kind} formulation (")
+        assert f"-o docs/formulations/{kind}.md\n```" in text
+
+
+def test_cost_cli_formats(tmp_path: Path) -> None:
+    base = ["export", "h100-like", "--quantity", "capex", "--quantity", "price"]
+    code, output = cost_json([*base, "--format", "json"])
+    assert code == 0, output
+    data = json.loads(output)
+    assert data["formulation"] == "cluster" and list(data["quantities"]) == ["capex", "price"]
+    assert data["quantities"]["capex"]["compiled"] is None
+    assert data["quantities"]["capex"]["not_compiled"] == export.COST_NOT_COMPILED
+    assert data["parameters"]["switch_radix"]["value"] == 64
+    code, output = cost_json([*base, "--format", "python", "--fix", "parameters",
+                              "--fix", "accelerators=1024"])
+    assert code == 0, output
+    assert "def capex(compute_chiplets, chiplet_area, hbm_stacks, scale_up_links, " \
+           "scale_up_size):" in output
+    namespace: dict[str, Any] = {}
+    exec(output, namespace)
+    want = json.loads(cost_json(["cost", "h100-like", "--json"])[1])["cluster"]["capex"]
+    assert close(namespace["capex"](1, 814.0, 6, 18, 8), want, 1e-9)
+    code, output = cost_json(["export", "b200-like", "--format", "c", "-o",
+                              str(tmp_path / "b200")])
+    assert code == 0, output
+    assert "double chiplet_area;" in (tmp_path / "b200.h").read_text()
+    code, output = cost_json(["export", "b200-like", "--format", "markdown", "--quantity",
+                              "price"])
+    assert code == 0 and output.startswith("# The accelerator formulation (b200-like)")
+    assert "| `chiplet_area` | $A_{\\mathrm{c}}$ | mm^2 | decision |" in output
+    assert "the expression `perfcost cost` computes" in output
+    code, output = cost_json(["export", "b200-like", "--format", "latex", "--quantity",
+                              "power"])
+    assert code == 0 and "\\begin{align*}" in output
+    # --set overrides the design before it is priced, inside a built-in entry too.
+    code, output = cost_json(["export", "b200-like", "--format", "json", "--quantity",
+                              "hbm_capacity", "--set", "design.memory.capacity='36 GB'"])
+    assert code == 0, output
+    capacity = json.loads(output)["parameters"]["hbm_stack_capacity"]["value"]
+    assert capacity == pytest.approx(36e9)
+
+
+def test_cost_case_from_a_file(tmp_path: Path) -> None:
+    """A TOML file with a [design] table is a cost case; one without is not."""
+    mine = tmp_path / "mine.toml"
+    text = cost_case.find("b200-like").read_text(encoding="utf-8")
+    mine.write_text(text.replace('name = "b200-like"', 'name = ""'), encoding="utf-8")
+    assert export.is_cost_case(str(mine))
+    assert not export.is_cost_case("llama3-70b-h100")
+    code, output = cost_json(["export", str(mine), "--format", "python", "--quantity",
+                              "price"])
+    assert code == 0, output
+    assert "for case mine." in output and "def price(compute_chiplets," in output
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["codesign-n5"], "system.accelerators is missing"),
+    (["h100-like", "--quantity", "capx"], "did you mean capex"),
+    (["h100-like", "--fix", "accelerators=many"], "expected a number"),
+    (["h100-like", "--fix", "tp=2"], "expected a parameter or decision of the cluster"),
+    (["b200-like", "--set", "design.chiplet_area='2000 mm^2'"], "reticle limit"),
+    (["b200-like", "--set", "design.bogus=1"], "design.bogus"),
+    (["b200-like", "--format", "pdf"], "expected one of latex"),
+])
+def test_cost_bad_input_is_one_line(args: list[str], expected: str) -> None:
+    code, output = cost_json(["export", *args])
+    assert code == 2, output
+    assert output.startswith("error: ") and output.count("\n") == 1, output
+    assert expected in output, output
