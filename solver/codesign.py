@@ -121,13 +121,13 @@ def expand(case: Case) -> Codesign:
             inputs, cost.fabric_spec(cc_net.system), cost.datacenter_spec(cc_net.system),
             system_mod.RunSpec(tokens=tokens, run_time=1.0))
         configs = cost.configurations(cc_net)
-        values = cost._evaluate(formulation, configs)
+        values = cost.evaluate_configurations(formulation, configs)
         single = case.model_copy(update={"network": net, "hardware": (
             case.hardware[0] if isinstance(case.hardware, list) else case.hardware)})
         net_specs = fixed.specs(single)
         for config, v in zip(configs, values, strict=True):
             considered += 1
-            problem = cost._problem(cc_net, config, v)
+            problem = cost.why_unbuildable(cc_net, config, v)
             if problem is not None:
                 short = problem[3]
                 unbuildable[short] = unbuildable.get(short, 0) + 1

@@ -242,8 +242,10 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 
 # -- pricing ----------------------------------------------------------------------------------
 
-def _evaluate(formulation: Formulation, configs: Sequence[Mapping[str, float]],
-              parameters: Mapping[str, Any] | None = None) -> list[dict[str, float]]:
+def evaluate_configurations(formulation: Formulation,
+                            configs: Sequence[Mapping[str, float]],
+                            parameters: Mapping[str, Any] | None = None
+                            ) -> list[dict[str, float]]:
     """Every quantity at every configuration (one vectorised lambdify call)."""
     decisions = {k: np.array([c[k] for c in configs], dtype=float)
                  for k in formulation.decisions}
@@ -256,8 +258,8 @@ def _evaluate(formulation: Formulation, configs: Sequence[Mapping[str, float]],
     return out
 
 
-def _problem(cc: CostCase, config: Mapping[str, float],
-             values: Mapping[str, float]) -> tuple[str, Any, str, str] | None:
+def why_unbuildable(cc: CostCase, config: Mapping[str, float],
+                    values: Mapping[str, float]) -> tuple[str, Any, str, str] | None:
     """Why a priced configuration cannot be built, as (field, value, expected, in short), or
     None."""
     d = cc.design
@@ -342,24 +344,24 @@ def price_case(cc: CostCase) -> CostResult:
     if cc.system is None:
         formulation = acc.build_accelerator(inputs)
         objective = "price"
-        values = _evaluate(formulation, configs)
+        values = evaluate_configurations(formulation, configs)
         training = None
     else:
         run_spec, training = _run_spec(cc, training_case)
         formulation = system.build_cluster(inputs, fabric_spec(cc.system),
                                            datacenter_spec(cc.system), run_spec)
         objective = "capex"
-        values = _evaluate(formulation, configs)
+        values = evaluate_configurations(formulation, configs)
         if training_case is not None:
             times, memory, training = _training_times(cc, training_case, values)
             notes.append(f"run time from the training model: {run.case} on the designed "
                          "accelerator")
-            values = _evaluate(formulation, configs, {"run_time": np.array(times)})
+            values = evaluate_configurations(formulation, configs, {"run_time": np.array(times)})
             for v, m in zip(values, memory, strict=True):
                 v["training_memory"] = m
     priced = []
     for c, v in zip(configs, values, strict=True):
-        problem_ = _problem(cc, c, v)
+        problem_ = why_unbuildable(cc, c, v)
         p = Priced(dict(c), v)
         if problem_ is not None:
             p.problem_field, p.problem_value, p.problem, p.short = problem_
@@ -594,11 +596,11 @@ def cheapest_hardware(cc: CostCase) -> tuple[HardwareSpec, float]:
     inputs = accelerator_inputs(cc.design)
     configs = configurations(cc.model_copy(update={"system": None}))
     formulation = acc.build_accelerator(inputs)
-    values = _evaluate(formulation, configs)
-    ok = [(c, v) for c, v in zip(configs, values, strict=True) if _problem(cc, c, v) is None]
+    values = evaluate_configurations(formulation, configs)
+    ok = [(c, v) for c, v in zip(configs, values, strict=True) if why_unbuildable(cc, c, v) is None]
     if not ok:
         c, v = configs[0], values[0]
-        field_, value, expected, _short = _problem(cc, c, v) or ("design", None, "", "")
+        field_, value, expected, _short = why_unbuildable(cc, c, v) or ("design", None, "", "")
         raise CaseError(field_, value, expected)
     _c, v = min(ok, key=lambda cv: cv[1]["price"])
     hw = designed_hardware(cc, v)

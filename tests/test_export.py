@@ -514,7 +514,7 @@ def check_cost_export(name: str, cc: Any, as_json: dict[str, Any], workdir: Path
     # Widened random configurations: solver.cost's vectorised evaluation of the formulation.
     configs = widened_configs(target, COST_CONFIGS, seed=zlib.crc32(name.encode()))
     assert len({tuple(c.values()) for c in configs}) >= 20
-    wants = cost._evaluate(formulation, configs)
+    wants = cost.evaluate_configurations(formulation, configs)
     defaults = {n: p.value for n, p in built.parameters.items()}
     for config, want in zip(configs, wants, strict=True):
         got = {q: getattr(module, q)(**config) for q in quantities}
