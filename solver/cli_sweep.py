@@ -48,6 +48,7 @@ def sweep(
     """Re-solve over a grid: one row per point with the optimal configuration, the objective
     and its breakdown; CSV, plots, local processes or a Dask cluster."""
     from . import sweep as sw
+    from . import sweep_plot
 
     if engine not in (None, "auto", "enumerate", "milp"):
         raise CaseError("--engine", engine, "expected auto, enumerate or milp")
@@ -75,10 +76,10 @@ def sweep(
         sw.write_csv(rows, csv_path)
     if plot is not None:
         if pair is not None:
-            sw.plot_pareto(rows, pair[0], pair[1], plot, [a.key for a in axes])
+            sweep_plot.plot_pareto(rows, pair[0], pair[1], plot, [a.key for a in axes])
         else:
             units = sw.case_keys()
-            sw.plot_objective(rows, axes, plot, units)
+            sweep_plot.plot_objective(rows, axes, plot, units)
     if as_json:
         _print_json([{k: (None if isinstance(v, float) and math.isnan(v) else v)
                       for k, v in r.items()} for r in rows])
@@ -115,10 +116,10 @@ def _table(rows: list[dict[str, Any]], axes: list[Any]) -> Any:
     """One row per point; decisions the sweep never changes go into the caption."""
     from rich.table import Table
 
-    from .sweep import _config_keys
+    from .sweep import config_keys
     from .units import format_quantity
 
-    decisions = [k for k in ("system", "gpus", *_config_keys(rows)) if k in rows[0]]
+    decisions = [k for k in ("system", "gpus", *config_keys(rows)) if k in rows[0]]
     feasible = [r for r in rows if r["status"] == "optimal"] or rows
     varying = [k for k in decisions if len({str(r.get(k)) for r in feasible}) > 1]
     # A decision no feasible point has (a colocated optimum's prefill pool) is left out.
