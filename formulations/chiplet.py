@@ -55,13 +55,11 @@ import sympy as sp
 
 from .core import Decision, ParameterSet
 
-#: Yield models by name, in the order their codes use.
-YIELD_MODELS: tuple[str, ...] = ("poisson", "murphy", "seeds", "negative_binomial")
 #: Packaging kinds: organic substrate only (MCM / flip-chip), a silicon interposer (CoWoS-S-
 #: like 2.5D), a fan-out redistribution layer (InFO-like), embedded silicon bridges (EMIB /
 #: CoWoS-L-like).
-PACKAGE_KINDS: tuple[str, ...] = ("organic", "interposer", "fanout", "bridge")
 PackageKind = Literal["organic", "interposer", "fanout", "bridge"]
+#: Yield models by name (:func:`die_yield`).
 YieldModel = Literal["poisson", "murphy", "seeds", "negative_binomial"]
 
 

@@ -157,20 +157,30 @@ def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
                add("scale_out_latency", net.scale_out.latency, "s", "scale-out step latency"),
                add("scale_out_efficiency", net.scale_out.efficiency, "1",
                    "collective bus bandwidth over link bandwidth, scale-out"))
+    # Declared in this order (the order of the formulation's parameters).
+    peak_bf16 = add("peak_flops", hw.peak_flops, "FLOP/s", "dense bf16 peak FLOP rate")
+    peak_fp8 = add("peak_flops_fp8", peak_fp8, "FLOP/s", "dense fp8 peak FLOP rate")
+    eta_mm = add("matmul_efficiency", hw.matmul_efficiency, "1",
+                 "achievable fraction of peak for large GEMMs")
+    hbm_bandwidth = add("hbm_bandwidth", hw.hbm_bandwidth, "B/s", "HBM bandwidth")
+    eta_mem = add("memory_efficiency", hw.memory_efficiency, "1",
+                  "achievable fraction of HBM bandwidth (streaming copy ceiling)")
+    sms = add("multiprocessors", hw.multiprocessors, "1", "streaming multiprocessors")
+    tile_m = add("gemm_tile_m", hw.gemm_tile_m, "1", "GEMM output tile rows")
+    tile_n = add("gemm_tile_n", hw.gemm_tile_n, "1", "GEMM output tile columns")
+    overhead = add("serving_kernel_overhead", kernel_overhead, "s",
+                   "fixed time per kernel in the serving engine (CUDA graphs)")
     return Pool(
         prefix=prefix,
-        peak_bf16=add("peak_flops", hw.peak_flops, "FLOP/s", "dense bf16 peak FLOP rate"),
-        peak_fp8=add("peak_flops_fp8", peak_fp8, "FLOP/s", "dense fp8 peak FLOP rate"),
-        eta_mm=add("matmul_efficiency", hw.matmul_efficiency, "1",
-                   "achievable fraction of peak for large GEMMs"),
-        hbm_bandwidth=add("hbm_bandwidth", hw.hbm_bandwidth, "B/s", "HBM bandwidth"),
-        eta_mem=add("memory_efficiency", hw.memory_efficiency, "1",
-                    "achievable fraction of HBM bandwidth (streaming copy ceiling)"),
-        sms=add("multiprocessors", hw.multiprocessors, "1", "streaming multiprocessors"),
-        tile_m=add("gemm_tile_m", hw.gemm_tile_m, "1", "GEMM output tile rows"),
-        tile_n=add("gemm_tile_n", hw.gemm_tile_n, "1", "GEMM output tile columns"),
-        kernel_overhead=add("serving_kernel_overhead", kernel_overhead, "s",
-                            "fixed time per kernel in the serving engine (CUDA graphs)"),
+        peak_bf16=peak_bf16,
+        peak_fp8=peak_fp8,
+        eta_mm=eta_mm,
+        hbm_bandwidth=hbm_bandwidth,
+        eta_mem=eta_mem,
+        sms=sms,
+        tile_m=tile_m,
+        tile_n=tile_n,
+        kernel_overhead=overhead,
         # The calibrated small-batch GEMM model of formulations.compute (0: plain roofline).
         wave_overhead=(add("gemm_wave_overhead", hw.gemm_wave_overhead, "s",
                            "fixed time per wave of GEMM output tiles")
@@ -187,8 +197,8 @@ def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
         t=t,
         pp=pp,
         precision=precision,
-        flash=(_flash_rates(add, hw, kernel_overhead) if hw.flash_forward_efficiency
-               else None),
+        flash=(_flash_rates(add, hw, peak_bf16, hbm_bandwidth, eta_mem, sms, overhead)
+               if hw.flash_forward_efficiency else None),
         shared_memory=hw.shared_memory,
         ep=t if ep is None else ep,
         # The calibrated small-batch GEMM model: decode GEMMs of a few rows run narrow tiles.
@@ -199,24 +209,20 @@ def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
 
 
 def _flash_rates(add: Callable[[str, float, str, str], sp.Symbol], hw: HardwareSpec,
-                 kernel_overhead: float) -> attention.FlashRates:
-    """The forward FlashAttention rates of the hardware entry (serving runs no backward)."""
+                 peak: sp.Expr, hbm_bandwidth: sp.Expr, memory_efficiency: sp.Expr,
+                 multiprocessors: sp.Expr, kernel_overhead: sp.Expr) -> attention.FlashRates:
+    """The forward FlashAttention rates of the hardware entry (serving runs no backward), on
+    the pool's own peak, HBM, multiprocessor and kernel-overhead symbols."""
     efficiency = add("flash_forward_efficiency", hw.flash_forward_efficiency, "1",
                      "fraction of the dense peak the FlashAttention forward kernel reaches")
     tile = (add("flash_forward_tile_overhead", hw.flash_forward_tile_overhead, "s",
                 "fixed time per wave of FlashAttention tiles")
             if hw.flash_forward_tile_overhead else sp.Integer(0))
     return attention.FlashRates(
-        peak_flops=add("peak_flops", hw.peak_flops, "FLOP/s", "dense bf16 peak FLOP rate"),
-        forward_efficiency=efficiency, backward_efficiency=efficiency,
-        hbm_bandwidth=add("hbm_bandwidth", hw.hbm_bandwidth, "B/s", "HBM bandwidth"),
-        memory_efficiency=add("memory_efficiency", hw.memory_efficiency, "1",
-                              "achievable fraction of HBM bandwidth (streaming copy ceiling)"),
-        multiprocessors=add("multiprocessors", hw.multiprocessors, "1",
-                            "streaming multiprocessors"),
-        forward_tile_overhead=tile, backward_tile_overhead=tile,
-        kernel_overhead=add("serving_kernel_overhead", kernel_overhead, "s",
-                            "fixed time per kernel in the serving engine (CUDA graphs)"))
+        peak_flops=peak, forward_efficiency=efficiency, backward_efficiency=efficiency,
+        hbm_bandwidth=hbm_bandwidth, memory_efficiency=memory_efficiency,
+        multiprocessors=multiprocessors, forward_tile_overhead=tile,
+        backward_tile_overhead=tile, kernel_overhead=kernel_overhead)
 
 
 @dataclass(frozen=True)
@@ -356,21 +362,15 @@ def kv_bytes_per_token_model(ms: ModelSymbols) -> sp.Expr:
     return ms.L * kv_elements_per_token_layer(ms, sp.Integer(1)) * ms.kv_bytes
 
 
-def attention_weights(ms: ModelSymbols) -> sp.Expr:
-    """Weights of one layer's attention block (QKV and output projections, or MLA's)."""
-    if ms.latent is not None:
-        return mla.parameters(ms.h, ms.a, ms.latent)
-    d = ms.dims(sp.Integer(1))
-    return ms.h * (ms.h + 2 * ms.kv * d.head_dim) + ms.h * ms.h
-
-
 def layer_weights(ms: ModelSymbols) -> sp.Expr:
-    """Weights of one dense decoder layer (whole model)."""
-    dense = transformer.layer_parameters(ms.dims(sp.Integer(1)), ms.biases)
+    """Weights of one dense decoder layer (whole model); with MLA its projections
+    (:func:`mla.parameters`) replace the QKV and output projections' weights."""
+    d = ms.dims(sp.Integer(1))
+    dense = transformer.layer_parameters(d, ms.biases)
     if ms.latent is None:
         return dense
-    gqa = dataclasses.replace(ms, latent=None)
-    return dense - attention_weights(gqa) + attention_weights(ms)
+    return (dense - transformer.attention_parameters(d, biases=False)
+            + mla.parameters(ms.h, ms.a, ms.latent))
 
 
 def moe_layer_weights(ms: ModelSymbols) -> sp.Expr:
@@ -380,7 +380,7 @@ def moe_layer_weights(ms: ModelSymbols) -> sp.Expr:
         return sp.Integer(0)
     d = ms.dims(sp.Integer(1))
     x = ms.moe.expert_dims(sp.Integer(1))
-    mlp = (d.gate_factor + 1) * ms.h * ms.ffn
+    mlp = transformer.mlp_parameters(d, biases=False)
     return (layer_weights(ms) - mlp + moe.expert_parameters(ms.h, x, d.gate_factor)
             + moe.shared_expert_parameters(ms.h, x, d.gate_factor)
             + moe.router_parameters(ms.h, x))
@@ -412,9 +412,7 @@ def weights_per_gpu(ms: ModelSymbols, pool: Pool) -> sp.Expr:
 def _weight_gemm(name: str, m: sp.Expr, n: sp.Expr, k: sp.Expr, w_bytes: sp.Expr,
                  e: sp.Expr) -> transformer.Op:
     """C[m,n] = A[m,k] W[k,n] with W stored in ``w_bytes`` per element."""
-    return transformer.Op(name=name, kind="gemm", region="layer",
-                          flops=transformer.FLOPS_PER_MAC * m * n * k,
-                          bytes=w_bytes * k * n + e * (m * k + m * n), m=m, n=n, k=k)
+    return requantised(transformer.gemm(name, "layer", m, n, k, e), w_bytes, e)
 
 
 def requantised(op: transformer.Op, w_bytes: sp.Expr, e: sp.Expr,
@@ -469,11 +467,6 @@ def mlp_ops(ms: ModelSymbols, pool: Pool, m: sp.Expr, experts: bool) -> list[tra
     ]
 
 
-def layer_gemms(ms: ModelSymbols, pool: Pool, m: sp.Expr) -> list[transformer.Op]:
-    """The weight GEMMs of one dense layer over ``m`` tokens, per GPU."""
-    return attention_projection_ops(ms, pool, m) + mlp_ops(ms, pool, m, experts=False)
-
-
 def expert_parallel_time(ms: ModelSymbols, pool: Pool, m: sp.Expr) -> sp.Expr:
     """Dispatch and combine all-to-alls of one MoE layer over the ``ep`` ranks of a stage,
     ``t / ep`` apart (expert tensor parallelism innermost), and the expert-TP gathers
@@ -494,7 +487,6 @@ def decode_attention_time(ms: ModelSymbols, pool: Pool, sequences: sp.Expr,
     wide values (DeepSeek-V2 Sec. 2.1.2). Roofline of the FLOPs at the matmul rate and the
     bytes at the streaming rate, plus one kernel's overhead."""
     d = ms.dims(pool.t)
-    hw = pool.compute_params()
     if ms.latent is not None:
         width = mla.kv_cache_elements_per_token(ms.latent) + ms.latent.kv_lora
     else:
@@ -502,9 +494,7 @@ def decode_attention_time(ms: ModelSymbols, pool: Pool, sequences: sp.Expr,
     flops = transformer.FLOPS_PER_MAC * sequences * d.local_heads * context * width
     cache = sequences * context * kv_elements_per_token_layer(ms, pool.t) * ms.kv_bytes
     io = cache + sequences * d.local_heads * width * ms.e  # the query in, the output out
-    return sp.Max(flops / (pool.peak_bf16 * pool.eta_mm),
-                  io / (hw.hbm_bandwidth * hw.memory_efficiency),
-                  evaluate=False) + pool.kernel_overhead
+    return _attention_roofline(pool, flops, io)
 
 
 def prefill_attention_time(ms: ModelSymbols, pool: Pool, tokens: sp.Expr,
@@ -525,14 +515,24 @@ def prefill_attention_time(ms: ModelSymbols, pool: Pool, tokens: sp.Expr,
         blocks = attention.block_sizes(pool.shared_memory, ms.qk_dim, ms.v_dim,
                                        ms.activation_bytes)
         return attention.flash_forward_time(shape, blocks, pool.flash)
-    hw = pool.compute_params()
     flops = (transformer.FLOPS_PER_MAC * tokens * d.local_heads * prompt_len
              * (d.qk_head_dim + d.v_head_dim) * attention.CAUSAL_FRACTION)
     io = tokens * (kv_elements_per_token_layer(ms, pool.t) * ms.kv_bytes
                    + d.local_heads * (d.qk_head_dim + d.v_head_dim) * ms.e)
-    return sp.Max(flops / (pool.peak_bf16 * pool.eta_mm),
-                  io / (hw.hbm_bandwidth * hw.memory_efficiency),
+    return _attention_roofline(pool, flops, io)
+
+
+def _attention_roofline(pool: Pool, flops: sp.Expr, io: sp.Expr) -> sp.Expr:
+    """An attention kernel without FlashAttention rates: its FLOPs at the bf16 matmul rate
+    or its bytes at the streaming rate, whichever is slower, plus one kernel's overhead."""
+    return sp.Max(flops / (pool.peak_bf16 * pool.eta_mm), _streaming_time(pool, io),
                   evaluate=False) + pool.kernel_overhead
+
+
+def _streaming_time(pool: Pool, nbytes: sp.Expr) -> sp.Expr:
+    """Time to move ``nbytes`` through HBM at the streaming rate (the roofline's memory side,
+    :func:`compute.memory_time`)."""
+    return nbytes / (pool.hbm_bandwidth * pool.eta_mem)
 
 
 def elementwise_time(ms: ModelSymbols, pool: Pool, m: sp.Expr,
@@ -540,11 +540,10 @@ def elementwise_time(ms: ModelSymbols, pool: Pool, m: sp.Expr,
     """The layer's norms, rotary embedding and (dense) MLP activation: memory-bound, one
     kernel each (an MoE layer's activations are among its :func:`mlp_ops`)."""
     d = ms.dims(pool.t)
-    hw = pool.compute_params()
     mlp = transformer.SWIGLU_ACCESSES[0] * ms.ffn / pool.t if dense_mlp else 0
     elements = m * (2 * ADD_NORM_ACCESSES * ms.h + mlp
                     + 2 * (d.local_heads + d.local_kv_heads) * d.head_dim)
-    return (elements * ms.e / (hw.hbm_bandwidth * hw.memory_efficiency)
+    return (_streaming_time(pool, elements * ms.e)
             + LAYER_ELEMENTWISE_KERNELS * pool.kernel_overhead)
 
 
@@ -561,8 +560,7 @@ def head_time(ms: ModelSymbols, pool: Pool, rows: sp.Expr) -> sp.Expr:
     hw = pool.compute_params()
     gemm = _weight_gemm("logits", rows, ms.vocab / pool.t, ms.h, ms.e, ms.e)
     logits = rows * ms.vocab / pool.t * LOGIT_BYTES
-    return (compute.op_time(gemm, hw) + logits / (hw.hbm_bandwidth * hw.memory_efficiency)
-            + pool.kernel_overhead)
+    return compute.op_time(gemm, hw) + _streaming_time(pool, logits) + pool.kernel_overhead
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,11 @@ class LatentDims:
     v: sp.Expr
 
     @property
+    def q_latent(self) -> sp.Expr:
+        """Elements of the query latent (0 when queries are not compressed)."""
+        return sp.S.Zero if self.q_lora is None else self.q_lora
+
+    @property
     def qk(self) -> sp.Expr:
         """Query/key head dimension of the attention core."""
         return self.nope + self.rope
@@ -80,8 +85,7 @@ def _gemm_shapes(d: Dims, m: LatentDims) -> dict[str, tuple[sp.Expr, sp.Expr, sp
 
 def _latent_elements(d: Dims, m: LatentDims) -> sp.Expr:
     """Elements of the two latents of one micro-batch (what the latent norms touch)."""
-    q = 0 if m.q_lora is None else m.q_lora
-    return d.tokens * (q + m.kv_lora)
+    return d.tokens * (m.q_latent + m.kv_lora)
 
 
 def projections_forward(d: Dims, m: LatentDims) -> list[Op]:
@@ -136,15 +140,18 @@ def parameters(h: sp.Expr, heads: sp.Expr, m: LatentDims) -> sp.Expr:
     """Weights of one MLA block (whole model, before sharding), latent norms included."""
     q = h * heads * m.qk if m.q_lora is None else h * m.q_lora + m.q_lora * heads * m.qk
     kv = h * (m.kv_lora + m.rope) + m.kv_lora * heads * (m.nope + m.v)
-    norms = m.kv_lora + (0 if m.q_lora is None else m.q_lora)
-    return q + kv + heads * m.v * h + norms
+    return q + kv + heads * m.v * h + _norm_weights(m)
+
+
+def _norm_weights(m: LatentDims) -> sp.Expr:
+    """Weights of the latent RMS norms: one per latent element."""
+    return m.kv_lora + m.q_latent
 
 
 def forward_flops_per_token(h: sp.Expr, heads: sp.Expr, m: LatentDims) -> sp.Expr:
     """Projection FLOPs per token, forward: one multiply-accumulate per weight (norms have
     no GEMM)."""
-    norms = m.kv_lora + (0 if m.q_lora is None else m.q_lora)
-    return FLOPS_PER_MAC * (parameters(h, heads, m) - norms)
+    return FLOPS_PER_MAC * (parameters(h, heads, m) - _norm_weights(m))
 
 
 def activation_bytes(d: Dims, m: LatentDims, recompute_up: sp.Expr = sp.S.Zero) -> sp.Expr:
@@ -152,7 +159,7 @@ def activation_bytes(d: Dims, m: LatentDims, recompute_up: sp.Expr = sp.S.Zero) 
     of the up-projections), Q, K, V of the local heads -- unless ``recompute_up`` (a 0/1
     indicator) has the up-projections recomputed -- and the output projection's input."""
     heads = d.local_heads
-    latents = (0 if m.q_lora is None else m.q_lora) + m.kv_lora + m.rope
+    latents = m.q_latent + m.kv_lora + m.rope
     qkv = heads * (2 * m.qk + m.v)
     if m.q_lora is None:  # Q comes straight from the layer input and is kept
         return d.tokens * d.e * (latents + heads * m.qk + (1 - recompute_up) * heads * (

@@ -121,6 +121,12 @@ def tokens_per_expert(d: Dims, x: ExpertDims) -> sp.Expr:
     return x.etp * tokens_per_rank(d) * x.top_k * x.ep / x.experts * x.load
 
 
+def token_copies(d: Dims, x: ExpertDims) -> sp.Expr:
+    """Token copies the busiest rank's experts take per micro-batch: each of its tokens
+    ``top_k`` times, scaled by the load factor, gathered over ``etp``."""
+    return tokens_per_rank(d) * x.top_k * x.load * x.etp
+
+
 def _expert_shapes(d: Dims, x: ExpertDims) -> dict[str, tuple[sp.Expr, sp.Expr, sp.Expr]]:
     m_e = tokens_per_expert(d, x)
     return {
@@ -147,9 +153,8 @@ def moe_forward(d: Dims, x: ExpertDims, shared: bool = True) -> list[Op]:
     The same list serves training and inference (a decode step is a micro-batch of ``b``
     sequences of one token: ``s = 1``). Communication is in :func:`all_to_all_time`.
     """
-    r_tokens = tokens_per_rank(d)
-    scores = r_tokens * x.experts
-    copies = r_tokens * x.top_k * x.load * x.etp  # token copies this rank's experts take
+    scores = tokens_per_rank(d) * x.experts
+    copies = token_copies(d, x)
     act_in = EXPERT_ACTIVATION_ACCESSES[d.swiglu][0]
     experts = _expert_shapes(d, x)
     ops = [
@@ -174,9 +179,8 @@ def moe_forward(d: Dims, x: ExpertDims, shared: bool = True) -> list[Op]:
 
 def moe_backward(d: Dims, x: ExpertDims, shared: bool = True) -> list[Op]:
     """Kernels of one MoE block's backward pass (the router's weight gradient included)."""
-    r_tokens = tokens_per_rank(d)
-    scores = r_tokens * x.experts
-    copies = r_tokens * x.top_k * x.load * x.etp
+    scores = tokens_per_rank(d) * x.experts
+    copies = token_copies(d, x)
     act_bwd = EXPERT_ACTIVATION_ACCESSES[d.swiglu][1]
     experts = _expert_shapes(d, x)
     ops: list[Op] = []
@@ -300,8 +304,7 @@ def activation_bytes(d: Dims, x: ExpertDims) -> sp.Expr:
     scores, the dispatched token copies (input of the expert fc1), the experts' fc1 outputs
     and fc2 inputs, and the same for the shared experts (Korthikanti et al. 2022 Sec. 4.1
     applied to the grouped GEMMs)."""
-    copies = tokens_per_rank(d) * x.top_k * x.load * x.etp
-    routed = copies * (d.h + (d.gate_factor + 1) * x.ffn / x.etp)
+    routed = token_copies(d, x) * (d.h + (d.gate_factor + 1) * x.ffn / x.etp)
     shared = d.tokens * (d.gate_factor + 1) * x.shared * x.ffn / d.t
     return d.e * (tokens_per_rank(d) * x.experts + routed + shared)
 

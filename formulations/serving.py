@@ -49,15 +49,6 @@ POOL_DECISIONS: dict[str, str] = {
 LABELS: dict[str, tuple[str, ...]] = {"precision": inf.WEIGHT_PRECISIONS}
 #: The decode batch: sequences a replica keeps decoding at once.
 BATCH_DOC = "sequences decoding at once on one replica (continuous) or per batch (static)"
-#: Named quantities every deployment reports, in report order.
-METRICS: tuple[str, ...] = (
-    "ttft", "tpot", "e2e_latency", "throughput_tokens_per_s", "throughput_per_gpu",
-    "requests_per_s_per_replica", "replicas", "gpus", "cost_per_million_tokens",
-    "cost_per_million_input_tokens", "cost_per_million_output_tokens", "energy_per_token",
-    "kv_cache_bytes", "memory_per_gpu", "memory_capacity", "max_batch",
-)
-
-
 #: Expert parallelism, a decision of MoE models only.
 EP_DOC = "expert-parallel GPUs per stage (each expert split over the other tp / ep)"
 
@@ -155,8 +146,9 @@ def _max_batch(free: sp.Expr, workspace: sp.Expr, sequences: sp.Expr, kv_token: 
 def _units(expressions: dict[str, sp.Expr]) -> dict[str, str]:
     units = {}
     for name in expressions:
-        if name.endswith(("bytes", "_per_gpu", "memory_capacity", "workspace")) or name in (
-                "kv_cache_bytes",):
+        if name.startswith(("throughput", "requests", "goodput")):
+            units[name] = "1/s"
+        elif name.endswith(("bytes", "_per_gpu", "memory_capacity", "workspace")):
             units[name] = "B"
         elif name in ("ttft", "tpot", "e2e_latency", "kv_transfer") or name.startswith(
                 ("decode_step", "prefill_step", "mixed_step", "chunk_step")):
@@ -165,14 +157,14 @@ def _units(expressions: dict[str, sp.Expr]) -> dict[str, str]:
             units[name] = "USD/Mtok"
         elif name == "energy_per_token":
             units[name] = "J"
-        elif name.startswith(("throughput", "requests")):
-            units[name] = "1/s"
         else:
             units[name] = "1"
-    units["throughput_per_gpu"] = "1/s"
-    units["memory_per_gpu"] = "B"
-    units["weights_per_gpu"] = "B"
     return units
+
+
+def _step_group(step: str) -> tuple[str, ...]:
+    """The names of a step's parts (:meth:`inference.StepTimes.as_dict` with ``step``)."""
+    return tuple(f"{step}_{k}" for k in inf.STEP_PARTS)
 
 
 def _pricing(w: dict[str, sp.Expr], gpu_cost: sp.Expr, input_cost: sp.Expr,
@@ -262,8 +254,9 @@ def build_serving(model: ModelSpec, pool_spec: ServingPoolSpec, job: InferenceSp
         "parameters": inf.total_parameters(ms),
         **_pricing(w, gpu_cost, gpu_cost * input_share, gpus * pool.power),
     })
-    step_group = tuple(f"{'mixed_step' if job.batching == 'continuous' else 'decode_step'}_{k}"
-                       for k in inf.STEP_PARTS)
+    # The step a TPOT is made of, and the one a TTFT repeats.
+    tpot_step, ttft_step = (("mixed_step", "chunk_step") if job.batching == "continuous"
+                            else ("decode_step", "prefill_step"))
     return Formulation(
         name="serving",
         expressions=expressions,
@@ -272,9 +265,7 @@ def build_serving(model: ModelSpec, pool_spec: ServingPoolSpec, job: InferenceSp
               "throughput_tokens_per_s": "output tokens per second of one replica"},
         decisions=dec,
         parameters=ps.parameters,
-        groups={"tpot": step_group,
-                "ttft": tuple(f"{'chunk_step' if job.batching == 'continuous' else 'prefill_step'}"
-                              f"_{k}" for k in inf.STEP_PARTS),
+        groups={"tpot": _step_group(tpot_step), "ttft": _step_group(ttft_step),
                 "memory_per_gpu": ("weights_per_gpu", "activation_workspace",
                                    "kv_cache_bytes")},
     )
@@ -308,7 +299,8 @@ def build_disaggregated(model: ModelSpec, prefill_spec: ServingPoolSpec,
     link_rate = sp.Min(pre.out.rate, dcd.out.rate)
     latency = sp.Max(pre.out.latency, dcd.out.latency)
     kv_transfer = latency + kv_total / (senders * link_rate)
-    ttft = t_prefill + _pipeline_fill(pre, prefill) + kv_transfer
+    fill = _pipeline_fill(pre, prefill)
+    ttft = t_prefill + fill + kv_transfer
     e2e = ttft + (s_o - 1) * tpot
     prefill_rate = 1 / t_prefill
     decode_rate = B / (s_o * tpot)
@@ -331,7 +323,7 @@ def build_disaggregated(model: ModelSpec, prefill_spec: ServingPoolSpec,
         "tpot": tpot,
         "e2e_latency": e2e,
         "prefill_time": t_prefill,
-        "pipeline_fill": _pipeline_fill(pre, prefill),
+        "pipeline_fill": fill,
         "step_overhead_time": w["step"],
         "kv_transfer": kv_transfer,
         "kv_transfer_bytes": kv_total,
@@ -362,8 +354,7 @@ def build_disaggregated(model: ModelSpec, prefill_spec: ServingPoolSpec,
         docs={"ttft": "prefill, then the KV transfer", "tpot": "a pure decode step"},
         decisions=dec,
         parameters=ps.parameters,
-        groups={"tpot": tuple(f"decode_step_{k}" for k in inf.STEP_PARTS),
-                "ttft": tuple(f"prefill_step_{k}" for k in inf.STEP_PARTS),
+        groups={"tpot": _step_group("decode_step"), "ttft": _step_group("prefill_step"),
                 "memory_per_gpu": ("weights_per_gpu", "activation_workspace",
                                    "kv_cache_bytes")},
     )

@@ -31,6 +31,7 @@ numpy functions once; this module only chooses parameter values.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -132,7 +133,7 @@ def _field(row: dict[str, Any], where: str, key: str, kind: str) -> Any:
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise CaseError(f"{where}.{key}", value, _EXPECT[kind])
-    elif kind == "time":
+    elif kind in ("time", "bandwidth"):
         if (isinstance(value, bool) or not isinstance(value, (int, float))
                 or not math.isfinite(value) or value <= 0):
             raise CaseError(f"{where}.{key}", value, _EXPECT[kind])
@@ -148,6 +149,7 @@ def _field(row: dict[str, Any], where: str, key: str, kind: str) -> Any:
 _EXPECT = {
     "int": "expected a positive integer",
     "time": "expected a positive time in seconds",
+    "bandwidth": "expected a positive bandwidth in TB/s",
     "bool": "expected true or false",
     "text": "expected text",
 }
@@ -200,7 +202,7 @@ def read_kernels(path: str | Path) -> Kernels:
     ceilings = data.get("ceilings", {})
     copy = None
     if isinstance(ceilings, dict) and "copy_TBps_rw" in ceilings:
-        copy = _field(ceilings, "ceilings", "copy_TBps_rw", "time") * TERA
+        copy = _field(ceilings, "ceilings", "copy_TBps_rw", "bandwidth") * TERA
     device = data.get("device", {})
     what = data.get("what", "")
     return Kernels(str(path), device if isinstance(device, dict) else {}, tuple(gemm),
@@ -221,11 +223,9 @@ class Machine:
     l2_cache: float = 0.0
 
 
-def gemm_predictor(tile: tuple[int, int], row_granule: int | None = ROW_GRANULE
-                   ) -> Callable[..., np.ndarray]:
-    """``f(m, n, k, machine, params) -> seconds`` of an isolated call, from
-    :func:`formulations.compute.isolated_op_time` (``params`` without a
-    ``measurement_floor``: 0)."""
+@functools.cache
+def _gemm_function(tile_m: int, tile_n: int, row_granule: int | None) -> Callable[..., Any]:
+    """The lambdified isolated GEMM time of one tile (built once: fit and residuals share it)."""
     import sympy as sp
     from perfcost.formulations import compute, transformer
 
@@ -233,14 +233,23 @@ def gemm_predictor(tile: tuple[int, int], row_granule: int | None = ROW_GRANULE
     names = ("peak", "eta", "bw", "eta_mem", "sms", "k_oh", "w_oh", "floor")
     peak, eta, bw, eta_mem, sms, k_oh, w_oh, floor = sp.symbols(" ".join(names),
                                                                 positive=True)
-    hw = compute.ComputeParams(peak, eta, bw, eta_mem, sms, sp.Integer(tile[0]),
-                               sp.Integer(tile[1]), k_oh, w_oh,
+    hw = compute.ComputeParams(peak, eta, bw, eta_mem, sms, sp.Integer(tile_m),
+                               sp.Integer(tile_n), k_oh, w_oh,
                                row_granule=None if row_granule is None
                                else sp.Integer(row_granule),
                                measurement_floor=floor)
     expr = compute.isolated_op_time(transformer.gemm("gemm", "layer", m, n, k, e), hw)
-    fn = sp.lambdify((m, n, k, e, peak, eta, bw, eta_mem, sms, k_oh, w_oh, floor), expr,
-                     "numpy")
+    return sp.lambdify((m, n, k, e, peak, eta, bw, eta_mem, sms, k_oh, w_oh, floor), expr,
+                       "numpy")
+
+
+def gemm_predictor(tile: tuple[int, int], row_granule: int | None = ROW_GRANULE
+                   ) -> Callable[..., np.ndarray]:
+    """``f(m, n, k, machine, params) -> seconds`` of an isolated call, from
+    :func:`formulations.compute.isolated_op_time` (``params`` without a
+    ``measurement_floor``: 0)."""
+    fn = _gemm_function(int(tile[0]), int(tile[1]),
+                        None if row_granule is None else int(row_granule))
 
     def predict(mm: np.ndarray, nn: np.ndarray, kk: np.ndarray, machine: Machine,
                 params: dict[str, float]) -> np.ndarray:
@@ -253,6 +262,7 @@ def gemm_predictor(tile: tuple[int, int], row_granule: int | None = ROW_GRANULE
     return predict
 
 
+@functools.cache
 def attention_predictor(machine: Machine, d_qk: int, d_v: int,
                         causal: bool) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     """``f(b, heads, kv_heads, s, params) -> (forward, backward) seconds`` from
@@ -440,7 +450,12 @@ def fit_attention(kernels: Kernels, machine: Machine, gemm: dict[str, float]
         groups: dict[tuple[int, int, bool], list[AttentionRow]] = {}
         for r in rows:
             groups.setdefault((r.d, r.d_v, r.causal), []).append(r)
-        predictors = [(attention_predictor(machine, *key), group)
+        # Each group's predictor and its rows as arrays, built once (not per residual call).
+        predictors = [(attention_predictor(machine, *key),
+                       [np.array([getattr(r, f) for r in group], float)
+                        for f in ("b", "heads", "kv_heads", "s")],
+                       np.array([r.fwd_s for r in group]),
+                       np.array([r.fwdbwd_s for r in group]))
                       for key, group in groups.items()]
         lo = [v[0] for v in ATTENTION_BOUNDS.values()]
         hi = [v[1] for v in ATTENTION_BOUNDS.values()]
@@ -451,12 +466,10 @@ def fit_attention(kernels: Kernels, machine: Machine, gemm: dict[str, float]
                           memory_efficiency=gemm["memory_efficiency"],
                           measurement_floor=gemm["measurement_floor"])
             out = []
-            for predict, group in predictors:
-                arrays = [np.array([getattr(r, f) for r in group], float)
-                          for f in ("b", "heads", "kv_heads", "s")]
+            for predict, arrays, fwd_s, fwdbwd_s in predictors:
                 fwd, bwd = predict(*arrays, params)
-                out.append(np.log(fwd / np.array([r.fwd_s for r in group])))
-                out.append(np.log((fwd + bwd) / np.array([r.fwdbwd_s for r in group])))
+                out.append(np.log(fwd / fwd_s))
+                out.append(np.log((fwd + bwd) / fwdbwd_s))
             return np.concatenate(out)
 
         # Start from half the peak and no tile overhead.

@@ -116,12 +116,12 @@ def _table(rows: list[dict[str, Any]], axes: list[Any]) -> Any:
     """One row per point; decisions the sweep never changes go into the caption."""
     from rich.table import Table
 
-    from .sweep import config_keys
+    from .sweep import case_keys, changed_columns, decision_columns
     from .units import format_quantity
 
-    decisions = [k for k in ("system", "gpus", *config_keys(rows)) if k in rows[0]]
+    decisions = decision_columns(rows)
     feasible = [r for r in rows if r["status"] == "optimal"] or rows
-    varying = [k for k in decisions if len({str(r.get(k)) for r in feasible}) > 1]
+    varying = changed_columns(feasible, decisions)
     # A decision no feasible point has (a colocated optimum's prefill pool) is left out.
     steady = [f"{k}={feasible[0].get(k)}" for k in decisions if k not in varying
               and feasible[0].get(k) != ""]
@@ -129,6 +129,7 @@ def _table(rows: list[dict[str, Any]], axes: list[Any]) -> Any:
                   caption=("the same at every feasible point: " + " ".join(steady))
                   if steady else None, caption_justify="left")
     keys = [a.key for a in axes]
+    units = case_keys()  # walks the case schema: once, not per cell
     for k in keys:
         table.add_column(k, justify="right")
     for col in ("status", "optimum", *varying, "memory/GPU"):
@@ -141,18 +142,12 @@ def _table(rows: list[dict[str, Any]], axes: list[Any]) -> Any:
         mem = r.get("memory_per_gpu")
         config = (r["configuration"], r.get("system"))
         style = "bold" if previous is not None and config != previous else ""
-        table.add_row(*[_cell(r[k], axis_unit(k)) for k in keys], r["status"], value,
+        table.add_row(*[_cell(r[k], units.get(k) or "1") for k in keys], r["status"], value,
                       *[str(r.get(k, "")) for k in varying],
                       format_quantity(mem, "B") if isinstance(mem, float)
                       and math.isfinite(mem) else "-", style=style)
         previous = config
     return table
-
-
-def axis_unit(key: str) -> str:
-    from .sweep import case_keys
-
-    return case_keys().get(key) or "1"
 
 
 def _cell(value: Any, unit: str) -> str:

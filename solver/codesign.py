@@ -59,9 +59,6 @@ class Codesign:
     considered: int
     notes: list[str] = field(default_factory=list)
 
-    def by_label(self) -> dict[tuple[str, str, int], DesignedSystem]:
-        return {(s.system.hardware, s.system.network, s.gpus): s for s in self.systems}
-
 
 #: Knobs of a design in the order a label shows them.
 LABEL_KNOBS = ("compute_chiplets", "chiplet_area", "hbm_stacks", "scale_up_links")
@@ -87,6 +84,7 @@ def _gpus(case: Case) -> list[int]:
 def expand(case: Case) -> Codesign:
     """Price every design x network x GPU count of a co-design case; keep those that can be
     built and meet the capital budget and power limit."""
+    from perfcost.formulations import accelerator
     from perfcost.formulations import system as system_mod
 
     from . import cost_case
@@ -98,10 +96,6 @@ def expand(case: Case) -> Codesign:
     if cc.system is None:
         raise CaseError("codesign.design", section.design,
                         "expected a cost case with a [system] table (fabric and datacenter)")
-    base = fixed.specs(fixed.single(case.model_copy(update={
-        "hardware": case.hardware[0] if isinstance(case.hardware, list) else case.hardware,
-        "network": _networks(case)[0]})))
-    reference = base.hardware
     inputs = cost.accelerator_inputs(cc.design)
     node = cc.design.technology.name
     gpus = _gpus(case)
@@ -122,9 +116,12 @@ def expand(case: Case) -> Codesign:
             system_mod.RunSpec(tokens=tokens, run_time=1.0))
         configs = cost.configurations(cc_net)
         values = cost.evaluate_configurations(formulation, configs)
+        # The case's hardware entry is the reference part whose software-stack efficiencies
+        # every design inherits.
         single = case.model_copy(update={"network": net, "hardware": (
             case.hardware[0] if isinstance(case.hardware, list) else case.hardware)})
         net_specs = fixed.specs(single)
+        reference = net_specs.hardware
         for config, v in zip(configs, values, strict=True):
             considered += 1
             problem = cost.why_unbuildable(cc_net, config, v)
@@ -142,7 +139,7 @@ def expand(case: Case) -> Codesign:
             if section.power_limit is not None and v["facility_power"] > section.power_limit:
                 over_power.append((v["facility_power"], where))
                 continue
-            hw = dataclasses.replace(cost.acc.hardware_spec(label, v, reference), name=label)
+            hw = accelerator.hardware_spec(label, v, reference)
             up = dataclasses.replace(net_specs.network.scale_up,
                                      bandwidth=v["scale_up_bandwidth"])
             specs = dataclasses.replace(
@@ -224,10 +221,8 @@ def system_minima(problem: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def capex_of(cd: Codesign, problem: Any) -> np.ndarray:
-    """Capex of each system of ``problem``, in its order."""
-    table = cd.by_label()
-    return np.array([table[(s.hardware, s.network, s.gpus or 0)].values["capex"]
-                     for s in problem.space.systems])
+    """Capex of each system of ``problem`` (its systems are ``cd``'s, in the same order)."""
+    return np.array([s.values["capex"] for s in cd.systems])
 
 
 def budget_grid(capex: np.ndarray, count: int) -> np.ndarray:

@@ -18,9 +18,6 @@ from .errors import CaseError
 from .problem_search import SearchProblem, system_case
 from .result import Result
 
-#: Breakdown and headline quantities reported for each compared configuration.
-HEADLINE = ("iteration_time", "tokens_per_s", "mfu", "memory_per_gpu")
-
 
 @dataclass(frozen=True)
 class Comparison:

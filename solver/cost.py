@@ -15,18 +15,29 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from perfcost.formulations import accelerator as acc
 from perfcost.formulations import chiplet, system
 from perfcost.formulations.core import Formulation, ParameterSet
 from perfcost.formulations.specs import HardwareSpec
+from pydantic import ValidationError
 
-from . import catalog
-from .cost_case import CostCase, DesignSection, SystemSection
+from . import case as case_mod
+from . import catalog, problem
+from .cost_case import (
+    CostCase,
+    DesignSection,
+    MemorySection,
+    PackagingSection,
+    SystemSection,
+    TechnologySection,
+    _case_error,
+    builtin,
+)
 from .errors import MISSING, CaseError
-from .evaluate import Evaluator
+from .evaluate import Evaluator, evaluator_for
 
 #: Design knobs in the order of a configuration.
 DESIGN_KEYS: tuple[str, ...] = ("compute_chiplets", "chiplet_area", "hbm_stacks",
@@ -43,16 +54,18 @@ PROBE_MODEL, PROBE_NETWORK = "llama3-8b", "dgx-h100"
 
 # -- specs from sections ----------------------------------------------------------------------
 
+_S = TypeVar("_S")
+
+
+def _spec(cls: type[_S], section: Any, **overrides: Any) -> _S:
+    """The spec dataclass ``cls`` from the same-named fields of a case section (``overrides``
+    for the fields that differ)."""
+    return cls(**{f.name: getattr(section, f.name) for f in dataclasses.fields(cls)
+                  if f.name not in overrides}, **overrides)
+
+
 def technology_spec(d: DesignSection) -> chiplet.TechnologySpec:
-    t = d.technology
-    return chiplet.TechnologySpec(
-        name=t.name, wafer_diameter=t.wafer_diameter, edge_loss=t.edge_loss,
-        scribe_lane=t.scribe_lane, defect_density=t.defect_density, clustering=t.clustering,
-        wafer_cost=t.wafer_cost, reticle_area=t.reticle_area, nre=t.nre,
-        nre_reference_area=t.nre_reference_area, nre_module_share=t.nre_module_share,
-        nre_chip_share=t.nre_chip_share, d2d_area_overhead=t.d2d_area_overhead,
-        test_cost_per_area=t.test_cost_per_area, test_coverage=t.test_coverage,
-        yield_model=t.yield_model)
+    return _spec(chiplet.TechnologySpec, d.technology)
 
 
 def packaging_spec(d: DesignSection) -> chiplet.PackagingSpec:
@@ -63,25 +76,12 @@ def packaging_spec(d: DesignSection) -> chiplet.PackagingSpec:
     if p.kind != "organic" and p.carrier_wafer_cost <= 0:
         raise CaseError("design.packaging.carrier_wafer_cost", p.carrier_wafer_cost,
                         f"expected a wafer cost greater than 0 for a {p.kind} package")
-    return chiplet.PackagingSpec(
-        name=p.name, kind=p.kind, substrate_area_scale=p.substrate_area_scale,
-        substrate_cost_per_area=p.substrate_cost_per_area,
-        c4_bump_cost_per_area=p.c4_bump_cost_per_area, bonding_yield=p.bonding_yield,
-        assembly_cost=p.assembly_cost, final_test_cost=p.final_test_cost,
-        nre_fixed=p.nre_fixed, nre_per_area=p.nre_per_area, d2d_bandwidth=p.d2d_bandwidth,
-        carrier_area_scale=p.carrier_area_scale, carrier_wafer_cost=p.carrier_wafer_cost,
-        carrier_defect_density=p.carrier_defect_density,
-        carrier_clustering=p.carrier_clustering,
-        carrier_bonding_yield=p.carrier_bonding_yield,
-        carrier_max_area=p.carrier_max_area or 0.0,
-        microbump_cost_per_area=p.microbump_cost_per_area,
-        bridge_area=p.bridge_area or 0.0, bridges_per_interface=p.bridges_per_interface)
+    return _spec(chiplet.PackagingSpec, p, carrier_max_area=p.carrier_max_area or 0.0,
+                 bridge_area=p.bridge_area or 0.0)
 
 
 def memory_spec(d: DesignSection) -> chiplet.MemoryStackSpec:
-    m = d.memory
-    return chiplet.MemoryStackSpec(m.name, m.capacity, m.bandwidth, m.price, m.power,
-                                   m.footprint)
+    return _spec(chiplet.MemoryStackSpec, d.memory)
 
 
 def accelerator_inputs(d: DesignSection) -> acc.AcceleratorInputs:
@@ -91,41 +91,25 @@ def accelerator_inputs(d: DesignSection) -> acc.AcceleratorInputs:
                         f"expected a [density] table for node {d.technology.name} (compute, "
                         "SRAM and power per mm^2) to design an accelerator on it")
     return acc.AcceleratorInputs(
-        technology=technology_spec(d),
-        density=acc.DensitySpec(dens.compute_density, dens.sram_density, dens.power_density,
-                                dens.hbm_phy_area, dens.link_phy_area),
-        packaging=packaging_spec(d), memory=memory_spec(d),
-        link=acc.LinkSpec(d.link.name, d.link.bandwidth, d.link.power),
+        technology=technology_spec(d), density=_spec(acc.DensitySpec, dens),
+        packaging=packaging_spec(d), memory=memory_spec(d), link=_spec(acc.LinkSpec, d.link),
         volume=d.volume, margin=d.margin)
 
 
 def fabric_spec(s: SystemSection) -> system.FabricBomSpec:
     f = s.fabric
-    return system.FabricBomSpec(
-        switch_radix=round(f.switch_radix), switch_price=f.switch_price,
-        switch_power=f.switch_power, oversubscription=s.oversubscription or 1.0,
-        nics_per_accelerator=f.nics_per_accelerator, nic_price=f.nic_price,
-        nic_power=f.nic_power, copper_cable_price=f.copper_cable_price,
-        transceiver_price=f.transceiver_price, transceiver_power=f.transceiver_power,
-        fibre_price=f.fibre_price, scale_up_switch_radix=round(f.scale_up_switch_radix),
-        scale_up_switch_price=f.scale_up_switch_price,
-        scale_up_switch_power=f.scale_up_switch_power)
+    return _spec(system.FabricBomSpec, f, switch_radix=round(f.switch_radix),
+                 oversubscription=s.oversubscription or 1.0,
+                 scale_up_switch_radix=round(f.scale_up_switch_radix))
 
 
 def datacenter_spec(s: SystemSection) -> system.DatacenterSpec:
-    d = s.datacenter
-    return system.DatacenterSpec(
-        host_price=d.host_price, host_power=d.host_power, utilisation=d.utilisation,
-        pue=d.pue, energy_price=d.energy_price, amortisation=d.amortisation,
-        operations_fraction=d.operations_fraction, rental_price=d.rental_price)
+    return _spec(system.DatacenterSpec, s.datacenter)
 
 
 def reference_hardware(name: str, field_name: str = "design.reference") -> HardwareSpec:
     """The training model's :class:`HardwareSpec` of a built-in hardware entry, converted by
     the same code as any training case (a one-GPU probe case around it)."""
-    from . import case as case_mod
-    from . import problem
-
     catalog.load_entry("hardware", name, field_name)  # a clear error for an unknown name
     probe = case_mod.from_dict(case_mod.resolve({
         "model": PROBE_MODEL, "hardware": name, "network": PROBE_NETWORK,
@@ -249,10 +233,11 @@ def evaluate_configurations(formulation: Formulation,
     """Every quantity at every configuration (one vectorised lambdify call)."""
     decisions = {k: np.array([c[k] for c in configs], dtype=float)
                  for k in formulation.decisions}
-    values = Evaluator(formulation)(decisions, parameters)
+    values = evaluator_for(formulation)(decisions, parameters)
+    columns = {k: np.broadcast_to(v, (len(configs),)) for k, v in values.items()}
     out = []
     for i, c in enumerate(configs):
-        row = {k: float(np.broadcast_to(v, (len(configs),))[i]) for k, v in values.items()}
+        row = {k: float(v[i]) for k, v in columns.items()}
         row |= {k: float(v) for k, v in c.items()}
         out.append(row)
     return out
@@ -329,9 +314,6 @@ def price_case(cc: CostCase) -> CostResult:
     accelerators = None
     run = cc.run
     if run is not None and run.case is not None:
-        from . import case as case_mod
-        from . import problem
-
         training_case = problem.single(case_mod.load(run.case))
         fixed = problem.fixed_config(training_case)
         accelerators = fixed["tp"] * fixed["pp"] * fixed["dp"] * fixed["cp"]
@@ -439,15 +421,13 @@ def _training_times(cc: CostCase, training_case: Any,
     from perfcost.formulations import training as training_mod
     from perfcost.formulations.core import build
 
-    from . import problem
-
     specs = problem.specs(training_case)
     config = problem.fixed_config(training_case)
     codes = problem.decision_codes(config)
     reference = reference_hardware(cc.design.reference)
     times: list[float] = []
     memory: list[float] = []
-    formulation = None
+    evaluator = None
     summary: dict[str, Any] = {}
     for v in values:
         if v["compute_area"] <= 0 or not math.isfinite(v["peak_flops"]):
@@ -455,10 +435,12 @@ def _training_times(cc: CostCase, training_case: Any,
             memory.append(math.nan)
             continue
         hw = designed_hardware(cc, v, reference)
-        if formulation is None:
-            formulation = build("training", specs.model, hw, specs.network, specs.training)
+        if evaluator is None:
+            # One formulation and one lambdify for every design: only parameters differ.
+            evaluator = Evaluator(build("training", specs.model, hw, specs.network,
+                                        specs.training))
         params = training_mod.parameter_values(specs.model, hw, specs.network, specs.training)
-        result = Evaluator(formulation)(codes, params)
+        result = evaluator(codes, params)
         times.append(result["time_to_train"])
         memory.append(result["memory_per_gpu"])
         if not summary:
@@ -503,17 +485,27 @@ def crossover(tech: chiplet.TechnologySpec, monolithic_pkg: chiplet.PackagingSpe
               quantity: str = "manufacturing_cost") -> tuple[np.ndarray, np.ndarray]:
     """Cost of ``areas`` mm^2 of logic as one die (on ``monolithic_pkg``) and as ``chiplets``
     dies, each carrying its share plus die-to-die PHYs (on ``chiplet_pkg``); no HBM."""
+    return _crossover_costs(tech, _study_evaluator(tech, monolithic_pkg, memory, quantity),
+                            _study_evaluator(tech, chiplet_pkg, memory, quantity), chiplets,
+                            areas)
+
+
+def _study_evaluator(tech: chiplet.TechnologySpec, pkg: chiplet.PackagingSpec,
+                     memory: chiplet.MemoryStackSpec, quantity: str) -> Evaluator:
     volume = 1.0  # RE cost: the study compares manufacturing cost, NRE is not in it
-    mono_f = package_formulation(tech, monolithic_pkg, memory, volume)
-    split_f = package_formulation(tech, chiplet_pkg, memory, volume)
+    return Evaluator(package_formulation(tech, pkg, memory, volume), (quantity,))
+
+
+def _crossover_costs(tech: chiplet.TechnologySpec, mono_e: Evaluator, split_e: Evaluator,
+                     chiplets: int, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`crossover` with the two package evaluators built (and lambdified) once."""
+    (quantity,) = mono_e.names
     zeros = np.zeros_like(areas)
-    mono = Evaluator(mono_f, (quantity,))(
-        {"compute_chiplets": np.ones_like(areas), "chiplet_area": areas,
-         "hbm_stacks": zeros})[quantity]
+    mono = mono_e({"compute_chiplets": np.ones_like(areas), "chiplet_area": areas,
+                   "hbm_stacks": zeros})[quantity]
     each = areas / chiplets * (1 + tech.d2d_area_overhead)
-    split = Evaluator(split_f, (quantity,))(
-        {"compute_chiplets": np.full_like(areas, chiplets), "chiplet_area": each,
-         "hbm_stacks": zeros})[quantity]
+    split = split_e({"compute_chiplets": np.full_like(areas, chiplets), "chiplet_area": each,
+                     "hbm_stacks": zeros})[quantity]
     return np.asarray(mono, dtype=float), np.asarray(split, dtype=float)
 
 
@@ -547,16 +539,6 @@ class StudySpecs:
 
 def study_specs(node: str, packaging: str = "organic", memory: str = "hbm3") -> StudySpecs:
     """Built-in entries of the study, validated like a case's."""
-    from pydantic import ValidationError
-
-    from .cost_case import (
-        MemorySection,
-        PackagingSection,
-        TechnologySection,
-        _case_error,
-        builtin,
-    )
-
     def section(model: Any, kind: str, name: str) -> Any:
         try:
             return model.model_validate(builtin(kind, name, f"--{kind}"))
@@ -583,8 +565,11 @@ def crossover_study(nodes: Sequence[str], chiplet_counts: Sequence[int],
     for node in nodes:
         s = study_specs(node, packaging, memory)
         areas = np.arange(step * 50, s.technology.reticle_area + step / 2, step)
+        quantity = "manufacturing_cost"
+        mono_e = _study_evaluator(s.technology, s.monolithic, s.memory, quantity)
+        split_e = _study_evaluator(s.technology, s.split, s.memory, quantity)
         for k in chiplet_counts:
-            mono, split = crossover(s.technology, s.monolithic, s.split, s.memory, k, areas)
+            mono, split = _crossover_costs(s.technology, mono_e, split_e, k, areas)
             rows.append(CrossoverRow(node, k, crossover_area(areas, mono, split),
                                      float(split[0] / mono[0]), float(split[-1] / mono[-1])))
     return rows

@@ -18,8 +18,9 @@ import math
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
+from perfcost.formulations.chiplet import PackageKind, YieldModel
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from . import case as case_mod
@@ -121,23 +122,17 @@ def _number(low: float, high: float, *, low_open: bool = False,
 
 
 def _unit(dimension: str, *, positive: bool) -> Callable[[Any], float]:
-    def convert(value: Any) -> float:
-        try:
-            return units.check_range(units.parse(value, dimension), dimension,
-                                     positive=positive)
-        except units.UnitError as exc:
-            raise ValueError(str(exc)) from None
-
-    return convert
+    """The unit and range check of a training case's quantities (same messages)."""
+    return case_mod._quantity(dimension, positive=positive).func
 
 
-def _typed(convert: Callable[[Any], Any], expect: str, base: Any = float) -> Any:
-    return Annotated[base, BeforeValidator(_then(convert)), Expect(expect)]
+def _typed(convert: Callable[[Any], Any], expect: str) -> Any:
+    return Annotated[float, BeforeValidator(_then(convert)), Expect(expect)]
 
 
 AREA_EXPECT = "an area greater than 0 with a unit, like '814 mm^2'"
-Area = _typed(_pint("mm**2", "an area", "814 mm^2", 0.0, MAX_AREA, low_open=True),
-              AREA_EXPECT)
+_area = _pint("mm**2", "an area", "814 mm^2", 0.0, MAX_AREA, low_open=True)
+Area = _typed(_area, AREA_EXPECT)
 Length = _typed(_pint("mm", "a length", "0.2 mm", 0.0, MAX_LENGTH, low_open=False),
                 "a length of at least 0 with a unit, like '0.2 mm'")
 PositiveLength = _typed(_pint("mm", "a length", "300 mm", 0.0, MAX_LENGTH, low_open=True),
@@ -177,8 +172,7 @@ SMoneyRate = _typed(_unit("money_rate", positive=False), "a price per time, like
 MAX_PERIOD = 3.2e9
 Period = _typed(_pint("s", "a duration", "4 year", 0.0, MAX_PERIOD, low_open=True),
                 "a duration greater than 0 with a unit, like '4 year'")
-Radix = _typed(_number(2.0, 1e6, what="a switch radix"), "a switch radix from 2 to 1e6",
-               base=float)
+Radix = _typed(_number(2.0, 1e6, what="a switch radix"), "a switch radix from 2 to 1e6")
 Pue = _typed(_number(1.0, 10.0, what="a PUE"), "a PUE from 1 to 10")
 UtilisationT = _typed(_number(0.0, 1.0, low_open=True, what="a utilisation"),
                       "a utilisation greater than 0 and at most 1")
@@ -194,13 +188,15 @@ Flops = _typed(_number(0.0, MAX_FLOPS, low_open=True, what="a FLOP count"),
 Margin = _typed(_number(0.0, 0.99, what="a gross margin"), "a gross margin from 0 to 0.99")
 
 
+_sourced_area = _then(_area)
+
+
 def _area_choice(value: Any) -> Any:
     if isinstance(value, list):
         if not value:
             raise ValueError(f"expected {AREA_EXPECT}, or a non-empty list of them")
-        return [_then(_pint("mm**2", "an area", "814 mm^2", 0.0, MAX_AREA, low_open=True))(v)
-                for v in value]
-    return _then(_pint("mm**2", "an area", "814 mm^2", 0.0, MAX_AREA, low_open=True))(value)
+        return [_sourced_area(v) for v in value]
+    return _sourced_area(value)
 
 
 AreaChoice = Annotated[float | list[float], BeforeValidator(_area_choice),
@@ -238,8 +234,7 @@ class TechnologySection(Strict):
     d2d_area_overhead: Overhead
     test_cost_per_area: MoneyPerArea
     test_coverage: Share
-    yield_model: Literal["poisson", "murphy", "seeds", "negative_binomial"] = (
-        "negative_binomial")
+    yield_model: YieldModel = "negative_binomial"
     density: DensitySection | None = None
 
 
@@ -248,7 +243,7 @@ class PackagingSection(Strict):
     description: Text = ""
     source: Text
     as_of: Text
-    kind: Literal["organic", "interposer", "fanout", "bridge"]
+    kind: PackageKind
     substrate_area_scale: Scale
     substrate_cost_per_area: MoneyPerArea
     c4_bump_cost_per_area: MoneyPerArea
@@ -379,12 +374,11 @@ class CostCase(Strict):
 
 def builtin(kind: str, name: str, field: str) -> dict[str, Any]:
     """The table of the built-in ``kind`` entry ``name`` (``field`` names it in errors)."""
-    folder = catalog.root() / FOLDERS[kind]
-    known = sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
-    if name not in known:
+    known = catalog.entries(FOLDERS[kind])
+    path = known.get(name)
+    if path is None:
         raise CaseError(field, name, f"unknown built-in {kind}; expected one of: "
-                        f"{', '.join(known) or 'none'}")
-    path = folder / f"{name}.toml"
+                        f"{', '.join(sorted(known)) or 'none'}")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -457,13 +451,11 @@ def find(source: str) -> Path:
         exists = False
     if source and (path.suffix == ".toml" or exists):
         return path
-    designs = catalog.root() / "designs"
-    candidate = designs / f"{source}.toml"
-    names = sorted(p.stem for p in designs.glob("*.toml"))
-    if source in names:
-        return candidate
+    designs = catalog.entries("designs")
+    if source in designs:
+        return designs[source]
     raise CaseError("case", source, f"expected a cost case file or a built-in design: "
-                    f"{', '.join(names)}")
+                    f"{', '.join(sorted(designs))}")
 
 
 # -- pydantic errors -> CaseError -------------------------------------------------------------

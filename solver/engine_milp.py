@@ -56,7 +56,8 @@ def _exponents(value: float) -> dict[int, int]:
 class _Model:
     """The pyomo model of one compiled problem, with its outer-approximation state."""
 
-    def __init__(self, problem: SearchProblem, compiled: Compiled) -> None:
+    def __init__(self, problem: SearchProblem, compiled: Compiled,
+                 valid_codes: dict[str, np.ndarray] | None = None) -> None:
         import pyomo.environ as pe
 
         self.pe = pe
@@ -75,7 +76,9 @@ class _Model:
             m.cons.add(sum(m.x[v, i] for i in range(self._size(v))) == 1)
         self._rules()
         self.selector: dict[int, Any] = {}
-        self._valid_codes: dict[str, np.ndarray] | None = None
+        # A model of the same problem with fewer constraints shares the codes of the first.
+        self._valid_codes = valid_codes
+        self._allowed: dict[tuple[str, ...], np.ndarray] = {}
         self.joint: dict[tuple[str, ...], dict[int, Any]] = {}
         self.logs: dict[int, tuple[dict[int, float], float]] = {}
         self._selectors()
@@ -244,12 +247,15 @@ class _Model:
         return self._valid_codes
 
     def allowed(self, names: tuple[str, ...], shape: list[int]) -> np.ndarray:
-        """Flat indices of the combinations of ``names`` that valid configurations take."""
-        codes = self.valid_codes()
-        index = np.zeros(len(next(iter(codes.values()))), dtype=np.int64)
-        for v, size in zip(names, shape, strict=True):
-            index = index * size + codes[v]
-        return np.unique(index)
+        """Flat indices of the combinations of ``names`` that valid configurations take
+        (computed once per set of names: tables and terms over one set share it)."""
+        if names not in self._allowed:
+            codes = self.valid_codes()
+            index = np.zeros(len(next(iter(codes.values()))), dtype=np.int64)
+            for v, size in zip(names, shape, strict=True):
+                index = index * size + codes[v]
+            self._allowed[names] = np.unique(index)
+        return self._allowed[names]
 
     def _linear_values(self, term: Any) -> tuple[tuple[str, ...], np.ndarray, np.ndarray] | None:
         """A term's value at every valid combination of the decisions it reads, when there are
@@ -454,7 +460,8 @@ class MilpEngine:
         for c in problem.constraints:
             value = result.values[c.quantity]
             limit = c.limits[system]
-            better = self._relaxed(problem, compiled, c.name) if explain else None
+            better = (self._relaxed(problem, compiled, c.name, model.valid_codes())
+                      if explain else None)
             binding = better is not None and better < (result.value or 0.0) * (1 - REL_TOL)
             uses.append(ConstraintUse(c.name, value, limit, c.unit, binding,
                                       better if binding else None))
@@ -462,11 +469,12 @@ class MilpEngine:
         result.stats["solve_s"] = time.perf_counter() - t0
         return result
 
-    def _relaxed(self, problem: SearchProblem, compiled: Compiled, name: str) -> float | None:
+    def _relaxed(self, problem: SearchProblem, compiled: Compiled, name: str,
+                 valid_codes: dict[str, np.ndarray]) -> float | None:
         reduced = Compiled(compiled.variables, compiled.factors, compiled.objective,
                            {k: v for k, v in compiled.constraints.items() if k != name},
                            compiled.objective_name)
-        model = _Model(problem, reduced)
+        model = _Model(problem, reduced, valid_codes)
         outcome = self._optimise(model, problem, check={k for k in compiled.constraints
                                                         if k != name})
         return outcome["values"][problem.quantity] if outcome["status"] == "optimal" else None

@@ -328,9 +328,9 @@ def cost_export(target: CostTarget, quantities: Sequence[str] = (),
                    decision_units=units)
 
 
-def suggest(name: str, known: Iterable[str]) -> str:
-    """' (did you mean a, b?)' for the closest names, or an empty string."""
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+def suggest(name: str, known: Iterable[str], cutoff: float = 0.5) -> str:
+    """'; did you mean a, b?' for the closest names, or an empty string."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=cutoff)
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
@@ -880,8 +880,6 @@ def compiled_forms(case: Case, quantities: Sequence[str]) -> dict[str, dict[str,
     """The compiled form (solver/compile.py) of each quantity over the case's search space,
     or why there is none. The search formulation holds ``pp`` micro-batches in flight on the
     first stage (the rule the search imposes), so memory there is the search's."""
-    from dataclasses import replace
-
     from .compile import NotCompilable, compile_problem
     from .problem_search import build_problem
 

@@ -203,11 +203,11 @@ class _Forward:
         return total
 
 
-def gradient(formulation: Formulation, quantity: str, decisions: Mapping[str, float],
-             values: Mapping[str, float], names: Sequence[str]) -> tuple[float, np.ndarray]:
-    """Value of ``quantity`` and its partial derivatives to the parameters ``names`` at one
-    configuration: the exact chain rule over the formulation's expression (:class:`_Forward`),
-    in floating point."""
+def _forward(formulation: Formulation, decisions: Mapping[str, float],
+             values: Mapping[str, float], names: Sequence[str]) -> _Forward:
+    """Forward-mode differentiation of ``formulation``'s expressions at one configuration, to
+    the parameters ``names``: the exact chain rule (:class:`_Forward`), in floating point.
+    One instance serves every quantity of that configuration (shared subtrees once)."""
     env: dict[sp.Basic, float] = {}
     for k, v in decisions.items():
         if k in formulation.decisions:
@@ -219,9 +219,7 @@ def gradient(formulation: Formulation, quantity: str, decisions: Mapping[str, fl
         seeds[formulation.parameters[n].symbol] = seed
     for n, p in formulation.parameters.items():
         env[p.symbol] = float(values[n])
-    forward = _Forward(env, seeds, len(names))
-    expr = formulation.expressions[quantity]
-    return forward.value(expr), forward.grad(expr)
+    return _Forward(env, seeds, len(names))
 
 
 def elasticities(formulation: Formulation, quantity: str, decisions: Mapping[str, float],
@@ -229,20 +227,33 @@ def elasticities(formulation: Formulation, quantity: str, decisions: Mapping[str
     """Elasticity of ``quantity`` to every non-zero parameter at one configuration, largest
     magnitude first; parameters it does not depend on are left out. ``parameters`` overrides
     the formulation's values (a search system's)."""
+    return _elasticities(formulation, (quantity,), decisions, parameters)
+
+
+def _elasticities(formulation: Formulation, quantities: Sequence[str],
+                  decisions: Mapping[str, float],
+                  parameters: Mapping[str, float] | None = None) -> list[Sensitivity]:
+    """:func:`elasticities` of each of ``quantities`` in turn, one block each, from one
+    :class:`_Forward` (the subtrees the quantities share are differentiated once)."""
     values = {name: float(p.value) for name, p in formulation.parameters.items()}
     values.update(parameters or {})
     names = [n for n in formulation.parameters if values[n] != 0]
-    f0, grad = gradient(formulation, quantity, decisions, values, names)
-    rows = []
-    for n, d in zip(names, grad, strict=True):
-        if d == 0.0:
-            continue
-        p = formulation.parameters[n]
-        e = values[n] * float(d) / f0 if f0 else math.nan
-        rows.append(Sensitivity(n, p.unit, p.doc, values[n], e, quantity=quantity))
-    rows.sort(key=lambda r: (-abs(r.elasticity) if math.isfinite(r.elasticity) else 0.0,
-                             r.parameter))
-    return rows
+    forward = _forward(formulation, decisions, values, names)
+    out: list[Sensitivity] = []
+    for quantity in quantities:
+        expr = formulation.expressions[quantity]
+        f0, grad = forward.value(expr), forward.grad(expr)
+        rows = []
+        for n, d in zip(names, grad, strict=True):
+            if d == 0.0:
+                continue
+            p = formulation.parameters[n]
+            e = values[n] * float(d) / f0 if f0 else math.nan
+            rows.append(Sensitivity(n, p.unit, p.doc, values[n], e, quantity=quantity))
+        rows.sort(key=lambda r: (-abs(r.elasticity) if math.isfinite(r.elasticity) else 0.0,
+                                 r.parameter))
+        out += rows
+    return out
 
 
 def evaluation_sensitivities(evaluation: Any, quantity: str | None = None) -> list[Sensitivity]:
@@ -276,10 +287,8 @@ def serving_sensitivities(evaluation: Any, objective: str | None = None) -> list
     quantity = OBJECTIVES[objective or evaluation.case.serving.objective][0]
     formulation = evaluation.formulation
     codes = serving_codes(formulation, evaluation.config)
-    rows: list[Sensitivity] = []
-    for q in dict.fromkeys((quantity, *SERVING_QUANTITIES)):
-        rows += elasticities(formulation, q, codes)
-    return rows
+    return _elasticities(formulation, tuple(dict.fromkeys((quantity, *SERVING_QUANTITIES))),
+                         codes)
 
 
 def solution_sensitivities(solution: Any, ranged: int = RANGED) -> list[Sensitivity]:
@@ -409,8 +418,3 @@ def finite_difference(evaluate: Any, parameters: Mapping[str, float], name: str,
     forward = (-3 * f0 + 4 * fp - fp2) / (2 * step * f0)
     backward = (3 * f0 - 4 * fm + fm2) / (2 * step * f0)
     return central, backward, forward
-
-
-def table_rows(rows: Sequence[Sensitivity], top: int = 10) -> list[Sensitivity]:
-    """The ``top`` most sensitive parameters (the rows are sorted already)."""
-    return list(rows[:top])

@@ -17,7 +17,12 @@ def evaluate(case: Case, as_json: bool, sensitivities: bool = False) -> None:
     from .serving_evaluate import evaluate_serving
 
     result = evaluate_serving(case)
-    rows = _sensitivities(result, None) if sensitivities else None
+    rows = None
+    if sensitivities:
+        # Elasticities of the objective, TTFT and TPOT (solver/sensitivity.py).
+        from .sensitivity import serving_sensitivities
+
+        rows = serving_sensitivities(result)
     if as_json:
         data = result.to_json()
         if rows is not None:
@@ -28,13 +33,6 @@ def evaluate(case: Case, as_json: bool, sensitivities: bool = False) -> None:
 
     report.console().print(serving_report.evaluation(result))
     _print_sensitivities(rows)
-
-
-def _sensitivities(result: Any, objective: str | None) -> list[Any]:
-    """Elasticities of the deployment's objective, TTFT and TPOT (solver/sensitivity.py)."""
-    from .sensitivity import serving_sensitivities
-
-    return serving_sensitivities(result, objective)
 
 
 def _print_sensitivities(rows: list[Any] | None) -> None:

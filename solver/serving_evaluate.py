@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from perfcost.formulations import serving
 from perfcost.formulations.core import Formulation
-from perfcost.formulations.specs import ServingPoolSpec
+from perfcost.formulations.specs import InferenceSpec, ModelSpec, ServingPoolSpec
 
 from . import serving_specs as specs
 from .case import Case
@@ -33,15 +33,19 @@ class ServingModel:
 
     @cached_property
     def pools(self) -> dict[str, ServingPoolSpec]:
-        return specs.Pools.of(self.case).by_name
+        return specs.pool_specs(self.case)
 
     @cached_property
     def hardware_names(self) -> list[str]:
         return list(self.pools)
 
-    def formulation(self, disaggregated: bool, hardware: str,
-                    prefill_hardware: str | None = None) -> Formulation:
-        return self.evaluator(disaggregated, hardware, prefill_hardware).formulation
+    @cached_property
+    def model_spec(self) -> ModelSpec:
+        return specs.model_spec(self.case)
+
+    @cached_property
+    def job(self) -> InferenceSpec:
+        return specs.inference_spec(self.case)
 
     def evaluator(self, disaggregated: bool, hardware: str,
                   prefill_hardware: str | None = None) -> Evaluator:
@@ -50,13 +54,11 @@ class ServingModel:
         prefill = (prefill_hardware or hardware) if disaggregated else None
         key = (disaggregated, hardware, prefill)
         if key not in self._evaluators:
-            model = specs.model_spec(self.case)
-            job = specs.inference_spec(self.case)
             if prefill is not None:
-                f = serving.build_disaggregated(model, self.pools[prefill],
-                                                self.pools[hardware], job)
+                f = serving.build_disaggregated(self.model_spec, self.pools[prefill],
+                                                self.pools[hardware], self.job)
             else:
-                f = serving.build_serving(model, self.pools[hardware], job)
+                f = serving.build_serving(self.model_spec, self.pools[hardware], self.job)
             self._evaluators[key] = _evaluator(f)
         return self._evaluators[key]
 
@@ -152,7 +154,6 @@ def fixed_config(case: Case) -> dict[str, Any]:
     return config
 
 
-#: What must hold for a deployment to be served: name -> (quantity, limit, what limits).
 def feasibility(values: dict[str, Any], disaggregated: bool) -> dict[str, Any]:
     """Which requirements a deployment meets (arrays in, arrays out)."""
     ok = {
@@ -202,6 +203,7 @@ class ServingEvaluation:
 
     def to_json(self) -> dict[str, Any]:
         v = self.values
+        checks = self.checks()
         data = {
             "case": self.case.name,
             "kind": "serving",
@@ -229,8 +231,8 @@ class ServingEvaluation:
             # How much of each limit the deployment uses (1 = binding).
             "limit_use": {"ttft": v["ttft"] / v["slo_ttft"], "tpot": v["tpot"] / v["slo_tpot"],
                           "memory": v["memory_per_gpu"] / v["memory_capacity"]},
-            "checks": self.checks(),
-            "feasible": all(self.checks().values()),
+            "checks": checks,
+            "feasible": all(checks.values()),
             "tpot_breakdown": self.tpot_breakdown(),
             "ttft_breakdown": self.ttft_breakdown(),
         }

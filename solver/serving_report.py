@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
+from .report import _share
 from .serving_evaluate import ServingEvaluation
 from .serving_search import ServingSolution
 from .units import format_quantity
@@ -44,8 +45,7 @@ def _parts(title: str, parts: dict[str, float], total: float) -> Table:
         if value <= 0:
             continue
         label = name.split("_step_")[-1].replace("_", " ")
-        share = f"{100 * value / total:5.1f}%" if total else "-"
-        table.add_row(label, format_quantity(value, "s"), share,
+        table.add_row(label, format_quantity(value, "s"), _share(value, total),
                       style="bold" if name == top else "")
     return table
 

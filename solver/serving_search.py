@@ -33,8 +33,9 @@ from .serving_evaluate import (
     with_parameters,
 )
 
-#: Default decode-batch domain: powers of two up to 1024 sequences.
-DEFAULT_BATCHES: tuple[int, ...] = tuple(2**i for i in range(11))
+#: Powers of two up to 1024: the default tensor-parallel and expert-parallel degrees (those
+#: that fit the model and network) and the default decode-batch domain.
+POWERS_OF_TWO: tuple[int, ...] = tuple(2**i for i in range(11))
 #: Default pipeline depths searched when the case leaves ``pp`` out.
 DEFAULT_PIPELINE: tuple[int, ...] = (1, 2, 4, 8)
 #: Objectives: quantity to order by, and its sign (1 minimise, -1 maximise).
@@ -57,7 +58,7 @@ LIMITS: dict[str, str] = {
 def _tp_domain(model: ServingModel) -> list[int]:
     heads = model.case.model.heads
     largest = max(p.network.scale_up_size for p in model.pools.values())
-    return [t for t in (2**i for i in range(11)) if t <= largest and heads % t == 0]
+    return [t for t in POWERS_OF_TWO if t <= largest and heads % t == 0]
 
 
 def domains(model: ServingModel) -> dict[str, list[Any]]:
@@ -72,7 +73,7 @@ def domains(model: ServingModel) -> dict[str, list[Any]]:
           else [p for p in DEFAULT_PIPELINE if p <= layers])
     pre = sv.prefill
     experts = case.model.experts or 0
-    ep_default = [e for e in (2**i for i in range(11)) if e <= max(tp) and experts % e == 0]
+    ep_default = [e for e in POWERS_OF_TWO if e <= max(tp) and experts % e == 0]
     ep = as_list(case.parallelism.ep) if case.parallelism.ep is not None else ep_default
     return {
         "ep": ep if experts else [],
@@ -81,7 +82,7 @@ def domains(model: ServingModel) -> dict[str, list[Any]]:
         "tp": tp,
         "pp": pp,
         "precision": as_list(sv.precision),
-        "batch": as_list(sv.batch) if sv.batch is not None else list(DEFAULT_BATCHES),
+        "batch": as_list(sv.batch) if sv.batch is not None else list(POWERS_OF_TWO),
         "disaggregated": as_list(sv.disaggregated),
         "prefill_hardware": as_list(pre.hardware) if pre.hardware is not None
         else model.hardware_names,
@@ -231,15 +232,12 @@ def _order_key(block: Block, objective: str) -> np.ndarray:
     return sign * block.values[name]
 
 
-def _ranked(blocks: list[Block], objective: str, only: bool | None = None
-            ) -> list[tuple[float, float, float, int, int]]:
+def _ranked(blocks: list[Block], objective: str) -> list[tuple[float, float, float, int, int]]:
     """(objective, cost, TPOT, block, index) of every feasible deployment, best first: ties
     in the objective go to the cheaper, then to the faster deployment, then to the first
     enumerated."""
     rows = []
     for b, block in enumerate(blocks):
-        if only is not None and block.fixed["disaggregated"] != only:
-            continue
         key = _order_key(block, objective)
         cost = block.values["cost_per_million_tokens"]
         tpot = block.values["tpot"]
@@ -309,15 +307,23 @@ def solve_serving(case: Case, objective: str | None = None, top: int = 1) -> Ser
     blocks = evaluate_blocks(model, dom)
     evaluated = sum(len(b.feasible) for b in blocks)
     ranked = _ranked(blocks, objective)
+    evaluations: dict[tuple[int, int], ServingEvaluation] = {}
+
+    def evaluation(b: int, i: int) -> ServingEvaluation:
+        if (b, i) not in evaluations:
+            evaluations[b, i] = evaluate_config(model, blocks[b].config(i))
+        return evaluations[b, i]
+
     by_mode = {}
     for mode, flag in (("colocated", False), ("disaggregated", True)):
-        rows = _ranked(blocks, objective, flag)
-        if rows:
-            *_, b, i = rows[0]
-            by_mode[mode] = evaluate_config(model, blocks[b].config(i))
+        # The best of a mode: the first of the ranking (best first) in a block of that mode.
+        first = next(((b, i) for *_, b, i in ranked if blocks[b].fixed["disaggregated"] == flag),
+                     None)
+        if first is not None:
+            by_mode[mode] = evaluation(*first)
     if not ranked:
         return ServingSolution("infeasible", objective, None, [], by_mode, evaluated, 0,
                                diagnose(model, blocks), dom)
-    chosen = [evaluate_config(model, blocks[b].config(i)) for *_, b, i in ranked[:top]]
+    chosen = [evaluation(b, i) for *_, b, i in ranked[:top]]
     return ServingSolution("optimal", objective, chosen[0], chosen, by_mode, evaluated,
                            len(ranked), None, dom)

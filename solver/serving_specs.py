@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from perfcost.formulations.inference import KV_ELEMENT_BYTES
@@ -98,12 +97,6 @@ def inference_spec(case: Any) -> InferenceSpec:
         memory_utilization=sv.memory_utilization, step_overhead=sv.step_overhead)
 
 
-@dataclass(frozen=True)
-class Pools:
+def pool_specs(case: Any) -> dict[str, ServingPoolSpec]:
     """The case's hardware entries by name, as pool specs."""
-
-    by_name: dict[str, ServingPoolSpec]
-
-    @classmethod
-    def of(cls, case: Any) -> Pools:
-        return cls({hw.name: pool_spec(case, hw) for hw in hardware_entries(case)})
+    return {hw.name: pool_spec(case, hw) for hw in hardware_entries(case)}

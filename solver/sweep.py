@@ -178,14 +178,12 @@ def parse_vary(items: Sequence[str]) -> list[Axis]:
             raise CaseError("--vary", item, "expected KEY=V1,V2,..., like "
                             "hardware.hbm_bandwidth='3 TB/s','4 TB/s'")
         if key not in known:
-            import difflib
+            from .export import suggest
 
-            close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
-            if not close:  # a typo in the last part: compare within the section
-                section = key.split(".")[0]
-                close = difflib.get_close_matches(
-                    key, [k for k in known if k.startswith(section + ".")], n=3, cutoff=0.3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            # Else a typo in the last part: compare within the section.
+            section = key.split(".")[0] + "."
+            hint = suggest(key, known, cutoff=0.6) or suggest(
+                key, [k for k in known if k.startswith(section)], cutoff=0.3)
             raise CaseError("--vary", key, f"expected a case field (as --set takes it){hint}")
         values = _range(key, text)
         if values is None:
@@ -484,3 +482,14 @@ def config_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
             break
         out.append(k)
     return out
+
+
+def decision_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The columns that tell the optima apart: the system, the GPU count and
+    :func:`config_keys`."""
+    return [k for k in ("system", "gpus", *config_keys(rows)) if k in rows[0]]
+
+
+def changed_columns(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[str]:
+    """Those of ``keys`` whose value is not the same in every row."""
+    return [k for k in keys if len({str(r.get(k)) for r in rows}) > 1]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CaseError
-from .sweep import Axis, config_keys, pareto_front
+from .sweep import Axis, changed_columns, decision_columns, pareto_front
 
 #: Lines of an objective plot up to which each line's first point is labelled.
 MAX_LABELLED_LINES = 4
@@ -60,10 +60,6 @@ def axis_label(name: str, unit: str) -> str:
     return f"{text} [{unit}]" if unit else text
 
 
-def _changed_keys(rows: Sequence[dict[str, Any]], decision_keys: Sequence[str]) -> list[str]:
-    return [k for k in decision_keys if len({str(r.get(k)) for r in rows}) > 1]
-
-
 def _short(row: dict[str, Any], keys: Sequence[str]) -> str:
     """``512 GPUs tp=2 mb=1 v=20``: the configuration in few characters (decisions the row
     has no value for -- a colocated deployment's prefill pool -- left out)."""
@@ -104,7 +100,7 @@ def plot_objective(rows: Sequence[dict[str, Any]], axes: Sequence[Axis], path: P
     if not ok:
         raise CaseError("--plot", str(path), "expected numeric values of the first --vary "
                         "field and at least one feasible point")
-    decision_keys = [k for k in ("system", "gpus", *config_keys(rows)) if k in rows[0]]
+    decision_keys = decision_columns(rows)
     x_div, x_unit = scale_for([r[x_key] for r in ok], units.get(x_key))
     y_div, y_unit = scale_for([r["value"] for r in ok], ok[0].get("unit"))
     others = [a.key for a in axes[1:]]
@@ -112,7 +108,7 @@ def plot_objective(rows: Sequence[dict[str, Any]], axes: Sequence[Axis], path: P
     for r in ok:
         series.setdefault(tuple(r.get(k) for k in others), []).append(r)
     fig, ax = plt.subplots(figsize=(10, 6), dpi=120)
-    changed = _changed_keys(ok, decision_keys)
+    changed = changed_columns(ok, decision_keys)
     # Decisions no point has (a colocated optimum's prefill pool) are left out.
     steady = [k for k in decision_keys if k not in changed and ok[0].get(k) != ""]
     # The start of each line is labelled with what varies only while that stays legible.
@@ -206,8 +202,8 @@ def plot_pareto(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path,
     fy = [rows[i][y] / y_div for i in front]
     ax.step(fx, fy, where="post", color="tab:blue", linewidth=1.5)
     ax.scatter(fx, fy, color="tab:blue", s=30, zorder=3, label="Pareto front")
-    decision_keys = [k for k in ("system", "gpus", *config_keys(rows)) if k in rows[0]]
-    changed = _changed_keys([rows[i] for i in front], decision_keys)
+    decision_keys = decision_columns(rows)
+    changed = changed_columns([rows[i] for i in front], decision_keys)
     middle = (min(fx) + max(fx)) / 2
     for n, i in enumerate(front):
         text = _short(rows[i], changed)
