@@ -459,7 +459,7 @@ class ValidationSection(Strict):
 
 class SearchSection(Strict):
     objective: Text = "iteration_time"
-    engine: Literal["auto", "enumerate", "milp"] = "auto"
+    engine: Literal["auto", "enumerate", "bound", "milp"] = "auto"
 
 
 class ConstraintsSection(Strict):

@@ -126,7 +126,8 @@ def evaluate(
 def solve(
     case: CaseArg,
     engine: Annotated[str | None, typer.Option(
-        help="auto | enumerate | milp (default: the case's search.engine, auto)")] = None,
+        help="auto | enumerate | bound | milp (default: the case's search.engine, auto)")
+    ] = None,
     objective: Annotated[str | None, typer.Option(
         help="iteration_time | time_to_train | cost | tokens_per_dollar | tokens_per_s")] = None,
     top: Annotated[int, typer.Option(min=1, max=1000, help="list the K best configurations")] = 1,
@@ -144,8 +145,8 @@ def solve(
     """
     from . import case as case_mod
 
-    if engine not in (None, "auto", "enumerate", "milp"):
-        raise CaseError("--engine", engine, "expected auto, enumerate or milp")
+    if engine not in (None, "auto", "enumerate", "bound", "milp"):
+        raise CaseError("--engine", engine, "expected auto, enumerate, bound or milp")
     loaded = case_mod.load(case, set_ or [])
     if loaded.serving is not None:
         from . import serving_commands

@@ -253,13 +253,27 @@ def summary(problem: Any, index: int) -> dict[str, Any]:
 
 def pareto(problem: Any, budgets: int) -> list[ParetoPoint]:
     """Exact optimum at each of ``budgets`` capex budgets (log-spaced over the systems'
-    capex): per-system optima by enumeration, then the best system within each budget."""
+    capex): a bound search over the systems within each budget (cheapest first among
+    equivalent ones), or, where the bound engine declines the problem, per-system optima by
+    enumeration."""
+    from .engine_bound import BoundEngine, best_within
     from .engine_enumerate import config_at, user_config
 
-    best, where = system_minima(problem)
     capex = capex_of(problem.codesign, problem)
-    cands = problem.valid()
     out = []
+    if BoundEngine().accepts(problem) is None:
+        for budget in budget_grid(capex, budgets):
+            within = np.flatnonzero(capex <= budget * (1 + 1e-12))
+            found = best_within(problem, sorted(within, key=lambda i: (capex[i], i)))
+            if found is None:
+                out.append(ParetoPoint(float(budget), None, math.inf, {}))
+                continue
+            value, system, codes = found
+            out.append(ParetoPoint(float(budget), problem.codesign.systems[system], value,
+                                   user_config(problem, codes)))
+        return out
+    best, where = system_minima(problem)
+    cands = problem.valid()
     for budget in budget_grid(capex, budgets):
         within = np.where(capex <= budget * (1 + 1e-12), best, np.inf)
         i = int(np.argmin(within))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from sympy import factorint
 
-from .compile import SYSTEM, Compiled, NotCompilable, compile_problem
+from .compile import SYSTEM, Compiled, NotCompilable, compile_problem, domain_codes
 from .engine_enumerate import full_values, user_config
 from .problem_search import SearchProblem
 from .result import ConstraintUse, Ranked, Result
@@ -236,13 +236,7 @@ class _Model:
             codes: dict[str, np.ndarray] = {}
             for v, domain in self.c.variables.items():
                 column = cands.system if v == SYSTEM else cands.columns[v]
-                # Domains keep the case's order, which need not be sorted.
-                order = np.argsort(domain, kind="stable")
-                found = order[np.minimum(np.searchsorted(np.asarray(domain)[order], column),
-                                         len(domain) - 1)]
-                if not np.array_equal(np.asarray(domain)[found], column):
-                    raise ValueError(f"a valid value of {v} is missing from its compiled domain")
-                codes[v] = found
+                codes[v] = domain_codes(domain, column, v)
             self._valid_codes = codes
         return self._valid_codes
 

@@ -11,8 +11,8 @@ from typing import Protocol
 from .problem_search import SearchProblem
 from .result import Result
 
-#: Structurally valid configurations above which ``auto`` prefers the MILP engine
-#: (enumeration evaluates about 2 million per second here; see benchmarks/solver.py).
+#: Structurally valid configurations of one system above which ``auto`` leaves enumeration
+#: (it evaluates about 2 million per second here; see benchmarks/solver.py).
 AUTO_ENUMERATION_LIMIT = 20_000_000
 
 
@@ -27,10 +27,11 @@ class Engine(Protocol):
 
 
 def registry() -> dict[str, Engine]:
+    from .engine_bound import BoundEngine
     from .engine_enumerate import EnumerateEngine
     from .engine_milp import MilpEngine
 
-    engines: list[Engine] = [EnumerateEngine(), MilpEngine()]
+    engines: list[Engine] = [EnumerateEngine(), MilpEngine(), BoundEngine()]
     return {e.name: e for e in engines}
 
 
@@ -40,15 +41,22 @@ def pick(problem: SearchProblem, requested: str = "auto", top: int = 1) -> tuple
     if requested != "auto":
         return engines[requested], f"{requested} (requested)"
 
+    systems = len(problem.space.systems)
+    if systems > 1:
+        # Counting the (system, configuration) pairs would enumerate them: with several
+        # systems the bound engine avoids exactly that.
+        reason = engines["bound"].accepts(problem)
+        if reason is None:
+            return engines["bound"], (
+                f"bound: {systems} systems; branch and bound over them on the compiled "
+                "tables rules most (system, configuration) pairs out unevaluated")
     n = len(problem.valid())
-    if n <= AUTO_ENUMERATION_LIMIT or top > 1:
+    if n <= AUTO_ENUMERATION_LIMIT:
         return engines["enumerate"], (
             f"enumerate: {n:,} configurations satisfy the structural rules "
-            f"(<= {AUTO_ENUMERATION_LIMIT:,}, exact and fast)" if top == 1 else
-            f"enumerate: --top {top} needs a ranking")
-    reason = engines["milp"].accepts(problem)
-    if reason is None:
-        return engines["milp"], (f"milp: {n:,} configurations are too many to enumerate "
-                                 "quickly and the model compiles to the log-space form")
-    return engines["enumerate"], f"enumerate: milp does not accept this problem ({reason})"
-
+            f"(<= {AUTO_ENUMERATION_LIMIT:,}, exact and fast)")
+    for name in ("bound", "milp"):
+        if engines[name].accepts(problem) is None:
+            return engines[name], (f"{name}: {n:,} configurations are too many to "
+                                   "enumerate quickly")
+    return engines["enumerate"], "enumerate: no other engine accepts this problem"

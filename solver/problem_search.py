@@ -52,6 +52,10 @@ class SearchProblem:
     notes: list[str] = field(default_factory=list)
     #: The compiled form (or why there is none), filled in by the MILP engine when first asked.
     compiled: Any = None
+    #: The compiled form with a free system axis (or why there is none), for the bound engine.
+    factored: Any = None
+    #: The bound engine's layouts of this problem, kept for repeated searches (Pareto sweeps).
+    bound_solver: Any = None
     _valid: Candidates | None = field(default=None, repr=False)
     #: The priced designs of a co-design case (solver/codesign.py), one per system.
     codesign: Any = None

@@ -139,6 +139,10 @@ def solution(sol: Any, comparisons: Sequence[Any] = ()) -> Group:
                  + (f", {r.stats['candidates']:,} satisfy the structural rules, "
                     f"{r.stats['feasible']:,} also fit" if "candidates" in r.stats else ""))
     timing = f"build {sol.build_s:.2f} s, solve {r.stats.get('solve_s', 0.0):.2f} s"
+    if "exact_values" in r.stats:
+        timing += (f" ({r.stats['system_classes']:,} system classes; "
+                   f"{r.stats['exact_values']:,} (system, configuration) values computed, "
+                   "the rest ruled out by bounds)")
     if "iterations" in r.stats:
         timing += (f" ({r.stats['iterations']} MILP rounds, {r.stats.get('columns', 0)} columns,"
                    f" {r.stats.get('cuts', 0)} cuts)")

@@ -323,12 +323,14 @@ def rangeable(row: Sensitivity) -> bool:
 
 def _same_optimum(solution: Any, name: str, factor: float) -> bool:
     """Re-solve with parameter ``name`` scaled by ``factor`` on every system."""
-    from .engine_enumerate import EnumerateEngine
+    from .engines import pick
 
     problem, result = solution.problem, solution.result
     systems = [dict(p, **{name: p[name] * factor}) for p in problem.system_parameters]
-    again = EnumerateEngine().solve(replace(problem, system_parameters=systems, compiled=None),
-                                    top=1)
+    # The compiled forms hold the old parameter values: the copy compiles its own.
+    scaled = replace(problem, system_parameters=systems, compiled=None, factored=None,
+                     bound_solver=None)
+    again = pick(scaled)[0].solve(scaled, top=1, explain=False)
     return (again.status == "optimal" and again.config == result.config
             and again.system_index == result.system_index)
 

@@ -206,11 +206,49 @@ def _keep(columns: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndar
     return {k: v[mask] for k, v in columns.items()}
 
 
+#: Decisions crossed last, after the rules between group sizes: each core configuration (the
+#: other decisions) takes every combination of them (bar equivalent spellings).
+MODES: tuple[str, ...] = ("recompute", "sequence_parallel", "zero", "placement")
+
+
 def candidates(space: Space) -> Candidates:
     """Every configuration of ``space`` that satisfies the structural rules.
 
     Generated stage by stage so that the product rule prunes before the large crossings.
     """
+    cols, counts = _cores(space)
+    cols, count = _with_modes(space, cols, MODES)
+    counts.append(count)
+    system = cols.pop("system").astype(int)
+    cols.pop("gpus")
+    return Candidates({name: cols[name] for name in DECISIONS}, system, counts)
+
+
+def core_candidates(space: Space, left_out: tuple[str, ...] = MODES) -> Candidates:
+    """The configurations of ``space`` without the decisions ``left_out`` (some of the
+    :data:`MODES`; their columns hold each one's first value): the rules between the others
+    hold."""
+    cols, counts = _cores(space)
+    cols, _count = _with_modes(space, cols, tuple(m for m in MODES if m not in left_out))
+    system = cols.pop("system").astype(int)
+    cols.pop("gpus")
+    for name in left_out:
+        cols[name] = np.full(len(system), space.domains[name][0])
+    return Candidates({name: cols[name] for name in DECISIONS}, system, counts)
+
+
+def with_modes(space: Space, cores: Candidates, left_out: tuple[str, ...] = MODES
+               ) -> Candidates:
+    """Every configuration of ``space`` on the given core configurations (which leave the
+    decisions ``left_out`` out)."""
+    cols = {k: v for k, v in cores.columns.items() if k not in left_out}
+    cols["system"] = cores.system.astype(float)
+    cols, count = _with_modes(space, cols, left_out)
+    system = cols.pop("system").astype(int)
+    return Candidates({name: cols[name] for name in DECISIONS}, system, [*cores.counts, count])
+
+
+def _cores(space: Space) -> tuple[dict[str, np.ndarray], list[tuple[str, int]]]:
     d = space.domains
     counts: list[tuple[str, int]] = []
     cols: dict[str, np.ndarray] = {"system": np.arange(len(space.systems), dtype=float)}
@@ -246,21 +284,27 @@ def candidates(space: Space) -> Candidates:
     stage_ranks = cols["tp"] * cols["cp"] * cols["dp"]
     cols = _keep(cols, stage_ranks % (cols["ep"] * space.expert_tp) == 0)
     counts.append(("ep*expert_tp divides tp*cp*dp", len(cols["tp"])))
-    for name in ("recompute", "sequence_parallel", "zero", "placement"):
-        cols = _cross(cols, name, d[name])
+    return cols, counts
+
+
+def _with_modes(space: Space, cols: dict[str, np.ndarray], modes: tuple[str, ...]
+                ) -> tuple[dict[str, np.ndarray], tuple[str, int]]:
+    """``cols`` crossed with the decisions ``modes`` (in :data:`MODES` order), keeping one
+    spelling of equivalent configurations among the modes crossed."""
+    d = space.domains
+    for name in MODES:
+        if name in modes:
+            cols = _cross(cols, name, d[name])
     # Equivalent spellings of one configuration are kept once: ZeRO shards nothing over one
     # data-parallel rank, sequence parallelism splits nothing over one tensor-parallel rank.
     keep = np.ones(len(cols["tp"]), dtype=bool)
-    if 0.0 in d["placement"]:
+    if 0.0 in d["placement"] and "placement" in modes:
         # Without pipeline or data parallelism both orders are the same layout.
         keep &= (cols["placement"] == 0) | ((cols["pp"] > 1) & (cols["dp"] > 1))
-    if 0.0 in d["zero"]:
+    if 0.0 in d["zero"] and "zero" in modes:
         keep &= (cols["zero"] == 0) | (cols["dp"] > 1)
-    if 0.0 in d["sequence_parallel"]:
+    if 0.0 in d["sequence_parallel"] and "sequence_parallel" in modes:
         keep &= (cols["sequence_parallel"] == 0) | (cols["tp"] > 1)
     cols = _keep(cols, keep)
-    counts.append(("no equivalent duplicates (ZeRO needs dp > 1, sequence parallelism tp > 1)",
-                   len(cols["tp"])))
-    system = cols.pop("system").astype(int)
-    cols.pop("gpus")
-    return Candidates({name: cols[name] for name in DECISIONS}, system, counts)
+    return cols, ("no equivalent duplicates (ZeRO needs dp > 1, sequence parallelism tp > 1)",
+                  len(cols["tp"]))

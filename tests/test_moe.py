@@ -57,6 +57,7 @@ def _study(*settings: str) -> Evaluation:
 
 @pytest.mark.parametrize(("model", "total", "active"), [
     ("deepseek-v3", 671e9, 37e9),  # DeepSeek-V3 report, abstract and Sec. 4.2
+    ("kimi-k2", 1.04e12, 32.6e9),  # Kimi K2 report, Table 2 (1.04T / 32.6B)
     ("mixtral-8x7b", 46.7e9, 12.9e9),  # Mixtral paper, Sec. 2 (46.7B / 12.9B)
     ("mixtral-8x22b", 141e9, 39e9),  # Mistral AI announcement (141B / 39B)
 ])

@@ -1,0 +1,101 @@
+"""The bound engine (solver/engine_bound.py): branch and bound over systems on the compiled
+tables.
+
+The shared conformance suite (tests/test_conformance.py) already runs it against enumeration
+on 200 generated problems. Checked here beyond that: co-design spaces (hundreds of designed
+systems), the ``--top`` ranking, which constraints bind and by how much, the infeasibility
+explanation, the engine ``auto`` picks, and the 10^12-configuration Kimi K2 co-design study
+against enumeration on a sub-space small enough to enumerate.
+"""
+
+from __future__ import annotations
+
+import pytest
+import test_conformance as conformance
+from perfcost.solver import case as case_mod
+from perfcost.solver.engine_bound import BoundEngine
+from perfcost.solver.engine_enumerate import EnumerateEngine, full_values
+from perfcost.solver.engines import pick
+from perfcost.solver.problem_search import build_problem
+from test_codesign import small_case
+
+KIMI = "kimi-k2-chiplet-codesign"
+
+
+def _agree(problem, top: int = 1, explain: bool = False) -> tuple:  # type: ignore[no-untyped-def]
+    ref = EnumerateEngine().solve(problem, top=top, explain=explain)
+    got = BoundEngine().solve(problem, top=top, explain=explain)
+    assert got.status == ref.status, (got.explanation, ref.explanation)
+    if ref.ok:
+        assert got.value == pytest.approx(ref.value, rel=1e-9)
+        # The answer is the evaluator's, on the system and configuration reported.
+        assert got.value == got.values[problem.quantity]
+    return ref, got
+
+
+def test_codesign_optimum_and_ranking_equal_enumeration() -> None:
+    p = build_problem(small_case(60e6))
+    assert len(p.space.systems) > 50
+    ref, got = _agree(p, top=5)
+    assert p.codesign.systems[got.system_index].values["capex"] <= 60e6
+    assert [r.objective for r in got.top] == pytest.approx(
+        [r.objective for r in ref.top[:5]], rel=1e-9)
+    assert got.stats["exact_values"] < len(p.valid()) / 10  # most pairs never evaluated
+
+
+@pytest.mark.parametrize("seed", [s for s in range(conformance.N_PROBLEMS)
+                                  if s % 7 == 0][:20])
+def test_binding_constraints_match_enumeration(seed: int) -> None:
+    p = conformance.problem(seed)
+    ref, got = _agree(p, explain=True)
+    if not ref.ok:
+        return
+    for a, b in zip(ref.constraints, got.constraints, strict=True):
+        assert (a.name, a.binding) == (b.name, b.binding), (a, b)
+        if a.binding:
+            assert b.better_if_relaxed == pytest.approx(a.better_if_relaxed, rel=1e-9)
+
+
+def test_infeasible_names_the_constraint_and_the_least_needed() -> None:
+    raw = {"model": "gpt3-175b", "hardware": "a100-80gb", "network": "dgx-a100",
+           "cluster": {"gpus": 64}, "training": {"global_batch": 64},
+           "parallelism": {"tp": [1, 2], "pp": [1, 2], "recompute": "none"}}
+    p = build_problem(case_mod.from_dict(case_mod.resolve(raw)))
+    ref, got = _agree(p)
+    assert got.status == "infeasible"
+    assert len(got.explanation) == 1 and "no configuration satisfies memory" in got.explanation[0]
+    # Same least memory as enumeration finds (it looks at every configuration).
+    assert got.explanation[0].split(" at ")[0] == ref.explanation[0].split(" at ")[0]
+
+
+def test_auto_picks_bound_for_several_systems() -> None:
+    p = build_problem(small_case(60e6))
+    engine, why = pick(p)
+    assert engine.name == "bound" and "systems" in why
+    single = build_problem(case_mod.load("gpt3-175b-4096-a100"))
+    assert pick(single)[0].name == "enumerate"
+
+
+def test_kimi_k2_study_is_a_10_to_the_12_space() -> None:
+    p = build_problem(case_mod.load(KIMI))
+    assert p.space.size >= 1e12
+    assert len(p.space.systems) > 1000
+
+
+def test_kimi_k2_subspace_equals_enumeration() -> None:
+    """The 10^12 study on a sub-space enumeration does in seconds: two GPU counts, six
+    designs, both networks, every parallelism knob but shorter lists of stage splits,
+    micro-batches and context splits."""
+    p = build_problem(case_mod.load(KIMI, [
+        "codesign.design=codesign-n3-slice", "cluster.gpus=[4096,8192]",
+        "parallelism.virtual_stages=[1,2]", "parallelism.micro_batch=[1,2]",
+        "parallelism.cp=[1,2]"]))
+    assert len(p.space.systems) == 6 * 2 * 2
+    ref, got = _agree(p)
+    assert ref.ok
+    again = full_values(p, _codes(p, got.config), got.system_index)
+    assert again[p.quantity] == got.value
+
+
+def _codes(p, config):  # type: ignore[no-untyped-def]
+    return conformance.codes_of(p, config)
