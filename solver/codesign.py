@@ -264,7 +264,14 @@ def pareto(problem: Any, budgets: int) -> list[ParetoPoint]:
     if BoundEngine().accepts(problem) is None:
         for budget in budget_grid(capex, budgets):
             within = np.flatnonzero(capex <= budget * (1 + 1e-12))
-            found = best_within(problem, sorted(within, key=lambda i: (capex[i], i)))
+            # The previous (smaller) budget's optimum is still within this one: the search
+            # looks only for configurations at least as good.
+            previous = out[-1] if out and out[-1].system is not None else None
+            found = best_within(problem, sorted(within, key=lambda i: (capex[i], i)),
+                                previous.value if previous else math.inf)
+            if found is None and previous is not None:  # nothing better: the same optimum
+                out.append(dataclasses.replace(previous, budget=float(budget)))
+                continue
             if found is None:
                 out.append(ParetoPoint(float(budget), None, math.inf, {}))
                 continue

@@ -205,6 +205,8 @@ class _Builder:
         self.factors: list[Factor] = []
         self.index: dict[str, int] = {}
         self._vars_cache: dict[sp.Expr, frozenset[str]] = {}
+        self._tables: dict[tuple[sp.Expr, tuple[str, ...]],
+                           tuple[np.ndarray, np.ndarray | None]] = {}
 
     def variables(self, expr: sp.Expr) -> frozenset[str]:
         cached = self._vars_cache.get(expr)
@@ -260,9 +262,15 @@ class _Builder:
     def tabulate(self, atoms: list[sp.Expr], names: tuple[str, ...]
                  ) -> tuple[np.ndarray, np.ndarray | None]:
         """The product of ``atoms`` over the grid of ``names``, and (free system axis) the
-        column each system class reads."""
+        column each system class reads (cached: expanded terms repeat their atoms)."""
+        key = (sp.Mul(*atoms), names)
+        if key not in self._tables:
+            self._tables[key] = self._tabulate(key[0], names)
+        return self._tables[key]
+
+    def _tabulate(self, product: sp.Expr, names: tuple[str, ...]
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
         f = self.problem.formulation
-        product = sp.Mul(*atoms)
         fn = _numeric(f, product)
         axes = [np.asarray(self.domains[n]) for n in names]
         inverse = None

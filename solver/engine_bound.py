@@ -581,19 +581,29 @@ def _ordered(terms: list[_Term], codes: dict[str, np.ndarray], sample: np.ndarra
     return _Block(tuple(terms[k] for k in order))
 
 
-def best_within(problem: SearchProblem, allowed: Sequence[int]
-                ) -> tuple[float, int, dict[str, float]] | None:
-    """The optimum of ``problem`` on the ``allowed`` systems (the first of equivalent ones):
-    value, system and decision codes, or None when nothing there is feasible. The compiled
-    form and the layouts are kept on the problem for the next call (a Pareto sweep)."""
+def _solver(problem: SearchProblem, compiled: Compiled) -> _Solver:
+    """The layouts of ``problem`` (built once and kept on it), with fresh counters."""
     if problem.bound_solver is None:
-        compiled = BoundEngine().compiled(problem)
-        if isinstance(compiled, str):
-            raise NotCompilable(compiled)
         problem.bound_solver = _Solver(problem, compiled)
     solver: _Solver = problem.bound_solver
+    solver.stats = dict.fromkeys(solver.stats, 0)
+    return solver
+
+
+def best_within(problem: SearchProblem, allowed: Sequence[int], at_most: float = np.inf
+                ) -> tuple[float, int, dict[str, float]] | None:
+    """The optimum of ``problem`` on the ``allowed`` systems (the first of equivalent ones):
+    value, system and decision codes, or None when nothing there is feasible -- or, when
+    ``at_most`` is given (a value some allowed configuration is known to reach), nothing is
+    at most that. The compiled form and the layouts are kept on the problem for the next
+    call (a Pareto sweep)."""
+    compiled = BoundEngine().compiled(problem)
+    if isinstance(compiled, str):
+        raise NotCompilable(compiled)
+    solver = _solver(problem, compiled)
     names = tuple(c.name for c in problem.constraints)
-    ranked = solver.ranked(solver.run(OBJECTIVE, names, 1, allowed=allowed),
+    ranked = solver.ranked(solver.run(OBJECTIVE, names, 1, threshold=at_most,
+                                      allowed=allowed),
                            lambda exact, _s: exact[problem.quantity], names)
     if not ranked:
         return None
@@ -626,7 +636,7 @@ class BoundEngine:
             result.explanation = [compiled]
             return result
         t1 = time.perf_counter()
-        solver = _Solver(problem, compiled)
+        solver = _solver(problem, compiled)
         t2 = time.perf_counter()
         names = tuple(c.name for c in problem.constraints)
         keep = max(top, 2)

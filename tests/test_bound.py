@@ -10,10 +10,15 @@ against enumeration on a sub-space small enough to enumerate.
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import pytest
 import test_conformance as conformance
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from perfcost.solver import case as case_mod
-from perfcost.solver.engine_bound import BoundEngine
+from perfcost.solver.engine_bound import OBJECTIVE, BoundEngine, _Solver
 from perfcost.solver.engine_enumerate import EnumerateEngine, full_values
 from perfcost.solver.engines import pick
 from perfcost.solver.problem_search import build_problem
@@ -99,3 +104,54 @@ def test_kimi_k2_subspace_equals_enumeration() -> None:
 
 def _codes(p, config):  # type: ignore[no-untyped-def]
     return conformance.codes_of(p, config)
+
+
+# -- the bounds themselves ------------------------------------------------------------------
+
+@functools.cache
+def _solver() -> _Solver:
+    p = build_problem(small_case(60e6))
+    compiled = BoundEngine().compiled(p)
+    assert not isinstance(compiled, str)
+    return _Solver(p, compiled)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_a_set_bound_is_below_every_member_and_exact_on_one(data: st.DataObject) -> None:
+    """Over any set of system classes, the bound at each configuration is at most the value on
+    every class of the set (the evaluator's), and equals it on a set of one class."""
+    s = _solver()
+    li = data.draw(st.integers(0, len(s.layouts) - 1))
+    layout = s.layouts[li]
+    classes = np.array(sorted(data.draw(st.sets(st.sampled_from(list(layout.classes)),
+                                                 min_size=1, max_size=8))))
+    cores = np.arange(0, len(layout.cores), max(1, len(layout.cores) // 50))
+    configs = s._expand(layout, li, cores)
+    idx = np.arange(len(configs))
+    idx = idx[configs.columns["tp"] <= s.scale_up[classes].min()]
+    for block in (OBJECTIVE, "memory"):
+        pos, lo = layout.blocks[block].lower(configs.codes, idx, classes, np.inf)
+        for cls in classes:
+            system = layout.system_of[int(cls)]
+            exact = s.evaluate(configs, idx[pos], system)
+            if block == OBJECTIVE:
+                value = exact[s.problem.quantity]
+            else:
+                value = exact["memory_per_gpu"] / s.problem.constraints[0].limits[system]
+            assert np.all(lo <= value * (1 + 1e-12)), block
+            if len(classes) == 1:
+                assert lo == pytest.approx(value, rel=1e-9)
+    # The bound over the cores (modes left out) is below the bound of each of their configs.
+    pos_c, lo_c = layout.relaxed[OBJECTIVE].lower(layout.codes, cores, classes, np.inf)
+    pos_w, lo_w = layout.blocks[OBJECTIVE].lower(configs.codes, np.arange(len(configs)),
+                                                 classes, np.inf)
+    core_of = {tuple(layout.cores.columns[k][c] for k in ("tp", "pp", "dp", "cp", "ep",
+                                                          "micro_batch", "virtual_stages",
+                                                          "recompute")): b
+               for c, b in zip(cores[pos_c], lo_c, strict=True)}
+    for w, b in zip(pos_w, lo_w, strict=True):
+        key = tuple(configs.columns[k][w] for k in ("tp", "pp", "dp", "cp", "ep",
+                                                     "micro_batch", "virtual_stages",
+                                                     "recompute"))
+        assert core_of[key] <= b * (1 + 1e-12)
