@@ -5,9 +5,9 @@ enumeration's, from about 10^5 to beyond 10^12 configurations.
     python benchmarks/solver.py --quick    # skip the largest rows
 
 Times are wall seconds on this machine (shared and noisy: compare rows within one run). The
-10^12 co-design study is too large to enumerate (2 x 10^10 structurally valid
+10^12 co-design study is too large to enumerate (5.5 x 10^9 structurally valid
 (system, configuration) pairs); its row is checked against the bound engine's own answer
-re-evaluated, and the row below it, a sub-space of the same study, against enumeration.
+re-evaluated, and the row above it, a sub-space of the same study, against enumeration.
 """
 
 from __future__ import annotations

@@ -139,7 +139,8 @@ def _numeric(formulation: Formulation, expr: sp.Expr) -> Any:
     if fn is None:
         symbols = [d.symbol for d in formulation.decisions.values()] + [
             p.symbol for p in formulation.parameters.values()]
-        fn = _NUMERIC[key] = sp.lambdify(symbols, expr, modules="numpy")
+        # No docstring: printing each atom into it costs more than generating its code.
+        fn = _NUMERIC[key] = sp.lambdify(symbols, expr, modules="numpy", docstring_limit=0)
     return fn
 
 

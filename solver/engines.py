@@ -10,6 +10,7 @@ from typing import Protocol
 
 from .problem_search import SearchProblem
 from .result import Result
+from .space import count_candidates
 
 #: Structurally valid configurations of one system above which ``auto`` leaves enumeration
 #: (it evaluates about 2 million per second here; see benchmarks/solver.py).
@@ -50,7 +51,7 @@ def pick(problem: SearchProblem, requested: str = "auto", top: int = 1) -> tuple
             return engines["bound"], (
                 f"bound: {systems} systems; branch and bound over them on the compiled "
                 "tables rules most (system, configuration) pairs out unevaluated")
-    n = len(problem.valid())
+    n = count_candidates(problem.space)  # counted, not built: the space may be huge
     if n <= AUTO_ENUMERATION_LIMIT:
         return engines["enumerate"], (
             f"enumerate: {n:,} configurations satisfy the structural rules "

@@ -224,6 +224,23 @@ def candidates(space: Space) -> Candidates:
     return Candidates({name: cols[name] for name in DECISIONS}, system, counts)
 
 
+def count_candidates(space: Space) -> int:
+    """``len(candidates(space))`` without building them: the cores, each times the number of
+    mode combinations the last rule keeps for it."""
+    cols, _counts = _cores(space)
+    d = space.domains
+
+    def options(name: str, extra_allowed: np.ndarray) -> np.ndarray | int:
+        n = len(d[name])
+        return 1 + (n - 1) * extra_allowed if 0.0 in d[name] else n
+
+    per_core = (len(d["recompute"])
+                * options("placement", (cols["pp"] > 1) & (cols["dp"] > 1))
+                * options("zero", cols["dp"] > 1)
+                * options("sequence_parallel", cols["tp"] > 1))
+    return int(np.sum(np.broadcast_to(per_core, cols["tp"].shape)))
+
+
 def core_candidates(space: Space, left_out: tuple[str, ...] = MODES) -> Candidates:
     """The configurations of ``space`` without the decisions ``left_out`` (some of the
     :data:`MODES`; their columns hold each one's first value): the rules between the others

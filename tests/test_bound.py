@@ -22,6 +22,7 @@ from perfcost.solver.engine_bound import OBJECTIVE, BoundEngine, _Solver
 from perfcost.solver.engine_enumerate import EnumerateEngine, full_values
 from perfcost.solver.engines import pick
 from perfcost.solver.problem_search import build_problem
+from perfcost.solver.space import candidates, count_candidates
 from test_codesign import small_case
 
 KIMI = "kimi-k2-chiplet-codesign"
@@ -155,3 +156,11 @@ def test_a_set_bound_is_below_every_member_and_exact_on_one(data: st.DataObject)
                                                      "micro_batch", "virtual_stages",
                                                      "recompute"))
         assert core_of[key] <= b * (1 + 1e-12)
+
+
+def test_counted_candidates_equal_the_built_ones() -> None:
+    """``auto`` counts a system's configurations without building them; the count is the
+    length of the candidate list on every conformance problem."""
+    for seed in range(0, conformance.N_PROBLEMS, 5):
+        space = conformance.problem(seed).space
+        assert count_candidates(space) == len(candidates(space)), seed
