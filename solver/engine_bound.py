@@ -34,12 +34,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .compile import SYSTEM, Compiled, NotCompilable, Term, compile_problem, domain_codes
-from .engine_enumerate import explain_infeasible, full_values, user_config
+from .engine_enumerate import (
+    describe_codes,
+    explain_infeasible,
+    full_values,
+    user_config,
+    violation,
+)
 from .evaluate import evaluator_for
 from .problem_search import SearchProblem
 from .result import ConstraintUse, Ranked, Result
 from .space import DECISIONS, Candidates, System, candidates, core_candidates, with_modes
-from .units import format_quantity
 
 #: A configuration is dropped when its lower bound exceeds the threshold by more than this
 #: (relative): the tables and the evaluator round differently in the last bits.
@@ -696,17 +701,11 @@ class BoundEngine:
             best = solver.ranked(solver.run(c.name, (), 1), ratio, ())
             if not best or best[0][0] <= 1.0:
                 continue
-            r, system, li, cfg = best[0]
-            values = full_values(p, solver.codes(li, cfg), system)
-            config = " ".join(f"{k}={v}" for k, v in
-                              user_config(p, solver.codes(li, cfg)).items())
-            if len(p.space.systems) > 1:
-                config = f"{p.space.systems[system].label}: {config}"
-            lines.append(
-                f"no configuration satisfies {c.name}: the least needed is "
-                f"{format_quantity(values[c.quantity], c.unit)} against "
-                f"{format_quantity(c.limits[system], c.unit)} "
-                f"({100 * (r - 1):.1f}% over) at {config}")
+            _ratio, system, li, cfg = best[0]
+            codes = solver.codes(li, cfg)
+            needed = full_values(p, codes, system)[c.quantity]
+            lines.append(violation(c.name, needed, c.limits[system], c.unit,
+                                   describe_codes(p, codes, system)))
         if not lines:
             lines.append("every constraint can be met alone but not together")
         return lines

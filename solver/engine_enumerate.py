@@ -56,12 +56,23 @@ def config_at(cands: Candidates, i: int) -> dict[str, float]:
 
 
 def describe(problem: SearchProblem, cands: Candidates, i: int) -> str:
-    cfg = user_config(problem, config_at(cands, i))
-    text = " ".join(f"{k}={v}" for k, v in cfg.items())
+    return describe_codes(problem, config_at(cands, i), int(cands.system[i]))
+
+
+def describe_codes(problem: SearchProblem, codes: dict[str, float], system: int) -> str:
+    """A configuration on one line (with its system when the search has several)."""
+    text = " ".join(f"{k}={v}" for k, v in user_config(problem, codes).items())
     if len(problem.space.systems) > 1:
-        s = problem.space.systems[cands.system[i]]
-        text = f"{s.label}: {text}"
+        text = f"{problem.space.systems[system].label}: {text}"
     return text
+
+
+def violation(name: str, needed: float, limit: float, unit: str, where: str) -> str:
+    """The line that says a constraint cannot be met, by how much, and where it comes
+    closest."""
+    return (f"no configuration satisfies {name}: the least needed is "
+            f"{format_quantity(needed, unit)} against {format_quantity(limit, unit)} "
+            f"({100 * (needed / limit - 1):.1f}% over) at {where}")
 
 
 class EnumerateEngine:
@@ -143,11 +154,8 @@ def explain_infeasible(problem: SearchProblem, cands: Candidates, values: dict[s
         ratio = np.where(finite, values[c.quantity] / limits, np.inf)
         i = int(np.argmin(ratio))
         if not ok[c.name].any():
-            lines.append(
-                f"no configuration satisfies {c.name}: the least needed is "
-                f"{format_quantity(values[c.quantity][i], c.unit)} against "
-                f"{format_quantity(limits[i], c.unit)} "
-                f"({100 * (ratio[i] - 1):.1f}% over) at {describe(problem, cands, i)}")
+            lines.append(violation(c.name, float(values[c.quantity][i]), float(limits[i]),
+                                   c.unit, describe(problem, cands, i)))
     if not lines:
         lines.append("every constraint can be met alone but not together: "
                      + ", ".join(f"{k}: {int(v.sum())} configurations" for k, v in ok.items()))
