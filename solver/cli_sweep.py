@@ -27,7 +27,7 @@ def sweep(
         help="iteration_time | time_to_train | cost | tokens_per_dollar | tokens_per_s; "
         "a serving case: cost_per_token | gpus | goodput")] = None,
     engine: Annotated[str | None, typer.Option(
-        help="auto | enumerate | milp (a serving case: auto | enumerate)")] = None,
+        help="auto | enumerate | bound | milp (a serving case: auto | enumerate)")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="override a case field at every point")] = None,
     plot: Annotated[Path | None, typer.Option(
@@ -50,8 +50,8 @@ def sweep(
     from . import sweep as sw
     from . import sweep_plot
 
-    if engine not in (None, "auto", "enumerate", "milp"):
-        raise CaseError("--engine", engine, "expected auto, enumerate or milp")
+    if engine not in (None, "auto", "enumerate", "bound", "milp"):
+        raise CaseError("--engine", engine, "expected auto, enumerate, bound or milp")
     axes = sw.parse_vary(vary or [])
     pair = None
     if pareto is not None:
