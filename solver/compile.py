@@ -49,12 +49,6 @@ class Factor:
     values: np.ndarray
     columns: np.ndarray | None = None
 
-    def by_class(self) -> np.ndarray:
-        """The table as rows (the other variables' cells) x system classes."""
-        if self.columns is None:
-            raise ValueError("the table has no compressed system axis")
-        return self.values.reshape(-1, int(self.columns.max()) + 1)[:, self.columns]
-
 
 @dataclass(frozen=True)
 class Term:
@@ -226,7 +220,7 @@ class _Builder:
 
     def span(self, names: Iterable[str]) -> int:
         """The size the table limits apply to: the joint size, without the system axis when
-        the form keeps that axis free (the factored engine takes one column per system)."""
+        the form keeps that axis free (the bound engine takes one column per system class)."""
         return self.joint(n for n in names if not (self.free_system and n == SYSTEM))
 
     def expand(self, expr: sp.Expr) -> list[list[sp.Expr]]:
@@ -275,6 +269,7 @@ class _Builder:
         fn = _numeric(f, product)
         axes = [np.asarray(self.domains[n]) for n in names]
         inverse = None
+        by_class: dict[str, np.ndarray] = {}
         if names and names[-1] == SYSTEM:
             # Evaluate once per distinct value of the system parameters this table reads
             # (a table of the scale-up bandwidth has as many as there are link counts), then
@@ -285,7 +280,7 @@ class _Builder:
             rows = np.array([[ps[n] for n in read] for ps in self.system_rows])
             distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
             axes[-1] = np.arange(len(distinct), dtype=float)
-            columns = dict(zip(read, distinct.T, strict=True))
+            by_class = dict(zip(read, distinct.T, strict=True))
         grids = np.meshgrid(*axes, indexing="ij")
         flat = {n: g.ravel() for n, g in zip(names, grids, strict=True)}
         size = len(next(iter(flat.values()))) if flat else 1
@@ -295,7 +290,7 @@ class _Builder:
         system = flat.get(SYSTEM)
         for name, p in f.parameters.items():
             if system is not None and p.symbol in self.system_dependent:
-                args.append(columns[name][system.astype(int)] if name in columns else
+                args.append(by_class[name][system.astype(int)] if name in by_class else
                             self.system_rows[0][name])
             else:
                 args.append(self.problem.system_parameters[0][name])
@@ -416,7 +411,7 @@ def _absorb(b: _Builder, term: Term) -> Term:
     """Fold the term's smaller tables into its largest while the joint table stays small."""
     if len(term.factors) < 2:
         return term
-    # The factored engine bounds a term over a set of systems table by table: a table with
+    # The bound engine bounds a term over a set of systems table by table: a table with
     # the system axis stays as small as its own variables allow.
     held = [i for i in term.factors if b.free_system and SYSTEM in b.factors[i].variables]
     if held:
