@@ -206,9 +206,10 @@ class _Block:
 
 @dataclass
 class _Layout:
-    """One GPU count: its core configurations (every decision but the :data:`space.MODES`)
-    and the blocks twice -- over whole configurations, and over cores with the modes left
-    out (their range), which rules most cores out before they are crossed with the modes."""
+    """One GPU count: its core configurations (every decision but those of
+    :data:`LEFT_OUT`) and the blocks twice -- over whole configurations, and over cores with
+    those decisions left out (their range), which rules most cores out before they are
+    crossed with them."""
 
     gpus: int
     cores: Candidates
@@ -222,7 +223,8 @@ class _Layout:
 
 @dataclass(frozen=True)
 class _Configs:
-    """Whole configurations of one layout (a crossing of some of its cores with the modes)."""
+    """Whole configurations of one layout (some of its cores crossed with the decisions left
+    out)."""
 
     layout: int
     columns: dict[str, np.ndarray]
@@ -514,7 +516,8 @@ class _Solver:
             if not found.system_of[li] or not cores.size:
                 continue
             classes = np.array(sorted(found.system_of[li]), dtype=np.int64)
-            # Cores first, with the modes left out; the cores left are crossed with them.
+            # Cores first, over the range of the decisions left out; the cores left are
+            # crossed with them.
             self.stats["cores_bounded"] += len(cores)
             cores, _ = self._bound(found, objective, constraints, layout.relaxed,
                                    layout.cores.columns, layout.codes, classes, cores)
