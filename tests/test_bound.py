@@ -11,6 +11,7 @@ against enumeration on a sub-space small enough to enumerate.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,14 +22,16 @@ from perfcost.solver import case as case_mod
 from perfcost.solver.engine_bound import OBJECTIVE, BoundEngine, _Solver
 from perfcost.solver.engine_enumerate import EnumerateEngine, full_values
 from perfcost.solver.engines import pick
-from perfcost.solver.problem_search import build_problem
+from perfcost.solver.problem_search import SearchProblem, build_problem
+from perfcost.solver.result import Result
 from perfcost.solver.space import candidates, count_candidates
 from test_codesign import small_case
 
 KIMI = "kimi-k2-chiplet-codesign"
 
 
-def _agree(problem, top: int = 1, explain: bool = False) -> tuple:  # type: ignore[no-untyped-def]
+def _agree(problem: SearchProblem, top: int = 1, explain: bool = False
+           ) -> tuple[Result, Result]:
     ref = EnumerateEngine().solve(problem, top=top, explain=explain)
     got = BoundEngine().solve(problem, top=top, explain=explain)
     assert got.status == ref.status, (got.explanation, ref.explanation)
@@ -103,7 +106,7 @@ def test_kimi_k2_subspace_equals_enumeration() -> None:
     assert again[p.quantity] == got.value
 
 
-def _codes(p, config):  # type: ignore[no-untyped-def]
+def _codes(p: SearchProblem, config: dict[str, Any]) -> dict[str, float]:
     return conformance.codes_of(p, config)
 
 
