@@ -21,6 +21,7 @@ from perfcost.solver.case import from_dict, resolve
 from perfcost.solver.engine_bound import BoundEngine
 from perfcost.solver.engine_enumerate import EnumerateEngine, full_values
 from perfcost.solver.engine_milp import MilpEngine
+from perfcost.solver.problem import decision_codes
 from perfcost.solver.problem_search import build_problem
 
 KIMI = "kimi-k2-chiplet-codesign"
@@ -96,8 +97,8 @@ def main() -> None:
                 equal = result.status  # stopped without proving an optimum
             elif reference is None:
                 # Not enumerable: the answer re-evaluated on its system must be the value.
-                again = full_values(problem, {k: float(v) for k, v in _codes(problem, result)
-                                              .items()}, result.system_index)
+                again = full_values(problem, decision_codes(result.config),
+                                    result.system_index)
                 equal = "re-eval" if again[problem.quantity] == value else "NO"
             else:
                 equal = "yes" if abs(value - reference) <= 1e-9 * abs(reference) else "NO"
@@ -105,17 +106,6 @@ def main() -> None:
                   f"{valid} {engine.name:>9s} {build_s:8.2f} {solve_s:8.2f} {value:12.6g} "
                   f"{equal:>8s}")
             sys.stdout.flush()
-
-
-def _codes(problem: Any, result: Any) -> dict[str, float]:
-    """The numeric decision codes of a reported configuration."""
-    decisions = problem.formulation.decisions
-    codes = {}
-    for name, label in result.config.items():
-        text = str(label).lower() if isinstance(label, bool) else label
-        codes[name] = next(code for code in problem.space.domains[name]
-                           if str(decisions[name].label(code)) == str(text))
-    return codes
 
 
 if __name__ == "__main__":

@@ -217,8 +217,11 @@ class _Layout:
     blocks: dict[str, _Block]
     relaxed: dict[str, _Block]
     #: The classes with a system allowed at this GPU count, and that system (the first).
-    classes: np.ndarray
     system_of: dict[int, int]
+
+    @property
+    def classes(self) -> np.ndarray:
+        return np.array(sorted(self.system_of), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -315,11 +318,8 @@ class _Solver:
             if not len(cores):
                 continue
             codes = self._codes(cores.columns)
-            system_of: dict[int, int] = {}
-            for i in allowed:
-                system_of.setdefault(int(self.system_class[i]), i)
-            classes = np.array(sorted(system_of), dtype=np.int64)
-            layout = _Layout(g, cores, codes, {}, {}, classes, system_of)
+            layout = _Layout(g, cores, codes, {}, {}, self._system_of(g, allowed))
+            classes = layout.classes
             sample = np.arange(0, len(cores), max(1, len(cores) // SAMPLE))
             whole = self._expand(layout, len(out), sample, register=False)
             layout.blocks = {n: _ordered(t, whole.codes, np.arange(len(whole)), classes)
@@ -328,6 +328,15 @@ class _Solver:
                               for n, t in relaxed.items()}
             out.append(layout)
         return out
+
+    def _system_of(self, gpus: int, allowed: Sequence[int]) -> dict[int, int]:
+        """Each class with an ``allowed`` system at ``gpus``, and the first such system."""
+        systems = self.problem.space.systems
+        system_of: dict[int, int] = {}
+        for i in allowed:
+            if systems[i].gpus in (None, gpus):
+                system_of.setdefault(int(self.system_class[i]), int(i))
+        return system_of
 
     def _codes(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {v: domain_codes(self.c.variables[v], columns[v], v) for v in DECISIONS}
@@ -462,17 +471,8 @@ class _Solver:
         """Minimise block ``objective`` subject to ``constraints``: the best ``keep``
         candidates (and ties), every one below ``threshold`` when it is given, on the
         ``allowed`` systems (all by default; a class stands for its first allowed system)."""
-        systems = self.problem.space.systems
-        maps = []
-        for layout in self.layouts:
-            if allowed is None:
-                maps.append(layout.system_of)
-                continue
-            system_of: dict[int, int] = {}
-            for i in allowed:
-                if systems[i].gpus in (None, layout.gpus):
-                    system_of.setdefault(int(self.system_class[i]), int(i))
-            maps.append(system_of)
+        maps = [layout.system_of if allowed is None else self._system_of(layout.gpus, allowed)
+                for layout in self.layouts]
         found = _Found(keep, maps)
         if np.isfinite(threshold):  # only strictly better candidates are wanted
             found.add(np.full(keep, threshold), -1, -1, np.full(keep, -1))

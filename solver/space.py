@@ -225,20 +225,18 @@ def candidates(space: Space) -> Candidates:
 
 
 def count_candidates(space: Space) -> int:
-    """``len(candidates(space))`` without building them: the cores, each times the number of
-    mode combinations the last rule keeps for it."""
+    """``len(candidates(space))`` without building them: how many mode combinations the
+    last rule keeps depends on a core only through ``tp > 1``, ``pp > 1`` and ``dp > 1``, so
+    one representative core of each kind is crossed with the modes and counted."""
     cols, _counts = _cores(space)
-    d = space.domains
-
-    def options(name: str, extra_allowed: np.ndarray) -> np.ndarray | int:
-        n = len(d[name])
-        return 1 + (n - 1) * extra_allowed if 0.0 in d[name] else n
-
-    per_core = (len(d["recompute"])
-                * options("placement", (cols["pp"] > 1) & (cols["dp"] > 1))
-                * options("zero", cols["dp"] > 1)
-                * options("sequence_parallel", cols["tp"] > 1))
-    return int(np.sum(np.broadcast_to(per_core, cols["tp"].shape)))
+    kind = ((cols["tp"] > 1).astype(int) * 4 + (cols["pp"] > 1).astype(int) * 2
+            + (cols["dp"] > 1).astype(int))
+    total = 0
+    for k, n in zip(*np.unique(kind, return_counts=True), strict=True):
+        first = int(np.flatnonzero(kind == k)[0])
+        one = {name: v[first:first + 1] for name, v in cols.items()}
+        total += int(n) * len(_with_modes(space, one, MODES)[0]["tp"])
+    return total
 
 
 def core_candidates(space: Space, left_out: tuple[str, ...] = MODES) -> Candidates:

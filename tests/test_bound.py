@@ -11,7 +11,6 @@ against enumeration on a sub-space small enough to enumerate.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from perfcost.solver import case as case_mod
 from perfcost.solver.engine_bound import OBJECTIVE, BoundEngine, _Solver
 from perfcost.solver.engine_enumerate import EnumerateEngine, full_values
 from perfcost.solver.engines import pick
+from perfcost.solver.problem import decision_codes
 from perfcost.solver.problem_search import SearchProblem, build_problem
 from perfcost.solver.result import Result
 from perfcost.solver.space import candidates, count_candidates
@@ -102,12 +102,8 @@ def test_kimi_k2_subspace_equals_enumeration() -> None:
     assert len(p.space.systems) == 6 * 2 * 2
     ref, got = _agree(p)
     assert ref.ok
-    again = full_values(p, _codes(p, got.config), got.system_index)
+    again = full_values(p, decision_codes(got.config), got.system_index)
     assert again[p.quantity] == got.value
-
-
-def _codes(p: SearchProblem, config: dict[str, Any]) -> dict[str, float]:
-    return conformance.codes_of(p, config)
 
 
 # -- the bounds themselves ------------------------------------------------------------------
