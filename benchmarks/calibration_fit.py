@@ -20,10 +20,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from perfcost.solver import catalog, problem, units
-from perfcost.solver.case import load
-from perfcost.solver.evaluate import Evaluator, training_formulation
-from perfcost.solver.validate import METRIC_UNITS, suite_tolerances
+from perfcost.solver.case import catalog, units
+from perfcost.solver.case.schema import load
+from perfcost.solver.problem import specs as problem
+from perfcost.solver.problem.evaluate import Evaluator, training_formulation
+from perfcost.solver.studies.validate import METRIC_UNITS, suite_tolerances
 from scipy.optimize import minimize
 
 #: Fitted parameters, their bounds (physically plausible ranges) and display scale.

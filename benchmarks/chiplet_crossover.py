@@ -12,7 +12,7 @@ and the cost ratio split / monolithic at 50 mm^2 and at the reticle limit; then 
 from __future__ import annotations
 
 import numpy as np
-from perfcost.solver import cost
+from perfcost.solver.cost import price as cost
 
 NODES = ["n3", "n5", "n7", "n10", "n14", "n20", "n28", "n40", "n55"]
 PACKAGINGS = ["organic", "info", "cowos-s"]

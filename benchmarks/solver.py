@@ -16,13 +16,13 @@ import sys
 import time
 from typing import Any
 
-from perfcost.solver import case as case_mod
-from perfcost.solver.case import from_dict, resolve
-from perfcost.solver.engine_bound import BoundEngine
-from perfcost.solver.engine_enumerate import EnumerateEngine, full_values
-from perfcost.solver.engine_milp import MilpEngine
-from perfcost.solver.problem import decision_codes
-from perfcost.solver.problem_search import build_problem
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case.schema import from_dict, resolve
+from perfcost.solver.cost.codesign import build_problem
+from perfcost.solver.engines.bound import BoundEngine
+from perfcost.solver.engines.enumerate import EnumerateEngine, full_values
+from perfcost.solver.engines.milp import MilpEngine
+from perfcost.solver.problem.specs import decision_codes
 
 KIMI = "kimi-k2-chiplet-codesign"
 

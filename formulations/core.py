@@ -4,7 +4,7 @@ A formulation is a pure function from frozen, typed inputs to named sympy expres
 kinds of symbols:
 
 * **decision symbols** -- integers or categorical codes the optimiser may choose (tp, pp, dp,
-  micro_batch, recompute, ...); their finite domains come from the case (solver/space.py);
+  micro_batch, recompute, ...); their finite domains come from the case (solver/problem/space.py);
 * **parameter symbols** -- continuous quantities with a value (bandwidths, FLOP rates, model
   sizes), kept symbolic so that the same expression can be exported in closed form and
   differentiated for sensitivities.
@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 import sympy as sp
 
@@ -26,10 +25,8 @@ __all__ = [
     "Formulation",
     "Parameter",
     "ParameterSet",
-    "build",
     "indicator",
     "register",
-    "registered",
 ]
 
 
@@ -132,19 +129,3 @@ def register(name: str) -> Callable[[Callable[..., Formulation]], Callable[..., 
         return fn
 
     return wrap
-
-
-def registered() -> dict[str, Callable[..., Formulation]]:
-    """All registered formulation builders by name."""
-    # Importing the modules registers their builders.
-    from . import training  # noqa: F401
-
-    return dict(_REGISTRY)
-
-
-def build(name: str, *args: Any, **kwargs: Any) -> Formulation:
-    """Build the formulation registered under ``name``."""
-    builders = registered()
-    if name not in builders:
-        raise KeyError(f"no formulation named {name!r}; known: {sorted(builders)}")
-    return builders[name](*args, **kwargs)

@@ -7,7 +7,7 @@ import json
 import pytest
 import sympy as sp
 from perfcost.formulations import algorithms as alg
-from perfcost.solver.cli import app
+from perfcost.solver.cli.main import app
 from typer.testing import CliRunner
 
 n, S, a, B = sp.symbols("n S alpha B", positive=True)

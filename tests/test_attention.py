@@ -18,11 +18,12 @@ import sympy as sp
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from perfcost.formulations import attention, transformer
-from perfcost.solver import case as case_mod
-from perfcost.solver import catalog, problem
-from perfcost.solver.cli import app
-from perfcost.solver.errors import CaseError
-from perfcost.solver.evaluate import Evaluator, training_formulation
+from perfcost.solver.case import catalog
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case.errors import CaseError
+from perfcost.solver.cli.main import app
+from perfcost.solver.problem import specs as problem
+from perfcost.solver.problem.evaluate import Evaluator, training_formulation
 from typer.testing import CliRunner
 
 KIB = 1024

@@ -1,4 +1,4 @@
-"""The bound engine (solver/engine_bound.py): branch and bound over systems on the compiled
+"""The bound engine (solver/engines/bound.py): branch and bound over systems on the compiled
 tables.
 
 The shared conformance suite (tests/test_conformance.py) already runs it against enumeration
@@ -17,14 +17,15 @@ import pytest
 import test_conformance as conformance
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from perfcost.solver import case as case_mod
-from perfcost.solver.engine_bound import OBJECTIVE, BoundEngine, _Solver
-from perfcost.solver.engine_enumerate import EnumerateEngine, full_values
-from perfcost.solver.engines import pick
-from perfcost.solver.problem import decision_codes
-from perfcost.solver.problem_search import SearchProblem, build_problem
-from perfcost.solver.result import Result
-from perfcost.solver.space import candidates, count_candidates
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.cost.codesign import build_problem
+from perfcost.solver.engines.bound import OBJECTIVE, BoundEngine, _Solver
+from perfcost.solver.engines.enumerate import EnumerateEngine, full_values
+from perfcost.solver.engines.pick import pick
+from perfcost.solver.problem.result import Result
+from perfcost.solver.problem.search import SearchProblem
+from perfcost.solver.problem.space import candidates, count_candidates
+from perfcost.solver.problem.specs import decision_codes
 from test_codesign import small_case
 
 KIMI = "kimi-k2-chiplet-codesign"

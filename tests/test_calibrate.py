@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from perfcost.solver import calibrate as cal
-from perfcost.solver import catalog
-from perfcost.solver.case import HardwareSection
-from perfcost.solver.cli import app
-from perfcost.solver.errors import CaseError
+from perfcost.solver.case import catalog
+from perfcost.solver.case.errors import CaseError
+from perfcost.solver.case.sections import HardwareSection
+from perfcost.solver.cli.main import app
+from perfcost.solver.studies import calibrate as cal
 from typer.testing import CliRunner
 
 KERNELS = Path(__file__).parent / "data" / "h200-kernels.json"
@@ -226,8 +226,8 @@ def test_h200_decode_at_batch_one_is_weights_over_the_copy_ceiling(tmp_path: Pat
     serving studies' value): the step is within 10 % of the bytes it must stream (the layer
     and output-layer weights, the KV cache) over the copy ceiling, and its GEMMs within 15 %
     of the 17.31 ms measured."""
-    from perfcost.solver import case as case_mod
-    from perfcost.solver.serving_evaluate import ServingModel
+    from perfcost.solver.case import schema as case_mod
+    from perfcost.solver.serving.evaluate import ServingModel
 
     path = tmp_path / "case.toml"
     path.write_text('model = "llama3-70b"\nhardware = "h200-sxm"\nnetwork = "dgx-h100"\n'

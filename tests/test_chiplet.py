@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from perfcost.formulations import accelerator as acc
 from perfcost.formulations import chiplet
-from perfcost.solver import cost, cost_case
-from perfcost.solver.errors import CaseError
-from perfcost.solver.evaluate import Evaluator
+from perfcost.solver.case.errors import CaseError
+from perfcost.solver.cost import case as cost_case
+from perfcost.solver.cost import price as cost
+from perfcost.solver.problem.evaluate import Evaluator
 
 A, D0, ALPHA = sp.symbols("A D0 alpha", positive=True)
 

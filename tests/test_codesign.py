@@ -1,7 +1,7 @@
 """Hardware-software co-design in ``perfcost solve`` and ``perfcost pareto``.
 
 A co-design case offers the search the accelerator designs of a cost case x its GPU counts
-(solver/codesign.py). Checked here: every kept system is buildable and within the capex budget
+(solver/cost/codesign.py). Checked here: every kept system is buildable and within the capex budget
 and power limit, the optimum equals a brute-force minimum over the systems' own optima, the
 MILP agrees with enumeration on a co-design problem small enough for it, the Pareto front is
 monotone and each point is the optimum of a solve at that budget, and bad budgets fail with
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from perfcost.solver import case as case_mod
-from perfcost.solver import catalog
-from perfcost.solver.cli import app
-from perfcost.solver.codesign import capex_of, system_minima
-from perfcost.solver.engine_enumerate import EnumerateEngine
-from perfcost.solver.engine_milp import MilpEngine
-from perfcost.solver.problem_search import build_problem
+from perfcost.solver.case import catalog
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.cli.main import app
+from perfcost.solver.cost.codesign import build_problem
+from perfcost.solver.engines.enumerate import EnumerateEngine
+from perfcost.solver.engines.milp import MilpEngine
+from perfcost.solver.studies.pareto import capex_of, system_minima
 from typer.testing import CliRunner
 
 runner = CliRunner()

@@ -15,8 +15,8 @@ import pytest
 import sympy as sp
 from perfcost.formulations import collectives as col
 from perfcost.formulations import parallelism as par
-from perfcost.solver import case as case_mod
-from perfcost.solver import problem
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.problem import specs as problem
 
 n, p, B, alpha, eta = sp.symbols("n p B alpha eta", positive=True)
 k, N = sp.symbols("k N", positive=True, integer=True)

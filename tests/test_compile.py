@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from perfcost.solver.case import load
-from perfcost.solver.compile import MAX_TABLE, SYSTEM, compile_problem
-from perfcost.solver.engine_enumerate import evaluate_all
-from perfcost.solver.problem_search import build_problem
-from perfcost.solver.space import candidates
+from perfcost.solver.case.schema import load
+from perfcost.solver.cost.codesign import build_problem
+from perfcost.solver.engines.compile import MAX_TABLE, SYSTEM, compile_problem
+from perfcost.solver.engines.enumerate import evaluate_all
+from perfcost.solver.problem.space import candidates
 
 
 @pytest.fixture(scope="module", params=["gpt3-175b-4096-a100", "llama3-70b-codesign"])
@@ -52,7 +52,7 @@ def test_compiled_form_is_small_and_json(compiled_problem) -> None:  # type: ign
 def test_a_condition_coupling_too_many_decisions_is_declined_not_looped() -> None:
     """An indicator whose condition spans too many decisions cannot be split further: the
     compiler says so (and the MILP engine declines) instead of recursing forever."""
-    from perfcost.solver import compile as compile_mod
+    from perfcost.solver.engines import compile as compile_mod
 
     problem = build_problem(load("gpt3-175b-a100", ["parallelism={}"]))
     original = compile_mod.MAX_TABLE

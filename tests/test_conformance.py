@@ -4,7 +4,7 @@ Enumeration evaluates every configuration that satisfies the structural rules, s
 oracle. Each of ``N_PROBLEMS`` seeded-random search problems (small GPT-like and Llama-like
 models, one or several hardware and network entries, one or several GPU counts, memory
 headroom from tight to loose, sometimes a cost budget) is solved by every other engine of
-:func:`perfcost.solver.engines.registry`, which must
+:func:`perfcost.solver.engines.pick.registry`, which must
 
 * report the same status (``optimal`` or ``infeasible``), or ``not_accepted`` exactly when its
   ``accepts()`` gives a reason;
@@ -35,12 +35,13 @@ from typing import Any
 import numpy as np
 import pytest
 from perfcost.formulations.specs import RECOMPUTE_MODES
-from perfcost.solver import case as case_mod
-from perfcost.solver.engine_enumerate import EnumerateEngine, evaluate_all, full_values
-from perfcost.solver.engines import registry
-from perfcost.solver.problem_search import SearchProblem, build_problem
-from perfcost.solver.result import Result
-from perfcost.solver.space import DECISIONS, candidates
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.cost.codesign import build_problem
+from perfcost.solver.engines.enumerate import EnumerateEngine, evaluate_all, full_values
+from perfcost.solver.engines.pick import registry
+from perfcost.solver.problem.result import Result
+from perfcost.solver.problem.search import SearchProblem
+from perfcost.solver.problem.space import DECISIONS, candidates
 
 N_PROBLEMS = 200
 ORACLE = "enumerate"

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from perfcost.solver import case as case_mod
-from perfcost.solver import units
-from perfcost.solver.cli import app
-from perfcost.solver.errors import MISSING, CaseError
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case import units
+from perfcost.solver.case.errors import MISSING, CaseError
+from perfcost.solver.cli.main import app
 from typer.testing import CliRunner
 
 #: The smallest valid case (and the base of every bad one below).
@@ -455,7 +455,7 @@ def _perfcost() -> list[str]:
     script = Path(sys.executable).with_name("perfcost")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from perfcost.solver.cli import main; main()"]
+    return [sys.executable, "-c", "from perfcost.solver.cli.main import main; main()"]
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
@@ -476,7 +476,7 @@ def test_subprocess(tmp_path: Path, text: str, fragment: str) -> None:
 
 def test_unexpected_exception_is_one_line(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import perfcost.solver.evaluate as evaluate_mod
+    import perfcost.solver.problem.evaluate as evaluate_mod
 
     def boom(case: Any) -> Any:
         raise ZeroDivisionError("float division by zero")

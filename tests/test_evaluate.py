@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from perfcost.solver import case as case_mod
-from perfcost.solver.cli import app
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.cli.main import app
 from typer.testing import CliRunner
 
 CASE = "gpt3-175b-a100"
@@ -99,7 +99,7 @@ def test_bad_override_is_a_one_line_error() -> None:
 _NO_SOLVER_SCRIPT = """
 import json, sys
 from typer.testing import CliRunner
-from perfcost.solver.cli import app
+from perfcost.solver.cli.main import app
 result = CliRunner().invoke(app, ["evaluate", "gpt3-175b-a100", "--json"])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("pyomo", "highspy"))
 print(json.dumps({"exit_code": result.exit_code, "heavy": heavy,
@@ -118,5 +118,5 @@ def test_evaluate_imports_neither_pyomo_nor_highspy(tmp_path: Path) -> None:
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")]
     # The import log is live: the evaluation's own modules are in it.
-    assert "perfcost.solver.evaluate" in imported and "sympy" in imported
+    assert "perfcost.solver.problem.evaluate" in imported and "sympy" in imported
     assert not [m for m in imported if m.split(".")[0] in ("pyomo", "highspy")]

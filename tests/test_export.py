@@ -17,15 +17,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from perfcost.solver import case as case_mod
-from perfcost.solver import catalog, cost, cost_case, export
-from perfcost.solver.case import ParallelismSection
-from perfcost.solver.cli import app
-from perfcost.solver.errors import CaseError
-from perfcost.solver.evaluate import Evaluator, evaluate_case
-from perfcost.solver.problem import check_config
-from perfcost.solver.problem_search import systems_of
-from perfcost.solver.space import build_space, candidates
+from perfcost.solver.case import catalog
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case.errors import CaseError
+from perfcost.solver.case.sections import ParallelismSection
+from perfcost.solver.cli.main import app
+from perfcost.solver.cost import case as cost_case
+from perfcost.solver.cost import price as cost
+from perfcost.solver.export import closed_form as export
+from perfcost.solver.problem.evaluate import Evaluator, evaluate_case
+from perfcost.solver.problem.search import systems_of
+from perfcost.solver.problem.space import build_space, candidates
+from perfcost.solver.problem.specs import check_config
 from typer.testing import CliRunner
 
 RANDOM_CONFIGS = 20

@@ -23,11 +23,12 @@ import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from perfcost.formulations import compute, memory, transformer
-from perfcost.formulations.core import Formulation, build, registered
-from perfcost.solver import case as case_mod
-from perfcost.solver import problem
-from perfcost.solver.errors import CaseError
-from perfcost.solver.evaluate import Evaluator, evaluate_case, training_formulation
+from perfcost.formulations.core import Formulation
+from perfcost.formulations.registry import build, registered
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case.errors import CaseError
+from perfcost.solver.problem import specs as problem
+from perfcost.solver.problem.evaluate import Evaluator, evaluate_case, training_formulation
 
 STUDY_CASES = ("gpt3-175b-a100", "llama3-70b-h100")
 

@@ -20,10 +20,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from perfcost.solver import case as case_mod
-from perfcost.solver import problem
-from perfcost.solver.errors import CaseError, one_line
-from perfcost.solver.evaluate import evaluate_case
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case.errors import CaseError, one_line
+from perfcost.solver.problem import specs as problem
+from perfcost.solver.problem.evaluate import evaluate_case
 
 #: The smallest valid case, as the dictionary its TOML reads to.
 SMALLEST: dict[str, Any] = {

@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from perfcost.formulations import inference as inf
 from perfcost.formulations import serving
-from perfcost.solver import case as case_mod
-from perfcost.solver import serving_case
-from perfcost.solver.serving_evaluate import ServingModel
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case import serving_section as serving_case
+from perfcost.solver.serving.evaluate import ServingModel
 
 CALIBRATION = Path(__file__).resolve().parent / "data" / "h200-kernels.json"  # shared file copy
 

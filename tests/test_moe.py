@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from perfcost.formulations import algorithms, mla, moe, transformer
 from perfcost.formulations.collectives import Link
 from perfcost.formulations.compute import ComputeParams, op_time, ops_flops
-from perfcost.solver import case as case_mod
-from perfcost.solver import problem
-from perfcost.solver.cli import app
-from perfcost.solver.errors import CaseError
-from perfcost.solver.evaluate import Evaluation, evaluate_case
-from perfcost.solver.problem_search import build_problem
-from perfcost.solver.solve import solve_case
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case.errors import CaseError
+from perfcost.solver.cli.main import app
+from perfcost.solver.cost.codesign import build_problem
+from perfcost.solver.engines.solve import solve_case
+from perfcost.solver.problem import specs as problem
+from perfcost.solver.problem.evaluate import Evaluation, evaluate_case
 from typer.testing import CliRunner
 
 STUDY = "deepseek-v3-2048-h800"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from perfcost.solver.case import load
-from perfcost.solver.evaluate import evaluate_case
+from perfcost.solver.case.schema import load
+from perfcost.solver.problem.evaluate import evaluate_case
 
 BASE = ["parallelism.tp=2", "parallelism.pp=4", "parallelism.dp=128",
         "parallelism.virtual_stages=1"]

@@ -8,21 +8,22 @@ import math
 from typing import Any
 
 import pytest
-from perfcost.solver import case as case_mod
-from perfcost.solver import catalog, export
-from perfcost.solver.case import ParallelismSection
-from perfcost.solver.cli import app
-from perfcost.solver.evaluate import Evaluator
-from perfcost.solver.problem_search import systems_of
-from perfcost.solver.sensitivity import (
+from perfcost.solver.case import catalog
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case.sections import ParallelismSection
+from perfcost.solver.cli.main import app
+from perfcost.solver.engines.solve import solve_case
+from perfcost.solver.export import closed_form as export
+from perfcost.solver.problem.evaluate import Evaluator
+from perfcost.solver.problem.search import systems_of
+from perfcost.solver.problem.space import build_space, candidates
+from perfcost.solver.studies.sensitivity import (
     SERVING_QUANTITIES,
     elasticities,
     finite_difference,
     solution_sensitivities,
     stability_range,
 )
-from perfcost.solver.solve import solve_case
-from perfcost.solver.space import build_space, candidates
 from typer.testing import CliRunner
 
 RTOL = 1e-6
@@ -166,7 +167,7 @@ def small_solution() -> Any:
 def test_stability_range_brackets_a_change(small_solution: Any) -> None:
     from dataclasses import replace
 
-    from perfcost.solver.engine_enumerate import EnumerateEngine
+    from perfcost.solver.engines.enumerate import EnumerateEngine
 
     problem, result = small_solution.problem, small_solution.result
     name = "peak_flops"
@@ -232,8 +233,8 @@ def test_serving_cli_json_and_tables() -> None:
 
 
 def test_serving_solve_reports_the_optimum_elasticities() -> None:
-    from perfcost.solver.sensitivity import serving_sensitivities
-    from perfcost.solver.serving_search import solve_serving
+    from perfcost.solver.serving.search import solve_serving
+    from perfcost.solver.studies.sensitivity import serving_sensitivities
 
     runner = CliRunner()
     out = runner.invoke(app, ["solve", "serve-llama3-70b-disagg-wins", "--sensitivities",
@@ -256,8 +257,8 @@ def test_serving_solve_reports_the_optimum_elasticities() -> None:
 def test_serving_stability_range_against_the_solve_path() -> None:
     """The request-rate range of the disaggregation-wins optimum, checked by solving the case
     with ``serving.rate`` set (the loader and search, not the scaled re-solve)."""
-    from perfcost.solver.sensitivity import serving_solution_sensitivities
-    from perfcost.solver.serving_search import solve_serving
+    from perfcost.solver.serving.search import solve_serving
+    from perfcost.solver.studies.sensitivity import serving_solution_sensitivities
 
     name = "serve-llama3-70b-disagg-wins"
     solution = solve_serving(case_mod.load(name))

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from perfcost.solver import case as case_mod
-from perfcost.solver import catalog
-from perfcost.solver.cli import app
-from perfcost.solver.serving_evaluate import ServingModel, feasibility, with_parameters
-from perfcost.solver.serving_search import domains, solve_serving
+from perfcost.solver.case import catalog
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.cli.main import app
+from perfcost.solver.serving.evaluate import ServingModel, feasibility, with_parameters
+from perfcost.solver.serving.search import domains, solve_serving
 from typer.testing import CliRunner
 
 runner = CliRunner()

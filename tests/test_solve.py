@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from perfcost.solver import case as case_mod
-from perfcost.solver import catalog, engine_milp
-from perfcost.solver.cli import app
-from perfcost.solver.engine_enumerate import EnumerateEngine
-from perfcost.solver.engine_milp import MilpEngine
-from perfcost.solver.evaluate import Evaluator
-from perfcost.solver.problem_search import build_problem
-from perfcost.solver.space import candidates
+from perfcost.solver.case import catalog
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.cli.main import app
+from perfcost.solver.cost.codesign import build_problem
+from perfcost.solver.engines import milp as engine_milp
+from perfcost.solver.engines.enumerate import EnumerateEngine
+from perfcost.solver.engines.milp import MilpEngine
+from perfcost.solver.problem.evaluate import Evaluator
+from perfcost.solver.problem.space import candidates
 from typer.testing import CliRunner
 
 runner = CliRunner()

@@ -10,12 +10,13 @@ import math
 from pathlib import Path
 
 import pytest
-from perfcost.solver import case as case_mod
-from perfcost.solver import catalog, export
-from perfcost.solver import sweep as sw
-from perfcost.solver.cli import app
-from perfcost.solver.errors import CaseError
-from perfcost.solver.solve import solve_case
+from perfcost.solver.case import catalog
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case.errors import CaseError
+from perfcost.solver.cli.main import app
+from perfcost.solver.engines.solve import solve_case
+from perfcost.solver.export import closed_form as export
+from perfcost.solver.studies import sweep as sw
 from typer.testing import CliRunner
 
 CASE = "llama3-70b-h100"  # a small space: the split is fixed but for ZeRO, cp and placement
@@ -150,7 +151,7 @@ def serving_rows(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_serving_sweep_rows_are_the_serving_optimum(serving_rows: Path) -> None:
-    from perfcost.solver.serving_search import solve_serving
+    from perfcost.solver.serving.search import solve_serving
 
     rows = read(serving_rows / "rows.csv")
     assert len(rows) == 12

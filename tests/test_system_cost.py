@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import sympy as sp
 from perfcost.formulations import system
-from perfcost.solver import cost, cost_case
-from perfcost.solver.cli import app
+from perfcost.solver.cli.main import app
+from perfcost.solver.cost import case as cost_case
+from perfcost.solver.cost import price as cost
 from typer.testing import CliRunner
 
 runner = CliRunner()
@@ -95,8 +96,8 @@ def test_training_case_prices_the_model_time(tmp_path: Path) -> None:
     t = result.training
     assert t is not None and t["time_to_train_s"] == pytest.approx(v["run_time"], rel=1e-12)
     # the designed part has more HBM bandwidth than H100 SXM and the same peak: a little faster
-    from perfcost.solver import case as case_mod
-    from perfcost.solver.evaluate import evaluate_case
+    from perfcost.solver.case import schema as case_mod
+    from perfcost.solver.problem.evaluate import evaluate_case
 
     h100 = evaluate_case(case_mod.load("llama3-70b-h100")).values["time_to_train"]
     assert 0.8 * h100 < v["run_time"] <= h100 * 1.0001

@@ -8,10 +8,10 @@ import pytest
 import sympy as sp
 from perfcost.formulations.collectives import Link
 from perfcost.formulations.topology import HOPS, Fabric, bisection_bandwidth, group_view, link_for
-from perfcost.solver.case import NetworkSection
-from perfcost.solver.catalog import load_entry
-from perfcost.solver.cli import app
-from perfcost.solver.problem import fabric_spec
+from perfcost.solver.case.catalog import load_entry
+from perfcost.solver.case.sections import NetworkSection
+from perfcost.solver.cli.main import app
+from perfcost.solver.problem.specs import fabric_spec
 from typer.testing import CliRunner
 
 FABRIC = Fabric(sp.Integer(256), sp.Rational(1, 4), sp.Float(3e-7), sp.Integer(1))
@@ -80,8 +80,8 @@ pp = 8
 
 
 def test_an_oversubscribed_fat_tree_slows_data_parallelism_only_beyond_a_leaf() -> None:
-    from perfcost.solver.case import load
-    from perfcost.solver.evaluate import evaluate_case
+    from perfcost.solver.case.schema import load
+    from perfcost.solver.problem.evaluate import evaluate_case
 
     base = ["network.scale_out.topology=\"fat-tree\""]
     flat = evaluate_case(load("gpt3-175b-a100", base)).values

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from perfcost.solver.case import load
-from perfcost.solver.solve import solve_case
+from perfcost.solver.case.schema import load
+from perfcost.solver.engines.solve import solve_case
 
 
 def test_a_72_gpu_nvlink_domain_changes_the_optimal_split() -> None:

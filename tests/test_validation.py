@@ -12,8 +12,10 @@ from statistics import mean
 from typing import Any
 
 import pytest
-from perfcost.solver import case as case_mod
-from perfcost.solver import catalog, problem, validate
+from perfcost.solver.case import catalog
+from perfcost.solver.case import schema as case_mod
+from perfcost.solver.problem import specs as problem
+from perfcost.solver.studies import validate
 
 #: A copy of the shared validation file (published measurements with their configurations), kept
 #: with the tests so that a fresh clone checks its transcriptions too.

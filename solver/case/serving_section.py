@@ -1,0 +1,192 @@
+"""The ``[serving]`` section of a case and its translation into formulation inputs.
+
+A serving case names a model, one or more hardware entries and a network like a training case,
+and a ``[serving]`` table in place of ``[training]``::
+
+    [serving]
+    prompt_len = 2048          # tokens per request
+    output_len = 256
+    rate = 20                  # requests per second
+    slo_ttft = "500 ms"
+    slo_tpot = "40 ms"
+    precision = ["bf16", "fp8"]    # weight format; a list is a choice for 'perfcost solve'
+    kv_precision = "bf16"
+    batching = "continuous"        # or "static"
+    disaggregated = [false, true]  # a choice, or fixed
+    [serving.prefill]              # the prefill pool of a disaggregated deployment
+    hardware = "h100-sxm"
+    tp = [1, 2, 4, 8]
+
+``[parallelism]`` gives ``tp`` and ``pp`` of the (decode) pool. Every number is checked here;
+a problem is a one-line :class:`CaseError`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from perfcost.solver.case.errors import MISSING, CaseError
+from perfcost.solver.case.fields import (
+    Duration,
+    Expect,
+    FlagChoice,
+    Fraction,
+    IntChoice,
+    MoneyRate,
+    PositiveInt,
+    Strict,
+    Text,
+    _choice_or_list,
+    _number,
+)
+from perfcost.solver.case.sections import HardwareSection, NetworkSection
+from pydantic import BeforeValidator, Field
+
+#: Largest request rate a case may ask for (requests per second).
+MAX_RATE = 1e9
+#: Weight formats (the codes of formulations.inference.WEIGHT_PRECISIONS, which a test keeps
+#: equal; this module stays free of sympy so that loading a case stays fast).
+WEIGHT_PRECISIONS: tuple[str, ...] = ("bf16", "fp8", "int4")
+#: vLLM's defaults: gpu_memory_utilization 0.9, block_size 16 tokens, and a chunked-prefill
+#: token budget (max_num_batched_tokens) of 2048 (vLLM engine arguments, v0.6).
+DEFAULT_MEMORY_UTILIZATION = 0.9
+DEFAULT_BLOCK_SIZE = 16
+DEFAULT_CHUNK_TOKENS = 2048
+
+#: The [parallelism] fields a serving case may set.
+SERVING_PARALLELISM: tuple[str, ...] = ("tp", "pp", "ep")
+
+PrecisionChoice = Annotated[
+    str | list[str],
+    BeforeValidator(_choice_or_list(WEIGHT_PRECISIONS, "one of 'bf16', 'fp8', 'int4'")),
+    Expect("one of 'bf16', 'fp8', 'int4', or a non-empty list of them")]
+_RATE_TEXT = f"requests per second, a number greater than 0 and at most {MAX_RATE:g}"
+_rate_number = _number(0.0, MAX_RATE, low_open=True)
+
+
+def _rate(value: Any) -> float:
+    try:
+        return _rate_number(value)
+    except ValueError:
+        raise ValueError(f"expected {_RATE_TEXT}") from None
+
+
+RequestRate = Annotated[float, BeforeValidator(_rate), Expect(_RATE_TEXT)]
+
+
+class PoolSection(Strict):
+    """The prefill pool of a disaggregated deployment (the decode pool is the case's own
+    hardware and ``[parallelism]``)."""
+
+    hardware: Text | list[str] | None = None
+    tp: IntChoice | None = None
+    pp: IntChoice | None = None
+    ep: IntChoice | None = None
+    precision: PrecisionChoice | None = None
+
+
+class ServingSection(Strict):
+    prompt_len: PositiveInt
+    output_len: PositiveInt
+    rate: RequestRate
+    slo_ttft: Duration
+    slo_tpot: Duration
+    precision: PrecisionChoice = "bf16"
+    kv_precision: Literal["bf16", "fp8"] = "bf16"
+    batching: Literal["continuous", "static"] = "continuous"
+    batch: IntChoice | None = None
+    chunk_tokens: PositiveInt = DEFAULT_CHUNK_TOKENS
+    block_size: PositiveInt = DEFAULT_BLOCK_SIZE
+    memory_utilization: Fraction = DEFAULT_MEMORY_UTILIZATION
+    disaggregated: FlagChoice = False
+    prefill: PoolSection = PoolSection()
+    # Fixed time per kernel with CUDA graphs; the hardware entry's (eager) value if absent.
+    kernel_overhead: Duration | None = None
+    kernel_overhead_source: Text = ""
+    step_overhead: Duration = 0.0
+    # GPU-hour price per hardware name; else the hardware entry's or [cluster]'s.
+    prices: dict[str, MoneyRate] = Field(default_factory=dict)
+    price_source: Text = ""
+    price_as_of: Text = ""
+    objective: Literal["cost_per_token", "gpus", "goodput"] = "cost_per_token"
+
+
+def as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def hardware_entries(case: Any) -> list[HardwareSection]:
+    return as_list(case.hardware)
+
+
+def network_entry(case: Any) -> NetworkSection:
+    nets = as_list(case.network)
+    if len(nets) != 1:
+        raise CaseError("network", [n.name for n in nets],
+                        "expected one network for a serving case")
+    return nets[0]
+
+
+def check_serving(case: Any) -> None:
+    """Rules between the serving section and the model and hardware."""
+    sv: ServingSection = case.serving
+    context = case.model.seq_len
+    if sv.prompt_len > context:
+        raise CaseError("serving.prompt_len", sv.prompt_len,
+                        f"expected at most the model's context, model.seq_len = {context}")
+    if sv.prompt_len + sv.output_len > context:
+        raise CaseError("serving.output_len", sv.output_len,
+                        f"expected prompt_len + output_len at most the model's context, "
+                        f"model.seq_len = {context}")
+    names = [hw.name for hw in hardware_entries(case)]
+    for name in as_list(sv.prefill.hardware) if sv.prefill.hardware is not None else []:
+        if name not in names:
+            raise CaseError("serving.prefill.hardware", name,
+                            f"expected one of the case's hardware entries: {', '.join(names)}")
+    precisions = set(as_list(sv.precision)) | set(
+        as_list(sv.prefill.precision) if sv.prefill.precision is not None else [])
+    for hw in hardware_entries(case):
+        if "bf16" not in hw.peak_flops:
+            raise CaseError(f"hardware.{hw.name}.peak_flops", sorted(hw.peak_flops),
+                            "expected a bf16 entry for serving")
+        if "fp8" in precisions and "fp8" not in hw.peak_flops:
+            raise CaseError("serving.precision", "fp8",
+                            f"expected a precision the hardware runs; {hw.name} has no fp8 "
+                            "peak_flops entry")
+        gpu_price(case, hw)
+    for par, where in ((case.parallelism.tp, "parallelism.tp"),
+                       (sv.prefill.tp, "serving.prefill.tp")):
+        for t in as_list(par) if par is not None else []:
+            if case.model.heads % t:
+                raise CaseError(where, t, f"expected a divisor of model.heads = "
+                                f"{case.model.heads}")
+    for par, where in ((case.parallelism.pp, "parallelism.pp"),
+                       (sv.prefill.pp, "serving.prefill.pp")):
+        for p in as_list(par) if par is not None else []:
+            if p > case.model.layers:
+                raise CaseError(where, p, f"expected at most model.layers = "
+                                f"{case.model.layers}")
+    for par, where in ((case.parallelism.ep, "parallelism.ep"),
+                       (sv.prefill.ep, "serving.prefill.ep")):
+        for e in as_list(par) if par is not None else []:
+            experts = case.model.experts or 0
+            if not experts:
+                raise CaseError(where, e, "expected no expert parallelism for a dense model")
+            if experts % e:
+                raise CaseError(where, e, f"expected a divisor of model.experts = {experts}")
+    unused = sorted(case.parallelism.model_fields_set - set(SERVING_PARALLELISM))
+    if unused:
+        raise CaseError(f"parallelism.{unused[0]}", getattr(case.parallelism, unused[0]),
+                        f"expected only {', '.join(SERVING_PARALLELISM)} in a serving case")
+
+
+def gpu_price(case: Any, hw: HardwareSection) -> float:
+    """USD per GPU-second of ``hw``: the serving section's price, else the hardware entry's,
+    else the cluster's."""
+    sv: ServingSection = case.serving
+    price = sv.prices.get(hw.name) or hw.gpu_hour_price or case.cluster.gpu_hour_price
+    if not price:
+        raise CaseError(f"serving.prices.{hw.name}", MISSING,
+                        "expected a GPU-hour price, like '3.49 USD/h' (the hardware entry has "
+                        "none)")
+    return float(price)

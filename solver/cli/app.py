@@ -1,0 +1,83 @@
+"""The ``perfcost`` application every command module adds its commands to, and what they share:
+one-line errors (:func:`guarded`), strict JSON output and the common options.
+
+Every bad input ends as one line on stderr -- ``error: field = value: expected ...`` -- and
+exit code 2, never a traceback. Heavy modules (sympy, pint, the formulations) are imported
+inside the commands, and pyomo/highspy never for evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+from perfcost.solver.case.errors import CaseError, one_line
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Performance, memory and cost of LLM training on accelerator clusters.")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+#: Set this environment variable to see the traceback of an unexpected error.
+TRACEBACK_ENV = "PERFCOST_TRACEBACK"
+
+
+def fail(message: str) -> None:
+    sys.stderr.write(f"error: {one_line(message, 2000)}\n")
+    raise typer.Exit(2)
+
+
+def guarded(fn: F) -> F:
+    """Turn bad input into a one-line error with exit code 2.
+
+    A :class:`CaseError` is the normal path. Anything else that escapes the loaders is a bug,
+    but the user still gets one line (and exit code 2) instead of a traceback, unless
+    ``PERFCOST_TRACEBACK`` is set.
+    """
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CaseError as exc:
+            fail(str(exc))
+        except RecursionError:
+            fail("case is too deeply nested")
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            from pydantic import ValidationError
+
+            if isinstance(exc, ValidationError):
+                from perfcost.solver.case.schema import _case_error
+
+                fail(str(_case_error(exc)))
+            if os.environ.get(TRACEBACK_ENV):
+                raise
+            fail(f"unexpected {type(exc).__name__}: {exc} (this is a bug in perfcost; "
+                  f"set {TRACEBACK_ENV}=1 for the traceback)")
+
+    return run  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+CaseArg = Annotated[str, typer.Argument(help="a case file, or the name of a built-in case")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output (SI units)")]
+SensitivitiesOpt = Annotated[bool, typer.Option(
+    "--sensitivities", help="elasticity of the objective to every parameter; with solve, also "
+    "how far the most sensitive ones can move before the optimum changes (re-solves)")]

@@ -1,0 +1,146 @@
+"""Evaluate a formulation at one configuration by lambdifying its sympy expressions.
+
+Nothing is re-implemented numerically: every number comes from ``sympy.lambdify`` of the
+expressions in :mod:`perfcost.formulations` (DESIGN.md, invariant 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from perfcost.formulations.core import Formulation
+from perfcost.formulations.registry import build
+from perfcost.solver.case.schema import Case
+from perfcost.solver.problem import specs as problem
+
+
+@dataclass
+class Evaluator:
+    """Compiled numeric functions of a formulation's expressions (built once, reused)."""
+
+    formulation: Formulation
+    names: Sequence[str] = ()
+    _fn: Callable[..., Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.names = tuple(self.names or self.formulation.expressions)
+
+    @cached_property
+    def argument_symbols(self) -> list[sp.Symbol]:
+        f = self.formulation
+        return [p.symbol for p in f.parameters.values()] + [
+            d.symbol for d in f.decisions.values()]
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        if self._fn is None:
+            exprs = [self.formulation.expressions[n] for n in self.names]
+            self._fn = sp.lambdify(self.argument_symbols, exprs, modules="numpy", cse=True)
+        return self._fn
+
+    def __call__(self, decisions: Mapping[str, Any],
+                 parameters: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """Values of every named quantity; decisions may be numpy arrays (vectorised)."""
+        f = self.formulation
+        overrides = parameters or {}
+        args = [overrides.get(name, p.value) for name, p in f.parameters.items()]
+        args += [np.asarray(decisions[name], dtype=float) for name in f.decisions]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = self.function(*args)
+        return {n: (float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=float))
+                for n, v in zip(self.names, values, strict=True)}
+
+
+_EVALUATORS: dict[tuple[int, tuple[str, ...]], Evaluator] = {}
+
+
+def evaluator_for(formulation: Formulation, names: Sequence[str] = ()) -> Evaluator:
+    """A cached :class:`Evaluator` (lambdify is the slow part; formulations are shared)."""
+    key = (id(formulation), tuple(names))
+    found = _EVALUATORS.get(key)
+    if found is None or found.formulation is not formulation:
+        found = _EVALUATORS[key] = Evaluator(formulation, names)
+    return found
+
+
+def training_formulation(case: Case) -> Formulation:
+    s = problem.specs(case)
+    return build("training", s.model, s.hardware, s.network, s.training)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One configuration of one case, fully evaluated."""
+
+    case: Case
+    config: dict[str, Any]
+    values: dict[str, float]
+    formulation: Formulation
+
+    def unit(self, name: str) -> str:
+        return self.formulation.units.get(name, "")
+
+    def breakdown(self) -> dict[str, float]:
+        return {k: self.values[k] for k in self.formulation.groups["iteration_time"]}
+
+    def memory_breakdown(self) -> dict[str, float]:
+        return {k: self.values[k] for k in self.formulation.groups["memory_per_gpu"]}
+
+    @property
+    def memory_capacity(self) -> float:
+        return self.case.hardware.hbm_capacity
+
+    def tp_all_reduce(self) -> dict[str, Any]:
+        """The algorithm each tensor-parallel all-reduce uses (the fastest) and the others."""
+        prefix = "tp_all_reduce_"
+        times = {k[len(prefix):]: self.values[k] for k in self.formulation.expressions
+                 if k.startswith(prefix)}
+        if not self.values.get("scale_up_reduction_available", 0.0):
+            times.pop("in_network", None)
+        fixed = self.case.training.tp_algorithm
+        # ties keep the listed order: ring first
+        best = min(times, key=lambda k: times[k]) if fixed == "auto" else fixed
+        return {"algorithm": best, "chosen_by": "fastest" if fixed == "auto" else "case",
+                "time_s": times[best], "alternatives_s": times}
+
+    def to_json(self) -> dict[str, Any]:
+        v = self.values
+        return {
+            "case": self.case.name,
+            "config": self.config,
+            "gpus": round(v["gpus"]),
+            "micro_batches": v["micro_batches"],
+            "iteration_time_s": v["iteration_time"],
+            "tokens_per_s": v["tokens_per_s"],
+            "mfu": v["mfu"],
+            "hfu": v["hfu"],
+            "model_tflops_per_gpu": v["model_tflops_per_gpu"],
+            "hardware_tflops_per_gpu": v["hardware_tflops_per_gpu"],
+            "memory_per_gpu_bytes": v["memory_per_gpu"],
+            "memory_capacity_bytes": self.memory_capacity,
+            "memory_fits": v["memory_per_gpu"] <= self.memory_capacity,
+            "time_to_train_s": v["time_to_train"],
+            "cost_usd": v["cost"],
+            "parameters": v["parameters"],
+            "breakdown": self.breakdown(),
+            "memory_breakdown": self.memory_breakdown(),
+            "per_layer": {"forward_s": v["per_layer_forward_time"],
+                          "backward_s": v["per_layer_backward_time"]},
+            "collectives": {"tp_all_reduce": self.tp_all_reduce(),
+                            "dp_all_reduce": {"algorithm": "hierarchical ring",
+                                              "time_s": v["dp_communication"]}},
+        }
+
+
+def evaluate_case(case: Case) -> Evaluation:
+    """Evaluate the one configuration a case fixes."""
+    case = problem.single(case)
+    config = problem.fixed_config(case)
+    formulation = training_formulation(case)
+    values = Evaluator(formulation)(problem.decision_codes(config))
+    return Evaluation(case, config, values, formulation)

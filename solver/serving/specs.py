@@ -1,0 +1,106 @@
+"""A serving case's sections as the frozen inputs of :mod:`perfcost.formulations.serving`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perfcost.formulations.inference import KV_ELEMENT_BYTES
+from perfcost.formulations.specs import (
+    HardwareSpec,
+    InferenceSpec,
+    LinkLevel,
+    ModelSpec,
+    NetworkSpec,
+    ServingPoolSpec,
+)
+from perfcost.solver.case.errors import MISSING, CaseError
+from perfcost.solver.case.sections import HardwareSection, NetworkSection
+from perfcost.solver.case.serving_section import (
+    ServingSection,
+    gpu_price,
+    hardware_entries,
+    network_entry,
+)
+from perfcost.solver.problem.specs import fabric_spec, moe_fields
+
+#: Bytes per activation element: serving engines run activations in bf16.
+ACTIVATION_BYTES = 2.0
+
+
+def model_spec(case: Any) -> ModelSpec:
+    """The model section as a :class:`ModelSpec`, its MoE and MLA fields as the training
+    path reads them (:func:`problem.moe_fields`)."""
+    m = case.model
+    return ModelSpec(
+        name=m.name, layers=m.layers, hidden=m.hidden, heads=m.heads,
+        kv_heads=m.kv_heads or m.heads, ffn=m.ffn, ffn_kind=m.ffn_kind, vocab=m.vocab,
+        seq_len=m.seq_len, tied_embeddings=m.tied_embeddings, biases=m.biases,
+        learned_positions=m.positions == "learned", dropout=m.dropout, **moe_fields(m),
+    )
+
+
+def network_spec(net: NetworkSection) -> NetworkSpec:
+    up, out = net.scale_up, net.scale_out
+    if up.size is None:
+        raise CaseError("network.scale_up.size", MISSING,
+                        "expected a positive integer: the GPUs per scale-up domain")
+    return NetworkSpec(
+        name=net.name, scale_up_size=up.size,
+        scale_up=LinkLevel(up.bandwidth, up.latency, up.efficiency),
+        scale_out=LinkLevel(out.bandwidth, out.latency, out.efficiency),
+        fabric=fabric_spec(net),
+        scale_up_reduction=(LinkLevel(up.reduction_bandwidth, up.reduction_latency or 0.0, 1.0)
+                            if up.reduction_bandwidth is not None else None),
+    )
+
+
+def flash_fields(hw: HardwareSection) -> dict[str, Any]:
+    """The forward FlashAttention rates of the generation the entry's stack runs, and its
+    shared memory (none: prefill attention falls back to a roofline)."""
+    eff = hw.efficiency
+    rates = getattr(eff, eff.flash_attention, None)
+    if rates is None or not hw.shared_memory:
+        return {}
+    return {"flash_attention": eff.flash_attention, "shared_memory": hw.shared_memory,
+            "flash_forward_efficiency": rates.forward,
+            "flash_backward_efficiency": rates.backward,
+            "flash_forward_tile_overhead": rates.forward_tile_overhead,
+            "flash_backward_tile_overhead": rates.backward_tile_overhead}
+
+
+def hardware_spec(hw: HardwareSection) -> HardwareSpec:
+    return HardwareSpec(
+        name=hw.name, peak_flops=hw.peak_flops["bf16"], hbm_capacity=hw.hbm_capacity,
+        hbm_bandwidth=hw.hbm_bandwidth, multiprocessors=hw.multiprocessors,
+        matmul_efficiency=hw.efficiency.matmul.value,
+        memory_efficiency=hw.efficiency.memory.value,
+        gemm_tile_m=hw.efficiency.gemm_tile[0], gemm_tile_n=hw.efficiency.gemm_tile[1],
+        kernel_overhead=hw.efficiency.kernel_overhead, price=hw.price, power=hw.power,
+        gemm_wave_overhead=hw.efficiency.wave_overhead,
+        gemm_row_granule=hw.efficiency.gemm_row_granule or 0, **flash_fields(hw),
+    )
+
+
+def pool_spec(case: Any, hw: HardwareSection) -> ServingPoolSpec:
+    sv: ServingSection = case.serving
+    overhead = (sv.kernel_overhead if sv.kernel_overhead is not None
+                else hw.efficiency.kernel_overhead)
+    return ServingPoolSpec(
+        hardware=hardware_spec(hw), network=network_spec(network_entry(case)),
+        peak_flops_fp8=hw.peak_flops.get("fp8", hw.peak_flops["bf16"]),
+        kernel_overhead=overhead, gpu_price=gpu_price(case, hw))
+
+
+def inference_spec(case: Any) -> InferenceSpec:
+    sv: ServingSection = case.serving
+    return InferenceSpec(
+        prompt_len=sv.prompt_len, output_len=sv.output_len, rate=sv.rate,
+        slo_ttft=sv.slo_ttft, slo_tpot=sv.slo_tpot, batching=sv.batching,
+        chunk_tokens=sv.chunk_tokens, block_size=sv.block_size,
+        kv_bytes=KV_ELEMENT_BYTES[sv.kv_precision], activation_bytes=ACTIVATION_BYTES,
+        memory_utilization=sv.memory_utilization, step_overhead=sv.step_overhead)
+
+
+def pool_specs(case: Any) -> dict[str, ServingPoolSpec]:
+    """The case's hardware entries by name, as pool specs."""
+    return {hw.name: pool_spec(case, hw) for hw in hardware_entries(case)}
