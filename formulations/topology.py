@@ -27,9 +27,6 @@ import sympy as sp
 
 from .collectives import Link
 
-#: Switch hops of a path inside a unit (up to the leaf / rail switch and down) and across.
-HOPS = {"fat-tree": (2, 4), "rail-optimised": (2, 4), "dragonfly": (2, 3)}
-
 
 @dataclass(frozen=True)
 class Fabric:

@@ -8,7 +8,6 @@ inside the commands, and pyomo/highspy never for evaluation.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -19,7 +18,23 @@ import typer
 from perfcost.solver.case.errors import CaseError, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Performance, memory and cost of LLM training on accelerator clusters.")
+                  help="Performance, memory and cost of LLM training and serving on accelerator "
+                  "clusters: which split, which hardware, how fast, how much money.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from perfcost import version
+
+        sys.stdout.write(f"perfcost {version()}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="print the version and exit")] = False) -> None:
+    """Performance, memory and cost of LLM training and serving on accelerator clusters."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,13 +82,11 @@ def guarded(fn: F) -> F:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
+    """Strict JSON on stdout: a non-finite number is ``null``, and its object names it under
+    ``"undefined"`` (solver/export/strict_json.py)."""
+    from perfcost.solver.export.strict_json import dumps
 
-
-def _jsonable(x: Any) -> Any:
-    if hasattr(x, "item"):
-        return x.item()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+    sys.stdout.write(dumps(data) + "\n")
 
 
 CaseArg = Annotated[str, typer.Argument(help="a case file, or the name of a built-in case")]

@@ -37,7 +37,7 @@ def pareto(
         update={"capex_budget": None})})
     problem = build_problem(unbounded, objective)
     points = pareto_points(problem, budgets)
-    unit = problem.formulation.units.get(problem.quantity, "1")
+    unit = problem.numeric().units.get(problem.quantity, "1")
     if as_json:
         print_json({"objective": problem.objective, "unit": unit, "points": [
             {"budget_usd": p.budget, "value": p.value if p.system else None,

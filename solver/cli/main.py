@@ -47,10 +47,9 @@ def evaluate(
 
         rows = evaluation_sensitivities(result)
     if as_json:
-        data = result.to_json()
-        if rows is not None:
-            data["sensitivities"] = [r.to_json() for r in rows]
-        print_json(data)
+        from perfcost.solver.report import data
+
+        print_json(data.evaluation(result, rows))
         return
     from perfcost.solver.report import tables as report
 
@@ -117,18 +116,9 @@ def solve(
 
         rows = solution_sensitivities(solution)
     if as_json:
-        data = result.to_json()
-        data["engine_reason"] = solution.engine_reason
-        if solution.problem.codesign is not None and result.ok:
-            from perfcost.solver.cost.codesign import summary
+        from perfcost.solver.report import data
 
-            data["codesign"] = summary(solution.problem, result.system_index)
-        if comparisons:
-            terms = solution.problem.formulation.groups["iteration_time"]
-            data["compare"] = [c.to_json(terms) for c in comparisons]
-        if rows is not None:
-            data["sensitivities"] = [r.to_json() for r in rows]
-        print_json(data)
+        print_json(data.solution(solution, comparisons, rows))
     else:
         from perfcost.solver.report import tables as report
 
@@ -218,7 +208,7 @@ def cases(as_json: JsonOpt = False) -> None:
 def _register_topic_commands() -> None:
     """Import the topic modules beside this one: each adds its commands to :data:`app`, after
     the core commands above (``--help`` lists them in that order)."""
-    from perfcost.solver.cli import calibrate, codesign, cost, export, sweep  # noqa: F401
+    from perfcost.solver.cli import calibrate, codesign, cost, export, plan, sweep  # noqa: F401
 
 
 _register_topic_commands()

@@ -23,10 +23,9 @@ def evaluate(case: Case, as_json: bool, sensitivities: bool = False) -> None:
 
         rows = serving_sensitivities(result)
     if as_json:
-        data = result.to_json()
-        if rows is not None:
-            data["sensitivities"] = [r.to_json() for r in rows]
-        print_json(data)
+        from perfcost.solver.report import data
+
+        print_json(data.evaluation(result, rows))
         return
     from perfcost.solver.report import serving as serving_report
     from perfcost.solver.report import tables as report
@@ -62,10 +61,9 @@ def solve(case: Case, engine: str | None, objective: str | None, top: int,
 
         rows = serving_solution_sensitivities(solution)
     if as_json:
-        data = solution.to_json()
-        if rows is not None:
-            data["sensitivities"] = [r.to_json() for r in rows]
-        print_json(data)
+        from perfcost.solver.report import data
+
+        print_json(data.serving_solution(solution, rows))
     else:
         from perfcost.solver.report import serving as serving_report
         from perfcost.solver.report import tables as report

@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfcost.solver.case.errors import CaseError
 from perfcost.solver.case.schema import Case
 from perfcost.solver.case.sections import NetworkSection
-from perfcost.solver.cost import price as cost
-from perfcost.solver.cost.case import CostCase
 from perfcost.solver.problem import specs as fixed
 from perfcost.solver.problem.search import SearchProblem, search_problem
 from perfcost.solver.problem.space import System
+
+if TYPE_CHECKING:
+    from perfcost.solver.cost.case import CostCase
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def expand(case: Case) -> Codesign:
     from perfcost.formulations import accelerator
     from perfcost.formulations import system as system_mod
     from perfcost.solver.cost import case as cost_case
+    from perfcost.solver.cost import price as cost
 
     section = case.codesign
     if section is None:

@@ -47,7 +47,6 @@ from perfcost.solver.engines.enumerate import (
     user_config,
     violation,
 )
-from perfcost.solver.problem.evaluate import evaluator_for
 from perfcost.solver.problem.result import ConstraintUse, Ranked, Result
 from perfcost.solver.problem.search import SearchProblem
 from perfcost.solver.problem.space import (
@@ -553,7 +552,7 @@ class _Solver:
         p = self.problem
         names = list(dict.fromkeys([p.quantity] + [c.quantity for c in p.constraints]))
         decisions = {k: v[idx] for k, v in configs.columns.items()}
-        values = evaluator_for(p.formulation, names)(decisions, p.system_parameters[system])
+        values = p.numeric(names)(decisions, p.system_parameters[system])
         return {k: np.broadcast_to(np.asarray(v, dtype=float), (len(idx),))
                 for k, v in values.items()}
 

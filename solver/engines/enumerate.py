@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from perfcost.solver.case.units import format_quantity
-from perfcost.solver.problem.evaluate import evaluator_for
 from perfcost.solver.problem.result import ConstraintUse, Ranked, Result
 from perfcost.solver.problem.search import SearchProblem
 from perfcost.solver.problem.space import DECISIONS, Candidates
@@ -19,7 +18,7 @@ CHUNK = 200_000
 
 def user_config(problem: SearchProblem, codes: dict[str, float]) -> dict[str, Any]:
     """Numeric decision codes -> the user-facing configuration."""
-    decisions = problem.formulation.decisions
+    decisions = problem.numeric().decisions
     out: dict[str, Any] = {}
     for name in DECISIONS:
         label = decisions[name].label(codes[name])
@@ -32,7 +31,7 @@ def user_config(problem: SearchProblem, codes: dict[str, float]) -> dict[str, An
 def evaluate_all(problem: SearchProblem, cands: Candidates, names: list[str]
                  ) -> dict[str, np.ndarray]:
     """``names`` for every candidate, chunk by chunk."""
-    evaluator = evaluator_for(problem.formulation, names)
+    evaluator = problem.numeric(names)
     n = len(cands)
     out = {name: np.empty(n) for name in names}
     for start in range(0, n, CHUNK):
@@ -47,7 +46,7 @@ def evaluate_all(problem: SearchProblem, cands: Candidates, names: list[str]
 def full_values(problem: SearchProblem, codes: dict[str, float], system: int
                 ) -> dict[str, float]:
     """Every quantity of one configuration, with the system's parameters."""
-    return evaluator_for(problem.formulation)(codes, problem.system_parameters[system])
+    return problem.numeric()(codes, problem.system_parameters[system])
 
 
 def config_at(cands: Candidates, i: int) -> dict[str, float]:

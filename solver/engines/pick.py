@@ -27,18 +27,40 @@ class Engine(Protocol):
         """The optimum (and the ``top`` best); with ``explain``, which constraints bind."""
 
 
-def registry() -> dict[str, Engine]:
-    from perfcost.solver.engines.bound import BoundEngine
-    from perfcost.solver.engines.enumerate import EnumerateEngine
-    from perfcost.solver.engines.milp import MilpEngine
+#: Every engine by name: its module and class, imported when first asked for (the bound and
+#: MILP engines bring sympy and pyomo, which enumeration does not need).
+ENGINES: dict[str, tuple[str, str]] = {
+    "enumerate": ("perfcost.solver.engines.enumerate", "EnumerateEngine"),
+    "milp": ("perfcost.solver.engines.milp", "MilpEngine"),
+    "bound": ("perfcost.solver.engines.bound", "BoundEngine"),
+}
 
-    engines: list[Engine] = [EnumerateEngine(), MilpEngine(), BoundEngine()]
-    return {e.name: e for e in engines}
+
+def engine(name: str) -> Engine:
+    """A new instance of the engine called ``name``."""
+    import importlib
+
+    module, cls = ENGINES[name]
+    made: Engine = getattr(importlib.import_module(module), cls)()
+    return made
+
+
+class _Engines(dict[str, Engine]):
+    """Engines by name, each made on first access."""
+
+    def __missing__(self, name: str) -> Engine:
+        made = self[name] = engine(name)
+        return made
+
+
+def registry() -> dict[str, Engine]:
+    """Every engine, by name."""
+    return {name: engine(name) for name in ENGINES}
 
 
 def pick(problem: SearchProblem, requested: str = "auto", top: int = 1) -> tuple[Engine, str]:
     """The engine to use and why."""
-    engines = registry()
+    engines = _Engines()
     if requested != "auto":
         return engines[requested], f"{requested} (requested)"
 

@@ -9,14 +9,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sympy as sp
-from perfcost.formulations.core import Formulation
-from perfcost.formulations.registry import build
 from perfcost.solver.case.schema import Case
 from perfcost.solver.problem import specs as problem
+from perfcost.solver.problem.numeric import NumericFormulation, numeric_formulation
+
+if TYPE_CHECKING:
+    # sympy is imported only when a formulation is built (a cached evaluation needs none).
+    from perfcost.formulations.core import Formulation
+
+
+def build(name: str, *args: Any) -> Formulation:
+    """The formulation registered under ``name`` (imports sympy and every model)."""
+    from perfcost.formulations.registry import build as build_registered
+
+    return build_registered(name, *args)
 
 
 @dataclass
@@ -31,7 +40,7 @@ class Evaluator:
         self.names = tuple(self.names or self.formulation.expressions)
 
     @cached_property
-    def argument_symbols(self) -> list[sp.Symbol]:
+    def argument_symbols(self) -> list[Any]:
         f = self.formulation
         return [p.symbol for p in f.parameters.values()] + [
             d.symbol for d in f.decisions.values()]
@@ -40,6 +49,8 @@ class Evaluator:
     def function(self) -> Callable[..., Any]:
         if self._fn is None:
             exprs = [self.formulation.expressions[n] for n in self.names]
+            import sympy as sp
+
             self._fn = sp.lambdify(self.argument_symbols, exprs, modules="numpy", cse=True)
         return self._fn
 
@@ -73,14 +84,32 @@ def training_formulation(case: Case) -> Formulation:
     return build("training", s.model, s.hardware, s.network, s.training)
 
 
+def training_numeric(case: Case) -> NumericFormulation:
+    """The training formulation of a one-system case as numeric functions, from the disk cache
+    when the same specs were evaluated before (no sympy then)."""
+    s = problem.specs(case)
+    inputs = (s.model, s.hardware, s.network, s.training)
+    return numeric_formulation("training", inputs, lambda: build("training", *inputs))
+
+
 @dataclass(frozen=True)
 class Evaluation:
-    """One configuration of one case, fully evaluated."""
+    """One configuration of one case, fully evaluated.
+
+    ``formulation`` is what the values come from: the sympy formulation, or its numeric face
+    (units, groups and docs alike); :attr:`symbolic` is always the sympy one (built on first
+    use), for what differentiates or prints the expressions."""
 
     case: Case
     config: dict[str, Any]
     values: dict[str, float]
-    formulation: Formulation
+    formulation: Formulation | NumericFormulation
+
+    @cached_property
+    def symbolic(self) -> Formulation:
+        if not isinstance(self.formulation, NumericFormulation):
+            return self.formulation
+        return training_formulation(self.case)
 
     def unit(self, name: str) -> str:
         return self.formulation.units.get(name, "")
@@ -98,7 +127,7 @@ class Evaluation:
     def tp_all_reduce(self) -> dict[str, Any]:
         """The algorithm each tensor-parallel all-reduce uses (the fastest) and the others."""
         prefix = "tp_all_reduce_"
-        times = {k[len(prefix):]: self.values[k] for k in self.formulation.expressions
+        times = {k[len(prefix):]: self.values[k] for k in self.formulation.units
                  if k.startswith(prefix)}
         if not self.values.get("scale_up_reduction_available", 0.0):
             times.pop("in_network", None)
@@ -141,6 +170,6 @@ def evaluate_case(case: Case) -> Evaluation:
     """Evaluate the one configuration a case fixes."""
     case = problem.single(case)
     config = problem.fixed_config(case)
-    formulation = training_formulation(case)
-    values = Evaluator(formulation)(problem.decision_codes(config))
-    return Evaluation(case, config, values, formulation)
+    numeric = training_numeric(case)
+    values = numeric(problem.decision_codes(config))
+    return Evaluation(case, config, values, numeric)

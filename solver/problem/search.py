@@ -2,22 +2,28 @@
 
 The formulation is built once (with the first system's parameter values); a search over
 several hardware or network entries swaps in each system's parameter values, so every system
-shares the same expressions.
+shares the same expressions. Engines that evaluate read its numeric functions
+(:meth:`SearchProblem.numeric`), which come from the disk cache when the same structure was
+searched before; the sympy formulation itself is built only when something needs the
+expressions (compiled tables, sensitivities, export).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from perfcost.formulations.core import Formulation
-from perfcost.formulations.registry import build
-from perfcost.formulations.training import parameter_values
 from perfcost.solver.case.errors import CaseError
 from perfcost.solver.case.schema import Case
+from perfcost.solver.problem import cache
 from perfcost.solver.problem import specs as fixed
+from perfcost.solver.problem.numeric import NumericFormulation, numeric_formulation
 from perfcost.solver.problem.space import Candidates, Space, System, build_space, candidates
+
+if TYPE_CHECKING:
+    from perfcost.formulations.core import Formulation
 
 #: Objectives: quantity to minimise, and how the reported value is derived from it.
 OBJECTIVES: dict[str, tuple[str, str]] = {
@@ -44,7 +50,8 @@ class Constraint:
 class SearchProblem:
     case: Case
     space: Space
-    formulation: Formulation
+    #: The specs the formulation is built from (the first system's).
+    specs: fixed.Specs
     system_parameters: list[dict[str, float]]
     objective: str
     quantity: str
@@ -59,6 +66,23 @@ class SearchProblem:
     _valid: Candidates | None = field(default=None, repr=False)
     #: The priced designs of a co-design case (solver/cost/codesign.py), one per system.
     codesign: Any = None
+
+    @property
+    def formulation(self) -> Formulation:
+        """The sympy formulation (built on first use, shared by problems of one structure)."""
+        return _formulation(self.specs)
+
+    def numeric(self, names: Sequence[str] = ()) -> NumericFormulation:
+        """The quantities ``names`` (default: all) as numeric functions of (parameters,
+        decisions), with units, groups and decision labels: from the disk cache when this
+        structure was searched before. Pass :attr:`system_parameters` explicitly: the
+        stored parameter values are those of whichever problem built it first."""
+        key = (repr(structure_key(self.specs)), *names)
+        found = _NUMERIC.get(key)
+        if found is None:
+            found = _NUMERIC[key] = numeric_formulation(
+                "training-search", key, lambda: self.formulation, tuple(names))
+        return found
 
     def valid(self) -> Candidates:
         """Every configuration that satisfies the structural rules (generated once)."""
@@ -82,26 +106,48 @@ class SearchProblem:
 
 
 _FORMULATIONS: dict[tuple[object, ...], Formulation] = {}
+_NUMERIC: dict[tuple[str, ...], NumericFormulation] = {}
 
 
-def _formulation(specs: fixed.Specs) -> Formulation:
-    """The search formulation for a model structure, built once per process.
-
-    Only structure changes the expressions (attention and MLP kind, embeddings, dropout,
-    overlap); sizes, rates and prices are parameters whose values each problem supplies.
-    """
+def structure_key(specs: fixed.Specs) -> tuple[object, ...]:
+    """What shapes the training expressions of a search (attention and MLP kind, embeddings,
+    dropout, overlap, mixture of experts, latent attention); sizes, rates and prices are
+    parameters whose values each problem supplies."""
     m = specs.model
-    key = (m.ffn_kind, m.kv_heads != m.heads, m.tied_embeddings, m.biases,
+    return (m.ffn_kind, m.kv_heads != m.heads, m.tied_embeddings, m.biases,
            m.learned_positions, m.dropout, specs.training.dp_overlap,
            specs.training.tp_algorithm, specs.training.attention,
            # Mixture of experts and latent attention change the expressions' structure.
            m.moe, m.shared_experts > 0, m.capacity_factor > 0, m.route_domains > 0, m.mla,
            m.q_lora_rank > 0,
            specs.training.uneven_stages, specs.training.ep_overlap)
+
+
+def _formulation(specs: fixed.Specs) -> Formulation:
+    """The search formulation for a model structure (:func:`structure_key`), built once per
+    process."""
+    from perfcost.formulations.registry import build
+
+    key = structure_key(specs)
     if key not in _FORMULATIONS:
         _FORMULATIONS[key] = build("training", specs.model, specs.hardware, specs.network,
                                    specs.training, pipeline_filled=True)
     return _FORMULATIONS[key]
+
+
+def training_parameters(specs: fixed.Specs) -> dict[str, float]:
+    """The training formulation's parameter values for one system's specs (from the disk
+    cache when these specs were seen before: computing them imports sympy)."""
+    parts = (repr(specs.model), repr(specs.hardware), repr(specs.network), repr(specs.training))
+    entry_key = cache.key("training-parameters", *parts)
+    found = cache.read("parameters", entry_key)
+    if found is not None and isinstance(found.get("values"), dict):
+        return {str(k): float(v) for k, v in found["values"].items()}
+    from perfcost.formulations.training import parameter_values
+
+    values = parameter_values(specs.model, specs.hardware, specs.network, specs.training)
+    cache.write("parameters", entry_key, {"values": values})
+    return values
 
 
 def systems_of(case: Case) -> list[tuple[Case, System]]:
@@ -136,9 +182,7 @@ def search_problem(case: Case, objective: str | None = None,
     else:
         pairs = [(fixed.specs(single), system) for single, system in systems_of(case)]
     space = build_space(case, [s for _c, s in pairs])
-    formulation = _formulation(pairs[0][0])
-    system_parameters = [parameter_values(s.model, s.hardware, s.network, s.training)
-                         for s, _system in pairs]
+    system_parameters = [training_parameters(s) for s, _system in pairs]
     quantity = OBJECTIVES[objective][0]
     if objective in NEEDS_PRICE and any(p["gpu_hour_price"] <= 0 for p in system_parameters):
         raise CaseError("search.objective", objective,
@@ -149,7 +193,7 @@ def search_problem(case: Case, objective: str | None = None,
     if case.constraints.budget is not None:
         constraints.append(Constraint("budget", "cost",
                                       (case.constraints.budget,) * len(pairs), "USD"))
-    return SearchProblem(case, space, formulation, system_parameters, objective, quantity,
+    return SearchProblem(case, space, pairs[0][0], system_parameters, objective, quantity,
                          constraints, notes + list(space.notes), codesign=codesign)
 
 

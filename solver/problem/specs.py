@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfcost.formulations.specs import (
+    HOPS,
     NON_BLOCKING,
     PLACEMENTS,
     RECOMPUTE_MODES,
@@ -18,7 +19,6 @@ from perfcost.formulations.specs import (
     NetworkSpec,
     TrainingSpec,
 )
-from perfcost.formulations.topology import HOPS
 from perfcost.solver.case.errors import MISSING, CaseError
 from perfcost.solver.case.schema import Case, first_dense_layers
 from perfcost.solver.case.sections import NetworkSection
@@ -95,9 +95,6 @@ def fabric_spec(net: NetworkSection) -> FabricSpec:
 def flash_fields(case: Case, model: ModelSpec) -> dict[str, Any]:
     """The hardware's FlashAttention rates and SRAM, checked where the job runs FlashAttention:
     the generation the entry names must have rates, and one tile must fit its SRAM."""
-    from perfcost.formulations import attention
-    from perfcost.formulations.training import attention_head_dims
-
     hw = case.hardware
     eff = hw.efficiency
     rates = getattr(eff, eff.flash_attention)
@@ -120,6 +117,9 @@ def flash_fields(case: Case, model: ModelSpec) -> dict[str, Any]:
         raise CaseError("hardware.shared_memory", MISSING,
                         "expected the on-chip shared memory per multiprocessor, like "
                         "'228 KiB' (training.attention = 'flash' sizes its tiles from it)")
+    from perfcost.formulations import attention
+    from perfcost.formulations.training import attention_head_dims
+
     try:
         attention.block_sizes(hw.shared_memory, *attention_head_dims(model),
                               FORMAT_BYTES[case.training.precision])
@@ -303,9 +303,11 @@ def _check_degrees(case: Case, c: dict[str, Any]) -> None:
 
 
 def moe_fields(m: Any) -> dict[str, Any]:
-    """The mixture-of-experts and latent-attention fields of a ModelSpec from a ModelSection
+    """The mixture-of-experts and attention-shape fields of a ModelSpec from a ModelSection
     (the spec's defaults -- a dense model with MHA/GQA -- where the case leaves them out)."""
     out: dict[str, Any] = {}
+    if m.head_dim is not None:
+        out["head_dim"] = m.head_dim
     if m.experts is not None:
         out.update(experts=m.experts, shared_experts=m.shared_experts, top_k=m.top_k,
                    expert_ffn=m.expert_ffn, moe_every=m.moe_every,

@@ -157,7 +157,7 @@ def solution(sol: Any, comparisons: Sequence[Any] = ()) -> Group:
         parts.append(why)
         return Group(*parts)
     single = system_case(sol.problem, r.system_index)
-    parts.append(evaluation(Evaluation(single, r.config, r.values, sol.problem.formulation)))
+    parts.append(evaluation(Evaluation(single, r.config, r.values, sol.problem.numeric())))
     if sol.problem.codesign is not None:
         parts.append(codesign(sol.problem, r.system_index))
     cons = Table(title="constraints", title_justify="left")
@@ -175,7 +175,7 @@ def solution(sol: Any, comparisons: Sequence[Any] = ()) -> Group:
         for col in ("#", r.objective, "vs best", "system", "configuration"):
             ranks.add_column(col)
         for i, rk in enumerate(r.top, 1):
-            unit = sol.problem.formulation.units.get(sol.problem.quantity, "1")
+            unit = sol.problem.numeric().units.get(sol.problem.quantity, "1")
             ranks.add_row(str(i), format_quantity(rk.objective, unit),
                           f"{rk.objective / r.top[0].objective - 1:+.2%}", rk.system,
                           " ".join(f"{k}={v}" for k, v in rk.config.items()))
@@ -208,7 +208,7 @@ def codesign(problem: Any, index: int) -> Table:
 def compared(sol: Any, comparisons: Sequence[Any]) -> Table:
     """The optimum and each compared configuration side by side (solver/studies/compare.py)."""
     r = sol.result
-    unit = sol.problem.formulation.units.get(sol.problem.quantity, "1")
+    unit = sol.problem.numeric().units.get(sol.problem.quantity, "1")
     table = Table(title="optimum beside the case's compared configurations",
                   title_justify="left")
     for col in ("", r.objective, "vs best", "MFU", "memory per GPU", "configuration"):

@@ -278,7 +278,7 @@ def solve_point(study: Study, point: Sequence[str]) -> dict[str, Any]:
         return _serving_row(study, case, row)
     solution = solve_case(case, study.engine, study.objective)
     result = solution.result
-    formulation = solution.problem.formulation
+    formulation = solution.problem.numeric()
     row["status"] = result.status
     row["objective"] = result.objective
     row["value"] = result.value if result.value is not None else math.nan
@@ -287,7 +287,7 @@ def solve_point(study: Study, point: Sequence[str]) -> dict[str, Any]:
     row["configuration"] = " ".join(f"{k}={v}" for k, v in result.config.items())
     for k in formulation.decisions:  # every decision, so infeasible rows have the columns
         row[k] = result.config.get(k, "")
-    names = [q for q in HEADLINE if q in formulation.expressions]
+    names = [q for q in HEADLINE if q in formulation.units]
     for group in formulation.groups.values():
         names += [q for q in group if q not in names]
     for q in names:
