@@ -1,0 +1,1 @@
+"""Case files in, validated cases out: units, field types, sections, the schema, the catalogue of built-in entries."""

@@ -1,0 +1,1 @@
+"""Closed forms of the formulations: LaTeX, Markdown, Python, C, JSON."""

@@ -1,0 +1,1 @@
+"""Serving cases: deployments evaluated, and searched under latency SLOs."""

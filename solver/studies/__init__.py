@@ -1,0 +1,1 @@
+"""Questions over many solves: sweeps, Pareto fronts, sensitivities, comparisons, validation, calibration, collectives."""

@@ -1,0 +1,368 @@
+"""Regenerate every command sample, table and image that README.md and docs/ show.
+
+    python docs/generate.py            # rewrite the generated regions (and images) in place
+    python docs/generate.py --check    # exit 1 and show the difference where a page is stale
+    python docs/generate.py --cheap    # only the regions marked cheap (what the tests re-run)
+
+A generated region sits between two HTML comments (invisible on a rendered page):
+
+    <!-- output: perfcost evaluate gpt3-175b-a100 | lines 32 -->
+    ...replaced by "$ COMMAND", then what it prints (cut after 32 lines with "...")...
+    <!-- end -->
+
+    <!-- command: perfcost sweep CASE --vary ... --plot docs/images/x.png | table hbm -->
+    ...replaced by the command in a code block and, with ``table NAME``, a Markdown table
+    that :data:`TABLES` makes from the command's ``--json`` rows; running it also draws the
+    image the command names...
+    <!-- end -->
+
+Options after ``|``: ``lines N`` (cut the output), ``cheap`` (re-run and compared by the
+tests; everything else is run by the tests too, but only this script rewrites it), ``table
+NAME``. Commands run in this process through the command line's own entry point with the
+working directory at the repository root, so paths in them are the repository's. The pages of
+docs/formulations/ are regenerated from the command written at their top.
+
+Timings a command prints (solve and build seconds) differ from run to run: :func:`normalise`
+masks them before pages are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import re
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The pages with generated regions.
+PAGES = ("README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")))
+REGION = re.compile(r"<!-- (?P<kind>output|command|tree|table): (?P<spec>.*?) -->\n"
+                    r"(?P<body>.*?)"
+                    r"<!-- end -->", re.DOTALL)
+#: Run-to-run timings in command output, masked before comparing.
+VOLATILE = (re.compile(r"\d[\d,.]* ?(?:s|ms|us|µs)(?= CPU| wall|,? solve| \(bound\))"),
+            re.compile(r"(build|solve|compile) [\d.]+ s"),
+            re.compile(r"in [\d.]+ s\b"))
+
+
+@dataclass(frozen=True)
+class Region:
+    """One generated region of a page."""
+
+    page: str
+    kind: str
+    command: str
+    lines: int | None
+    cheap: bool
+    table: str | None
+    start: int
+    end: int
+    body: str
+
+    @property
+    def argv(self) -> list[str]:
+        words = shlex.split(self.command)
+        if self.kind in ("tree", "table"):
+            return words
+        if not words or words[0] != "perfcost":
+            raise ValueError(f"{self.page}: a generated region runs perfcost, not {words[:1]}")
+        return words[1:]
+
+
+def regions(page: str) -> Iterator[Region]:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    for match in REGION.finditer(text):
+        command, *options = [part.strip() for part in match["spec"].split("|")]
+        lines = table = None
+        cheap = False
+        for option in options:
+            words = option.split()
+            if words[0] == "lines":
+                lines = int(words[1])
+            elif words[0] == "cheap":
+                cheap = True
+            elif words[0] == "table":
+                table = words[1]
+            else:
+                raise ValueError(f"{page}: unknown option {option!r} in {match['spec']!r}")
+        yield Region(page, match["kind"], command, lines, cheap, table, match.start("body"),
+                     match.end("body"), match["body"])
+
+
+def run(argv: list[str]) -> tuple[int, str]:
+    """Exit code and output (stdout, then stderr) of ``perfcost ARGV``, run in this process at
+    the repository root."""
+    from perfcost.solver.cli.main import app
+    from typer.testing import CliRunner
+
+    here = Path.cwd()
+    os.chdir(ROOT)
+    try:
+        result = CliRunner().invoke(app, argv, env={"COLUMNS": "150", "NO_COLOR": "1"})
+    finally:
+        os.chdir(here)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise RuntimeError(f"perfcost {shlex.join(argv)} failed: {result.exception!r}")
+    return result.exit_code, result.output
+
+
+def _cut(text: str, lines: int | None) -> str:
+    rows = [row.rstrip() for row in text.rstrip("\n").split("\n")]
+    if lines is not None and len(rows) > lines:
+        rows = [*rows[:lines], "..."]
+    return "\n".join(rows)
+
+
+def render(region: Region) -> str:
+    """The body the region should have now (running its command)."""
+    if region.kind == "tree":
+        return f"```\n{tree(region.argv)}\n```\n"
+    if region.kind == "table":
+        name, *args = region.argv
+        return MULTI_TABLES[name](args) + "\n"
+    if region.kind == "output":
+        _code, output = run(region.argv)
+        return f"```\n$ {region.command}\n{_cut(output, region.lines)}\n```\n"
+    argv = region.argv
+    body = f"```\n{_wrapped(region.command)}\n```\n"
+    if region.table is None:
+        code, output = run(argv)
+        if code not in (0, 1):
+            raise RuntimeError(f"{region.command} exited {code}: {output}")
+        return body
+    code, output = run([*argv, "--json"])
+    if code not in (0, 1):
+        raise RuntimeError(f"{region.command} exited {code}: {output}")
+    return body + "\n" + TABLES[region.table](json.loads(output)) + "\n"
+
+
+def _wrapped(command: str, width: int = 96) -> str:
+    """A long command broken before options, shell-style, to fit a page."""
+    words = shlex.split(command)
+    lines: list[str] = []
+    current = ""
+    for i, word in enumerate(words):
+        token = shlex.quote(word)
+        starts_option = word.startswith("--") and i > 0
+        if current and (len(current) + 1 + len(token) > width or
+                        (starts_option and len(current) > width // 2)):
+            lines.append(current + " \\")
+            current = "  " + token
+        else:
+            current = f"{current} {token}" if current else token
+    lines.append(current)
+    return "\n".join(lines)
+
+
+def _summary(path: Path, width: int) -> str:
+    """The first sentence of a module's or package's docstring, cut to ``width``."""
+    import ast
+
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    first = " ".join(doc.split("\n\n")[0].split())
+    first = first.split(". ")[0].rstrip(".")
+    return first if len(first) <= width else first[:width - 3].rstrip() + "..."
+
+
+def tree(folders: list[str]) -> str:
+    """The source folders, their subpackages and modules, each with its docstring's first
+    sentence: the layout as the code states it."""
+    lines = []
+    for folder in folders:
+        root = ROOT / folder
+        lines.append(f"{folder + '/':<22}{_summary(root / '__init__.py', 74)}")
+        packages = sorted(p for p in root.iterdir() if (p / "__init__.py").exists())
+        modules = sorted(p for p in root.glob("*.py") if p.name != "__init__.py")
+        for package in packages:
+            lines.append(f"  {package.name + '/':<20}{_summary(package / '__init__.py', 74)}")
+            for module in sorted(package.glob("*.py")):
+                if module.name != "__init__.py":
+                    lines.append(f"    {module.stem:<18}{_summary(module, 74)}")
+        for module in modules:
+            lines.append(f"  {module.stem:<20}{_summary(module, 74)}")
+    return "\n".join(lines)
+
+
+# -- tables made from a command's --json rows ---------------------------------------------------
+
+def _quantity(value: float, unit: str) -> str:
+    from perfcost.solver.case.units import format_quantity
+
+    return format_quantity(value, unit)
+
+
+def _changes(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The first row and every row whose ``keys`` differ from the row before."""
+    out = []
+    for row in rows:
+        if not out or any(row.get(k) != out[-1].get(k) for k in keys):
+            out.append(row)
+    return out
+
+
+def hbm_table(rows: list[dict[str, Any]]) -> str:
+    """The HBM-bandwidth sweep: the optimum at each point where the split changes, and the
+    ends of the sweep."""
+    keys = ("tp", "pp", "dp", "cp", "micro_batch", "virtual_stages", "recompute", "zero")
+    shown = _changes(rows, keys)
+    if rows and rows[-1] is not shown[-1]:
+        shown.append(rows[-1])
+    out = ["| HBM bandwidth | iteration time | tp | pp | dp | cp | micro-batch | v | "
+           "recompute | ZeRO | memory/GPU |",
+           "| ---: | ---: | --- | --- | --- | --- | --- | --- | --- | --- | ---: |"]
+    for r in shown:
+        out.append(f"| {_quantity(r['hardware.hbm_bandwidth'], 'B/s')} | "
+                   f"{_quantity(r['value'], 's')} | {r['tp']} | {r['pp']} | {r['dp']} | "
+                   f"{r['cp']} | {r['micro_batch']} | {r['virtual_stages']} | {r['recompute']} | "
+                   f"{r['zero']} | {_quantity(r['memory_per_gpu'], 'B')} |")
+    return "\n".join(out)
+
+
+def budget_table(rows: list[dict[str, Any]]) -> str:
+    """The budget sweep: the optimum at each budget where it moves."""
+    keys = ("system", "gpus", "tp", "pp", "dp", "cp", "virtual_stages", "zero", "placement")
+    shown = [r for r in _changes(rows, keys) if r.get("status") == "optimal"]
+    out = ["| budget | cost of the optimum | time to train | system | GPUs | tp | pp | dp | cp | "
+           "v | ZeRO | placement |",
+           "| ---: | ---: | ---: | --- | ---: | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in shown:
+        out.append(f"| {_quantity(r['constraints.budget'], 'USD')} | "
+                   f"{_quantity(r['cost'], 'USD')} | {r['time_to_train'] / 86400:.3g} days | "
+                   f"{r['system']} | {r['gpus']:,.0f} | {r['tp']} | {r['pp']} | {r['dp']} | "
+                   f"{r['cp']} | {r['virtual_stages']} | {r['zero']} | {r['placement']} |")
+    return "\n".join(out)
+
+
+def validation_table(rows: list[dict[str, Any]]) -> str:
+    """``perfcost validate``: per suite, what it measures (cases/suites.toml), the mean and
+    worst absolute error and the suite's tolerance on the mean."""
+    import tomllib
+
+    from perfcost.solver.case import catalog
+
+    about = tomllib.loads((catalog.root() / "suites.toml").read_text(encoding="utf-8"))
+    suites: dict[str, list[float]] = {}
+    for r in rows:
+        suites.setdefault(r["suite"], []).append(abs(r["error_pct"]))
+    out = ["| suite | what | rows | mean abs error | worst | tolerance (mean) |",
+           "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for suite, errors in sorted(suites.items()):
+        info = about.get(suite, {})
+        out.append(f"| `{suite}` | {info.get('description', '')} | {len(errors)} | "
+                   f"{sum(errors) / len(errors):.1f} % | {max(errors):.1f} % | "
+                   f"{info.get('mean_tolerance_pct', '')} % |")
+    return "\n".join(out)
+
+
+def _solved(argv: list[str]) -> dict[str, Any]:
+    code, output = run([*argv, "--json"])
+    if code not in (0, 1):
+        raise RuntimeError(f"perfcost {shlex.join(argv)} exited {code}: {output}")
+    data: dict[str, Any] = json.loads(output)
+    return data
+
+
+def splits_table(args: list[str]) -> str:
+    """``splits CASE NETWORK...``: the optimum of a training case on each network."""
+    case, *networks = args
+    out = ["| network | best split | iteration time | MFU |", "| --- | --- | ---: | ---: |"]
+    for network in networks:
+        data = _solved(["solve", case, "--set", f"network={network}"])
+        c = data["config"]
+        split = (f"tp {c['tp']}, pp {c['pp']}, dp {c['dp']}, cp {c['cp']}, "
+                 f"placement {c['placement']}")
+        out.append(f"| `{network}` | {split} | {_quantity(data['iteration_time_s'], 's')} | "
+                   f"{data['mfu']:.1%} |")
+    return "\n".join(out)
+
+
+def serving_table(args: list[str]) -> str:
+    """``serving CASE...``: the best deployment of each serving study."""
+    out = ["| study | best deployment | TTFT | TPOT | GPUs | USD / M tokens |",
+           "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for case in args:
+        data = _solved(["solve", case])
+        best = data.get("best") or data
+        describe = best.get("deployment") or best.get("label") or json.dumps(best.get("config"))
+        out.append(f"| {case} | {describe} | {_quantity(best['ttft_s'], 's')} | "
+                   f"{_quantity(best['tpot_s'], 's')} | {best.get('gpus', '')} | "
+                   f"{best['cost_per_million_tokens_usd']:.3f} |")
+    return "\n".join(out)
+
+
+#: Tables of several commands' answers (``<!-- table: NAME ARGS -->``).
+MULTI_TABLES: dict[str, Callable[[list[str]], str]] = {
+    "splits": splits_table, "serving": serving_table}
+
+TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {
+    "hbm": hbm_table, "budget": budget_table, "validation": validation_table}
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+def formulation_pages() -> list[tuple[str, list[str]]]:
+    """docs/formulations/*.md and the export command written at the top of each."""
+    out = []
+    for path in sorted((ROOT / "docs" / "formulations").glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        match = re.search(r"```\n(perfcost export .*?)\n```", text)
+        if match is None:
+            raise ValueError(f"{path.name}: no 'perfcost export' command at its top")
+        out.append((str(path.relative_to(ROOT)), shlex.split(match[1])[1:]))
+    return out
+
+
+def regenerate(page: str, cheap_only: bool = False) -> str:
+    """The page's text with every generated region (or every cheap one) rendered now."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    for region in reversed(list(regions(page))):
+        if cheap_only and not region.cheap:
+            continue
+        text = text[:region.start] + render(region) + text[region.end:]
+    return text
+
+
+def normalise(text: str) -> str:
+    for pattern in VOLATILE:
+        text = pattern.sub("<time>", text)
+    return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="compare, write nothing")
+    parser.add_argument("--cheap", action="store_true", help="only the regions marked cheap")
+    options = parser.parse_args(argv)
+    stale = 0
+    for page in PAGES:
+        old = (ROOT / page).read_text(encoding="utf-8")
+        new = regenerate(page, options.cheap)
+        if normalise(new) == normalise(old):
+            continue
+        if options.check:
+            stale += 1
+            sys.stdout.writelines(difflib.unified_diff(
+                old.splitlines(keepends=True), new.splitlines(keepends=True), page, page))
+        else:
+            (ROOT / page).write_text(new, encoding="utf-8")
+            print(f"rewrote {page}")
+    if not options.cheap:
+        for page, export_argv in formulation_pages():
+            if options.check:
+                continue  # tests/test_export.py compares these pages with the command's output
+            code, output = run(export_argv)
+            if code != 0:
+                raise RuntimeError(f"perfcost {shlex.join(export_argv)}: {output}")
+            print(f"regenerated {page}")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
