@@ -56,6 +56,9 @@ class ModelSpec:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    #: Width of one attention head where ``heads x head_dim`` is not ``hidden`` (Qwen3,
+    #: GPT-OSS: the Q and output projections are hidden x heads*head_dim); 0: hidden / heads.
+    head_dim: int = 0
 
     @property
     def moe(self) -> bool:
@@ -137,6 +140,10 @@ class FabricSpec:
     extra_hops: int
 
 
+#: Switch hops of a path inside a unit (up to the leaf / rail switch and down) and across, per
+#: scale-out topology (used by formulations.topology; here so that loading needs no sympy).
+HOPS = {"fat-tree": (2, 4), "rail-optimised": (2, 4), "dragonfly": (2, 3)}
+
 #: A non-blocking fabric: one unit spans everything.
 NON_BLOCKING = FabricSpec("non-blocking", 1e15, 1.0, 0.0, 0)
 
@@ -197,6 +204,8 @@ class ServingPoolSpec:
     peak_flops_fp8: float
     kernel_overhead: float
     gpu_price: float  # USD per GPU-second
+    #: Fraction of the fp8 peak large fp8 GEMMs reach, where measured (0: the bf16 one).
+    matmul_efficiency_fp8: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -216,3 +225,12 @@ class InferenceSpec:
     activation_bytes: float
     memory_utilization: float  # fraction of HBM the engine may use
     step_overhead: float  # fixed time per step (scheduler, sampling), seconds
+    #: Serving engine whose fixed costs apply (formulations.serving.ENGINES), "none": none.
+    engine: str = "none"
+    #: Squared coefficient of variation of inter-arrival times (0 deterministic, 1 Poisson).
+    arrival_scv: float = 1.0
+    #: Percentile SLOs in seconds (0: none); the 99th percentile of TTFT and TPOT.
+    slo_ttft_p99: float = 0.0
+    slo_tpot_p99: float = 0.0
+    #: A fixed fleet of GPUs (0: provision whole replicas for ``rate``).
+    gpus: int = 0

@@ -66,6 +66,9 @@ class Dims:
     #: attention, formulations.mla: 192 and 128 in DeepSeek-V3); None is ``h/a``.
     qk_dim: sp.Expr | None = None
     v_dim: sp.Expr | None = None
+    #: Width of one head where ``a`` heads of it are not ``h`` wide (Qwen3, GPT-OSS); None is
+    #: ``h/a``. The Q and output projections are then ``h x a*hd`` (``attention_width``).
+    hd: sp.Expr | None = None
 
     @property
     def tokens(self) -> sp.Expr:
@@ -74,7 +77,12 @@ class Dims:
 
     @property
     def head_dim(self) -> sp.Expr:
-        return self.h / self.a
+        return self.h / self.a if self.hd is None else self.hd
+
+    @property
+    def attention_width(self) -> sp.Expr:
+        """Width of all heads' queries (and of the attention output): ``h``, or ``a * hd``."""
+        return self.h if self.hd is None else self.a * self.hd
 
     @property
     def qk_head_dim(self) -> sp.Expr:
@@ -159,7 +167,7 @@ def _shapes(d: Dims) -> dict[str, tuple[sp.Expr, sp.Expr, sp.Expr]]:
     qkv_width = (d.local_heads + 2 * d.local_kv_heads) * d.head_dim
     return {
         "qkv": (d.tokens, qkv_width, d.h),
-        "proj": (d.tokens, d.h, d.h / d.t),
+        "proj": (d.tokens, d.h, d.attention_width / d.t),
         "fc1": (d.tokens, d.gate_factor * d.ffn / d.t, d.h),
         "fc2": (d.tokens, d.h, d.ffn / d.t),
     }
@@ -256,19 +264,20 @@ def head_backward(d: Dims) -> list[Op]:
 
 def layer_parameters(d: Dims, biases: bool) -> sp.Expr:
     """Weights of one decoder layer (whole model, before any sharding)."""
-    kv_width = 2 * d.kv * d.head_dim
-    weights = d.h * (d.h + kv_width) + d.h * d.h + (d.gate_factor + 1) * d.h * d.ffn
+    kv_width, q_width = 2 * d.kv * d.head_dim, d.attention_width
+    weights = (d.h * (q_width + kv_width) + q_width * d.h
+               + (d.gate_factor + 1) * d.h * d.ffn)
     norms = 2 * d.h * (2 if biases else 1)
-    bias = (d.h + kv_width + d.h + d.gate_factor * d.ffn + d.h) if biases else 0
+    bias = (q_width + kv_width + d.h + d.gate_factor * d.ffn + d.h) if biases else 0
     return weights + norms + bias
 
 
 def attention_parameters(d: Dims, biases: bool) -> sp.Expr:
     """Weights (and biases) of one layer's QKV and output projections, the part that
     multi-head latent attention (formulations.mla) replaces."""
-    kv_width = 2 * d.kv * d.head_dim
-    bias = (d.h + kv_width + d.h) if biases else 0
-    return d.h * (d.h + kv_width) + d.h * d.h + bias
+    kv_width, q_width = 2 * d.kv * d.head_dim, d.attention_width
+    bias = (q_width + kv_width + d.h) if biases else 0
+    return d.h * (q_width + kv_width) + q_width * d.h + bias
 
 
 def mlp_parameters(d: Dims, biases: bool) -> sp.Expr:

@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("solver.engines",),
     ("solver.export",),
     ("solver.studies",),
+    ("solver.fleet",),
     ("solver.report",),
     ("solver.api",),
     ("solver.cli",),

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from perfcost.solver.case import catalog
+from perfcost.solver.case import catalog, files, local_files
 from perfcost.solver.case.errors import MISSING, CaseError
 from perfcost.solver.case.fields import (
     Expect,
@@ -77,7 +77,7 @@ EXAMPLES = {"model": "gpt3-175b", "hardware": "a100-80gb", "network": "dgx-a100"
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = files.read_text(path)  # a regular file of bounded size (not /dev/zero)
     except FileNotFoundError:
         raise CaseError("case", str(path), "no such file or built-in case") from None
     except (OSError, ValueError) as exc:  # UnicodeDecodeError, or a NUL in the path
@@ -88,34 +88,25 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise CaseError("case", str(path), f"is not valid TOML: {exc}") from None
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``update`` laid over it, tables merged key by key."""
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def resolve(raw: dict[str, Any]) -> dict[str, Any]:
-    """Replace built-in names (``model = "gpt3-175b"``) by their tables, and merge a table's
-    ``base = "name"`` under its other keys."""
+def resolve(raw: dict[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
+    """Replace built-in names (``model = "gpt3-175b"``) and file paths (``hardware =
+    "my-gpu.toml"``, relative to ``base_dir``; :mod:`.local_files`) by their tables, and merge a
+    table's ``base = "name"`` under its other keys."""
     if not isinstance(raw, dict):
         raise CaseError("case", raw, "expected a table of sections")
     out = copy.deepcopy(raw)
     for section, folder in SECTIONS_BY_KIND.items():
         value = out.get(section)
-        what = f"the name of a built-in {section} (like '{EXAMPLES[section]}') or a table"
+        what = (f"the name of a built-in {section} (like '{EXAMPLES[section]}'), a file path "
+                "or a table")
         if value is None:
             continue
         if isinstance(value, str):
-            out[section] = catalog.load_entry(folder, value, section)
+            out[section] = local_files.load_entry(folder, value, section, base_dir)
         elif isinstance(value, list) and section != "model" and all(
                 isinstance(v, str) for v in value):
             # A choice among built-in entries, for the search.
-            out[section] = [catalog.load_entry(folder, v, f"{section}[{i}]")
+            out[section] = [local_files.load_entry(folder, v, f"{section}[{i}]", base_dir)
                             for i, v in enumerate(value)]
         elif isinstance(value, dict):
             if "base" in value:
@@ -124,9 +115,9 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
                 if not isinstance(base, str):
                     raise CaseError(f"{section}.base", base,
                                     f"expected the name of a built-in {section}, "
-                                    f"like '{EXAMPLES[section]}'")
-                out[section] = _merge(catalog.load_entry(folder, base, f"{section}.base"),
-                                      rest)
+                                    f"like '{EXAMPLES[section]}', or a file path")
+                out[section] = local_files.load_entry(folder, base, f"{section}.base",
+                                                      base_dir, rest)
         else:
             raise CaseError(section, value, f"expected {what}")
     return out
@@ -215,7 +206,7 @@ def check_case(case: Case) -> None:
     for i, net in enumerate(networks):
         check_network(net, "network" if len(networks) == 1 else f"network[{i}]")
     m = case.model
-    if m.hidden % m.heads:
+    if m.head_dim is None and m.hidden % m.heads:
         raise CaseError("model.hidden", m.hidden,
                         f"expected a multiple of model.heads = {m.heads}")
     if m.kv_heads is not None and (m.kv_heads > m.heads or m.heads % m.kv_heads):
@@ -287,6 +278,10 @@ def check_moe(case: Case) -> None:
 def check_mla(m: ModelSection) -> None:
     """Multi-head latent attention needs all of its head dimensions."""
     given = [name for name in ("q_lora_rank", *MLA_DIMS) if getattr(m, name) is not None]
+    if m.kv_lora_rank is not None and m.head_dim is not None:
+        raise CaseError("model.head_dim", m.head_dim, "expected no head_dim with multi-head "
+                        "latent attention: qk_nope_head_dim, qk_rope_head_dim and v_head_dim "
+                        "give its head widths")
     if m.kv_lora_rank is None:
         if given:
             raise CaseError(f"model.{given[0]}", getattr(m, given[0]),
@@ -310,7 +305,9 @@ def load(source: str | Path, overrides: list[str] | None = None) -> Case:
         raw = read_toml(path)
         if overrides:
             raw = apply_overrides(raw, overrides)
-        return from_dict(resolve(raw))
+        # Files a case names are found beside it; beside a built-in case, in the working folder.
+        builtin = path.resolve().is_relative_to(catalog.root().resolve())
+        return from_dict(resolve(raw, None if builtin else path.parent))
     except RecursionError:
         raise CaseError("case", str(path), "is nested too deeply") from None
 

@@ -7,11 +7,13 @@ from typing import Annotated, Literal
 
 from perfcost.solver.case.fields import (
     Bandwidth,
+    Budget,
     Bytes,
     CapacityFactor,
     Count,
     Duration,
     Expect,
+    Experts,
     Flag,
     FlagChoice,
     FlopRate,
@@ -33,6 +35,12 @@ from perfcost.solver.case.fields import (
     Tolerance,
     ZeroChoice,
 )
+from perfcost.solver.case.measured_sections import (
+    MeasuredCollective,
+    Precision,
+    PrecisionEfficiency,
+)
+from pydantic import Field
 
 
 class ModelSection(Strict):
@@ -43,6 +51,9 @@ class ModelSection(Strict):
     hidden: PositiveInt
     heads: PositiveInt
     kv_heads: PositiveInt | None = None
+    # Width of one head where heads x head_dim is not hidden (Qwen3, GPT-OSS); None: hidden /
+    # heads.
+    head_dim: PositiveInt | None = None
     ffn: PositiveInt
     ffn_kind: Literal["gelu", "swiglu"] = "gelu"
     vocab: PositiveInt
@@ -52,7 +63,7 @@ class ModelSection(Strict):
     positions: Literal["learned", "rope"] = "rope"
     dropout: Flag = False
     # Mixture of experts (formulations/moe.py); no experts is a dense model.
-    experts: PositiveInt | None = None
+    experts: Experts | None = None
     shared_experts: NonNegativeInt = 0
     top_k: PositiveInt | None = None
     expert_ffn: PositiveInt | None = None
@@ -111,6 +122,9 @@ class EfficiencySection(Strict):
     fit_source: Text = ""
     fit_as_of: Text = ""
     fit_residuals: Text = ""
+    # Per-precision rates fitted on a measured kernel database (measured_sections.py); an
+    # entry without them uses the values above for every precision.
+    precision: dict[Precision, PrecisionEfficiency] = Field(default_factory=dict)
 
 
 class HardwareSection(Strict):
@@ -118,7 +132,7 @@ class HardwareSection(Strict):
     description: Text = ""
     source: Text
     as_of: Text
-    peak_flops: dict[Literal["fp32", "tf32", "bf16", "fp16", "fp8"], FlopRate]
+    peak_flops: dict[Literal["fp32", "tf32", "bf16", "fp16", "fp8", "fp4"], FlopRate]
     hbm_capacity: Bytes
     hbm_bandwidth: Bandwidth
     sram: Bytes | None = None
@@ -154,6 +168,9 @@ class LinkSection(Strict):
     reduction_bandwidth: Bandwidth | None = None
     reduction_latency: Duration | None = None
     reduction_source: Text = ""
+    # Collectives fitted on measured tables ('perfcost calibrate --database'); where one
+    # matches an op and rank count, 'perfcost collective' uses its constants.
+    collectives: list[MeasuredCollective] = Field(default_factory=list)
 
 
 class NetworkSection(Strict):
@@ -231,7 +248,7 @@ class SearchSection(Strict):
 class ConstraintsSection(Strict):
     """Limits the search must respect (``perfcost solve``)."""
 
-    budget: Money | None = None
+    budget: Budget | None = None
     memory_headroom: Fraction = 1.0
 
 
@@ -242,6 +259,6 @@ class CodesignSection(Strict):
 
     design: Text
     #: Capital budget of the whole cluster (accelerators, hosts, fabric), if any.
-    capex_budget: Money | None = None
+    capex_budget: Budget | None = None
     #: Facility power limit (IT power x PUE), if any.
     power_limit: Power | None = None

@@ -28,12 +28,18 @@ def evaluate(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="override a case field, e.g. --set parallelism.tp=4")] = None,
     sensitivities: SensitivitiesOpt = False,
+    baseline: Annotated[bool, typer.Option(
+        "--baseline", help="show the case as written beside the one with the --set changes, "
+        "with the change of each number")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """One fixed configuration: time, throughput, utilisation, memory, cost and breakdowns."""
     from perfcost.solver.case import schema as case_mod
     from perfcost.solver.problem.evaluate import evaluate_case
 
+    if baseline:
+        _against_baseline(case, set_ or [], as_json)
+        return
     loaded = case_mod.load(case, set_ or [])
     if loaded.serving is not None:
         from perfcost.solver.cli import serving as serving_commands
@@ -58,6 +64,23 @@ def evaluate(
         report.console().print(report.sensitivities(rows))
 
 
+def _against_baseline(case: str, sets: list[str], as_json: bool) -> None:
+    """``evaluate --baseline``: the case as written, then with the ``--set`` changes."""
+    from perfcost.solver.case import schema as case_mod
+    from perfcost.solver.report import side_by_side
+
+    if not sets:
+        raise CaseError("--baseline", True, "expected --set changes to compare the case with")
+    columns = [side_by_side.column(f"{case} as written", case_mod.load(case)),
+               side_by_side.column(f"with {'; '.join(sets)}", case_mod.load(case, sets))]
+    if as_json:
+        print_json(side_by_side.to_json(columns))
+        return
+    from perfcost.solver.report import tables as report
+
+    report.console().print(side_by_side.table(columns))
+
+
 @app.command()
 @guarded
 def solve(
@@ -74,6 +97,9 @@ def solve(
         "--show-compiled", help="print the compiled form (JSON) and stop")] = False,
     sensitivities: SensitivitiesOpt = False,
     as_json: JsonOpt = False,
+    emit: Annotated[str | None, typer.Option(
+        help="serving cases: vllm | sglang | trtllm launch flags of the chosen deployment")
+    ] = None,
 ) -> None:
     """The best configuration (parallel split, hardware, GPU count) under the constraints.
 
@@ -91,8 +117,11 @@ def solve(
         if show_compiled:
             raise CaseError("--show-compiled", True, "expected a training case (a serving "
                             "search enumerates its deployments; there is no compiled form)")
-        serving_commands.solve(loaded, engine, objective, top, as_json, sensitivities)
+        serving_commands.solve(loaded, engine, objective, top, as_json, sensitivities, emit)
         return
+    if emit is not None:
+        raise CaseError("--emit", emit, "expected a serving case (launch flags of a serving "
+                        "deployment)")
     if show_compiled:
         from perfcost.solver.cost.codesign import build_problem
         from perfcost.solver.engines.compile import NotCompilable, compile_problem
@@ -136,7 +165,8 @@ def solve(
 def collective(
     op: Annotated[str, typer.Argument(
         help="all_reduce | reduce_scatter | all_gather | all_to_all | broadcast | p2p")],
-    network: Annotated[str, typer.Option(help="a built-in network, e.g. dgx-h100")],
+    network: Annotated[str, typer.Option(
+        help="a built-in network, e.g. dgx-h100, or a network TOML file")],
     ranks: Annotated[int, typer.Option(help="ranks (GPUs) in the group")] = 8,
     size: Annotated[str | None, typer.Option(
         "--bytes", help="buffer size per rank, nccl-tests style, e.g. '256 MiB'")] = None,
@@ -146,18 +176,28 @@ def collective(
         help="one algorithm (default: every one; the fastest NCCL algorithm first)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """One collective on a built-in network: time, algbw and busbw as nccl-tests reports."""
-    from perfcost.solver.case import catalog
+    """One collective on a network: time, algbw and busbw as nccl-tests reports."""
+    from perfcost.solver.case import local_files
     from perfcost.solver.case.sections import NetworkSection
     from perfcost.solver.studies import collective as coll
 
     if (size is None) == (sweep is None):
         raise CaseError("--bytes", size, "expected exactly one of --bytes SIZE or --sweep A..B")
-    table = catalog.load_entry("networks", network, "--network")
-    try:
-        net = NetworkSection.model_validate(table)
-    except Exception as exc:  # a broken built-in file, not user input
-        raise CaseError("--network", network, f"built-in entry does not validate ({exc})") from None
+    table = local_files.load_entry("networks", network, "--network")
+    if local_files.is_path(network):
+        from perfcost.solver.case.schema import from_dict, resolve
+
+        # A user's file is checked as a case's [network] is (errors name network.<field>),
+        # in a case whose other sections are placeholders.
+        net = from_dict(resolve({"model": "gpt3-175b", "hardware": "a100-80gb",
+                                 "network": table, "training": {"global_batch": 1}})).network
+        assert isinstance(net, NetworkSection)
+    else:
+        try:
+            net = NetworkSection.model_validate(table)
+        except Exception as exc:  # a broken built-in file, not user input
+            raise CaseError("--network", network, f"built-in entry does not validate ({exc})"
+                            ) from None
     sizes = [coll.parse_size(size)] if size is not None else coll.parse_sweep(sweep or "")
     rows = [coll.predict(op, s, ranks, net, algorithm) for s in sizes]
     if as_json:
@@ -208,12 +248,22 @@ def cases(as_json: JsonOpt = False) -> None:
 def _register_topic_commands() -> None:
     """Import the topic modules beside this one: each adds its commands to :data:`app`, after
     the core commands above (``--help`` lists them in that order)."""
-    from perfcost.solver.cli import calibrate, codesign, cost, export, plan, sweep  # noqa: F401
+    from perfcost.solver.cli import (  # noqa: F401
+        calibrate,
+        codesign,
+        compare,
+        cost,
+        export,
+        plan,
+        sweep,
+    )
 
 
 _register_topic_commands()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (usage errors on one line: :func:`run_app`)."""
+    from perfcost.solver.cli.app import run_app
+
+    run_app()

@@ -96,29 +96,30 @@ def training_numeric(case: Case) -> NumericFormulation:
 class Evaluation:
     """One configuration of one case, fully evaluated.
 
-    ``formulation`` is what the values come from: the sympy formulation, or its numeric face
-    (units, groups and docs alike); :attr:`symbolic` is always the sympy one (built on first
-    use), for what differentiates or prints the expressions."""
+    ``numbers`` is what the values come from: the numeric face of the formulation (from the
+    disk cache) or the sympy formulation itself -- both carry the units, groups and docs the
+    reports read. :attr:`formulation` is always the sympy formulation, built on first use for
+    what differentiates or prints the expressions."""
 
     case: Case
     config: dict[str, Any]
     values: dict[str, float]
-    formulation: Formulation | NumericFormulation
+    numbers: Formulation | NumericFormulation
 
     @cached_property
-    def symbolic(self) -> Formulation:
-        if not isinstance(self.formulation, NumericFormulation):
-            return self.formulation
+    def formulation(self) -> Formulation:
+        if not isinstance(self.numbers, NumericFormulation):
+            return self.numbers
         return training_formulation(self.case)
 
     def unit(self, name: str) -> str:
-        return self.formulation.units.get(name, "")
+        return self.numbers.units.get(name, "")
 
     def breakdown(self) -> dict[str, float]:
-        return {k: self.values[k] for k in self.formulation.groups["iteration_time"]}
+        return {k: self.values[k] for k in self.numbers.groups["iteration_time"]}
 
     def memory_breakdown(self) -> dict[str, float]:
-        return {k: self.values[k] for k in self.formulation.groups["memory_per_gpu"]}
+        return {k: self.values[k] for k in self.numbers.groups["memory_per_gpu"]}
 
     @property
     def memory_capacity(self) -> float:
@@ -127,7 +128,7 @@ class Evaluation:
     def tp_all_reduce(self) -> dict[str, Any]:
         """The algorithm each tensor-parallel all-reduce uses (the fastest) and the others."""
         prefix = "tp_all_reduce_"
-        times = {k[len(prefix):]: self.values[k] for k in self.formulation.units
+        times = {k[len(prefix):]: self.values[k] for k in self.numbers.units
                  if k.startswith(prefix)}
         if not self.values.get("scale_up_reduction_available", 0.0):
             times.pop("in_network", None)

@@ -22,6 +22,7 @@ from perfcost.formulations.specs import (
 from perfcost.solver.case.errors import MISSING, CaseError
 from perfcost.solver.case.schema import Case, first_dense_layers
 from perfcost.solver.case.sections import NetworkSection
+from perfcost.solver.problem import rules
 
 #: Bytes per element of each number format.
 FORMAT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0}
@@ -234,15 +235,20 @@ def check_config(case: Case, c: dict[str, Any], gpus: int | None) -> None:
     if not _positive_integer(d):
         raise CaseError("parallelism.dp", d, "expected a positive integer")
     product = t * p * d * cp
-    if gpus is not None and product != gpus:
+    if gpus is not None and not rules.product_is_gpus(t, p, d, cp, gpus):
         raise CaseError("cluster.gpus", gpus,
                         f"expected tp*pp*dp*cp = {t}*{p}*{d}*{cp} = {product}")
     gb = case.training.global_batch
-    if gb % (d * b):
+    if not rules.batch_splits(gb, d, b):
         raise CaseError("training.global_batch", gb,
                         f"expected a multiple of dp*micro_batch = {d}*{b} = {d * b}")
+    if not rules.enough_micro_batches(gb, d, b, p):
+        raise CaseError("training.global_batch", gb,
+                        f"expected at least pp = {p} micro-batches per step, i.e. at least "
+                        f"pp*dp*micro_batch = {p}*{d}*{b} = {p * d * b} (the search's rule: "
+                        "with fewer, pipeline stages sit idle)")
     ep, etp = c.get("ep", 1), case.parallelism.expert_tp
-    if (t * cp * d) % (ep * etp):
+    if not rules.experts_split(t, cp, d, ep, etp):
         raise CaseError("parallelism.ep", ep,
                         f"expected ep*expert_tp = {ep}*{etp} to divide the ranks of one "
                         f"pipeline stage, tp*cp*dp = {t}*{cp}*{d} = {t * cp * d} "

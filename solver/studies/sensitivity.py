@@ -267,7 +267,7 @@ def evaluation_sensitivities(evaluation: Any, quantity: str | None = None) -> li
         return serving_sensitivities(evaluation)
     quantity = quantity or OBJECTIVES.get(evaluation.case.search.objective,
                                           ("iteration_time",))[0]
-    return elasticities(evaluation.symbolic, quantity, decision_codes(evaluation.config))
+    return elasticities(evaluation.formulation, quantity, decision_codes(evaluation.config))
 
 
 #: Quantities of a serving deployment whose elasticities are reported after its objective's:
