@@ -44,9 +44,9 @@ def plan(
     sweep_spec = fleet_sweep.parse_sweep(sweep) if sweep is not None else None
     loaded = fleet_case.load(fleet, set_ or [])
     instance = options.build_fleet(loaded)
-    from rich.console import Console
+    from perfcost.solver.report.tables import console as report_console
 
-    console = Console()
+    console = report_console()  # wide when piped, like every other command
     if sweep_spec is not None:
         rows = fleet_sweep.sweep(instance, *sweep_spec)
         if as_json:
