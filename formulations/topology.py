@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .collectives import Link
+from .specs import HOPS  # noqa: F401  (the hops per topology, named here as well)
 
 
 @dataclass(frozen=True)
