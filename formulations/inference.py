@@ -23,7 +23,8 @@ al. 2019), one pipeline micro-batch of ``m / pp`` tokens per stage:
   experts; a step reads only the experts its tokens route to; MLA layers (:mod:`mla`): the
   latent projections, and the latent KV cache;
 * two tensor-parallel all-reduces of the step's activations per dense layer (one per MoE
-  layer), the fastest algorithm of :func:`parallelism.tensor_parallel_all_reduces`;
+  layer), the fastest algorithm in NCCL's pipelined alpha-beta form (latency-bound at the
+  few kilobytes of a decode step);
 * one pipeline send of the activations per stage boundary;
 * a fixed overhead per kernel (``kernel_overhead`` of the serving section: with CUDA graphs
   the launch is replayed, leaving the kernel's tail and ramp).
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from . import attention, compute, mla, moe, parallelism, transformer
+from . import algorithms, attention, compute, mla, moe, parallelism, transformer
 from .collectives import Link, point_to_point
 from .core import ParameterSet, indicator
 from .specs import HardwareSpec, ModelSpec, ServingPoolSpec
@@ -111,6 +112,9 @@ class Pool:
     ep: sp.Expr = sp.S.One
     #: Rows of the narrow tiles of small-M GEMMs (formulations.compute); None: tile rows.
     row_granule: sp.Expr | None = None
+    #: Fraction of the fp8 peak large fp8 GEMMs reach, where the hardware entry measured it
+    #: (fp8 GEMMs reach a smaller share of their doubled peak); None: ``eta_mm``.
+    eta_mm_fp8: sp.Expr | None = None
 
     @property
     def expert_tp(self) -> sp.Expr:
@@ -119,8 +123,11 @@ class Pool:
     def compute_params(self) -> compute.ComputeParams:
         """The roofline of :mod:`compute` at this pool's weight format (fp8 weights run fp8
         GEMMs; int4 weights are dequantised into bf16 GEMMs)."""
-        peak = self.peak_bf16 + indicator(self.precision, 1) * (self.peak_fp8 - self.peak_bf16)
-        return compute.ComputeParams(peak, self.eta_mm, self.hbm_bandwidth, self.eta_mem,
+        fp8 = indicator(self.precision, 1)
+        peak = self.peak_bf16 + fp8 * (self.peak_fp8 - self.peak_bf16)
+        eta = self.eta_mm if self.eta_mm_fp8 is None else (
+            self.eta_mm + fp8 * (self.eta_mm_fp8 - self.eta_mm))
+        return compute.ComputeParams(peak, eta, self.hbm_bandwidth, self.eta_mem,
                                      self.sms, self.tile_m, self.tile_n, self.kernel_overhead,
                                      wave_overhead=self.wave_overhead,
                                      row_granule=self.row_granule)
@@ -205,6 +212,9 @@ def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
         row_granule=(add("gemm_row_granule", hw.gemm_row_granule, "1",
                          "rows of the narrow tiles of GEMMs with fewer rows than a tile")
                      if hw.gemm_row_granule else None),
+        eta_mm_fp8=(add("matmul_efficiency_fp8", spec.matmul_efficiency_fp8, "1",
+                        "achievable fraction of the fp8 peak for large fp8 GEMMs")
+                    if spec.matmul_efficiency_fp8 else None),
     )
 
 
@@ -249,6 +259,8 @@ class ModelSymbols:
     qk_dim: int = 0
     v_dim: int = 0
     activation_bytes: float = 2.0
+    #: Width of one head where heads x head_dim is not hidden (transformer.Dims.hd), or None.
+    hd: sp.Expr | None = None
 
     def dims(self, t: sp.Expr, tokens: sp.Expr = sp.S.One) -> transformer.Dims:
         """:class:`transformer.Dims` of ``tokens`` serving tokens (one micro-batch of
@@ -260,7 +272,7 @@ class ModelSymbols:
                                 e=self.e, mask=sp.Integer(0), swiglu=self.swiglu,
                                 dropout=False, gqa=self.gqa,
                                 qk_dim=None if latent is None else latent.qk,
-                                v_dim=None if latent is None else latent.v)
+                                v_dim=None if latent is None else latent.v, hd=self.hd)
 
     @property
     def dense_layers(self) -> sp.Expr:
@@ -315,8 +327,10 @@ def model_symbols(ps: ParameterSet, model: ModelSpec, activation_bytes: float,
             ffn=add("expert_ffn", model.expert_ffn, "1", "width of one expert"),
             layers=add("moe_layers", model.moe_layers, "1", "MoE layers"),
             load=moe.load_factor(imbalance, capacity))
-    head_dim = model.hidden // model.heads
+    head_dim = getattr(model, "head_dim", 0) or model.hidden // model.heads
     return ModelSymbols(
+        hd=(add("head_dim", model.head_dim, "1", "width of one attention head")
+            if getattr(model, "head_dim", 0) else None),
         latent=latent,
         moe=experts,
         qk_dim=(model.qk_nope_head_dim + model.qk_rope_head_dim) if latent else head_dim,
@@ -445,7 +459,7 @@ def attention_projection_ops(ms: ModelSymbols, pool: Pool, m: sp.Expr) -> list[t
     qkv = (d.local_heads + 2 * d.local_kv_heads) * d.head_dim
     return [
         _weight_gemm("qkv", m, qkv, ms.h, wb, ms.e),
-        _weight_gemm("proj", m, ms.h, ms.h / pool.t, wb, ms.e),
+        _weight_gemm("proj", m, ms.h, d.attention_width / pool.t, wb, ms.e),
     ]
 
 
@@ -547,11 +561,31 @@ def elementwise_time(ms: ModelSymbols, pool: Pool, m: sp.Expr,
             + LAYER_ELEMENTWISE_KERNELS * pool.kernel_overhead)
 
 
+#: Tensor-parallel all-reduce algorithms a serving step may run (NCCL's ring and trees, and
+#: switch-side reduction where the fabric has it).
+TP_ALGORITHMS: tuple[str, ...] = ("ring", "double_binary_tree", "in_network")
+
+
 def tp_all_reduce_time(ms: ModelSymbols, pool: Pool, m: sp.Expr) -> sp.Expr:
-    """One tensor-parallel all-reduce of ``m`` tokens' activations (fastest algorithm)."""
-    times = parallelism.tensor_parallel_all_reduces(m * ms.h * ms.e, pool.t, pool.up,
-                                                    pool.reduction, pool.has_reduction)
-    return sp.Max(0, sp.Min(*times.values(), evaluate=False), evaluate=False)
+    """One tensor-parallel all-reduce of ``m`` tokens' activations, the fastest algorithm in
+    the pipelined alpha-beta form NCCL runs (:func:`algorithms.pipelined_time`: the buffer cut
+    into chunks flowing through the algorithm's steps). A decode step's all-reduce is a few
+    kilobytes: its time is the steps' latencies, far from the link's bandwidth (the
+    nccl-tests curve of docs/collectives.md); the textbook form would add the latency and the
+    transfer, the pipelined one also their geometric mean, as measured small messages do."""
+    size = m * ms.h * ms.e
+    times = []
+    for name in TP_ALGORITHMS:
+        algorithm = algorithms.find("all_reduce", name)
+        link = pool.reduction if algorithm.in_network else pool.up
+        time = algorithms.pipelined_time(algorithm, size, pool.t, link.latency, link.rate)
+        if algorithm.in_network:
+            ring = algorithms.pipelined_time(algorithms.find("all_reduce", "ring"), size,
+                                             pool.t, pool.up.latency, pool.up.rate)
+            time = pool.has_reduction * time + (1 - pool.has_reduction) * ring
+        times.append(time)
+    # One GPU (t = 1) reduces nothing.
+    return (1 - indicator(pool.t, 1)) * sp.Min(*times, evaluate=False)
 
 
 def head_time(ms: ModelSymbols, pool: Pool, rows: sp.Expr) -> sp.Expr:

@@ -25,15 +25,33 @@ Either way the deployment provisions whole replicas for the request rate ``lambd
 ``ceil(lambda / rate per replica)`` of each pool; cost per million tokens is the GPUs' price
 over the tokens they serve, ``(sum of GPUs x price) / (lambda (s_p + s_o)) x 10^6``, split
 into input and output by the time each kind of token takes; energy per token is the
-provisioned board power over the same token rate. Arrivals are taken as deterministic: no
-queueing delay is added (DistServe's M/D/1 term is left out).
+provisioned board power over the same token rate.
+
+Queueing (:mod:`queueing`): requests arrive at random (Poisson, or bursty gamma inter-arrival
+times); a continuously batching replica is a queue of ``B`` slots, each held for a request's
+whole life (``e2e``), at utilisation ``rho``. ``ttft`` is the time once admitted (today's
+meaning, which ``slo_ttft`` bounds); ``ttft_p50/p90/p99`` add the wait's percentiles, which
+``slo_ttft_p99`` bounds. ``tpot_p99`` is the step time with every slot busy (a replica at lower
+occupancy steps faster), which ``slo_tpot_p99`` bounds. Goodput is the request rate whose TTFT
+meets its SLO.
+
+A fixed fleet (``gpus``): ``floor(gpus / (tp pp))`` replicas, and the offered load a decision
+(``load`` per cent of their capacity), so that the search finds the most requests per second
+the fleet serves within the SLOs.
+
+Engines (:data:`ENGINES`): the serving engine's fixed time per step (scheduler, sampler,
+launch of the step's graph) and per request (admission and context set-up) are named
+parameters, with the public sources of their defaults.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from . import inference as inf
+from . import queueing
 from .core import Decision, Formulation, ParameterSet, register
 from .specs import InferenceSpec, ModelSpec, ServingPoolSpec
 
@@ -51,6 +69,44 @@ LABELS: dict[str, tuple[str, ...]] = {"precision": inf.WEIGHT_PRECISIONS}
 BATCH_DOC = "sequences decoding at once on one replica (continuous) or per batch (static)"
 #: Expert parallelism, a decision of MoE models only.
 EP_DOC = "expert-parallel GPUs per stage (each expert split over the other tp / ep)"
+
+
+@dataclass(frozen=True)
+class EngineOverheads:
+    """Fixed costs of one serving engine, in seconds, and where they come from."""
+
+    step: float
+    request: float
+    cuda_graphs: bool
+    source: str
+
+
+#: Fixed costs per engine. Engines overlap most host work with the GPU; these are what is
+#: left on the critical path of a step and of a request's first token.
+ENGINES: dict[str, EngineOverheads] = {
+    "none": EngineOverheads(0.0, 0.0, True, "no engine overhead: the case's step_overhead"),
+    # vLLM v0.6 (blog 'vLLM v0.6.0: 2.7x Throughput Improvement and 5x Latency Reduction',
+    # 2024-09-05): before it, API server and scheduler took over half of a Llama-3 8B H100
+    # step; with multi-step scheduling and the async output processor the remaining host
+    # time per step is of the order of a millisecond. Estimate: 1 ms per step, 2 ms per
+    # request (tokenise, admit, allocate blocks), CUDA graphs on for decode.
+    "vllm": EngineOverheads(1.0e-3, 2.0e-3, True,
+                            "estimate after the vLLM v0.6.0 blog (2024-09-05) profile"),
+    # SGLang v0.4 (blog 'SGLang v0.4: Zero-Overhead Batch Scheduler', 2024-12-04): the CPU
+    # scheduler runs one batch ahead, overlapped with the GPU; left is the sampler's sync.
+    # Estimate: 0.3 ms per step, 2 ms per request.
+    "sglang": EngineOverheads(0.3e-3, 2.0e-3, True,
+                              "estimate after the SGLang v0.4 blog (2024-12-04)"),
+    # TensorRT-LLM: the C++ runtime enqueues a prebuilt TensorRT engine (no Python per step);
+    # gptSessionBenchmark times the session only. Estimate: 0.2 ms per step (sampling and
+    # the host-device sync of the step's tokens), 1 ms per request (context set-up).
+    "trtllm": EngineOverheads(0.2e-3, 1.0e-3, False,
+                              "estimate: TensorRT-LLM C++ runtime (docs/source/performance.md "
+                              "benchmarks time gptSessionBenchmark sessions)"),
+}
+#: Offered load of a fixed fleet, per cent of its capacity: the values searched.
+LOAD_PERCENTS: tuple[int, ...] = tuple(range(5, 100, 5))
+LOAD_DOC = "offered load of a fixed fleet, per cent of its replicas' capacity"
 
 
 def _decisions(prefix: str, model: ModelSpec) -> dict[str, Decision]:
@@ -85,10 +141,42 @@ def _workload(ps: ParameterSet, job: InferenceSpec) -> dict[str, sp.Expr]:
         "util": add("memory_utilization", job.memory_utilization, "1",
                     "fraction of HBM the serving engine may use"),
         "step": add("step_overhead", job.step_overhead, "s",
-                    "fixed time per step (scheduling, sampling)"),
+                    "fixed time per step (scheduling, sampling)")
+        + add("engine_step_overhead", ENGINES[job.engine].step, "s",
+              f"fixed time per step of the {job.engine} engine ({ENGINES[job.engine].source})"),
+        "request": add("engine_request_overhead", ENGINES[job.engine].request, "s",
+                       f"fixed time per request before its first token, {job.engine} engine"),
+        "ca2": add("arrival_scv", job.arrival_scv, "1",
+                   "squared coefficient of variation of inter-arrival times (1: Poisson)"),
         "slo_ttft": add("slo_ttft", job.slo_ttft, "s", "time-to-first-token objective"),
         "slo_tpot": add("slo_tpot", job.slo_tpot, "s", "time-per-output-token objective"),
+        **({"slo_ttft_p99": add("slo_ttft_p99", job.slo_ttft_p99, "s",
+                                "99th-percentile time-to-first-token objective")}
+           if job.slo_ttft_p99 else {}),
+        **({"slo_tpot_p99": add("slo_tpot_p99", job.slo_tpot_p99, "s",
+                                "99th-percentile time-per-output-token objective")}
+           if job.slo_tpot_p99 else {}),
     }
+
+
+def _queueing(w: dict[str, sp.Expr], rho: sp.Expr, slots: sp.Expr, holding: sp.Expr,
+              ttft: sp.Expr, tpot: sp.Expr, rate: sp.Expr) -> dict[str, sp.Expr]:
+    """TTFT percentiles with the queueing wait (:mod:`queueing`), the p99 TPOT and goodput."""
+    out: dict[str, sp.Expr] = {}
+    for pct in queueing.PERCENTILES:
+        wait = queueing.wait_quantile(pct / 100, rho, slots, holding, w["ca2"], sp.Integer(0))
+        out[f"ttft_p{pct}"] = ttft + wait
+    out["mean_queueing_wait"] = queueing.mean_wait(rho, slots, holding, w["ca2"],
+                                                   sp.Integer(0))
+    # Every slot busy: the slowest step a request sees.
+    out["tpot_p99"] = tpot
+    target = w.get("slo_ttft_p99", w["slo_ttft"])
+    met = queueing.served_fraction(target - ttft, rho, slots, holding, w["ca2"],
+                                   sp.Integer(0))
+    tpot_target = w.get("slo_tpot_p99", w["slo_tpot"])
+    out["goodput_requests_per_s"] = rate * met * queueing.step(tpot_target - tpot)
+    out["load_utilisation"] = rho
+    return out
 
 
 def _step(ms: inf.ModelSymbols, pool: inf.Pool, w: dict[str, sp.Expr], decode: sp.Expr,
@@ -150,8 +238,10 @@ def _units(expressions: dict[str, sp.Expr]) -> dict[str, str]:
             units[name] = "1/s"
         elif name.endswith(("bytes", "_per_gpu", "memory_capacity", "workspace")):
             units[name] = "B"
-        elif name in ("ttft", "tpot", "e2e_latency", "kv_transfer") or name.startswith(
-                ("decode_step", "prefill_step", "mixed_step", "chunk_step")):
+        elif name in ("ttft", "tpot", "e2e_latency", "kv_transfer", "mean_queueing_wait",
+                      "request_overhead_time") or name.startswith(
+                ("decode_step", "prefill_step", "mixed_step", "chunk_step", "ttft_p",
+                 "tpot_p")):
             units[name] = "s"
         elif name.startswith("cost"):
             units[name] = "USD/Mtok"
@@ -168,14 +258,15 @@ def _step_group(step: str) -> tuple[str, ...]:
 
 
 def _pricing(w: dict[str, sp.Expr], gpu_cost: sp.Expr, input_cost: sp.Expr,
-             power: sp.Expr) -> dict[str, sp.Expr]:
+             power: sp.Expr, rate: sp.Expr | None = None) -> dict[str, sp.Expr]:
     """Cost and energy per token of a deployment costing ``gpu_cost`` USD/s, ``input_cost``
     of it attributed to prompt tokens, drawing ``power`` W at the request rate."""
-    tokens = w["rate"] * (w["s_p"] + w["s_o"])
+    rate = w["rate"] if rate is None else rate
+    tokens = rate * (w["s_p"] + w["s_o"])
     return {
         "cost_per_million_tokens": gpu_cost / tokens * MILLION,
-        "cost_per_million_input_tokens": input_cost / (w["rate"] * w["s_p"]) * MILLION,
-        "cost_per_million_output_tokens": (gpu_cost - input_cost) / (w["rate"] * w["s_o"])
+        "cost_per_million_input_tokens": input_cost / (rate * w["s_p"]) * MILLION,
+        "cost_per_million_output_tokens": (gpu_cost - input_cost) / (rate * w["s_o"])
         * MILLION,
         "energy_per_token": power / tokens,
         "cost_per_s": gpu_cost,
@@ -208,7 +299,7 @@ def build_serving(model: ModelSpec, pool_spec: ServingPoolSpec, job: InferenceSp
         chunks = sp.ceiling(s_p / C)
         # The last chunk also waits for the pipeline to drain (see _pipeline_fill).
         fill = _pipeline_fill(pool, chunk)
-        ttft = chunks * (chunk.total + w["step"]) + fill
+        ttft = chunks * (chunk.total + w["step"]) + fill + w["request"]
         e2e = ttft + (s_o - 1) * tpot
         replica_rate = B / (s_o * tpot)
         # Time of a step spent on prompts: the mixed step over the decode-only step.
@@ -223,7 +314,7 @@ def build_serving(model: ModelSpec, pool_spec: ServingPoolSpec, job: InferenceSp
     else:
         prefill = _step(ms, pool, w, sp.Integer(0), B * s_p, B)
         fill = _pipeline_fill(pool, prefill)
-        ttft = prefill.total + w["step"] + fill
+        ttft = prefill.total + w["step"] + fill + w["request"]
         tpot = t_decode
         e2e = ttft + (s_o - 1) * tpot
         replica_rate = B / e2e
@@ -232,9 +323,22 @@ def build_serving(model: ModelSpec, pool_spec: ServingPoolSpec, job: InferenceSp
         expressions.update(prefill.as_dict("prefill_step"))
         expressions["prefill_budget_ok"] = sp.Integer(1)
 
-    replicas = sp.ceiling(w["rate"] / replica_rate)
+    if job.gpus:
+        # A fixed fleet: its whole replicas, loaded to the searched share of their capacity.
+        load = Decision(sp.Symbol("load", integer=True, positive=True), LOAD_DOC)
+        dec["load"] = load
+        replicas = sp.floor(ps.add("fleet_gpus", job.gpus, "1", "GPUs of the fixed fleet")
+                            / pool.gpus)
+        rate = load.symbol / 100 * replicas * replica_rate
+    else:
+        rate = w["rate"]
+        replicas = sp.ceiling(rate / replica_rate)
     gpus = replicas * pool.gpus
     gpu_cost = gpus * pool.gpu_price
+    rho = rate / (replicas * replica_rate)
+    expressions.update(_queueing(w, rho, B, e2e, ttft, tpot, rate))
+    expressions["request_overhead_time"] = w["request"]
+    expressions["request_rate"] = rate
     expressions.update(decode_only.as_dict("decode_step"))
     expressions.update(_memory(ms, pool, w, B, step_tokens))
     expressions.update({
@@ -242,17 +346,17 @@ def build_serving(model: ModelSpec, pool_spec: ServingPoolSpec, job: InferenceSp
         "tpot": tpot,
         "e2e_latency": e2e,
         "throughput_tokens_per_s": s_o * replica_rate,
-        "throughput_per_gpu": w["rate"] * s_o / gpus,
+        "throughput_per_gpu": rate * s_o / gpus,
         "requests_per_s_per_replica": replica_rate,
         "replicas": replicas,
         "gpus_per_replica": pool.gpus,
         "gpus": gpus,
         "goodput_per_gpu": replica_rate / pool.gpus,
-        "utilisation": w["rate"] / (replicas * replica_rate),
+        "utilisation": rho,
         "pipeline_fill": fill,
         "step_overhead_time": w["step"],
         "parameters": inf.total_parameters(ms),
-        **_pricing(w, gpu_cost, gpu_cost * input_share, gpus * pool.power),
+        **_pricing(w, gpu_cost, gpu_cost * input_share, gpus * pool.power, rate),
     })
     # The step a TPOT is made of, and the one a TTFT repeats.
     tpot_step, ttft_step = (("mixed_step", "chunk_step") if job.batching == "continuous"
@@ -297,10 +401,12 @@ def build_disaggregated(model: ModelSpec, prefill_spec: ServingPoolSpec,
     kv_total = s_p * inf.kv_bytes_per_token_model(ms)
     senders = pre.gpus
     link_rate = sp.Min(pre.out.rate, dcd.out.rate)
-    latency = sp.Max(pre.out.latency, dcd.out.latency)
+    # One message latency across the scale-out fabric, half of it at each pool's end (a
+    # smooth mean rather than the larger of two equal values, which would be a kink).
+    latency = (pre.out.latency + dcd.out.latency) / 2
     kv_transfer = latency + kv_total / (senders * link_rate)
     fill = _pipeline_fill(pre, prefill)
-    ttft = t_prefill + fill + kv_transfer
+    ttft = t_prefill + fill + kv_transfer + w["request"]
     e2e = ttft + (s_o - 1) * tpot
     prefill_rate = 1 / t_prefill
     decode_rate = B / (s_o * tpot)
@@ -344,6 +450,11 @@ def build_disaggregated(model: ModelSpec, prefill_spec: ServingPoolSpec,
         "prefill_utilisation": w["rate"] * t_prefill / prefill_replicas,
         "decode_utilisation": w["rate"] / (decode_replicas * decode_rate),
         "parameters": inf.total_parameters(ms),
+        "request_overhead_time": w["request"],
+        "request_rate": w["rate"],
+        # A prompt waits for one of the prefill replicas, one prompt at a time each.
+        **_queueing(w, w["rate"] * t_prefill / prefill_replicas, sp.Integer(1), t_prefill,
+                    ttft, tpot, w["rate"]),
         **_pricing(w, gpu_cost, prefill_cost,
                    prefill_gpus * pre.power + decode_gpus * dcd.power),
     })

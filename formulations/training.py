@@ -157,6 +157,9 @@ def _parameters(model: ModelSpec, hw: HardwareSpec, net: NetworkSpec,
     }
     sym["kv"] = (sym["a"] if model.kv_heads == model.heads else
                  add("kv_heads", model.kv_heads, "1", "key/value heads", latex="a_kv"))
+    if model.head_dim:
+        sym["hd"] = add("head_dim", model.head_dim, "1", "width of one attention head",
+                        latex="d_head")
     sym["w_oh"] = add("gemm_wave_overhead", hw.gemm_wave_overhead, "s",
                       "fixed time per wave of GEMM output tiles", latex="tau_w")
     # Always a parameter, so that hardware entries with and without narrow tiles share one
@@ -198,7 +201,8 @@ def attention_head_dims(model: ModelSpec) -> tuple[int, int]:
     """Head dims of Q.K^T and of V: ``h/a``, or multi-head latent attention's."""
     if model.mla:
         return model.qk_nope_head_dim + model.qk_rope_head_dim, model.v_head_dim
-    return model.hidden // model.heads, model.hidden // model.heads
+    width = model.head_dim or model.hidden // model.heads
+    return width, width
 
 
 def _moe_parameters(model: ModelSpec, job: TrainingSpec, ps: ParameterSet
@@ -291,7 +295,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         b=b, s=p_["s"], h=p_["h"], a=p_["a"], kv=p_["kv"], ffn=p_["ffn"], vocab=p_["V"], t=t,
         c=c, sigma=sigma, e=p_["e"], mask=p_["mask"] if model.dropout else sp.Integer(0),
         swiglu=model.ffn_kind == "swiglu", dropout=model.dropout,
-        gqa=model.kv_heads != model.heads,
+        gqa=model.kv_heads != model.heads, hd=p_.get("hd"),
     )
     latent = None
     if model.mla:

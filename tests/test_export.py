@@ -211,7 +211,8 @@ def random_deployments(case: Any, formulation: Any, count: int, seed: int
 def deployment_sets(case: Any, formulation: Any, codes: dict[str, float]) -> list[str]:
     """``--set`` options that fix the deployment ``codes`` in the case (for ``evaluate``)."""
     where = {"tp": "parallelism.tp", "pp": "parallelism.pp", "ep": "parallelism.ep",
-             "batch": "serving.batch", "precision": "serving.precision"}
+             "batch": "serving.batch", "precision": "serving.precision",
+             "load": "serving.load"}
     deployment = export.serving_deployment(case)
     sets = [f"hardware={deployment['hardware']}",
             f"serving.disaggregated={str(deployment['disaggregated']).lower()}"]

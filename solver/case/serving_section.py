@@ -6,9 +6,13 @@ and a ``[serving]`` table in place of ``[training]``::
     [serving]
     prompt_len = 2048          # tokens per request
     output_len = 256
-    rate = 20                  # requests per second
-    slo_ttft = "500 ms"
+    rate = 20                  # requests per second (or gpus = 16: a fixed fleet)
+    slo_ttft = "500 ms"        # once admitted (no queueing)
     slo_tpot = "40 ms"
+    slo_ttft_p99 = "1 s"       # 99th percentile, queueing included (optional)
+    slo_tpot_p99 = "50 ms"
+    arrivals = "poisson"       # or "gamma" (gamma_shape < 1 is burstier), "deterministic"
+    engine = "vllm"            # fixed costs of "vllm", "sglang", "trtllm" (default "none")
     precision = ["bf16", "fp8"]    # weight format; a list is a choice for 'perfcost solve'
     kv_precision = "bf16"
     batching = "continuous"        # or "static"
@@ -85,12 +89,26 @@ class PoolSection(Strict):
     precision: PrecisionChoice | None = None
 
 
+#: Serving engines with fixed costs (formulations.serving.ENGINES, which a test keeps equal).
+ENGINES: tuple[str, ...] = ("none", "vllm", "sglang", "trtllm")
+#: Arrival processes (formulations.queueing.ARRIVALS).
+ARRIVALS: tuple[str, ...] = ("deterministic", "poisson", "gamma")
+
+
 class ServingSection(Strict):
     prompt_len: PositiveInt
     output_len: PositiveInt
-    rate: RequestRate
+    rate: RequestRate | None = None
     slo_ttft: Duration
     slo_tpot: Duration
+    slo_ttft_p99: Duration | None = None
+    slo_tpot_p99: Duration | None = None
+    arrivals: Literal["deterministic", "poisson", "gamma"] = "poisson"
+    gamma_shape: Fraction | None = None
+    engine: Literal["none", "vllm", "sglang", "trtllm"] = "none"
+    gpus: PositiveInt | None = None
+    # Offered load of a fixed fleet, per cent of its capacity ('perfcost solve' searches it).
+    load: IntChoice | None = None
     precision: PrecisionChoice = "bf16"
     kv_precision: Literal["bf16", "fp8"] = "bf16"
     batching: Literal["continuous", "static"] = "continuous"
@@ -108,7 +126,8 @@ class ServingSection(Strict):
     prices: dict[str, MoneyRate] = Field(default_factory=dict)
     price_source: Text = ""
     price_as_of: Text = ""
-    objective: Literal["cost_per_token", "gpus", "goodput"] = "cost_per_token"
+    # A fixed fleet (gpus) defaults to "throughput": the most requests per second in the SLOs.
+    objective: Literal["cost_per_token", "gpus", "goodput", "throughput"] = "cost_per_token"
 
 
 def as_list(value: Any) -> list[Any]:
@@ -130,6 +149,20 @@ def network_entry(case: Any) -> NetworkSection:
 def check_serving(case: Any) -> None:
     """Rules between the serving section and the model and hardware."""
     sv: ServingSection = case.serving
+    if sv.rate is None and sv.gpus is None:
+        raise CaseError("serving.rate", MISSING, f"expected {_RATE_TEXT}, or serving.gpus "
+                        "for the best deployment on a fixed fleet")
+    if sv.gpus is not None and True in as_list(sv.disaggregated):
+        raise CaseError("serving.gpus", sv.gpus, "expected a colocated deployment on a fixed "
+                        "fleet (disaggregated = false)")
+    if (sv.gamma_shape is None) != (sv.arrivals != "gamma"):
+        raise CaseError("serving.gamma_shape", sv.gamma_shape if sv.gamma_shape is not None
+                        else MISSING, "expected a gamma shape in (0, 1] with arrivals = "
+                        "'gamma' (1: Poisson, smaller: burstier), and none otherwise")
+    for load in as_list(sv.load) if sv.load is not None else []:
+        if sv.gpus is None or not 1 <= load <= 99:
+            raise CaseError("serving.load", load, "expected a per cent from 1 to 99 of a fixed "
+                            "fleet's capacity, with serving.gpus")
     context = case.model.seq_len
     if sv.prompt_len > context:
         raise CaseError("serving.prompt_len", sv.prompt_len,

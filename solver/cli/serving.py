@@ -46,15 +46,31 @@ def _print_sensitivities(rows: list[Any] | None) -> None:
 
 
 def solve(case: Case, engine: str | None, objective: str | None, top: int,
-          as_json: bool, sensitivities: bool = False) -> None:
-    """The cheapest deployment meeting the SLOs; exit code 1 when none does."""
+          as_json: bool, sensitivities: bool = False, emit: str | None = None) -> None:
+    """The cheapest deployment meeting the SLOs; exit code 1 when none does. ``emit``: the
+    launch commands of the chosen deployment for that serving engine, instead of the tables."""
     from perfcost.solver.cli.app import print_json
     from perfcost.solver.serving.search import solve_serving
 
     if engine not in (None, "auto", "enumerate"):
         raise CaseError("--engine", engine, "expected auto or enumerate for a serving case "
                         "(the search is exhaustive)")
+    if emit is not None:
+        from perfcost.solver.serving.emit import EMIT_ENGINES
+
+        if emit not in EMIT_ENGINES:
+            raise CaseError("--emit", emit, f"expected one of {', '.join(EMIT_ENGINES)}")
     solution = solve_serving(case, objective, top)
+    if emit is not None and solution.best is not None:
+        from perfcost.solver.serving.emit import emit as launch_commands
+        from perfcost.solver.serving.emit import render
+
+        launches = launch_commands(solution.best, emit)
+        if as_json:
+            print_json({"engine": emit, "config": solution.best.config, "pools": launches})
+        else:
+            print(render(launches, emit))
+        return
     rows = None
     if sensitivities:
         from perfcost.solver.studies.sensitivity import serving_solution_sensitivities

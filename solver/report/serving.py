@@ -62,6 +62,18 @@ def evaluation(result: ServingEvaluation) -> Group:
                     f"{format_quantity(v['slo_ttft'], 's')}: {_ok(checks['ttft'])})")
     summary.add_row("TPOT", f"{format_quantity(v['tpot'], 's')} (SLO "
                     f"{format_quantity(v['slo_tpot'], 's')}: {_ok(checks['tpot'])})")
+    p99 = (f"p50 {format_quantity(v['ttft_p50'], 's')}, p90 "
+           f"{format_quantity(v['ttft_p90'], 's')}, p99 {format_quantity(v['ttft_p99'], 's')}")
+    if "ttft_p99" in checks:
+        p99 += (f" (SLO p99 {format_quantity(v['slo_ttft_p99'], 's')}: "
+                f"{_ok(checks['ttft_p99'])})")
+    summary.add_row("TTFT with queueing", p99)
+    if "tpot_p99" in checks:
+        summary.add_row("TPOT p99", f"{format_quantity(v['tpot_p99'], 's')} (SLO p99 "
+                        f"{format_quantity(v['slo_tpot_p99'], 's')}: "
+                        f"{_ok(checks['tpot_p99'])})")
+    summary.add_row("request rate", f"{v['request_rate']:,.3g} requests/s (goodput "
+                    f"{v['goodput_requests_per_s']:,.3g} within the TTFT SLO)")
     summary.add_row("end-to-end latency", format_quantity(v["e2e_latency"], "s"))
     summary.add_row("throughput per replica", f"{v['throughput_tokens_per_s']:,.0f} "
                     "output tokens/s")
@@ -99,6 +111,28 @@ def evaluation(result: ServingEvaluation) -> Group:
     return Group(*tables)
 
 
+#: Rows of the Pareto table (evenly spread over the curve; ``--json`` has every point).
+PARETO_ROWS = 12
+
+
+def pareto_table(points: list[dict[str, Any]]) -> Table:
+    """The throughput-latency curve: deployments no other beats on both axes."""
+    shown = points
+    if len(points) > PARETO_ROWS:
+        step = (len(points) - 1) / (PARETO_ROWS - 1)
+        shown = [points[round(i * step)] for i in range(PARETO_ROWS)]
+    table = Table(title=f"throughput-latency Pareto curve ({len(shown)} of {len(points)} "
+                  "points; --json has all)", title_justify="left")
+    for name in ("tokens/s per GPU", "TPOT p99", "TTFT p99", "requests/s", "deployment"):
+        table.add_column(name, justify="left" if name == "deployment" else "right")
+    for p in shown:
+        table.add_row(f"{p['throughput_per_gpu']:,.1f}", format_quantity(p["tpot_p99_s"], "s"),
+                      format_quantity(p["ttft_p99_s"], "s"), f"{p['request_rate']:,.3g}",
+                      describe(p["config"]) + (f" · load {p['config']['load']}%"
+                                               if "load" in p["config"] else ""))
+    return table
+
+
 def solution(sol: ServingSolution) -> Group:
     head = Table(title=f"serving solve: {sol.status} ({sol.objective}; {sol.evaluated:,} "
                  f"deployments enumerated, {sol.feasible:,} feasible)", show_header=False,
@@ -112,6 +146,8 @@ def solution(sol: ServingSolution) -> Group:
     parts: list[Any] = [head]
     if sol.best is not None:
         parts.append(evaluation(sol.best))
+    if sol.pareto:
+        parts.append(pareto_table(sol.pareto))
     if sol.diagnosis is not None:
         d = sol.diagnosis
         diag = Table(title="no deployment meets the SLOs", show_header=False,

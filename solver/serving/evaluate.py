@@ -69,6 +69,26 @@ class ServingModel:
         return self.evaluator(disaggregated, config["hardware"],
                               config.get("prefill_hardware") if disaggregated else None)
 
+    def quantities(self, config: dict[str, Any], names: tuple[str, ...]) -> dict[str, float]:
+        """Only the quantities ``names`` at one deployment (compiling just those is much
+        quicker than the whole formulation: a validation row needs one)."""
+        f = self.formulation_of(config)
+        unknown = [n for n in names if n not in f.expressions]
+        if unknown:
+            raise CaseError("validation.metrics", unknown[0],
+                            f"expected a quantity of the serving formulation {f.name}")
+        return Evaluator(f, names)(self._codes(f, config, arrays=False))
+
+    def _codes(self, f: Formulation, config: dict[str, Any], arrays: bool) -> dict[str, Any]:
+        decisions = {}
+        for name, decision in f.decisions.items():
+            value = config[name]
+            if decision.labels:
+                value = (np.vectorize(decision.labels.index)(value) if arrays
+                         else decision.labels.index(value))
+            decisions[name] = value
+        return decisions
+
     def evaluate(self, config: dict[str, Any], arrays: bool = False,
                  parameters: dict[str, float] | None = None) -> dict[str, Any]:
         """Every quantity at ``config`` (decision values may be numpy arrays);
@@ -131,6 +151,8 @@ def fixed_config(case: Case) -> dict[str, Any]:
         "batch": _one(sv.batch, "serving.batch"),
         "disaggregated": _one(sv.disaggregated, "serving.disaggregated"),
     }
+    if sv.gpus is not None:
+        config["load"] = _one(sv.load, "serving.load")
     moe = bool(case.model.experts)
     if moe:
         config["ep"] = _one(case.parallelism.ep, "parallelism.ep", config["tp"])
@@ -161,6 +183,10 @@ def feasibility(values: dict[str, Any], disaggregated: bool) -> dict[str, Any]:
         "tpot": values["tpot"] <= values["slo_tpot"],
         "prefill_budget": values["prefill_budget_ok"] >= 1,
     }
+    # Percentile SLOs, where the case sets them (the queueing wait included).
+    for metric in ("ttft_p99", "tpot_p99"):
+        if "slo_" + metric in values:
+            ok[metric] = values[metric] <= values["slo_" + metric]
     if disaggregated:
         ok["prefill_memory"] = values["prefill_memory_per_gpu"] <= values[
             "prefill_memory_capacity"]
@@ -195,6 +221,7 @@ class ServingEvaluation:
         chunks = self.values.get("prefill_chunks", 1.0)
         out = {k: chunks * self.values[k] for k in names}
         out["step_overhead"] = chunks * self.values["step_overhead_time"]
+        out["request_overhead"] = self.values["request_overhead_time"]
         out["pipeline_fill"] = self.values["pipeline_fill"]
         if self.disaggregated:
             out["kv_transfer"] = self.values["kv_transfer"]
@@ -226,7 +253,14 @@ class ServingEvaluation:
             "memory_capacity_bytes": v["memory_capacity"],
             "max_batch": round(v["max_batch"]),
             "utilisation": v.get("utilisation", v.get("decode_utilisation")),
-            "slo": {"ttft_s": v["slo_ttft"], "tpot_s": v["slo_tpot"]},
+            "request_rate": v["request_rate"],
+            "ttft_percentiles_s": {f"p{p}": v[f"ttft_p{p}"] for p in (50, 90, 99)},
+            "tpot_p99_s": v["tpot_p99"],
+            "mean_queueing_wait_s": v["mean_queueing_wait"],
+            "goodput_requests_per_s": v["goodput_requests_per_s"],
+            "slo": {"ttft_s": v["slo_ttft"], "tpot_s": v["slo_tpot"],
+                    **{f"{m}_s": v["slo_" + m] for m in ("ttft_p99", "tpot_p99")
+                       if "slo_" + m in v}},
             # How much of each limit the deployment uses (1 = binding).
             "limit_use": {"ttft": v["ttft"] / v["slo_ttft"], "tpot": v["tpot"] / v["slo_tpot"],
                           "memory": v["memory_per_gpu"] / v["memory_capacity"]},
@@ -253,8 +287,9 @@ def with_parameters(values: dict[str, Any], formulation: Formulation,
                     parameters: dict[str, float]) -> dict[str, Any]:
     """``values`` plus the parameters the checks compare with (the SLOs)."""
     out = dict(values)
-    for name in ("slo_ttft", "slo_tpot"):
-        out[name] = parameters.get(name, formulation.parameters[name].value)
+    for name in ("slo_ttft", "slo_tpot", "slo_ttft_p99", "slo_tpot_p99"):
+        if name in formulation.parameters:
+            out[name] = parameters.get(name, formulation.parameters[name].value)
     return out
 
 

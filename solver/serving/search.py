@@ -11,12 +11,19 @@ expressions of :mod:`perfcost.formulations.serving`, so the optimum is exact ove
 domains (the pool-count rounding and the SLO cliffs make the landscape too ragged for the
 compiled MILP path of training, and the spaces are small: 10^3-10^5 deployments).
 Objectives: ``cost_per_token`` (minimise cost per million tokens), ``gpus`` (minimise GPUs,
-then cost) and ``goodput`` (maximise requests per second per GPU, then cost).
+then cost), ``goodput`` (maximise requests per second per GPU, then cost) and, on a fixed
+fleet (``[serving] gpus``), ``throughput`` (maximise the requests per second the fleet serves
+within the SLOs, its offered load a decision).
+
+A fixed fleet searches every batch size from 1 to :data:`MAX_BATCH` (the memory check keeps
+those that fit), not only powers of two. :func:`pareto` is the throughput-latency curve: the
+deployments no other beats on both tokens per second per GPU and p99 TPOT.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +44,14 @@ from perfcost.solver.serving.evaluate import (
 POWERS_OF_TWO: tuple[int, ...] = tuple(2**i for i in range(11))
 #: Default pipeline depths searched when the case leaves ``pp`` out.
 DEFAULT_PIPELINE: tuple[int, ...] = (1, 2, 4, 8)
+#: Largest decode batch a fixed fleet's search tries (every integer up to it).
+MAX_BATCH = 1024
 #: Objectives: quantity to order by, and its sign (1 minimise, -1 maximise).
 OBJECTIVES: dict[str, tuple[str, int]] = {
     "cost_per_token": ("cost_per_million_tokens", 1),
     "gpus": ("gpus", 1),
     "goodput": ("goodput_per_gpu", -1),
+    "throughput": ("request_rate", -1),
 }
 #: What limits a step, by the part of the step that takes longest.
 LIMITS: dict[str, str] = {
@@ -74,14 +84,20 @@ def domains(model: ServingModel) -> dict[str, list[Any]]:
     experts = case.model.experts or 0
     ep_default = [e for e in POWERS_OF_TWO if e <= max(tp) and experts % e == 0]
     ep = as_list(case.parallelism.ep) if case.parallelism.ep is not None else ep_default
+    fleet = sv.gpus is not None
+    batches = list(range(1, MAX_BATCH + 1)) if fleet else list(POWERS_OF_TWO)
+    from perfcost.formulations.serving import LOAD_PERCENTS
+
+    loads = (as_list(sv.load) if sv.load is not None else list(LOAD_PERCENTS)) if fleet else []
     return {
+        "load": loads,
         "ep": ep if experts else [],
         "prefill_ep": (as_list(pre.ep) if pre.ep is not None else ep) if experts else [],
         "hardware": model.hardware_names,
         "tp": tp,
         "pp": pp,
         "precision": as_list(sv.precision),
-        "batch": as_list(sv.batch) if sv.batch is not None else list(POWERS_OF_TWO),
+        "batch": as_list(sv.batch) if sv.batch is not None else batches,
         "disaggregated": as_list(sv.disaggregated),
         "prefill_hardware": as_list(pre.hardware) if pre.hardware is not None
         else model.hardware_names,
@@ -121,10 +137,23 @@ def _axes(disaggregated: bool, dom: dict[str, list[Any]]) -> tuple[str, ...]:
     axes = DISAGGREGATED_AXES if disaggregated else COLOCATED_AXES
     if dom["ep"]:
         axes = (*axes, "ep", *(("prefill_ep",) if disaggregated else ()))
+    if dom["load"] and not disaggregated:
+        axes = (*axes, "load")
     return axes
 
 
+#: Most deployments of one kind evaluated at once (a grid of object and float columns; the
+#: built-in disaggregated studies hold a few thousand).
+MAX_DEPLOYMENTS = 2_000_000
+
+
 def _grid(axes: tuple[str, ...], dom: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+    count = math.prod(len(dom[a]) for a in axes)
+    if count > MAX_DEPLOYMENTS:  # counted before the product is built
+        raise CaseError("search space", f"{count:,} deployments",
+                        f"expected at most {MAX_DEPLOYMENTS:,} of one kind ("
+                        + " x ".join(f"{a} {len(dom[a])}" for a in axes)
+                        + "); give fewer values to choose from")
     combos = list(itertools.product(*(dom[a] for a in axes)))
     return {a: np.array([c[i] for c in combos], dtype=object if a.endswith("precision")
                         else float) for i, a in enumerate(axes)}
@@ -157,6 +186,9 @@ def evaluate_blocks(model: ServingModel, dom: dict[str, list[Any]],
             # A tensor-parallel group stays inside one scale-up domain.
             size = model.pools[hw].network.scale_up_size
             checks["tp_in_scale_up"] = grid["tp"] <= size
+            if "load" in grid:
+                # A fixed fleet holds at least one replica.
+                checks["fits_fleet"] = values["replicas"] >= 1
             if disaggregated:
                 checks["prefill_tp_in_scale_up"] = grid["prefill_tp"] <= model.pools[
                     prefill_hw].network.scale_up_size
@@ -202,6 +234,7 @@ class ServingSolution:
     feasible: int
     diagnosis: Diagnosis | None = None
     domains: dict[str, list[Any]] = field(default_factory=dict)
+    pareto: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -223,6 +256,7 @@ class ServingSolution:
             for mode, e in self.best_by_mode.items()}
         if self.diagnosis is not None:
             data["diagnosis"] = self.diagnosis.to_json()
+        data["pareto"] = self.pareto
         return data
 
 
@@ -292,12 +326,37 @@ def diagnose(model: ServingModel, blocks: list[Block]) -> Diagnosis:
     return Diagnosis(*out["ttft"], *out["tpot"], True)
 
 
+def pareto(blocks: list[Block]) -> list[dict[str, Any]]:
+    """The throughput-latency curve over the feasible deployments: those no other beats on
+    both output tokens per second per GPU (higher) and p99 TPOT (lower), fastest first."""
+    rows = []
+    for block in blocks:
+        for i in np.flatnonzero(block.feasible):
+            rows.append((float(block.values["tpot_p99"][i]),
+                         -float(block.values["throughput_per_gpu"][i]), block, int(i)))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    curve = []
+    best = -np.inf
+    for tpot, neg_rate, block, i in rows:
+        if -neg_rate > best:
+            best = -neg_rate
+            v = block.values
+            curve.append({"config": block.config(i), "throughput_per_gpu": -neg_rate,
+                          "tpot_p99_s": tpot, "ttft_p99_s": float(v["ttft_p99"][i]),
+                          "request_rate": float(v["request_rate"][i])})
+    return curve
+
+
 def solve_serving(case: Case, objective: str | None = None, top: int = 1) -> ServingSolution:
     """The best deployment of a serving case (exhaustive over its finite domains)."""
     sv = case.serving
     if sv is None:
         raise CaseError("serving", None, "expected a [serving] table")
-    objective = objective or sv.objective
+    fleet_default = sv.gpus is not None and "objective" not in sv.model_fields_set
+    objective = objective or ("throughput" if fleet_default else sv.objective)
+    if objective == "throughput" and sv.gpus is None:
+        raise CaseError("--objective", objective, "expected a fixed fleet (serving.gpus) for "
+                        "the throughput objective")
     if objective not in OBJECTIVES:
         raise CaseError("--objective", objective,
                         f"expected one of {', '.join(OBJECTIVES)} for a serving case")
@@ -325,4 +384,4 @@ def solve_serving(case: Case, objective: str | None = None, top: int = 1) -> Ser
                                diagnose(model, blocks), dom)
     chosen = [evaluation(b, i) for *_, b, i in ranked[:top]]
     return ServingSolution("optimal", objective, chosen[0], chosen, by_mode, evaluated,
-                           len(ranked), None, dom)
+                           len(ranked), None, dom, pareto(blocks))

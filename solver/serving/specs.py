@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from perfcost.formulations.inference import KV_ELEMENT_BYTES
+from perfcost.formulations.queueing import arrival_scv
 from perfcost.formulations.specs import (
     HardwareSpec,
     InferenceSpec,
@@ -88,17 +89,30 @@ def pool_spec(case: Any, hw: HardwareSection) -> ServingPoolSpec:
     return ServingPoolSpec(
         hardware=hardware_spec(hw), network=network_spec(network_entry(case)),
         peak_flops_fp8=hw.peak_flops.get("fp8", hw.peak_flops["bf16"]),
-        kernel_overhead=overhead, gpu_price=gpu_price(case, hw))
+        kernel_overhead=overhead, gpu_price=gpu_price(case, hw),
+        matmul_efficiency_fp8=fp8_matmul_efficiency(hw))
+
+
+def fp8_matmul_efficiency(hw: HardwareSection) -> float:
+    """The fp8 GEMM efficiency the hardware entry measured ([efficiency.precision.fp8],
+    fitted on a kernel database), or 0: the entry's one matmul efficiency for every format."""
+    fitted = getattr(hw.efficiency, "precision", {}).get("fp8")
+    return float(fitted.matmul) if fitted is not None else 0.0
 
 
 def inference_spec(case: Any) -> InferenceSpec:
     sv: ServingSection = case.serving
     return InferenceSpec(
-        prompt_len=sv.prompt_len, output_len=sv.output_len, rate=sv.rate,
+        # A fixed fleet's rate is a decision of the formulation; the parameter is unused.
+        prompt_len=sv.prompt_len, output_len=sv.output_len,
+        rate=sv.rate if sv.rate is not None else 1.0,
         slo_ttft=sv.slo_ttft, slo_tpot=sv.slo_tpot, batching=sv.batching,
         chunk_tokens=sv.chunk_tokens, block_size=sv.block_size,
         kv_bytes=KV_ELEMENT_BYTES[sv.kv_precision], activation_bytes=ACTIVATION_BYTES,
-        memory_utilization=sv.memory_utilization, step_overhead=sv.step_overhead)
+        memory_utilization=sv.memory_utilization, step_overhead=sv.step_overhead,
+        engine=sv.engine, arrival_scv=arrival_scv(sv.arrivals, sv.gamma_shape or 1.0),
+        slo_ttft_p99=sv.slo_ttft_p99 or 0.0, slo_tpot_p99=sv.slo_tpot_p99 or 0.0,
+        gpus=sv.gpus or 0)
 
 
 def pool_specs(case: Any) -> dict[str, ServingPoolSpec]:

@@ -8,7 +8,7 @@ from functools import cache
 
 from perfcost.solver.case import catalog, units
 from perfcost.solver.case.errors import CaseError
-from perfcost.solver.case.schema import load
+from perfcost.solver.case.schema import Case, load
 from perfcost.solver.problem.evaluate import evaluate_case
 
 #: Formulation units -> (dimension of the measured value, scale from SI to the unit).
@@ -76,7 +76,8 @@ def run(suite: str | None = None) -> list[Row]:
         val = case.validation
         if val is None or (suite is not None and val.suite != suite):
             continue
-        result = evaluate_case(case)
+        result = (_serving_result(case, tuple(val.metrics)) if case.serving is not None
+                  else evaluate_case(case))
         for metric, spec in val.metrics.items():
             unit = result.unit(metric)
             dimension, scale = METRIC_UNITS.get(unit, ("count", 1.0))
@@ -89,6 +90,28 @@ def run(suite: str | None = None) -> list[Row]:
                 tolerance_pct=spec.tolerance_pct,
             ))
     return rows
+
+
+@dataclass(frozen=True)
+class _ServingResult:
+    """A serving deployment's values and units, shaped as the training evaluation's."""
+
+    values: dict[str, float]
+    units: dict[str, str]
+
+    def unit(self, metric: str) -> str:
+        return self.units.get(metric, "1")
+
+
+def _serving_result(case: Case, metrics: tuple[str, ...]) -> _ServingResult:
+    """The measured quantities of the one deployment a serving validation case fixes
+    (solver/serving/evaluate.py)."""
+    from perfcost.solver.serving.evaluate import ServingModel, fixed_config
+
+    model = ServingModel(case)
+    config = fixed_config(case)
+    units = model.formulation_of(config).units
+    return _ServingResult(model.quantities(config, metrics), dict(units))
 
 
 def _collective_rows(suite: str | None) -> list[Row]:
