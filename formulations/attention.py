@@ -115,6 +115,11 @@ class FlashRates:
     kernel_overhead: sp.Expr
     #: L2 cache bytes; 0 takes every K/V re-read from HBM (Dao et al.'s two-level model).
     l2_cache: sp.Expr = sp.S.Zero
+    #: Whether the compute time counts the idle multiprocessors of a partial last wave of
+    #: tiles (tile and wave quantisation, as formulations.compute does for GEMMs); False
+    #: spreads the FLOPs over the whole chip (the model the FlashAttention fits of kernel
+    #: files use).
+    wave_quantised: bool = False
 
 
 def _masked(shape: AttentionShape) -> sp.Expr:
@@ -214,7 +219,11 @@ def _kernel_time(flops: sp.Expr, bytes_: sp.Expr, efficiency: sp.Expr, tiles: sp
                  tile_overhead: sp.Expr, rates: FlashRates) -> sp.Expr:
     """Roofline of one fused kernel plus its per-wave tile cost and launch overhead."""
     waves = sp.ceiling(tiles / rates.multiprocessors)
-    compute = flops / (rates.peak_flops * efficiency) + waves * tile_overhead
+    rate = rates.peak_flops * efficiency
+    if rates.wave_quantised:
+        # Only ``tiles`` of the ``waves x multiprocessors`` tile slots do work.
+        rate = rate * tiles / (waves * rates.multiprocessors)
+    compute = flops / rate + waves * tile_overhead
     memory = bytes_ / (rates.hbm_bandwidth * rates.memory_efficiency)
     return sp.Max(compute, memory, evaluate=False) + rates.kernel_overhead
 

@@ -22,6 +22,11 @@
   keeps ``tile_m`` rows for every GEMM (the model the A100 validation was fitted with).
 * The memory ceiling is the whole chip's: a GEMM with fewer output tiles than
   multiprocessors still streams its operands over all of them (split-K).
+* With ``split_k_granule`` set, a GEMM with fewer output tiles than multiprocessors also
+  splits its reduction over them: ``splits = min(floor(SMs / tiles), ceil(k / granule))``
+  slices of ``k`` (at least one), each a tile of the wave (cuBLAS split-K and CUTLASS
+  stream-K kernels for skinny, deep GEMMs; NVIDIA's "Matrix Multiplication Background"
+  guide). ``None`` keeps one slice per tile (the model the A100 validation was fitted with).
 * Every kernel pays ``kernel_overhead``: the ramp and tail a kernel pays when kernels run
   back to back (a training step, a CUDA-graph replay), where asynchronous launch hides the
   host's launch latency.
@@ -62,6 +67,8 @@ class ComputeParams:
     row_granule: sp.Expr | None = None
     #: Host dispatch latency an isolated, eagerly launched kernel's timing includes.
     measurement_floor: sp.Expr = sp.S.Zero
+    #: Shortest reduction slice of a split-K GEMM (None: no split-K).
+    split_k_granule: sp.Expr | None = None
 
 
 def gemm_tile_rows(op: Op, hw: ComputeParams) -> sp.Expr:
@@ -72,17 +79,35 @@ def gemm_tile_rows(op: Op, hw: ComputeParams) -> sp.Expr:
     return sp.Min(hw.tile_m, hw.row_granule * sp.ceiling(op.m / hw.row_granule))
 
 
+def gemm_output_tiles(op: Op, hw: ComputeParams) -> sp.Expr:
+    """Output tiles of the (batched) GEMM."""
+    return op.batch * sp.ceiling(op.m / gemm_tile_rows(op, hw)) * sp.ceiling(op.n / hw.tile_n)
+
+
+def gemm_splits(op: Op, hw: ComputeParams) -> sp.Expr:
+    """Slices of the reduction each output tile is split into (1 without split-K)."""
+    if hw.split_k_granule is None:
+        return sp.S.One
+    room = sp.floor(hw.multiprocessors / gemm_output_tiles(op, hw))
+    return sp.Max(1, sp.Min(room, sp.ceiling(op.k / hw.split_k_granule)))
+
+
 def gemm_waves(op: Op, hw: ComputeParams) -> sp.Expr:
-    """Waves of output tiles (:func:`gemm_tile_rows` x ``tile_n``) over the multiprocessors."""
-    tiles = op.batch * sp.ceiling(op.m / gemm_tile_rows(op, hw)) * sp.ceiling(op.n / hw.tile_n)
-    return sp.ceiling(tiles / hw.multiprocessors)
+    """Waves of output tiles (:func:`gemm_tile_rows` x ``tile_n``, times their split-K
+    slices) over the multiprocessors."""
+    return sp.ceiling(gemm_output_tiles(op, hw) * gemm_splits(op, hw) / hw.multiprocessors)
 
 
 def gemm_utilisation(op: Op, hw: ComputeParams) -> sp.Expr:
-    """Fraction of the launched tile-waves computing useful output (tile + wave quantisation)."""
+    """Fraction of the launched tile-waves computing useful output (tile + wave quantisation;
+    with split-K, each slice computes ``ceil(k / splits)`` of the reduction)."""
     waves = gemm_waves(op, hw)
-    return (op.batch * op.m * op.n) / (waves * hw.multiprocessors * gemm_tile_rows(op, hw)
-                                       * hw.tile_n)
+    useful = op.batch * op.m * op.n
+    launched = waves * hw.multiprocessors * gemm_tile_rows(op, hw) * hw.tile_n
+    if hw.split_k_granule is None:
+        return useful / launched
+    splits = gemm_splits(op, hw)
+    return useful * op.k / (launched * sp.ceiling(op.k / splits))
 
 
 def compute_time(op: Op, hw: ComputeParams) -> sp.Expr:

@@ -6,16 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from perfcost.solver.case.errors import CaseError
+from perfcost.solver.case.errors import MISSING, CaseError
 from perfcost.solver.cli.app import JsonOpt, app, guarded, print_json
 
 
 @app.command()
 @guarded
 def calibrate(
-    kernels: Annotated[str, typer.Argument(help="kernel timings (JSON, see docs/kernels.md)")],
-    hardware: Annotated[str, typer.Option(
-        "--hardware", help="a built-in hardware entry or a hardware TOML file")],
+    kernels: Annotated[str | None, typer.Argument(
+        help="kernel timings (JSON, see docs/kernels.md); or use --database")] = None,
+    hardware: Annotated[str | None, typer.Option(
+        "--hardware", help="a built-in hardware entry or a hardware TOML file")] = None,
     output: Annotated[str | None, typer.Option(
         "-o", "--output", help="write the fitted hardware TOML here")] = None,
     precision: Annotated[str, typer.Option(help="precision the kernels ran in")] = "bf16",
@@ -26,10 +27,35 @@ def calibrate(
              "floor")] = None,
     kernel_overhead_source: Annotated[str, typer.Option(
         "--kernel-overhead-source", help="where --kernel-overhead comes from")] = "",
+    database: Annotated[str | None, typer.Option(
+        "--database", help="fit to NVIDIA's measured kernel database for this GPU (like "
+                           "h100_sxm; needs pip install 'perfcost[kernels]')")] = None,
+    framework: Annotated[str, typer.Option(
+        help="the database's serving framework: trtllm, vllm or sglang")] = "trtllm",
+    network: Annotated[str | None, typer.Option(
+        "--network", help="with --database: the network entry its collectives calibrate")
+    ] = None,
+    network_output: Annotated[str | None, typer.Option(
+        "--network-output", help="with --database: write the fitted network TOML here")
+    ] = None,
+    check: Annotated[str | None, typer.Option(
+        "--check", help="with --database: predict this kernel file (docs/kernels.md) from "
+                        "the fit, without fitting on it")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit GEMM, FlashAttention and memory efficiency; print every row's residual."""
     import tomllib
+
+    if database is not None:
+        from perfcost.solver.cli import calibrate_database
+
+        calibrate_database.run(database, framework, hardware, output, network,
+                               network_output, as_json, check)
+        return
+    if kernels is None:
+        raise CaseError("KERNELS", MISSING, "expected a kernel timings file, or --database GPU")
+    if hardware is None:
+        raise CaseError("--hardware", MISSING, "expected a built-in hardware entry or TOML file")
 
     from perfcost.solver.case import catalog
     from perfcost.solver.case.sections import HardwareSection

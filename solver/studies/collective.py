@@ -8,6 +8,7 @@ one rank per domain across the scale-out fabric, then inside again).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from perfcost.formulations import algorithms as alg
 from perfcost.formulations.topology import Fabric, group_view
 from perfcost.solver.case.errors import CaseError
 from perfcost.solver.case.sections import NetworkSection
-from perfcost.solver.case.units import UnitError, parse
+from perfcost.solver.case.units import UnitError, check_range, parse
 from perfcost.solver.problem.specs import fabric_spec
 
 
@@ -45,13 +46,17 @@ def parse_size(text: str, field: str = "--bytes") -> float:
         raise CaseError(field, text, str(exc)) from None
     if value <= 0:
         raise CaseError(field, text, "expected a positive size, like '64 MiB'")
-    return value
+    try:
+        return check_range(value, "bytes", positive=True)
+    except UnitError as exc:
+        raise CaseError(field, text, str(exc)) from None
 
 
 def parse_sweep(text: str) -> list[float]:
     """``"1MiB..16GiB"``: sizes doubling from the first to the last (as nccl-tests -f 2)."""
     parts = re.split(r"\.\.", text)
-    if len(parts) != 2:
+    # '1MiB...2GiB' would split into '1MiB' and '.2GiB': three dots are a typo, not a range.
+    if len(parts) != 2 or "..." in text:
         raise CaseError("--sweep", text, "expected FROM..TO, like '1MiB..16GiB'")
     low, high = (parse_size(p.strip(), "--sweep") for p in parts)
     if high < low:
@@ -115,7 +120,44 @@ def predict(op: str, size: float, ranks: int, network: NetworkSection,
     if not rows:
         raise CaseError("--ranks", ranks, f"no {op} algorithm applies to {ranks} ranks")
     nccl = {a.name for a in alg.algorithms(op) if a.nccl}
-    return sorted(rows, key=lambda r: (r.algorithm not in nccl, r.time))
+    ranked = sorted(rows, key=lambda r: (r.algorithm not in nccl, r.time))
+    measured = _measured(op, size, ranks, network, algorithm)
+    if measured is None:
+        return ranked
+    row, inside = measured
+    # Inside the measured sizes the measurement is the prediction; beyond them it is a bound
+    # (the collective run in measured-size pieces), the prediction only where it is faster.
+    if inside or row.time < ranked[0].time:
+        return [row, *ranked]
+    return ranked
+
+
+def _measured(op: str, size: float, ranks: int, network: NetworkSection,
+              algorithm: str | None) -> tuple[Prediction, bool] | None:
+    """The network's measured NCCL collective for this op and rank count
+    ('perfcost calibrate --database'), and whether ``size`` lies in the measured range.
+
+    Its constants are not extrapolated: beyond the largest measured size the collective is
+    timed as ``ceil(size / max_bytes)`` pieces run one after another, each of a measured size
+    -- an upper bound on the time, since a larger buffer is never slower per byte than the
+    pieces it could be cut into."""
+    from perfcost.formulations import kernels
+
+    for entry in network.scale_up.collectives:
+        if not (entry.implementation == "nccl" and entry.op == op and entry.ranks == ranks
+                and entry.min_bytes <= size and algorithm in (None, entry.algorithm)):
+            continue
+        pieces = max(1, math.ceil(size / entry.max_bytes))
+        piece = float(kernels.collective_time(op, entry.algorithm, sp.Float(size / pieces),
+                                              sp.Integer(ranks), sp.Float(entry.latency),
+                                              sp.Float(entry.bandwidth)))
+        time = pieces * piece
+        busbw = float(alg.bus_bandwidth(op, sp.Float(size), sp.Integer(ranks), sp.Float(time)))
+        inside = pieces == 1
+        level = "scale-up (measured)" if inside else f"scale-up (measured, {pieces} pieces)"
+        return Prediction(op, f"{entry.algorithm} (measured)", size, ranks, time,
+                          size / time, busbw, level), inside
+    return None
 
 
 def _torus(op: str, size: float, ranks: int, network: NetworkSection,

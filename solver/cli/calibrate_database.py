@@ -1,0 +1,171 @@
+"""``perfcost calibrate --database GPU``: fit a hardware entry's per-precision rates and a
+network's scale-up collectives to NVIDIA's measured kernel database (the optional ``kernels``
+extra), and print the residuals on the held-out 30 % of every table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from perfcost.solver.case.errors import MISSING, CaseError
+from perfcost.solver.cli.app import print_json
+
+#: The database's GPU names -> the built-in hardware and network entries they calibrate.
+HARDWARE_OF = {"a100_sxm": "a100-80gb", "h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm",
+               "b200_sxm": "b200", "gb200": "gb200"}
+NETWORK_OF = {"a100_sxm": "dgx-a100", "h100_sxm": "dgx-h100", "h200_sxm": "dgx-h200",
+              "b200_sxm": "dgx-b200", "gb200": "gb200-nvl72"}
+
+
+def _entry(folder: str, kind: str, name: str, option: str) -> tuple[str, dict[str, Any]]:
+    """Text and parsed TOML of a built-in entry or a TOML file."""
+    import tomllib
+
+    from perfcost.solver.case import catalog
+
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+            return text, tomllib.loads(text)
+        except (OSError, ValueError) as exc:
+            raise CaseError(option, name, f"expected a readable {kind} TOML file: {exc}"
+                            ) from None
+    raw = catalog.load_entry(folder, name, option)
+    return catalog.entries(folder)[name].read_text(encoding="utf-8"), raw
+
+
+def _write(path: str, text: str, option: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CaseError(option, path, f"expected a writable path: {exc.strerror}") from None
+
+
+def run(database: str, framework: str, hardware: str | None, output: str | None,
+        network: str | None, network_output: str | None, as_json: bool,
+        check: str | None = None) -> None:
+    import tomllib
+
+    from perfcost.solver.case.sections import HardwareSection, NetworkSection
+    from perfcost.solver.studies import calibrate as cal
+    from perfcost.solver.studies import database_fit as fitting
+    from perfcost.solver.studies import database_toml
+    from perfcost.solver.studies import kernel_database as kdb
+
+    data = kdb.read_database(database, framework)
+    hardware = hardware or HARDWARE_OF.get(database)
+    if hardware is None:
+        raise CaseError("--hardware", MISSING, f"expected the hardware entry that database "
+                        f"{database} calibrates (no built-in entry matches it)")
+    original, raw = _entry("hardware", "hardware", hardware, "--hardware")
+    section = HardwareSection.model_validate(raw)
+    fit = fitting.fit_database(data, fitting.machine_of(section))
+    as_of = cal.today()
+    text = database_toml.hardware_text(original, fit, as_of)
+    HardwareSection.model_validate(tomllib.loads(text))  # the written entry must load again
+    if output is not None:
+        _write(output, text, "--output")
+    if network_output is not None:
+        name = network or NETWORK_OF.get(database)
+        if name is None:
+            raise CaseError("--network", MISSING, "expected the network entry to write into")
+        net_text, _ = _entry("networks", "network", name, "--network")
+        net_text = database_toml.network_text(net_text, fit, as_of)
+        NetworkSection.model_validate(tomllib.loads(net_text))
+        _write(network_output, net_text, "--network-output")
+    checked = _check(fit, check) if check is not None else None
+    if as_json:
+        print_json({"database": data.gpu, "check": checked, "framework": data.framework,
+                    "package": f"aiconfigurator-core {data.package_version}",
+                    "hardware": section.name, "held_out": fitting.HELD_OUT,
+                    "fits": [{"kind": f.kind, "precision": f.precision, "params": f.params,
+                              "source": f.source, "fit_rows": f.fit_rows} for f in fit.fits],
+                    "residuals": fit.summary(), "skipped": fit.skipped})
+        return
+    _print(fit, output, network_output)
+    if checked is not None:
+        _print_check(checked, check or "")
+
+
+def _check(fit: Any, path: str) -> dict[str, Any]:
+    """Predictions of an independent kernel file (docs/kernels.md) from the database fit."""
+    import numpy as np
+    from perfcost.solver.studies import calibrate as cal
+    from perfcost.solver.studies import database_fit as fitting
+
+    kernels = cal.read_kernels(path)
+    flops = {f"{r.m}x{r.n}x{r.k}": r.flops for r in kernels.gemm}
+    rows = [{"kind": kind, "shape": shape, "measured_s": measured, "predicted_s": predicted,
+             "error": predicted / measured - 1}
+            for kind, shape, measured, predicted in fitting.predict_kernel_file(fit, kernels)]
+    summary = {}
+    for label, chosen in (
+            (">= 1 GFLOP GEMMs", [r for r in rows if r["kind"] == "gemm"
+                                  and flops[r["shape"]] >= fitting.FIT_MIN_FLOPS]),
+            ("FlashAttention forward", [r for r in rows if r["kind"] == "flash forward"])):
+        errors = np.abs([r["error"] for r in chosen])
+        if errors.size:
+            summary[label] = {"rows": int(errors.size),
+                              "median_pct": float(np.median(errors) * 100),
+                              "p90_pct": float(np.quantile(errors, 0.9) * 100),
+                              "max_pct": float(errors.max() * 100)}
+    return {"file": path, "rows": rows, "summary": summary}
+
+
+def _print_check(checked: dict[str, Any], path: str) -> None:
+    from perfcost.solver.report import tables as report
+    from rich.table import Table
+
+    table = Table(title=f"{Path(path).name}: predicted from the database fit (not fitted)")
+    for column in ("kind", "shape", "measured", "predicted", "error"):
+        table.add_column(column, justify="left" if column in ("kind", "shape") else "right")
+    for r in checked["rows"]:
+        table.add_row(r["kind"], r["shape"], f"{r['measured_s'] * 1e6:.1f} us",
+                      f"{r['predicted_s'] * 1e6:.1f} us", f"{r['error'] * 100:+.1f}%")
+    console = report.console()
+    console.print(table)
+    for label, s in checked["summary"].items():
+        console.print(f"{label}: {s['rows']} rows, median {s['median_pct']:.1f} %, "
+                      f"p90 {s['p90_pct']:.1f} %, worst {s['max_pct']:.1f} %")
+
+
+def _print(fit: Any, output: str | None, network_output: str | None) -> None:
+    from perfcost.solver.report import tables as report
+    from rich.table import Table
+
+    db = fit.database
+    table = Table(title=f"{db.gpu} ({db.framework}, aiconfigurator-core "
+                        f"{db.package_version}): errors on the held-out 30 %")
+    for column in ("kind", "precision", "subset", "rows", "median", "p90", "max"):
+        table.add_column(column, justify="left" if column in ("kind", "precision", "subset")
+                         else "right")
+    for r in fit.summary():
+        table.add_row(r["kind"], r["precision"], r["subset"], str(r["rows"]),
+                      f"{r['median_pct']:.1f}%", f"{r['p90_pct']:.1f}%",
+                      f"{r['max_pct']:.1f}%")
+    params = Table(title="fitted parameters")
+    params.add_column("kind")
+    params.add_column("precision")
+    params.add_column("values")
+    for f in fit.fits:
+        shown = ", ".join(f"{k}={_show(k, v)}" for k, v in f.params.items())
+        params.add_row(f.kind, f.precision, shown)
+    console = report.console()
+    console.print(table)
+    console.print(params)
+    for line in fit.skipped:
+        console.print(f"skipped {line}")
+    for path in (output, network_output):
+        if path is not None:
+            console.print(f"wrote {path}")
+
+
+def _show(key: str, value: Any) -> str:
+    if isinstance(value, float) and ("overhead" in key or key == "latency"):
+        return f"{value * 1e6:.2f} us"
+    if isinstance(value, float) and key == "bandwidth":
+        return f"{value / 1e9:.0f} GB/s"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)

@@ -1,0 +1,509 @@
+"""Fit a hardware entry's per-precision rates to a measured kernel database, judged held out.
+
+Every table of :mod:`perfcost.solver.studies.kernel_database` is split at random (seeded) into
+the 70 % the fit sees and the 30 % it is judged on. The predictions are the formulations' own
+expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
+:mod:`formulations.kernels`), lambdified once; this module only chooses parameter values:
+
+* GEMMs, per precision: ``matmul_efficiency``, ``memory_efficiency``, ``kernel_overhead`` and
+  ``wave_overhead`` for each candidate output tile (split-K over the multiprocessors, narrow
+  tiles for few rows), by the median plus half the 90th percentile of the absolute log errors
+  over the GEMMs of at least :data:`FIT_MIN_FLOPS`; the best tile wins.
+* Prefill (context) attention, per precision: FlashAttention's forward efficiency, tile
+  overhead (wave-quantised), kernel overhead and memory efficiency, and the bandwidth of the
+  Q/K/V preprocessing kernel, by least squares on the log errors.
+* Decode (generation) attention, per KV-cache precision: the achieved HBM bandwidth (as a
+  fraction of the peak), the fraction of the fp32 peak its dot products reach, the fixed
+  cost per wave of (sequence, KV head) blocks and the kernel overhead.
+* MoE layers, per precision: the grouped GEMMs' fraction of the peak and of the HBM
+  bandwidth, the bandwidth of the token permutation and the layer's fixed cost
+  (formulations.kernels.moe_layer_time), by least squares on the log errors.
+* Collectives, per table and rank count: the latency and bandwidth of the pipelined
+  alpha-beta form of the algorithm (:data:`COLLECTIVE_ALGORITHMS`), by least squares on the
+  log errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from perfcost.solver.case.errors import MISSING, CaseError
+from perfcost.solver.studies.kernel_database import Database, Table
+
+#: Fraction of every table kept out of the fit, and the seed that picks it.
+HELD_OUT = 0.3
+SEED = 0
+#: Rows of a table the fit sees at most (a seeded sample of the 70 %): enough to pin four
+#: parameters, few enough that a GPU's fit takes seconds.
+MAX_FIT_ROWS = 1000
+#: GEMMs below this many FLOPs are judged separately: launch latency, not the kernel.
+FIT_MIN_FLOPS = 1e9
+#: Collectives of at least this many bytes are judged as "large" (bandwidth-bound).
+LARGE_MESSAGE = 2**20
+#: Candidate GEMM output tiles of the Hopper and Blackwell tensor-core kernels.
+TILE_CANDIDATES: tuple[tuple[int, int], ...] = ((64, 128), (128, 128), (128, 256))
+#: Rows of the narrow tiles of GEMMs of few rows (formulations.compute.gemm_tile_rows).
+ROW_GRANULE = 8
+#: Shortest reduction slice of a split-K GEMM (formulations.compute). Chosen, not fitted:
+#: four of the 64-deep k-blocks that CUTLASS's Hopper and Blackwell GEMM tiles load per
+#: mainloop stage, so that every slice still runs its operand pipeline full for a while.
+SPLIT_K_GRANULE = 256
+#: Bytes per element of each precision's operands, and of the activations they come from.
+OPERAND_BYTES = {"bf16": 2.0, "fp8": 1.0, "fp8_block": 1.0, "fp4": 0.5}
+ACTIVATION_BYTES = 2.0
+#: The hardware entry's peak key of each precision (block-scaled fp8 runs at the fp8 peak).
+PEAK_KEY = {"bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "fp4": "fp4"}
+#: Algorithm of each measured collective (formulations.algorithms).
+COLLECTIVE_ALGORITHMS = {"all_reduce": "ring", "all_gather": "ring",
+                         "reduce_scatter": "ring", "alltoall": "pairwise"}
+COLLECTIVE_OPS = {"alltoall": "all_to_all"}
+GEMM_BOUNDS: dict[str, tuple[float, float]] = {
+    "matmul_efficiency": (0.2, 1.0),
+    "memory_efficiency": (0.3, 1.0),
+    "kernel_overhead": (0.0, 30e-6),
+    "wave_overhead": (0.0, 10e-6),
+}
+CONTEXT_BOUNDS: dict[str, tuple[float, float]] = {
+    "forward": (0.05, 1.0),
+    "forward_tile_overhead": (0.0, 50e-6),
+    "kernel_overhead": (0.0, 50e-6),
+    "memory_efficiency": (0.2, 1.0),
+    "preprocess_efficiency": (0.05, 1.0),
+}
+DECODE_BOUNDS: dict[str, tuple[float, float]] = {
+    "memory_efficiency": (0.05, 1.0),
+    "vector_efficiency": (0.01, 1.0),
+    "block_overhead": (0.0, 10e-6),
+    "kernel_overhead": (0.0, 50e-6),
+}
+MOE_BOUNDS: dict[str, tuple[float, float]] = {
+    "matmul_efficiency": (0.05, 1.0),
+    "memory_efficiency": (0.05, 1.0),
+    "permute_efficiency": (0.01, 1.0),
+    "overhead": (0.0, 500e-6),
+}
+#: Rows of the tile a grouped GEMM pads each expert's rows to (the 64-row tiles of the
+#: Hopper grouped-GEMM kernels; a smaller tile would leave the MMA's 64-row warpgroup
+#: instructions partly idle).
+MOE_TILE_ROWS = 64
+COLLECTIVE_BOUNDS: dict[str, tuple[float, float]] = {
+    "latency": (1e-8, 1e-3),
+    "bandwidth": (1e8, 5e12),
+}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The datasheet values of the hardware entry the fit keeps fixed."""
+
+    name: str
+    peaks: tuple[tuple[str, float], ...]  # (precision, FLOP/s); a tuple: hashable
+    hbm_bandwidth: float
+    multiprocessors: int
+    shared_memory: float
+    l2_cache: float = 0.0
+
+    def peak(self, precision: str) -> float | None:
+        return dict(self.peaks).get(PEAK_KEY.get(precision, precision))
+
+
+@dataclass(frozen=True)
+class Judged:
+    """Held-out errors of one subset of one table."""
+
+    kind: str
+    precision: str
+    subset: str
+    errors: np.ndarray  # predicted / measured - 1
+
+    def row(self) -> dict[str, Any]:
+        e = np.abs(self.errors)
+        return {"kind": self.kind, "precision": self.precision, "subset": self.subset,
+                "rows": int(e.size), "median_pct": float(np.median(e) * 100),
+                "p90_pct": float(np.quantile(e, 0.9) * 100), "max_pct": float(e.max() * 100)}
+
+
+@dataclass
+class KindFit:
+    kind: str
+    precision: str
+    params: dict[str, Any]
+    source: str
+    fit_rows: int
+    judged: list[Judged] = field(default_factory=list)
+
+
+@dataclass
+class DatabaseFit:
+    database: Database
+    machine: Machine
+    fits: list[KindFit]
+    skipped: list[str]  # tables the machine cannot model (no peak for the precision...)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Held-out errors per fitted table and subset, then each collective family's rows
+        pooled over tables and rank counts (what the acceptance figures judge)."""
+        rows = [j.row() for f in self.fits for j in f.judged if j.errors.size]
+        pooled: dict[tuple[str, str], list[np.ndarray]] = {}
+        for f in self.fits:
+            family = f.kind.split(" ", 1)[0]
+            if family in ("nccl", "custom"):
+                for j in f.judged:
+                    pooled.setdefault((family, j.subset), []).append(j.errors)
+        for (family, subset), errors in pooled.items():
+            joined = np.concatenate(errors)
+            if joined.size:
+                rows.append(Judged(f"{family} (all)", "pooled", subset, joined).row())
+        return rows
+
+    def of(self, kind: str, precision: str) -> KindFit | None:
+        return next((f for f in self.fits if f.kind == kind and f.precision == precision),
+                    None)
+
+
+def split(rows: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the fitted 70 % and the held-out 30 % of a table of ``rows`` rows."""
+    order = np.random.default_rng(seed).permutation(rows)
+    cut = rows - round(HELD_OUT * rows)
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+def _sample(index: np.ndarray, seed: int = SEED) -> np.ndarray:
+    if index.size <= MAX_FIT_ROWS:
+        return index
+    return np.sort(np.random.default_rng(seed + 1).choice(index, MAX_FIT_ROWS, replace=False))
+
+
+def _log_objective(err: np.ndarray) -> float:
+    # The median is what a model of many shapes is judged by; the tail term keeps most rows
+    # close without letting a few odd kernel choices set the parameters.
+    return float(np.median(err) + 0.5 * np.quantile(err, 0.9))
+
+
+# -- GEMMs -----------------------------------------------------------------------------------
+
+@functools.cache
+def _gemm_function(tile_m: int, tile_n: int, quantised: bool) -> Callable[..., Any]:
+    import sympy as sp
+    from perfcost.formulations import compute, kernels
+
+    m, n, k, e, e_act = sp.symbols("m n k e e_act", positive=True)
+    peak, eta, bw, eta_mem, sms, k_oh, w_oh = sp.symbols(
+        "peak eta bw eta_mem sms k_oh w_oh", positive=True)
+    hw = compute.ComputeParams(peak, eta, bw, eta_mem, sms, sp.Integer(tile_m),
+                               sp.Integer(tile_n), k_oh, w_oh,
+                               row_granule=sp.Integer(ROW_GRANULE),
+                               split_k_granule=sp.Integer(SPLIT_K_GRANULE))
+    expr = kernels.low_precision_gemm_time(m, n, k, e, e_act, hw, quantised)
+    return sp.lambdify((m, n, k, e, e_act, peak, eta, bw, eta_mem, sms, k_oh, w_oh), expr,
+                       "numpy")
+
+
+def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
+                 params: dict[str, Any]) -> np.ndarray:
+    c = table.columns
+    fn = _gemm_function(int(params["tile_m"]), int(params["tile_n"]),
+                        table.precision != "bf16")
+    peak = machine.peak(table.precision)
+    return np.asarray(fn(c["m"][index].astype(float), c["n"][index].astype(float),
+                         c["k"][index].astype(float), OPERAND_BYTES[table.precision],
+                         ACTIVATION_BYTES, peak, params["matmul_efficiency"],
+                         machine.hbm_bandwidth, params["memory_efficiency"],
+                         machine.multiprocessors, params["kernel_overhead"],
+                         params["wave_overhead"]), dtype=float)
+
+
+def gemm_flops(table: Table) -> np.ndarray:
+    c = table.columns
+    return 2.0 * c["m"].astype(float) * c["n"] * c["k"]
+
+
+def fit_gemm(table: Table, machine: Machine,
+             tiles: tuple[tuple[int, int], ...] = TILE_CANDIDATES) -> KindFit:
+    from scipy.optimize import differential_evolution
+
+    fit_idx, test_idx = split(len(table))
+    big = gemm_flops(table) >= FIT_MIN_FLOPS
+    rows = _sample(fit_idx[big[fit_idx]])
+    if rows.size == 0:
+        raise CaseError(f"{table.source}", len(table),
+                        f"expected GEMMs of at least {FIT_MIN_FLOPS:.0e} FLOPs")
+    names = list(GEMM_BOUNDS)
+    best: tuple[float, dict[str, Any]] | None = None
+    for tile in tiles:
+        base = {"tile_m": tile[0], "tile_n": tile[1]}
+
+        def objective(x: np.ndarray, base: dict[str, Any] = base) -> float:
+            params = {**base, **dict(zip(names, x, strict=True))}
+            pred = predict_gemm(table, rows, machine, params)
+            return _log_objective(np.abs(np.log(pred / table.seconds[rows])))
+
+        result = differential_evolution(objective, list(GEMM_BOUNDS.values()), seed=SEED,
+                                        maxiter=40, tol=1e-6, polish=False)
+        if best is None or result.fun < best[0]:
+            best = (float(result.fun),
+                    {**base, **dict(zip(names, (float(v) for v in result.x), strict=True))})
+    if best is None:
+        raise CaseError("tiles", list(tiles), "expected at least one candidate GEMM tile")
+    params = best[1]
+    fit = KindFit("gemm", table.precision, params, table.source, int(rows.size))
+    errors = predict_gemm(table, test_idx, machine, params) / table.seconds[test_idx] - 1
+    held_big = big[test_idx]
+    fit.judged.append(Judged("gemm", table.precision, ">= 1 GFLOP", errors[held_big]))
+    fit.judged.append(Judged("gemm", table.precision, "< 1 GFLOP", errors[~held_big]))
+    return fit
+
+
+# -- attention -------------------------------------------------------------------------------
+
+@functools.cache
+def _context_function(machine: Machine, head_dim: int, element_bytes: float,
+                      preprocess: bool = True) -> Callable[..., Any]:
+    import sympy as sp
+    from perfcost.formulations import attention, kernels
+
+    blocks = attention.block_sizes(machine.shared_memory, head_dim, head_dim, element_bytes)
+    b, h, kvh, s, peak = sp.symbols("b h kvh s peak", positive=True)
+    fwd, tile, k_oh, eta_mem = sp.symbols("fwd tile k_oh eta_mem", positive=True)
+    shape = attention.AttentionShape(b, h, kvh, s, s, sp.Integer(head_dim),
+                                     sp.Integer(head_dim), sp.Float(element_bytes), True)
+    rates = attention.FlashRates(peak, fwd, fwd, sp.Float(machine.hbm_bandwidth), eta_mem,
+                                 sp.Integer(machine.multiprocessors), tile, tile, k_oh,
+                                 sp.Float(machine.l2_cache), wave_quantised=True)
+    pre = sp.Symbol("eta_pre", positive=True)
+    expr = (kernels.prefill_attention_time(shape, blocks, rates, pre) if preprocess
+            else attention.flash_forward_time(shape, blocks, rates))
+    return sp.lambdify((b, h, kvh, s, peak, fwd, tile, k_oh, eta_mem, pre), expr, "numpy")
+
+
+def predict_context(table: Table, index: np.ndarray, machine: Machine,
+                    params: dict[str, Any], preprocess: bool = True) -> np.ndarray:
+    """Prefill attention times; ``preprocess=False``: the attention kernel alone."""
+    c = table.columns
+    out = np.empty(index.size)
+    dims = c["d"][index]
+    for d in np.unique(dims):
+        sel = dims == d
+        rows = index[sel]
+        fn = _context_function(machine, int(d), OPERAND_BYTES[table.precision], preprocess)
+        out[sel] = np.asarray(fn(c["b"][rows].astype(float), c["heads"][rows].astype(float),
+                                 c["kv_heads"][rows].astype(float), c["s"][rows].astype(float),
+                                 machine.peak(table.precision), params["forward"],
+                                 params["forward_tile_overhead"], params["kernel_overhead"],
+                                 params["memory_efficiency"], params["preprocess_efficiency"]),
+                              dtype=float)
+    return out
+
+
+@functools.cache
+def _decode_function() -> Callable[..., Any]:
+    import sympy as sp
+    from perfcost.formulations import kernels
+
+    names = "b kv_len h kvh d e_kv e_act bw eta_mem vec eta_vec sms block_oh k_oh"
+    symbols = sp.symbols(names, positive=True)
+    return sp.lambdify(symbols, kernels.decode_attention_time(*symbols), "numpy")
+
+
+def predict_decode(table: Table, index: np.ndarray, machine: Machine,
+                   params: dict[str, Any]) -> np.ndarray:
+    c = table.columns
+    return np.asarray(_decode_function()(
+        c["b"][index].astype(float), c["kv_len"][index].astype(float),
+        c["heads"][index].astype(float), c["kv_heads"][index].astype(float),
+        c["d"][index].astype(float), OPERAND_BYTES[table.precision], ACTIVATION_BYTES,
+        machine.hbm_bandwidth, params["memory_efficiency"], machine.peak("fp32"),
+        params["vector_efficiency"], machine.multiprocessors, params["block_overhead"],
+        params["kernel_overhead"]), dtype=float) * np.ones(index.size)
+
+
+def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[float, float]],
+                       predict: Callable[..., np.ndarray], kind: str,
+                       fixed: dict[str, Any] | None = None) -> KindFit:
+    from scipy.optimize import least_squares
+
+    fit_idx, test_idx = split(len(table))
+    rows = _sample(fit_idx)
+    names = list(bounds)
+    fixed = fixed or {}
+    # Parameters of very different magnitudes (seconds, fractions): solve in units of the
+    # upper bound so the solver's steps are comparable.
+    scale = np.array([hi for _, hi in bounds.values()])
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        params = {**fixed, **dict(zip(names, x * scale, strict=True))}
+        return np.log(predict(table, rows, machine, params) / table.seconds[rows])
+
+    lo = np.array([a for a, _ in bounds.values()]) / scale
+    hi = np.ones(len(names))
+    x0 = (lo + hi) / 2
+    result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
+    params = {**fixed, **dict(zip(names, (float(v) for v in result.x * scale), strict=True))}
+    fit = KindFit(kind, table.precision, params, table.source, int(rows.size))
+    errors = predict(table, test_idx, machine, params) / table.seconds[test_idx] - 1
+    fit.judged.append(Judged(kind, table.precision, "all", errors))
+    return fit
+
+
+@functools.cache
+def _moe_function() -> Callable[..., Any]:
+    import sympy as sp
+    from perfcost.formulations import kernels
+
+    names = ("tokens hidden inter topk experts tp ep matrices e_w e_act rows peak eta bw "
+             "eta_mem eta_perm overhead")
+    symbols = sp.symbols(names, positive=True)
+    return sp.lambdify(symbols, kernels.moe_layer_time(*symbols), "numpy")
+
+
+def predict_moe(table: Table, index: np.ndarray, machine: Machine,
+                params: dict[str, Any]) -> np.ndarray:
+    c = table.columns
+    cols = [c[name][index].astype(float) for name in
+            ("tokens", "hidden", "inter", "topk", "experts", "tp", "ep", "matrices")]
+    return np.asarray(_moe_function()(
+        *cols, OPERAND_BYTES[table.precision], ACTIVATION_BYTES, MOE_TILE_ROWS,
+        machine.peak(table.precision), params["matmul_efficiency"], machine.hbm_bandwidth,
+        params["memory_efficiency"], params["permute_efficiency"], params["overhead"]),
+        dtype=float) * np.ones(index.size)
+
+
+def fit_moe(table: Table, machine: Machine) -> KindFit:
+    return _least_squares_fit(table, machine, MOE_BOUNDS, predict_moe, "moe")
+
+
+def fit_context(table: Table, machine: Machine) -> KindFit:
+    return _least_squares_fit(table, machine, CONTEXT_BOUNDS, predict_context,
+                              "context attention")
+
+
+def fit_decode(table: Table, machine: Machine) -> KindFit:
+    return _least_squares_fit(table, machine, DECODE_BOUNDS, predict_decode,
+                              "generation attention")
+
+
+# -- collectives -----------------------------------------------------------------------------
+
+def collective_op(kind: str) -> str:
+    """The formulations' name of a collective table's operation (``nccl all_reduce`` ->
+    ``all_reduce``)."""
+    op = kind.split(" ", 1)[1]
+    return COLLECTIVE_OPS.get(op, op)
+
+
+@functools.cache
+def _collective_function(op: str, algorithm: str) -> Callable[..., Any]:
+    import sympy as sp
+    from perfcost.formulations import kernels
+
+    size, n, latency, bandwidth = sp.symbols("size n latency bandwidth", positive=True)
+    return sp.lambdify((size, n, latency, bandwidth),
+                       kernels.collective_time(op, algorithm, size, n, latency, bandwidth),
+                       "numpy")
+
+
+def predict_collective(table: Table, index: np.ndarray, machine: Machine,
+                       params: dict[str, Any]) -> np.ndarray:
+    op = collective_op(table.kind)
+    fn = _collective_function(op, COLLECTIVE_ALGORITHMS[table.kind.split(" ", 1)[1]])
+    return np.asarray(fn(table.columns["bytes"][index].astype(float),
+                         table.columns["ranks"][index].astype(float), params["latency"],
+                         params["bandwidth"]), dtype=float) * np.ones(index.size)
+
+
+def fit_collective(table: Table, machine: Machine) -> list[KindFit]:
+    """One alpha-beta fit per rank count, judged on large and small messages apart."""
+    out = []
+    for ranks in np.unique(table.columns["ranks"]):
+        part = table.take(np.flatnonzero(table.columns["ranks"] == ranks))
+        fit = _least_squares_fit(part, machine, COLLECTIVE_BOUNDS, predict_collective,
+                                 table.kind)
+        fit.params["ranks"] = int(ranks)
+        fit.params["algorithm"] = COLLECTIVE_ALGORITHMS[table.kind.split(" ", 1)[1]]
+        fit.params["min_bytes"] = int(part.columns["bytes"].min())
+        fit.params["max_bytes"] = int(part.columns["bytes"].max())
+        _, test_idx = split(len(part))
+        errors = fit.judged.pop().errors
+        large = part.columns["bytes"][test_idx] >= LARGE_MESSAGE
+        label = f"{int(ranks)} GPUs"
+        fit.judged.append(Judged(table.kind, label, ">= 1 MiB", errors[large]))
+        fit.judged.append(Judged(table.kind, label, "< 1 MiB", errors[~large]))
+        out.append(fit)
+    return out
+
+
+# -- the whole database ----------------------------------------------------------------------
+
+def fit_database(database: Database, machine: Machine,
+                 tiles: tuple[tuple[int, int], ...] = TILE_CANDIDATES) -> DatabaseFit:
+    """Every table the machine can model, fitted and judged (GEMMs over candidate ``tiles``)."""
+    fits: list[KindFit] = []
+    skipped: list[str] = []
+    for table in database.tables:
+        needs = "fp32" if table.kind == "generation attention" else table.precision
+        if machine.peak(needs) is None:
+            skipped.append(f"{table.kind} {table.precision}: the hardware entry has no "
+                           f"{PEAK_KEY.get(needs, needs)} peak")
+            continue
+        if table.kind == "gemm":
+            fits.append(fit_gemm(table, machine, tiles))
+        elif table.kind == "context attention":
+            fits.append(fit_context(table, machine))
+        elif table.kind == "generation attention":
+            fits.append(fit_decode(table, machine))
+        elif table.kind == "moe":
+            fits.append(fit_moe(table, machine))
+        elif table.kind.split(" ", 1)[0] in ("nccl", "custom") and (
+                table.kind.split(" ", 1)[1] in COLLECTIVE_ALGORITHMS):
+            fits += fit_collective(table, machine)
+        else:
+            skipped.append(f"{table.kind} {table.precision}: not fitted (no model of it yet)")
+    return DatabaseFit(database, machine, fits, skipped)
+
+
+def machine_of(hardware: Any) -> Machine:
+    """The fixed datasheet values of a validated hardware section."""
+    if hardware.shared_memory is None:
+        raise CaseError("hardware.shared_memory", MISSING,
+                        "expected the shared memory per multiprocessor, like '228 KiB'")
+    return Machine(hardware.name, tuple(sorted(hardware.peak_flops.items())),
+                   hardware.hbm_bandwidth, hardware.multiprocessors, hardware.shared_memory,
+                   hardware.sram or 0.0)
+
+
+# -- an independent check: kernel files of other measurements -------------------------------
+
+def predict_kernel_file(fit: DatabaseFit, kernels: Any) -> list[tuple[str, str, float, float]]:
+    """``(kind, shape, measured, predicted)`` of a kernel file's bf16 GEMMs and FlashAttention
+    forward rows (:mod:`perfcost.solver.studies.calibrate`), from the database fit alone:
+    nothing of the file is fitted. The forward rows use the prefill rates without the
+    preprocessing kernel (a bare attention call runs none); the file's backward passes have
+    no counterpart in a serving database and are not predicted."""
+    out: list[tuple[str, str, float, float]] = []
+    gemm = fit.of("gemm", "bf16")
+    if gemm is not None and kernels.gemm:
+        rows = kernels.gemm
+        table = Table("gemm", "bf16", {
+            "m": np.array([r.m for r in rows]), "n": np.array([r.n for r in rows]),
+            "k": np.array([r.k for r in rows])}, np.array([r.seconds for r in rows]), "")
+        predicted = predict_gemm(table, np.arange(len(rows)), fit.machine, gemm.params)
+        out += [("gemm", f"{r.m}x{r.n}x{r.k}", r.seconds, float(p))
+                for r, p in zip(rows, predicted, strict=True)]
+    prefill = fit.of("context attention", "bf16")
+    flash = [r for r in kernels.attention if r.backend in ("flash", "fa2", "fa3") and r.causal
+             and r.d == r.d_v]
+    if prefill is not None and flash:
+        for r in flash:
+            table = Table("context attention", "bf16", {
+                "b": np.array([r.b]), "s": np.array([r.s]), "heads": np.array([r.heads]),
+                "kv_heads": np.array([r.kv_heads]), "d": np.array([r.d])},
+                np.array([r.fwd_s]), "")
+            bare = predict_context(table, np.arange(1), fit.machine, prefill.params,
+                                   preprocess=False)[0]
+            out.append(("flash forward", f"b{r.b} h{r.heads} s{r.s} d{r.d}", r.fwd_s,
+                        float(bare)))
+    return out

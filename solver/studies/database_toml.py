@@ -1,0 +1,155 @@
+"""TOML text of a database fit: a hardware entry's ``[efficiency.precision.<p>]`` tables and a
+network entry's ``[[scale_up.collectives]]``, with provenance (package, version, framework,
+table, date) and the held-out residuals.
+
+An entry's text is kept as written (comments included); only the tables this module writes
+are replaced: every earlier ``[efficiency.precision.*]`` or ``[[scale_up.collectives]]``
+block is dropped and the new ones are appended at the end of the file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from perfcost.solver.studies.database_fit import (
+    ROW_GRANULE,
+    SPLIT_K_GRANULE,
+    DatabaseFit,
+    KindFit,
+    collective_op,
+)
+
+PRECISION_HEADER = "[efficiency.precision."
+COLLECTIVE_HEADER = "[[scale_up.collectives]]"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(round(value, 4))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:.3f} us"
+
+
+def _residuals(fit: KindFit) -> str:
+    parts = []
+    for judged in fit.judged:
+        if judged.errors.size:
+            r = judged.row()
+            parts.append(f"{r['subset']}: {r['rows']} held-out rows, median "
+                         f"{r['median_pct']:.1f} %, p90 {r['p90_pct']:.1f} %")
+    return "; ".join(parts)
+
+
+def provenance(fit: DatabaseFit, table_source: str) -> str:
+    db = fit.database
+    return (f"perfcost calibrate --database {db.gpu} --framework {db.framework}: "
+            f"aiconfigurator-core {db.package_version} (NVIDIA, Apache-2.0), "
+            f"table {table_source}; fitted on a seeded 70 %, judged on the other 30 %")
+
+
+def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
+    """The ``[efficiency.precision.<p>]`` tables: one per precision with a GEMM fit."""
+    tables: dict[str, dict[str, Any]] = {}
+    for gemm in (f for f in fit.fits if f.kind == "gemm"):
+        p = gemm.params
+        sources = [gemm.source]
+        residuals = [f"gemm {_residuals(gemm)}"]
+        table: dict[str, Any] = {
+            "matmul": p["matmul_efficiency"], "memory": p["memory_efficiency"],
+            "gemm_tile": [int(p["tile_m"]), int(p["tile_n"])],
+            "kernel_overhead": _us(p["kernel_overhead"]),
+            "wave_overhead": _us(p["wave_overhead"]),
+            "gemm_row_granule": ROW_GRANULE, "split_k_granule": SPLIT_K_GRANULE,
+            "quantised_activations": gemm.precision != "bf16",
+        }
+        prefill = fit.of("context attention", gemm.precision)
+        if prefill is not None:
+            q = prefill.params
+            table.update(prefill_forward=q["forward"],
+                         prefill_tile_overhead=_us(q["forward_tile_overhead"]),
+                         prefill_kernel_overhead=_us(q["kernel_overhead"]),
+                         prefill_memory=q["memory_efficiency"],
+                         prefill_preprocess_memory=q["preprocess_efficiency"])
+            sources.append(prefill.source)
+            residuals.append(f"prefill attention {_residuals(prefill)}")
+        decode = fit.of("generation attention", gemm.precision)
+        if decode is not None:
+            table.update(decode_memory=decode.params["memory_efficiency"],
+                         decode_vector=decode.params["vector_efficiency"],
+                         decode_block_overhead=_us(decode.params["block_overhead"]),
+                         decode_kernel_overhead=_us(decode.params["kernel_overhead"]))
+            sources.append(decode.source)
+            residuals.append(f"decode attention {_residuals(decode)}")
+        moe = fit.of("moe", gemm.precision)
+        if moe is not None:
+            table.update(moe_matmul=moe.params["matmul_efficiency"],
+                         moe_memory=moe.params["memory_efficiency"],
+                         moe_permute=moe.params["permute_efficiency"],
+                         moe_overhead=_us(moe.params["overhead"]))
+            sources.append(moe.source)
+            residuals.append(f"moe {_residuals(moe)}")
+        table["source"] = provenance(fit, ", ".join(sources))
+        table["as_of"] = as_of
+        table["residuals"] = "; ".join(residuals)
+        tables[gemm.precision] = table
+    return tables
+
+
+def collective_entries(fit: DatabaseFit, as_of: str) -> list[dict[str, Any]]:
+    """One ``[[scale_up.collectives]]`` entry per fitted collective table and rank count."""
+    out = []
+    for f in fit.fits:
+        family = f.kind.split(" ", 1)[0]
+        if family not in ("nccl", "custom"):
+            continue
+        out.append({"op": collective_op(f.kind), "algorithm": f.params["algorithm"],
+                    "implementation": family, "ranks": int(f.params["ranks"]),
+                    "latency": _us(f.params["latency"]),
+                    "bandwidth": f"{f.params['bandwidth'] / 1e9:.1f} GB/s",
+                    "min_bytes": f"{f.params['min_bytes']} B",
+                    "max_bytes": f"{f.params['max_bytes']} B",
+                    "source": provenance(fit, f.source), "as_of": as_of,
+                    "residuals": _residuals(f)})
+    return out
+
+
+def _without(text: str, keep: Any) -> list[str]:
+    """The lines of ``text`` outside the blocks whose header ``keep`` rejects."""
+    lines, dropping = [], False
+    for line in text.splitlines():
+        head = line.strip()
+        if head.startswith("["):
+            dropping = not keep(head)
+        if not dropping:
+            lines.append(line)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def hardware_text(original: str, fit: DatabaseFit, as_of: str) -> str:
+    """The hardware entry's text with its per-precision tables replaced by the fit."""
+    lines = _without(original, lambda head: not head.startswith(PRECISION_HEADER))
+    for precision, table in precision_tables(fit, as_of).items():
+        lines += ["", f"{PRECISION_HEADER}{precision}]"]
+        lines += [f"{key} = {_value(v)}" for key, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def network_text(original: str, fit: DatabaseFit, as_of: str) -> str:
+    """The network entry's text with its measured scale-up collectives replaced by the fit."""
+    lines = _without(original, lambda head: head != COLLECTIVE_HEADER)
+    for entry in collective_entries(fit, as_of):
+        lines += ["", COLLECTIVE_HEADER]
+        lines += [f"{key} = {_value(v)}" for key, v in entry.items()]
+    return "\n".join(lines) + "\n"

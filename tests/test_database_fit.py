@@ -1,0 +1,301 @@
+"""``perfcost calibrate --database``: the measured-table reader, the held-out fit, the written
+entries and the measured collectives ``perfcost collective`` uses.
+
+The data are a seeded extract of NVIDIA's aiconfigurator-core tables for the H200 SXM
+(``tests/data/kernel-database-h200_sxm``, README there): the tests need neither the package
+nor pyarrow. The acceptance figures on the whole tables are in docs/calibration.md.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from perfcost.formulations import compute, kernels, transformer
+from perfcost.solver.case import catalog
+from perfcost.solver.case.errors import CaseError
+from perfcost.solver.case.sections import HardwareSection, NetworkSection
+from perfcost.solver.cli.main import app
+from perfcost.solver.studies import collective, database_toml
+from perfcost.solver.studies import database_fit as fitting
+from perfcost.solver.studies import kernel_database as kdb
+from typer.testing import CliRunner
+
+EXTRACT = Path(__file__).parent / "data" / "kernel-database-h200_sxm"
+
+
+@cache
+def _database() -> kdb.Database:
+    return kdb.read_extract(EXTRACT)
+
+
+@cache
+def _machine() -> fitting.Machine:
+    raw = catalog.load_entry("hardware", "h200-sxm", "hardware")
+    return fitting.machine_of(HardwareSection.model_validate(raw))
+
+
+def _table(kind: str, precision: str = "bf16") -> kdb.Table:
+    return next(t for t in _database().tables if t.kind == kind and t.precision == precision)
+
+
+def _pooled(fits: list[fitting.KindFit], subset: str) -> np.ndarray:
+    return np.abs(np.concatenate([j.errors for f in fits for j in f.judged
+                                  if j.subset == subset]))
+
+
+# -- the tables ------------------------------------------------------------------------------
+
+def test_extract_holds_every_kind_in_si_units() -> None:
+    db = _database()
+    kinds = {(t.kind, t.precision) for t in db.tables}
+    assert {("gemm", "bf16"), ("gemm", "fp8"), ("gemm", "fp8_block"),
+            ("context attention", "bf16"), ("generation attention", "fp8"),
+            ("nccl all_reduce", "bf16"), ("custom all_reduce", "bf16")} <= kinds
+    assert db.package_version.startswith("aiconfigurator-core")
+    for table in db.tables:
+        assert len(table) > 0
+        assert all((col > 0).all() for name, col in table.columns.items() if name != "kv_len")
+        # Latencies in seconds: a kernel takes between a microsecond and a few seconds.
+        assert table.seconds.min() > 1e-7 and table.seconds.max() < 10
+        assert table.source.startswith("h200_sxm/")
+
+
+def test_message_sizes_are_bytes_of_half_elements() -> None:
+    """8 GPUs reach an all-reduce bus bandwidth of about 450 GB/s at their largest size, as
+    nccl-tests reports on NVLink4; read as bytes the tables' element counts would give half."""
+    table = _table("nccl all_reduce")
+    largest = np.flatnonzero((table.columns["ranks"] == 8)
+                             & (table.columns["bytes"] == table.columns["bytes"].max()))
+    busbw = table.columns["bytes"][largest] / table.seconds[largest] * 2 * 7 / 8
+    assert ((busbw > 350e9) & (busbw < 550e9)).all()
+
+
+def test_versions_order_release_after_its_candidates() -> None:
+    ordered = ["0.5.9", "0.5.10", "1.3.0rc9", "1.3.0rc20", "1.3.0", "2.23", "2.27.3"]
+    assert sorted(reversed(ordered), key=kdb._version_key) == ordered
+
+
+def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(CaseError) as info:
+        kdb.read_database("h100_sxm")
+    message = str(info.value)
+    assert "pip install 'perfcost[kernels]'" in message and "\n" not in message
+
+
+def test_unknown_framework_is_one_line() -> None:
+    with pytest.raises(CaseError, match="--framework"):
+        kdb.read_database("h100_sxm", "tensorflow")
+
+
+@given(st.integers(min_value=1, max_value=5000), st.integers(min_value=0, max_value=99))
+@settings(max_examples=50, deadline=None)
+def test_split_holds_out_thirty_percent(rows: int, seed: int) -> None:
+    fit, held = fitting.split(rows, seed)
+    assert np.intersect1d(fit, held).size == 0
+    assert np.union1d(fit, held).size == rows
+    assert held.size == round(fitting.HELD_OUT * rows)
+    again_fit, _ = fitting.split(rows, seed)
+    assert (fit == again_fit).all()
+
+
+# -- the formulations the fit uses -----------------------------------------------------------
+
+def _hw(split_k: int | None) -> compute.ComputeParams:
+    return compute.ComputeParams(
+        sp.Float(989e12), sp.Float(0.8), sp.Float(4.8e12), sp.Float(0.8), sp.Integer(132),
+        sp.Integer(128), sp.Integer(128), sp.Float(3e-6), sp.Float(1e-6),
+        row_granule=sp.Integer(8),
+        split_k_granule=None if split_k is None else sp.Integer(split_k))
+
+
+@given(st.integers(1, 4096), st.integers(1, 8192), st.integers(1, 65536))
+@settings(max_examples=60, deadline=None)
+def test_split_k_only_fills_idle_multiprocessors(m: int, n: int, k: int) -> None:
+    """Split-K never slows a GEMM's compute, keeps the useful fraction of the tile slots in
+    (0, 1], and changes nothing once the output tiles fill the multiprocessors."""
+    op = transformer.gemm("g", "layer", sp.Integer(m), sp.Integer(n), sp.Integer(k),
+                          sp.Integer(2))
+    plain, split = _hw(None), _hw(256)
+    utilisation = float(compute.gemm_utilisation(op, split))
+    assert 0 < utilisation <= 1 + 1e-12
+    assert float(compute.compute_time(op, split)) <= float(compute.compute_time(op, plain)) + 1e-15
+    if float(compute.gemm_output_tiles(op, split)) >= 132:
+        assert float(compute.gemm_splits(op, split)) == 1
+
+
+def test_without_split_k_the_gemm_model_is_unchanged() -> None:
+    """An entry without split-K keeps the plain tile and wave quantisation."""
+    op = transformer.gemm("g", "layer", sp.Integer(64), sp.Integer(64), sp.Integer(65536),
+                          sp.Integer(2))
+    hw = _hw(None)
+    waves = 1  # one 8-row x 128 tile
+    expected = 2 * 64 * 64 * 65536 / (989e12 * 0.8 * (64 * 64) / (waves * 132 * 64 * 128))
+    assert float(compute.compute_time(op, hw)) == pytest.approx(expected + 1e-6, rel=1e-12)
+
+
+@given(st.integers(1, 256), st.integers(0, 100000), st.sampled_from([(8, 8), (32, 8), (64, 1)]))
+@settings(max_examples=40, deadline=None)
+def test_decode_attention_grows_with_the_cache(batch: int, kv_len: int,
+                                               heads: tuple[int, int]) -> None:
+    args = dict(heads=sp.Integer(heads[0]), kv_heads=sp.Integer(heads[1]),
+                head_dim=sp.Integer(128), kv_bytes=sp.Integer(2),
+                activation_bytes=sp.Integer(2), hbm_bandwidth=sp.Float(4.8e12),
+                memory_efficiency=sp.Float(0.8), vector_flops=sp.Float(67e12),
+                vector_efficiency=sp.Float(0.4), multiprocessors=sp.Integer(132),
+                block_overhead=sp.Float(1e-6), kernel_overhead=sp.Float(5e-6))
+    short = float(kernels.decode_attention_time(sp.Integer(batch), sp.Integer(kv_len), **args))
+    longer = float(kernels.decode_attention_time(sp.Integer(batch), sp.Integer(kv_len + 1024),
+                                                 **args))
+    floor = 2 * batch * heads[1] * (kv_len + 1) * 128 * 2 / (4.8e12 * 0.8)
+    assert longer > short >= floor
+
+
+# -- the fit, judged on held-out rows --------------------------------------------------------
+
+def test_gemm_fit_on_the_extract_holds_out_rows() -> None:
+    # One candidate tile (the one the full tables choose) keeps the test short.
+    fit = fitting.fit_gemm(_table("gemm"), _machine(), tiles=((64, 128),))
+    big = next(j for j in fit.judged if j.subset == ">= 1 GFLOP")
+    errors = np.abs(big.errors)
+    print(big.row())
+    assert errors.size > 40
+    # The acceptance target on the full tables is a 5 % median; the extract's few hundred
+    # fitted rows reach it within a margin.
+    assert np.median(errors) <= 0.08
+    assert 0.5 <= fit.params["matmul_efficiency"] <= 1.0
+
+
+def test_prefill_attention_fit_on_the_extract() -> None:
+    fit = fitting.fit_context(_table("context attention"), _machine())
+    errors = np.abs(fit.judged[0].errors)
+    print(fit.judged[0].row())
+    assert np.median(errors) <= 0.12
+    assert 0.2 <= fit.params["forward"] <= 1.0
+
+
+def test_moe_fit_on_the_extract() -> None:
+    fit = fitting.fit_moe(_table("moe", "fp8"), _machine())
+    errors = np.abs(fit.judged[0].errors)
+    print(fit.judged[0].row())
+    assert np.median(errors) <= 0.15
+    assert 0.05 <= fit.params["matmul_efficiency"] <= 1.0
+
+
+@given(st.integers(1, 4096), st.sampled_from([(8, 2), (256, 8), (128, 4)]),
+       st.sampled_from([1, 8, 32]))
+@settings(max_examples=40, deadline=None)
+def test_moe_layer_grows_with_the_tokens(tokens: int, routing: tuple[int, int],
+                                         ep: int) -> None:
+    experts, topk = routing
+    ep = min(ep, experts)
+
+    def time(n: int) -> float:
+        return float(kernels.moe_layer_time(
+            sp.Integer(n), sp.Integer(4096), sp.Integer(2048), sp.Integer(topk),
+            sp.Integer(experts), sp.Integer(1), sp.Integer(ep), sp.Integer(3), sp.Integer(1),
+            sp.Integer(2), sp.Integer(64), sp.Float(1979e12), sp.Float(0.5),
+            sp.Float(3.35e12), sp.Float(0.8), sp.Float(0.3), sp.Float(20e-6)))
+
+    assert time(2 * tokens) >= time(tokens) > 20e-6
+
+
+def test_collective_fits_pooled_over_rank_counts() -> None:
+    fits = fitting.fit_collective(_table("nccl all_reduce"), _machine())
+    assert sorted(f.params["ranks"] for f in fits) == [2, 4, 8]
+    large, small = _pooled(fits, ">= 1 MiB"), _pooled(fits, "< 1 MiB")
+    print(np.median(large), np.median(small))
+    # The acceptance targets are 8 % and 20 % (docs/calibration.md has the full tables'
+    # figures); the extract's nine large held-out rows scatter about that median.
+    assert np.median(large) <= 0.10
+    assert np.median(small) <= 0.20
+    for f in fits:
+        assert f.params["min_bytes"] < f.params["max_bytes"]
+
+
+@cache
+def _small_fit() -> fitting.DatabaseFit:
+    """GEMM, prefill, decode and NCCL all-reduce fitted on the extract (one of each)."""
+    keep = {("gemm", "fp8"), ("context attention", "fp8"), ("generation attention", "fp8"),
+            ("moe", "fp8"), ("nccl all_reduce", "bf16")}
+    db = _database()
+    tables = tuple(t for t in db.tables if (t.kind, t.precision) in keep)
+    return fitting.fit_database(kdb.Database(db.gpu, db.framework, db.package_version, tables),
+                                _machine(), tiles=((64, 128),))
+
+
+def test_written_hardware_entry_keeps_its_validated_values() -> None:
+    path = catalog.entries("hardware")["h200-sxm"]
+    original = path.read_text(encoding="utf-8")
+    text = database_toml.hardware_text(original, _small_fit(), "2026-12-06")
+    before = HardwareSection.model_validate(tomllib.loads(original))
+    after = HardwareSection.model_validate(tomllib.loads(text))
+    fp8 = after.efficiency.precision["fp8"]
+    assert fp8.quantised_activations and fp8.prefill_forward is not None
+    assert fp8.decode_vector is not None and fp8.moe_matmul is not None
+    assert "aiconfigurator-core" in fp8.source and "held-out" in fp8.residuals
+    # Everything outside the per-precision tables is as it was: validation cannot move.
+    assert after.efficiency.model_dump(exclude={"precision"}) == before.efficiency.model_dump(
+        exclude={"precision"})
+    # Writing twice replaces the tables rather than repeating them.
+    again = database_toml.hardware_text(text, _small_fit(), "2026-12-06")
+    assert again.count("[efficiency.precision.fp8]") == 1
+
+
+def test_measured_collective_is_the_prediction_inside_its_range() -> None:
+    path = catalog.entries("networks")["dgx-h200"]
+    text = database_toml.network_text(path.read_text(encoding="utf-8"), _small_fit(),
+                                      "2026-12-06")
+    network = NetworkSection.model_validate(tomllib.loads(text))
+    entry = next(e for e in network.scale_up.collectives if e.ranks == 8)
+    inside = collective.predict("all_reduce", 16 * 2**20, 8, network)[0]
+    assert inside.level == "scale-up (measured)"
+    expected = float(kernels.collective_time("all_reduce", entry.algorithm,
+                                             sp.Float(16 * 2**20), sp.Integer(8),
+                                             sp.Float(entry.latency),
+                                             sp.Float(entry.bandwidth)))
+    assert inside.time == pytest.approx(expected)
+    # Beyond the measured sizes the constants are not extrapolated: the measurement only
+    # bounds the time (four pieces of the largest size), and the bus bandwidth never drops.
+    edge = collective.predict("all_reduce", entry.max_bytes, 8, network)[0]
+    beyond = collective.predict("all_reduce", entry.max_bytes * 4, 8, network)[0]
+    assert beyond.level != "scale-up (measured)"
+    assert beyond.time <= 4 * edge.time * (1 + 1e-12)
+    assert beyond.busbw >= edge.busbw * (1 - 1e-12)
+
+
+def test_kernel_file_is_predicted_without_fitting_on_it() -> None:
+    from perfcost.solver.studies import calibrate as cal
+
+    keep = {("gemm", "bf16"), ("context attention", "bf16")}
+    db = _database()
+    tables = tuple(t for t in db.tables if (t.kind, t.precision) in keep)
+    fit = fitting.fit_database(kdb.Database(db.gpu, db.framework, db.package_version, tables),
+                               _machine(), tiles=((64, 128),))
+    kernels_file = cal.read_kernels(Path(__file__).parent / "data" / "h200-kernels.json")
+    rows = fitting.predict_kernel_file(fit, kernels_file)
+    assert sum(kind == "gemm" for kind, *_ in rows) == len(kernels_file.gemm)
+    assert any(kind == "flash forward" for kind, *_ in rows)
+    assert all(measured > 0 and predicted > 0 for _, _, measured, predicted in rows)
+
+
+# -- the command -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["calibrate"], "expected a kernel timings file, or --database GPU"),
+    (["calibrate", "--database", "h100_sxm", "--framework", "onnx"], "--framework"),
+])
+def test_cli_errors_are_one_line(args: list[str], fragment: str) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert fragment in result.stderr
