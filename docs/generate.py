@@ -208,12 +208,8 @@ def _changes(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str
 
 
 def hbm_table(rows: list[dict[str, Any]]) -> str:
-    """The HBM-bandwidth sweep: the optimum at each point where the split changes, and the
-    ends of the sweep."""
-    keys = ("tp", "pp", "dp", "cp", "micro_batch", "virtual_stages", "recompute", "zero")
-    shown = _changes(rows, keys)
-    if rows and rows[-1] is not shown[-1]:
-        shown.append(rows[-1])
+    """The HBM-bandwidth sweep: the optimum at every point."""
+    shown = rows
     out = ["| HBM bandwidth | iteration time | tp | pp | dp | cp | micro-batch | v | "
            "recompute | ZeRO | memory/GPU |",
            "| ---: | ---: | --- | --- | --- | --- | --- | --- | --- | --- | ---: |"]

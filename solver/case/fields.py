@@ -191,10 +191,28 @@ Bandwidth = _unit_type("bandwidth", positive=True)
 FlopRate = _unit_type("flop_rate", positive=True)
 Duration = _unit_type("time", positive=False)
 Money = _unit_type("money", positive=False)
+#: A limit on spending: zero would buy nothing, so a budget is greater than 0.
+Budget = _unit_type("money", positive=True)
 MoneyRate = _unit_type("money_rate", positive=False)
 Power = _unit_type("power", positive=True)
 Count = _unit_type("count", positive=True)
 PositiveInt = Annotated[int, BeforeValidator(_positive_int), Expect(POSITIVE_INT)]
+#: Most experts an MoE layer may have: the largest published router, PEER (He 2024, "Mixture
+#: of A Million Experts"), uses 1024^2. Beyond it every expert-parallel choice is a divisor
+#: search and a table of nothing real.
+MAX_EXPERTS = 1024**2
+
+
+def _experts(value: Any) -> int:
+    n = _check_int(value)
+    if n > MAX_EXPERTS:
+        raise ValueError(f"expected {POSITIVE_INT} of at most {MAX_EXPERTS:,} (PEER, the "
+                         "largest published router, has 1024^2)")
+    return n
+
+
+Experts = Annotated[int, BeforeValidator(_experts),
+                    Expect(f"{POSITIVE_INT} of at most {MAX_EXPERTS:,}")]
 Fraction = Annotated[float, BeforeValidator(_number(MIN_EFFICIENCY, 1.0)),
                      Expect(f"a number from {MIN_EFFICIENCY:g} to 1")]
 Oversubscription = Annotated[float, BeforeValidator(_number(1.0, MAX_OVERSUBSCRIPTION)),

@@ -2,7 +2,7 @@
 one-line errors (:func:`guarded`), strict JSON output and the common options.
 
 Every bad input ends as one line on stderr -- ``error: field = value: expected ...`` -- and
-exit code 2, never a traceback. Heavy modules (sympy, pint, the formulations) are imported
+exit code 2, never a traceback. Heavy modules (sympy, the formulations) are imported
 inside the commands, and pyomo/highspy never for evaluation.
 """
 
@@ -79,6 +79,34 @@ def guarded(fn: F) -> F:
                   f"set {TRACEBACK_ENV}=1 for the traceback)")
 
     return run  # type: ignore[return-value]
+
+
+def run_app(args: list[str] | None = None) -> None:
+    """Run the application as the ``perfcost`` command does: a usage error (an unknown
+    option, a missing argument, a bad choice) is one line on stderr and exit code 2, like
+    every other bad input, instead of click's boxed usage text."""
+    try:  # typer >= 0.20 carries its own copy of click
+        from typer._click import exceptions as cli_errors
+    except ImportError:
+        from click import exceptions as cli_errors
+
+    try:
+        code = app(args=args, standalone_mode=False)
+    except cli_errors.NoArgsIsHelpError as exc:  # 'perfcost' or a group alone: its help
+        sys.stdout.write(exc.ctx.get_help() + "\n" if exc.ctx else "")
+        raise SystemExit(2) from None
+    except cli_errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "perfcost"
+        sys.stderr.write(f"error: {one_line(exc.format_message(), 2000)} "
+                         f"(see '{where} --help')\n")
+        raise SystemExit(2) from None
+    except cli_errors.ClickException as exc:
+        sys.stderr.write(f"error: {one_line(exc.format_message(), 2000)}\n")
+        raise SystemExit(exc.exit_code) from None
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("aborted\n")
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 def print_json(data: Any) -> None:

@@ -1,4 +1,4 @@
-"""``perfcost sweep``: re-solve a case over a grid of changed fields (see solver/studies/sweep.py)."""
+"""``perfcost sweep``: re-solve a case over a grid of changed fields (solver/studies/sweep.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Annotated, Any
 import typer
 from perfcost.solver.case.errors import CaseError
 from perfcost.solver.cli.app import CaseArg, JsonOpt, app, guarded, print_json
+
+#: Most rows the sweep prints as a table (more go to --csv or --json).
+MAX_TABLE_ROWS = 2_000
 
 
 @app.command()
@@ -63,6 +66,12 @@ def sweep(
     if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise CaseError("--plot", str(plot), "expected a .png, .svg or .pdf file name")
     points = sw.grid(axes, zipped)
+    if not as_json and csv_path is None and plot is None and len(points) > MAX_TABLE_ROWS:
+        # Checked before the points are solved: a terminal table of 10^5 rows takes longer to
+        # draw than to compute, and nobody reads it.
+        raise CaseError("--vary", f"{len(points):,} points",
+                        f"expected at most {MAX_TABLE_ROWS:,} for a table; write the rows with "
+                        "--csv FILE or --json")
     study = sw.Study(case, tuple(set_ or []), tuple(a.key for a in axes), objective, engine)
     rows = _run(sw, study, points, workers, scheduler, quiet)
     if pair is not None:
@@ -90,7 +99,7 @@ def sweep(
 
 def _run(sw: Any, study: Any, points: list[tuple[str, ...]], workers: int,
          scheduler: str | None, quiet: bool) -> list[dict[str, Any]]:
-    if quiet:
+    if quiet or not sys.stderr.isatty():  # a bar in a log or pipe is noise (and a stray line)
         return sw.run(study, points, workers, scheduler)
     from rich.console import Console
     from rich.progress import (

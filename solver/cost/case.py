@@ -84,7 +84,8 @@ def _then(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _pint(target: str, noun: str, example: str, low: float, high: float, *,
           low_open: bool) -> Callable[[Any], float]:
-    """Convert text with a unit to ``target`` (a pint unit), within [low, high]."""
+    """Convert text with a unit to ``target`` (a unit of solver/case/units.py's grammar), within
+    [low, high]."""
     bound = f"greater than {low:g}" if low_open else f"at least {low:g}"
     expected = f"{noun} with a unit, {bound} and at most {high:g} {example.split()[-1]}, " \
                f"like '{example}'"
@@ -92,10 +93,9 @@ def _pint(target: str, noun: str, example: str, low: float, high: float, *,
     def convert(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, str) or len(value) > 200:
             raise ValueError(f"expected {expected}")
-        ureg = units.registry()
         try:
-            x = float(ureg.Quantity(value.strip()).to(target).magnitude)
-        except Exception:  # pint raises several unrelated types for bad text
+            x = units.convert(value, target)
+        except units.UnitError:
             raise ValueError(f"expected {expected}") from None
         if not math.isfinite(x) or x < low or (low_open and x == low) or x > high:
             raise ValueError(f"expected {expected}")
@@ -131,27 +131,27 @@ def _typed(convert: Callable[[Any], Any], expect: str) -> Any:
 
 
 AREA_EXPECT = "an area greater than 0 with a unit, like '814 mm^2'"
-_area = _pint("mm**2", "an area", "814 mm^2", 0.0, MAX_AREA, low_open=True)
+_area = _pint("mm^2", "an area", "814 mm^2", 0.0, MAX_AREA, low_open=True)
 Area = _typed(_area, AREA_EXPECT)
 Length = _typed(_pint("mm", "a length", "0.2 mm", 0.0, MAX_LENGTH, low_open=False),
                 "a length of at least 0 with a unit, like '0.2 mm'")
 PositiveLength = _typed(_pint("mm", "a length", "300 mm", 0.0, MAX_LENGTH, low_open=True),
                         "a length greater than 0 with a unit, like '300 mm'")
 DefectDensity = _typed(
-    _pint("1 / mm**2", "a defect density", "0.11 / cm^2", 0.0, MAX_DEFECT_DENSITY * 100,
+    _pint("/mm^2", "a defect density", "0.11 / cm^2", 0.0, MAX_DEFECT_DENSITY * 100,
           low_open=False),
     "a defect density of at least 0 with a unit, like '0.11 / cm^2'")
 MoneyPerArea = _typed(
-    _pint("USD / mm**2", "a price per area", "0.005 USD/mm^2", 0.0, 1e9, low_open=False),
+    _pint("USD/mm^2", "a price per area", "0.005 USD/mm^2", 0.0, 1e9, low_open=False),
     "a price per area of at least 0, like '0.005 USD/mm^2'")
 FlopDensity = _typed(
-    _pint("FLOP / s / mm**2", "a FLOP rate per area", "1.3 TFLOP/s/mm^2", 0.0, 1e18,
+    _pint("FLOP/s/mm^2", "a FLOP rate per area", "1.3 TFLOP/s/mm^2", 0.0, 1e18,
           low_open=True), "a FLOP rate per area greater than 0, like '1.3 TFLOP/s/mm^2'")
 ByteDensity = _typed(
-    _pint("B / mm**2", "bytes per area", "118000 B/mm^2", 0.0, 1e15, low_open=True),
+    _pint("B/mm^2", "bytes per area", "118000 B/mm^2", 0.0, 1e15, low_open=True),
     "bytes per area greater than 0, like '118000 B/mm^2'")
 PowerDensity = _typed(
-    _pint("W / mm**2", "a power per area", "0.7 W/mm^2", 0.0, 1e3, low_open=True),
+    _pint("W/mm^2", "a power per area", "0.7 W/mm^2", 0.0, 1e3, low_open=True),
     "a power per area greater than 0, like '0.7 W/mm^2'")
 YIELD_EXPECT = "a yield greater than 0 and at most 1"
 Yield = _typed(_number(0.0, 1.0, low_open=True, what="a yield"), YIELD_EXPECT)
@@ -179,7 +179,7 @@ UtilisationT = _typed(_number(0.0, 1.0, low_open=True, what="a utilisation"),
 PerAccelerator = _typed(_number(0.0, 1e3, low_open=True, what="a count per accelerator"),
                         "a count per accelerator greater than 0")
 EnergyPrice = _typed(
-    _pint("USD / J", "an energy price", "0.08 USD/kWh", 0.0, 1e3, low_open=False),
+    _pint("USD/J", "an energy price", "0.08 USD/kWh", 0.0, 1e3, low_open=False),
     "an energy price, like '0.08 USD/kWh'")
 #: Largest FLOP count of a run.
 MAX_FLOPS = 1e35

@@ -68,9 +68,10 @@ def describe_codes(problem: SearchProblem, codes: dict[str, float], system: int)
 def violation(name: str, needed: float, limit: float, unit: str, where: str) -> str:
     """The line that says a constraint cannot be met, by how much, and where it comes
     closest."""
+    over = f"{100 * (needed / limit - 1):.1f}% over" if limit > 0 else "a limit of 0"
     return (f"no configuration satisfies {name}: the least needed is "
             f"{format_quantity(needed, unit)} against {format_quantity(limit, unit)} "
-            f"({100 * (needed / limit - 1):.1f}% over) at {where}")
+            f"({over}) at {where}")
 
 
 class EnumerateEngine:
@@ -149,7 +150,8 @@ def explain_infeasible(problem: SearchProblem, cands: Candidates, values: dict[s
     lines = []
     for c in problem.constraints:
         limits = np.asarray(c.limits)[cands.system]
-        ratio = np.where(finite, values[c.quantity] / limits, np.inf)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a limit of 0: ratio inf
+            ratio = np.where(finite, values[c.quantity] / limits, np.inf)
         i = int(np.argmin(ratio))
         if not ok[c.name].any():
             lines.append(violation(c.name, float(values[c.quantity][i]), float(limits[i]),

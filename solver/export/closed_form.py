@@ -43,8 +43,10 @@ from typing import Any
 import sympy as sp
 from perfcost.formulations.core import Decision, Formulation, Parameter
 from perfcost.solver.case.errors import CaseError
+from perfcost.solver.case.fields import INT_MAX
 from perfcost.solver.case.schema import Case
 from perfcost.solver.cost.case import CostCase
+from perfcost.solver.export import escape
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.latex import LatexPrinter, greek_letters_set, translate
 from sympy.printing.pycode import PythonCodePrinter
@@ -378,7 +380,8 @@ def _fix_values(formulation: Formulation, fix: Mapping[str, str | float | None]
             continue
         if key in formulation.parameters:
             param = formulation.parameters[key]
-            out[key] = param.value if raw is None else _number("--fix", key, raw)
+            out[key] = param.value if raw is None else _in_domain(
+                key, raw, _number("--fix", key, raw), param.symbol, param.value)
         elif key in formulation.decisions:
             dec = formulation.decisions[key]
             if raw is None:
@@ -389,7 +392,8 @@ def _fix_values(formulation: Formulation, fix: Mapping[str, str | float | None]
                     "false", "true"):
                 out[key] = float(raw.lower() == "true")
             else:
-                out[key] = _number("--fix", key, raw)
+                out[key] = _in_domain(key, raw, _number("--fix", key, raw), dec.symbol, None,
+                                      dec.labels)
         else:
             raise CaseError("--fix", key, f"expected a parameter or decision of the "
                             f"{formulation.name} formulation or '{ALL_PARAMETERS}'"
@@ -404,6 +408,29 @@ def _number(flag: str, key: str, raw: str | float) -> float:
         raise CaseError(flag, f"{key}={raw}", "expected a number in SI units") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise CaseError(flag, f"{key}={raw}", "expected a finite number")
+    return value
+
+
+def _in_domain(key: str, raw: str | float, value: float, symbol: sp.Symbol,
+               case_value: float | None, labels: tuple[str, ...] = ()) -> float:
+    """``value`` if it lies in the domain the formulation declares for ``symbol`` (its sympy
+    assumptions: positive, non-negative, integer; a label's code): a formula is only defined
+    there, and outside it a closed form silently becomes NaN (``--fix hbm_bandwidth=0``). The
+    case's own value of a parameter is always accepted (it is what evaluate uses)."""
+    if case_value is not None and value == case_value:
+        return value
+    if labels:
+        if not float(value).is_integer() or not 0 <= value < len(labels):
+            codes = ", ".join(f"{i} ({label})" for i, label in enumerate(labels))
+            raise CaseError("--fix", f"{key}={raw}", f"expected a label or a code: {codes}")
+        return value
+    if symbol.is_integer and (not float(value).is_integer() or abs(value) > INT_MAX):
+        raise CaseError("--fix", f"{key}={raw}", f"expected a whole number of at most "
+                        f"{INT_MAX:.0e}")
+    if symbol.is_positive and value <= 0:
+        raise CaseError("--fix", f"{key}={raw}", "expected a number greater than 0")
+    if symbol.is_nonnegative and value < 0:
+        raise CaseError("--fix", f"{key}={raw}", "expected a number of at least 0")
     return value
 
 
@@ -447,8 +474,23 @@ def build_export(formulation: Formulation, quantities: Sequence[str] = (),
         forms = tuple(_document_form(formulation, q, subs) for q in chosen)
     else:
         forms = _code_forms(formulation, chosen, subs)
+    if subs:
+        _defined(forms, fixed)
     return Export(case, formulation.name, decisions, parameters, fixed, forms, names,
                   exact=not subs, about=_about(formulation.name))
+
+
+def _defined(forms: Sequence[ClosedForm], fixed: Mapping[str, float]) -> None:
+    """No closed form is undefined (NaN, an unsigned infinity) after the ``--fix`` values are
+    put in: every value is in its symbol's domain, but two together can still divide by
+    zero."""
+    undefined = (sp.nan, sp.zoo, sp.oo, -sp.oo)
+    for form in forms:
+        for expr in [form.result, *(v for _s, v in form.subexpressions)]:
+            if any(expr.has(u) for u in undefined):
+                shown = ", ".join(f"{k}={v:g}" for k, v in fixed.items())
+                raise CaseError("--fix", shown, f"expected values for which {form.name} is "
+                                "defined (it becomes infinite or not a number)")
 
 
 def _about(name: str) -> str:
@@ -558,8 +600,18 @@ class _NamedPython(PythonCodePrinter):
 
 
 def _identifier(name: str) -> str:
-    text = re.sub(r"\W", "_", name)
-    return f"{text}_" if keyword.iskeyword(text) or not text or text[0].isdigit() else text
+    """An ASCII identifier for Python and C from a symbol's name."""
+    text = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if not text or text[0].isdigit():
+        text = "_" + text
+    return f"{text}_" if keyword.iskeyword(text) else text
+
+
+def _checked_names(ex: Export) -> None:
+    """Every name written as code (functions, arguments, struct fields) is a plain ASCII
+    identifier: names are the formulation's, but a name is never escaped, so it is checked."""
+    for name in [*ex.decisions, *ex.parameters, *(f.name for f in ex.forms)]:
+        escape.python_identifier(name, "name")
 
 
 def _cse_name(symbol: sp.Symbol) -> str:
@@ -588,6 +640,7 @@ def _header_lines(ex: Export, command: str) -> list[str]:
 
 def to_python(ex: Export, command: str = "") -> str:
     """A standalone module (standard library only): one function per quantity."""
+    _checked_names(ex)
     printer = _NamedPython(_code_names(ex))
     doc = [
         *_header_lines(ex, command), "",
@@ -595,7 +648,8 @@ def to_python(ex: Export, command: str = "") -> str:
         "DECISIONS) and, as keyword arguments, the parameters in SI units; the defaults are the",
         f"case's values, so a configuration alone gives the numbers of '{ex.evaluated_by[0]}'.",
     ]
-    out = ['"""' + "\n".join(doc) + '\n"""', "", "import math", "", ""]
+    out = ['"""' + escape.python_docstring("\n".join(doc)) + '\n"""', "", "import math", "",
+           ""]
     out.append("#: name -> (meaning, labels of the integer codes; empty for integers)")
     out.append("DECISIONS = {")
     for n, d in ex.decisions.items():
@@ -618,7 +672,7 @@ def to_python(ex: Export, command: str = "") -> str:
     for form in ex.forms:
         out += ["", "", f"def {form.name}({signature}):"]
         text = form.doc or form.name.replace("_", " ")
-        out.append(f'    """{text} [{form.unit or "1"}]."""')
+        out.append(f'    """{escape.python_docstring(f"{text} [{form.unit or 1}].")}"""')
         for s, value in form.subexpressions:
             out.append(f"    {_cse_name(s)} = {printer.doprint(value)}")
         out.append(f"    return {printer.doprint(form.result)}")
@@ -659,7 +713,10 @@ class _NamedC(C99CodePrinter):
 
 def c_prefix(case: str) -> str:
     """A C identifier prefix from a case name."""
-    return _identifier(case.lower()).strip("_") + "_" if case else "perfcost_"
+    text = re.sub(r"[^a-z0-9_]", "_", case.lower()).strip("_")
+    if not text:
+        return "perfcost_"
+    return ("case_" if text[0].isdigit() else "") + text + "_"
 
 
 def to_c(ex: Export, prefix: str = "perfcost_", header: str = "perfcost.h",
@@ -669,25 +726,30 @@ def to_c(ex: Export, prefix: str = "perfcost_", header: str = "perfcost.h",
     The structs hold doubles only, in the order of ``DECISIONS``/``PARAMETERS``; build without
     floating-point contraction (``-ffp-contract=off``) to keep the evaluator's rounding.
     """
+    _checked_names(ex)
+    escape.c_identifier(prefix, "--prefix")
+    escape.c_header_name(header)
     names = _code_names(ex)
     printer = _NamedC(names)
-    guard = re.sub(r"\W", "_", header).upper()
+    guard = re.sub(r"[^A-Za-z0-9_]", "_", header).upper()
+    guard = "_" + guard if guard[0].isdigit() else guard
     doc = [*_header_lines(ex, command), "",
            "Units: SI. Categorical decisions are integer codes (see the struct comments).",
            "Build with -ffp-contract=off to keep the evaluator's rounding; link with -lm."]
-    h = ["/* " + "\n * ".join(doc) + "\n */", f"#ifndef {guard}", f"#define {guard}", ""]
+    h = ["/* " + "\n * ".join(escape.c_comment(line) for line in doc) + "\n */",
+         f"#ifndef {guard}", f"#define {guard}", ""]
     h.append("typedef struct {")
     for n, d in ex.decisions.items():
         labels = f"; codes: {', '.join(f'{i} {lab}' for i, lab in enumerate(d.labels))}" \
             if d.labels else ""
-        h.append(f"    double {n}; /* {d.doc}{labels} */")
+        h.append(f"    double {n}; /* {escape.c_comment(d.doc + labels)} */")
     if not ex.decisions:
         h.append("    double unused;")
     h.append(f"}} {prefix}decisions;")
     h.append("")
     h.append("typedef struct {")
     for n, p in ex.parameters.items():
-        h.append(f"    double {n}; /* [{p.unit}] {p.doc} */")
+        h.append(f"    double {n}; /* {escape.c_comment(f'[{p.unit}] {p.doc}')} */")
     if not ex.parameters:
         h.append("    double unused;")
     h.append(f"}} {prefix}params;")
@@ -696,7 +758,8 @@ def to_c(ex: Export, prefix: str = "perfcost_", header: str = "perfcost.h",
           f"#define {prefix.upper()}QUANTITIES {len(ex.forms)}",
           f"extern const char *const {prefix}quantity_names[{len(ex.forms)}];", ""]
     for form in ex.forms:
-        h.append(f"/* {form.doc or form.name.replace('_', ' ')} [{form.unit or '1'}] */")
+        text = f"{form.doc or form.name.replace('_', ' ')} [{form.unit or '1'}]"
+        h.append(f"/* {escape.c_comment(text)} */")
         h.append(f"double {prefix}{form.name}(const {prefix}decisions *d, "
                  f"const {prefix}params *p);")
     h += ["", "/* Every quantity, in the order of quantity_names. */",
@@ -798,10 +861,11 @@ def _symbol_rows(ex: Export) -> list[tuple[str, str, str, str, str]]:
 
 def to_markdown(ex: Export, command: str = "") -> str:
     """A page for a README or docs/: the symbols with units, then one block per quantity."""
-    title = f"# The {ex.formulation} formulation" + (f" ({ex.case})" if ex.case else "")
+    title = f"# The {ex.formulation} formulation" + (
+        f" ({escape.markdown_text(ex.case)})" if ex.case else "")
     out = [title, ""]
     if command:
-        out += ["Generated by:", "", "```", command, "```", ""]
+        out += ["Generated by:", "", escape.markdown_fence(command), ""]
     if ex.about:
         out += ["## The model", "", ex.about, ""]
     tools = " and ".join(f"`{c}`" for c in ex.evaluated_by)
@@ -814,12 +878,13 @@ def to_markdown(ex: Export, command: str = "") -> str:
     out += ["## Symbols", "", "| name | symbol | unit | value | meaning |",
             "| --- | --- | --- | --- | --- |"]
     for n, sym, unit, value, doc in _symbol_rows(ex):
-        out.append(f"| `{n}` | ${sym}$ | {unit} | {value} | {doc} |")
+        cells = " | ".join(escape.markdown_cell(x) for x in (unit, value, doc))
+        out.append(f"| `{n}` | ${sym}$ | {cells} |")
     out += ["", "## Quantities", ""]
     for form in ex.forms:
         out += [f"### `{form.name}` [{form.unit or '1'}]", ""]
         if form.doc:
-            out += [form.doc[0].upper() + form.doc[1:] + ".", ""]
+            out += [escape.markdown_cell(form.doc[0].upper() + form.doc[1:]) + ".", ""]
         out += ["$$", r"\begin{aligned}", " \\\\\n".join(_equations(form)), r"\end{aligned}",
                 "$$", ""]
     return "\n".join(out)
@@ -828,25 +893,22 @@ def to_markdown(ex: Export, command: str = "") -> str:
 def to_latex(ex: Export, command: str = "") -> str:
     """A LaTeX fragment (amsmath, booktabs): a symbol table and one ``align*`` per quantity."""
     out = [f"% Closed forms of the {ex.formulation} formulation"
-           + (f" for case {ex.case}" if ex.case else "")]
+           + (f" for case {escape.latex_comment(ex.case)}" if ex.case else "")]
     if command:
-        out.append(f"% Generated by: {command}")
+        out.append(f"% Generated by: {escape.latex_comment(command)}")
     out += [r"\begin{tabular}{llll}", r"\toprule", r"symbol & unit & value & meaning \\",
             r"\midrule"]
     for _n, sym, unit, value, doc in _symbol_rows(ex):
         out.append(f"${sym}$ & {_tex_text(unit)} & {_tex_text(value)} & {_tex_text(doc)} \\\\")
     out += [r"\bottomrule", r"\end{tabular}", ""]
     for form in ex.forms:
-        out.append(f"% {form.name} [{form.unit or '1'}]: {form.doc}")
+        out.append(escape.latex_comment(f"% {form.name} [{form.unit or '1'}]: {form.doc}"))
         out += [r"\begin{align*}", " \\\\\n".join(_equations(form)), r"\end{align*}", ""]
     return "\n".join(out)
 
 
 def _tex_text(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
-                 ("#", r"\#"), ("$", r"\$")):
-        text = text.replace(a, b)
-    return text
+    return escape.latex_text(text)
 
 
 # -- JSON ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ them; :mod:`compile` writes the same rules as linear relations for the MILP.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ import numpy as np
 from perfcost.formulations.specs import PLACEMENTS, RECOMPUTE_MODES
 from perfcost.solver.case.errors import CaseError
 from perfcost.solver.case.schema import Case
+from perfcost.solver.problem import rules
 from perfcost.solver.problem.specs import tp_problem
 
 #: Order of the decision variables in every configuration array.
@@ -84,7 +86,10 @@ class Space:
 
 
 def divisors(n: int, limit: int | None = None) -> list[int]:
-    out = [k for k in range(1, n + 1) if n % k == 0]
+    """The divisors of ``n`` (at most ``limit``), ascending: pairs found up to sqrt(n), so a
+    GPU count of 10^9 takes 31,623 steps, not 10^9."""
+    small = [k for k in range(1, math.isqrt(n) + 1) if n % k == 0]
+    out = sorted(set(small) | {n // k for k in small})
     return [k for k in out if limit is None or k <= limit]
 
 
@@ -193,9 +198,20 @@ class Candidates:
         return len(self.system)
 
 
+#: Most candidate configurations held at once while the space is generated. Each is a row of
+#: about 14 float columns (2*10^6 rows: ~0.2 GB) and is evaluated later; the largest built-in
+#: search (cases/studies/kimi-k2-chiplet-codesign.toml) peaks at ~7*10^5.
+MAX_ROWS = 2_000_000
+
+
 def _cross(columns: dict[str, np.ndarray], name: str, values: Sequence[float]
            ) -> dict[str, np.ndarray]:
     n, k = len(next(iter(columns.values()))), len(values)
+    if n * k > MAX_ROWS:  # checked before the arrays are made
+        raise CaseError("search space", f"{n * k:,} configurations",
+                        f"expected at most {MAX_ROWS:,} at once (after crossing {name} over "
+                        f"{k} values); fix some decisions, e.g. --set parallelism.{name}=..., "
+                        "or search fewer GPU counts or systems")
     out = {key: np.repeat(col, k) for key, col in columns.items()}
     out[name] = np.tile(np.asarray(values, dtype=float), n)
     return out
@@ -278,25 +294,25 @@ def _cores(space: Space) -> tuple[dict[str, np.ndarray], list[tuple[str, int]]]:
     counts.append(("tp within the scale-up domain", len(cols["tp"])))
     dp = cols["gpus"] / (cols["tp"] * cols["pp"] * cols["cp"])
     allowed_dp = np.asarray(d["dp"])
-    ok = (dp == np.round(dp)) & np.isin(np.round(dp), allowed_dp)
+    ok = (dp == np.round(dp)) & np.isin(np.round(dp), allowed_dp) & rules.product_is_gpus(
+        cols["tp"], cols["pp"], np.round(dp), cols["cp"], cols["gpus"])
     cols = _keep(cols, ok)
     cols["dp"] = np.round(dp[ok])
     counts.append(("tp*pp*dp*cp = gpus", len(cols["tp"])))
     cols = _cross(cols, "micro_batch", d["micro_batch"])
-    per_step = cols["dp"] * cols["micro_batch"]
-    micro = space.global_batch / per_step
-    cols = _keep(cols, (space.global_batch % per_step == 0) & (micro >= cols["pp"]))
+    cols = _keep(cols, rules.batch_splits(space.global_batch, cols["dp"], cols["micro_batch"])
+                 & rules.enough_micro_batches(space.global_batch, cols["dp"],
+                                              cols["micro_batch"], cols["pp"]))
     counts.append(("global_batch % (dp*micro_batch) = 0 with >= pp micro-batches",
                    len(cols["tp"])))
     cols = _cross(cols, "virtual_stages", d["virtual_stages"])
-    chunks = cols["pp"] * cols["virtual_stages"]
-    split = chunks <= space.layers if space.uneven_stages else space.layers % chunks == 0
-    cols = _keep(cols, split & ((cols["virtual_stages"] == 1) | (cols["pp"] > 1)))
+    cols = _keep(cols, rules.layers_split(space.layers, cols["pp"], cols["virtual_stages"],
+                                          space.uneven_stages))
     counts.append(("pp*virtual_stages <= layers" if space.uneven_stages else
                    "layers % (pp*virtual_stages) = 0", len(cols["tp"])))
     cols = _cross(cols, "ep", d["ep"])
-    stage_ranks = cols["tp"] * cols["cp"] * cols["dp"]
-    cols = _keep(cols, stage_ranks % (cols["ep"] * space.expert_tp) == 0)
+    cols = _keep(cols, rules.experts_split(cols["tp"], cols["cp"], cols["dp"], cols["ep"],
+                                           space.expert_tp))
     counts.append(("ep*expert_tp divides tp*cp*dp", len(cols["tp"])))
     return cols, counts
 

@@ -35,12 +35,13 @@ import functools
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from perfcost.solver.case import files
 from perfcost.solver.case.errors import MISSING, CaseError
 
 #: GEMMs below this many FLOPs are printed but not fitted: their time is mostly the launch
@@ -84,6 +85,15 @@ MATERIALIZED_BACKENDS = ("math", "materialized")
 TERA = 1e12
 #: Seed of the global optimiser, so that a fit is reproducible.
 SEED = 1
+#: Largest matrix or batch dimension a row may give (beyond any kernel that runs on one GPU).
+MAX_DIM = 10**9
+#: Largest attention head dimension a row may give: FlashAttention kernels take at most 256
+#: (FA2, FA3); 1024 leaves room for latent attention without admitting absurd tiles.
+MAX_HEAD_DIM = 1024
+#: A row's absolute log error counts at most this much in the GEMM objective (a factor of 4):
+#: a row off by more is a measurement gone wrong, not a shape effect, and must not move the
+#: parameters; it is reported as rejected. No row of the shipped kernel files comes close.
+OUTLIER_LOG_ERROR = math.log(4.0)
 
 
 # -- the kernel file -------------------------------------------------------------------------
@@ -130,7 +140,7 @@ def _field(row: dict[str, Any], where: str, key: str, kind: str) -> Any:
         raise CaseError(f"{where}.{key}", MISSING, _EXPECT[kind])
     value = row[key]
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DIM:
             raise CaseError(f"{where}.{key}", value, _EXPECT[kind])
     elif kind in ("time", "bandwidth"):
         if (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -146,7 +156,7 @@ def _field(row: dict[str, Any], where: str, key: str, kind: str) -> Any:
 
 
 _EXPECT = {
-    "int": "expected a positive integer",
+    "int": f"expected a positive integer of at most {MAX_DIM:.0e}",
     "time": "expected a positive time in seconds",
     "bandwidth": "expected a positive bandwidth in TB/s",
     "bool": "expected true or false",
@@ -158,7 +168,7 @@ def read_kernels(path: str | Path) -> Kernels:
     """Read and check a kernel file (format: docs/kernels.md)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(files.read_text(path, "kernels"))
     except OSError as exc:
         raise CaseError("kernels", str(path), f"expected a readable file: {exc.strerror}"
                         ) from None
@@ -190,14 +200,23 @@ def read_kernels(path: str | Path) -> Kernels:
             known = ", ".join([*FLASH_BACKENDS, *MATERIALIZED_BACKENDS])
             raise CaseError(f"{where}.backend", backend, f"expected one of {known}")
         heads = _field(row, where, "heads", "int")
-        d = _field(row, where, "d", "int")
+        d = _head_dim(_field(row, where, "d", "int"), f"{where}.d")
+        kv_heads = _field(row, where, "kv_heads", "int") if "kv_heads" in row else heads
+        if heads % kv_heads:
+            raise CaseError(f"{where}.kv_heads", kv_heads,
+                            f"expected a divisor of heads = {heads}")
+        fwd_s = _field(row, where, "fwd_s", "time")
+        fwdbwd_s = _field(row, where, "fwdbwd_s", "time")
+        if fwdbwd_s < fwd_s:
+            raise CaseError(f"{where}.fwdbwd_s", fwdbwd_s,
+                            f"expected at least fwd_s = {fwd_s:g} (it includes the forward)")
         attention.append(AttentionRow(
-            backend, _field(row, where, "b", "int"), heads,
-            _field(row, where, "kv_heads", "int") if "kv_heads" in row else heads,
+            backend, _field(row, where, "b", "int"), heads, kv_heads,
             _field(row, where, "s", "int"), d,
-            _field(row, where, "d_v", "int") if "d_v" in row else d,
+            _head_dim(_field(row, where, "d_v", "int"), f"{where}.d_v") if "d_v" in row
+            else d,
             _field(row, where, "causal", "bool") if "causal" in row else True,
-            _field(row, where, "fwd_s", "time"), _field(row, where, "fwdbwd_s", "time")))
+            fwd_s, fwdbwd_s))
     ceilings = data.get("ceilings", {})
     copy = None
     if isinstance(ceilings, dict) and "copy_TBps_rw" in ceilings:
@@ -206,6 +225,56 @@ def read_kernels(path: str | Path) -> Kernels:
     what = data.get("what", "")
     return Kernels(str(path), device if isinstance(device, dict) else {}, tuple(gemm),
                    tuple(attention), copy, what if isinstance(what, str) else "")
+
+
+def _head_dim(d: int, where: str) -> int:
+    if d > MAX_HEAD_DIM:
+        raise CaseError(where, d, f"expected a head dimension of at most {MAX_HEAD_DIM}")
+    return d
+
+
+def attention_flops(row: AttentionRow) -> float:
+    """FLOPs of the forward pass's two matrix products, QK^T and PV (half of them under a
+    causal mask): a lower bound on the work any attention kernel does."""
+    full = 2.0 * row.b * row.heads * row.s * row.s * (row.d + row.d_v)
+    return full / 2 if row.causal else full
+
+
+def check_physical(kernels: Kernels, machine: Machine) -> None:
+    """Every row is physically possible on ``machine``: no GEMM or attention forward runs
+    faster than the peak FLOP rate allows, no copy beats the HBM bandwidth. A row that does is
+    a wrong timing (a unit slip, a kernel that never ran) and the file is refused with that
+    row named -- fitting it would move every parameter."""
+    from perfcost.formulations import attention
+
+    for i, a in enumerate(kernels.attention):
+        if a.backend in FLASH_BACKENDS:
+            try:
+                attention.block_sizes(machine.shared_memory, a.d, a.d_v, ELEMENT_BYTES)
+            except attention.TileDoesNotFit:
+                raise CaseError(f"attention[{i}].d", a.d,
+                                f"expected head dimensions (d = {a.d}, d_v = {a.d_v}) whose "
+                                f"FlashAttention tiles fit the shared memory of "
+                                f"{machine.name}") from None
+    for i, r in enumerate(kernels.gemm):
+        rate = r.flops / r.seconds
+        if rate > machine.peak_flops:
+            raise CaseError(f"gemm[{i}].s", r.seconds,
+                            f"expected at least {r.flops / machine.peak_flops:.3g} s: "
+                            f"{_shape(r)} would run at {rate / 1e12:.4g} TFLOP/s, above the "
+                            f"peak of {machine.name} ({machine.peak_flops / 1e12:.4g} TFLOP/s)")
+    for i, a in enumerate(kernels.attention):
+        rate = attention_flops(a) / a.fwd_s
+        if rate > machine.peak_flops:
+            raise CaseError(f"attention[{i}].fwd_s", a.fwd_s,
+                            f"expected at least {attention_flops(a) / machine.peak_flops:.3g}"
+                            f" s: the forward would run at {rate / 1e12:.4g} TFLOP/s, above "
+                            f"the peak of {machine.name} "
+                            f"({machine.peak_flops / 1e12:.4g} TFLOP/s)")
+    if kernels.copy_bandwidth is not None and kernels.copy_bandwidth > machine.hbm_bandwidth:
+        raise CaseError("ceilings.copy_TBps_rw", kernels.copy_bandwidth / TERA,
+                        f"expected at most the HBM bandwidth of {machine.name} "
+                        f"({machine.hbm_bandwidth / TERA:.4g} TB/s)")
 
 
 # -- predictions from the formulations ---------------------------------------------------------
@@ -350,6 +419,8 @@ class Fit:
     #: Where a given back-to-back kernel overhead comes from ("" when it was fitted).
     kernel_overhead_source: str = ""
     residuals: list[Residual] = field(default_factory=list)
+    #: Rows left out of the figures as outliers (off by more than OUTLIER_LOG_ERROR), named.
+    rejected: list[str] = field(default_factory=list)
 
     def errors(self, kind: str) -> np.ndarray:
         return np.array([abs(r.error) for r in self.residuals if r.kind == kind and r.fitted])
@@ -362,11 +433,17 @@ class Fit:
                 out[kind] = {"rows": int(errs.size), "median_pct": float(np.median(errs) * 100),
                              "max_pct": float(errs.max() * 100),
                              "within_10pct": int((errs <= 0.10).sum())}
+        if self.rejected:
+            out["rejected"] = list(self.rejected)
         return out
 
     def summary_line(self) -> str:
         parts = []
         for kind, s in self.summary().items():
+            if kind == "rejected":
+                parts.append(f"rejected as outliers (off by more than "
+                             f"{math.exp(OUTLIER_LOG_ERROR):g}x): {', '.join(s)}")
+                continue
             parts.append(f"{kind}: {s['rows']} rows, median {s['median_pct']:.1f} %, worst "
                          f"{s['max_pct']:.1f} %, {s['within_10pct']} within 10 %")
         return "; ".join(parts)
@@ -420,7 +497,8 @@ def fit_gemm(kernels: Kernels, machine: Machine,
 
         def objective(x: np.ndarray, predict: Callable[..., np.ndarray] = predict) -> float:
             params = {**fixed, **dict(zip(names, x, strict=True))}
-            err = np.abs(np.log(predict(m, n, k, machine, params) / measured))
+            err = np.minimum(np.abs(np.log(predict(m, n, k, machine, params) / measured)),
+                             OUTLIER_LOG_ERROR)
             return float(np.median(err) + TAIL_WEIGHT * np.quantile(err, TAIL_QUANTILE)
                          + WORST_WEIGHT * err.max())
 
@@ -474,7 +552,10 @@ def fit_attention(kernels: Kernels, machine: Machine, gemm: dict[str, float]
         # Start from half the peak and no tile overhead.
         x0 = [(a + b) / 2 if name in ("forward", "backward") else a
               for name, (a, b) in ATTENTION_BOUNDS.items()]
-        result = least_squares(residuals, x0, bounds=(lo, hi))
+        # Huber loss: quadratic (plain least squares) for rows within OUTLIER_LOG_ERROR,
+        # linear beyond, so one wrong row cannot pull the rates far.
+        result = least_squares(residuals, x0, bounds=(lo, hi), loss="huber",
+                               f_scale=OUTLIER_LOG_ERROR)
         rates[gen] = dict(zip(names, (float(v) for v in result.x), strict=True))
     return rates
 
@@ -499,6 +580,7 @@ def calibrate(kernels: Kernels, machine: Machine, kernel_overhead: float | None 
     if kernel_overhead is not None and not kernel_overhead_source.strip():
         raise CaseError("--kernel-overhead-source", kernel_overhead_source,
                         "expected where the back-to-back kernel overhead comes from")
+    check_physical(kernels, machine)
     gemm = fit_gemm(kernels, machine, kernel_overhead=kernel_overhead)
     if kernels.copy_bandwidth is not None:
         memory_source = (f"device-to-device copy of the kernel file: "
@@ -536,7 +618,17 @@ def calibrate(kernels: Kernels, machine: Machine, kernel_overhead: float | None 
                                       kind == "attention"))
         fit.residuals.append(Residual(f"{kind} fwd+bwd", label, row.fwdbwd_s, t_all,
                                       kind == "attention"))
+    _reject_outliers(fit)
     return fit
+
+
+def _reject_outliers(fit: Fit) -> None:
+    """Rows the robust fit could not follow (off by more than OUTLIER_LOG_ERROR): out of the
+    acceptance figures, and named."""
+    for i, r in enumerate(fit.residuals):
+        if r.fitted and abs(math.log(r.predicted / r.measured)) > OUTLIER_LOG_ERROR:
+            fit.residuals[i] = replace(r, fitted=False)
+            fit.rejected.append(f"{r.kind} {r.shape} ({r.error * 100:+.0f}%)")
 
 
 # -- the hardware entry ----------------------------------------------------------------------

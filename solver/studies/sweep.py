@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import re
 import tomllib
 import types
 from collections.abc import Callable, Iterable, Sequence
@@ -133,24 +134,37 @@ def case_keys() -> dict[str, str | None]:
 
 # -- parsing --vary ---------------------------------------------------------------------------
 
+#: A number of a range: digits on both sides of a decimal point (so '1...8' cannot read as
+#: '1.' to '8' or '1' to '.8'), an exponent of at most three digits.
+_RANGE_NUMBER = r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?(?P<{}>\d+))?"
+#: What may follow a range: a unit (it is written into a quoted value, so never a quote).
+_RANGE_UNIT = re.compile(r"[\w/^*%()\u00b7\u00b2\u00b3 .+-]*")
+_RANGE = re.compile(f"(?P<lo>{_RANGE_NUMBER.format('lo_exp')})\\.\\."
+                    f"(?P<hi>{_RANGE_NUMBER.format('hi_exp')}):(?P<n>\\d+)(?P<log>:log)?", re.ASCII)
+
 def _range(key: str, text: str) -> tuple[str, ...] | None:
     """``LO..HI:N`` (linear) or ``LO..HI:N:log`` (geometric), optionally followed by a unit:
     ``3..8:11 TB/s``. None when ``text`` is not a range."""
     body, _, unit = text.strip().partition(" ")
     if ".." not in body:
         return None
-    spec = body.split(":")
-    lo_hi = spec[0].split("..")
     problem = "expected LO..HI:N or LO..HI:N:log, like 3..8:11 TB/s"
-    if len(lo_hi) != 2 or len(spec) not in (2, 3) or (len(spec) == 3 and spec[2] != "log"):
+    # The whole text must match: '1...8:3' is not 1 to .8 (nor 1. to 8), it is a typo.
+    match = _RANGE.fullmatch(body)
+    if match is None or any(len(e) > 3 for e in (match.group("lo_exp") or "",
+                                                  match.group("hi_exp") or "")):
         raise CaseError("--vary", f"{key}={text}", problem)
-    try:
-        lo, hi, n = float(lo_hi[0]), float(lo_hi[1]), int(spec[1])
-    except ValueError:
-        raise CaseError("--vary", f"{key}={text}", problem) from None
+    if not _RANGE_UNIT.fullmatch(unit.strip()):
+        raise CaseError("--vary", f"{key}={text}", "expected a unit after the range, like TB/s")
+    lo, hi = float(match.group("lo")), float(match.group("hi"))
+    if len(match.group("n")) > 7:
+        raise CaseError("--vary", f"{key}={text}", f"expected 1 to {MAX_POINTS:,} points")
+    n = int(match.group("n"))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise CaseError("--vary", f"{key}={text}", "expected finite ends")
     if n < 1 or n > MAX_POINTS:
         raise CaseError("--vary", f"{key}={text}", f"expected 1 to {MAX_POINTS:,} points")
-    log = len(spec) == 3
+    log = match.group("log") is not None
     if log and (lo <= 0 or hi <= 0):
         raise CaseError("--vary", f"{key}={text}", "expected positive ends for a log range")
     if n == 1:
@@ -223,12 +237,14 @@ def grid(axes: Sequence[Axis], zipped: bool = False) -> list[tuple[str, ...]]:
         if len(lengths) != 1:
             raise CaseError("--zip", ", ".join(f"{a.key}: {len(a.values)}" for a in axes),
                             "expected the same number of values for every --vary")
-        points = list(zip(*(a.values for a in axes), strict=True))
-    else:
-        points = list(itertools.product(*(a.values for a in axes)))
-    if len(points) > MAX_POINTS:
-        raise CaseError("--vary", f"{len(points):,} points", f"expected at most {MAX_POINTS:,}")
-    return points
+    # Counted before the grid is built: two axes of 100,000 values are 10^10 points.
+    count = len(axes[0].values) if zipped and axes else math.prod(len(a.values) for a in axes)
+    if count > MAX_POINTS:
+        raise CaseError("--vary", f"{count:,} points", f"expected at most {MAX_POINTS:,} in "
+                        "all; use fewer values per axis, or --zip to pair the axes")
+    if zipped:
+        return list(zip(*(a.values for a in axes), strict=True))
+    return list(itertools.product(*(a.values for a in axes)))
 
 
 # -- one point --------------------------------------------------------------------------------
@@ -411,12 +427,34 @@ def run(study: Study, points: Sequence[tuple[str, ...]], workers: int = 1,
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                   initializer=_ignore_interrupts)
+        try:
             pending = {pool.submit(solve_chunk, study, part): i for i, part in enumerate(parts)}
             for future in as_completed(pending):
                 results[pending[future]] = _checked(future.result())
                 done(len(parts[pending[future]]))
+        except BaseException:
+            _stop(pool)  # Ctrl-C or an error: do not wait for the chunks still running
+            raise
+        pool.shutdown()
     return [row for i in range(len(parts)) for row in results[i]]
+
+
+def _ignore_interrupts() -> None:
+    """In a worker: Ctrl-C reaches the whole process group; the parent alone handles it (it
+    stops the workers), so the terminal gets one message, not a traceback per worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool: Any) -> None:
+    """Cancel what has not started and end the workers now (``shutdown(wait=True)`` would
+    wait for every running chunk: seconds to minutes after Ctrl-C)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 def connect(address: str) -> Any:
