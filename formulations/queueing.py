@@ -96,5 +96,8 @@ def served_fraction(deadline: sp.Expr, rho: sp.Expr, servers: sp.Expr, service: 
     distribution, zero for a negative deadline (written with ``sign``, not a case split)."""
     waits = waiting_probability(rho, servers)
     mean = conditional_wait(rho, servers, service, ca2, cs2)
-    inside = sp.Max(0, 1 - waits * sp.exp(-deadline / mean), evaluate=False)
+    # The exponent uses the deadline floored at 0: a negative deadline is zeroed by ``step``
+    # anyway, and exp of a large positive number would overflow in exported scalar code.
+    late = sp.exp(-sp.Max(0, deadline, evaluate=False) / mean)
+    inside = sp.Max(0, 1 - waits * late, evaluate=False)
     return inside * step(deadline)

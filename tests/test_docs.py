@@ -92,6 +92,15 @@ NOT_HERE = {
 }
 
 
+def _run_elsewhere(argv: list[str]) -> bool:
+    """``perfcost solve STUDY`` of a built-in study as is: tests/test_solve.py solves every
+    built-in study (test_study_cases, test_serving_study_cases), the largest in tens of
+    seconds, so this file does not solve them again."""
+    from perfcost.solver.case import catalog
+
+    return len(argv) == 2 and argv[0] == "solve" and argv[1] in catalog.entries("studies")
+
+
 def _mention(argv: list[str]) -> bool:
     """True for a command named without the arguments it requires (``perfcost evaluate`` in
     prose): a reference to the command, not an invocation."""
@@ -127,7 +136,7 @@ def _shown_commands() -> list[tuple[str, str]]:
             command = " ".join(command.split())
             if PLACEHOLDER.search(command) or "|" in command or command in NOT_HERE:
                 continue
-            if _mention(shlex.split(command)[1:]):
+            if _mention(shlex.split(command)[1:]) or _run_elsewhere(shlex.split(command)[1:]):
                 continue
             found.setdefault(command, page)
     return sorted((page, command) for command, page in found.items())

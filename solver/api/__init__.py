@@ -94,7 +94,9 @@ class Result(Mapping[str, Any]):
 
     def to_json(self, indent: int | None = 2) -> str:
         """Strict JSON text (SI units; an undefined number is ``null``)."""
-        return json.dumps(_strict(self.data), indent=indent)
+        from perfcost.solver.export import strict_json
+
+        return strict_json.dumps(self.data, indent=indent)
 
     @property
     def ok(self) -> bool:
@@ -121,19 +123,6 @@ class Result(Mapping[str, Any]):
             keys = ", ".join(list(self.data)[:6])
             return f"Result({self.kind}: {keys}, ...)"
         return f"Result({self.kind}: {len(self.data)} rows)"
-
-
-def _strict(x: Any) -> Any:
-    """``x`` with numpy scalars made plain and non-finite floats made ``None``."""
-    if isinstance(x, Mapping):
-        return {str(k): _strict(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_strict(v) for v in x]
-    if hasattr(x, "item") and not isinstance(x, str | bytes):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def _override_texts(overrides: Overrides) -> list[str]:

@@ -1,1 +1,2 @@
-"""Case files in, validated cases out: units, field types, sections, the schema, the catalogue of built-in entries."""
+"""Case files in, validated cases out: units, field types, sections, the schema, the catalogue of
+built-in entries."""

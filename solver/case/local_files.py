@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from perfcost.solver.case import catalog, hf_config
+from perfcost.solver.case import catalog, files, hf_config
 from perfcost.solver.case.errors import CaseError
 
 #: Keys every entry of a folder has (the built-in entries all do), by which a file's kind is
@@ -113,7 +113,7 @@ def _describe(found: str, data: dict[str, Any]) -> str:
 
 def _read_text(path: Path, field: str, value: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return files.read_text(path, field)  # a regular file of bounded size only
     except FileNotFoundError:
         raise CaseError(field, value, f"no such file (looked for {path}); expected a "
                         "built-in name or the path of a file, relative to the case "

@@ -1,1 +1,2 @@
-"""Chiplet, package, accelerator and cluster pricing; co-design systems priced from a design space."""
+"""Chiplet, package, accelerator and cluster pricing; co-design systems priced from a design
+space."""

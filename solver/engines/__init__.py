@@ -1,1 +1,2 @@
-"""Exact search: compiled tables, enumeration, branch and bound over systems, the MILP, engine choice."""
+"""Exact search: compiled tables, enumeration, branch and bound over systems, the MILP, engine
+choice."""

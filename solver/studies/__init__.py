@@ -1,1 +1,2 @@
-"""Questions over many solves: sweeps, Pareto fronts, sensitivities, comparisons, validation, calibration, collectives."""
+"""Questions over many solves: sweeps, Pareto fronts, sensitivities, comparisons, validation,
+calibration, collectives."""
