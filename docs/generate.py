@@ -120,17 +120,18 @@ def _cut(text: str, lines: int | None) -> str:
     return "\n".join(rows)
 
 
-def render(region: Region) -> str:
-    """The body the region should have now (running its command)."""
+def render(region: Region, argv: list[str] | None = None) -> str:
+    """The body the region should have now, running its command (or ``argv`` instead: the
+    tests run it with the files it writes redirected, and show the page's command)."""
     if region.kind == "tree":
         return f"```\n{tree(region.argv)}\n```\n"
     if region.kind == "table":
         name, *args = region.argv
         return MULTI_TABLES[name](args) + "\n"
     if region.kind == "output":
-        _code, output = run(region.argv)
+        _code, output = run(argv or region.argv)
         return f"```\n$ {region.command}\n{_cut(output, region.lines)}\n```\n"
-    argv = region.argv
+    argv = argv or region.argv
     body = f"```\n{_wrapped(region.command)}\n```\n"
     if region.table is None:
         code, output = run(argv)
