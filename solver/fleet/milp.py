@@ -317,8 +317,10 @@ def _highs() -> Any:
     solver.config.load_solution = False
     solver.highs_options = {"mip_rel_gap": 0.0, "mip_abs_gap": 0.0,
                             "mip_feasibility_tolerance": FEASIBILITY_TOL,
-                            "primal_feasibility_tolerance": FEASIBILITY_TOL,
-                            "threads": 1}
+                            "primal_feasibility_tolerance": FEASIBILITY_TOL}
+    # No "threads" option: HiGHS keeps one thread pool per process, and a run that asks for
+    # another size after any earlier HiGHS run in the process (the MILP engine's) stops with
+    # an error instead of solving.
     return solver
 
 
