@@ -17,6 +17,7 @@ files; perfcost never reads an entry it did not write under a key it computed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +33,9 @@ CACHE_DIR_ENV = "PERFCOST_CACHE_DIR"
 NO_CACHE_ENV = "PERFCOST_NO_CACHE"
 #: Bumped whenever the layout of an entry changes.
 FORMAT = 1
+#: Most entries of one kind kept: past it the oldest quarter is removed (a sweep over a
+#: parameter writes one small entry per point; the cache must not grow without end).
+MAX_ENTRIES = 4096
 
 
 def cache_dir() -> Path | None:
@@ -109,5 +113,17 @@ def write(kind: str, entry_key: str, data: dict[str, Any]) -> None:
                                          suffix=".tmp", delete=False) as tmp:
             json.dump({**data, "key": entry_key}, tmp)
         os.replace(tmp.name, path)
+        _trim(path.parent)
     except OSError:
         return
+
+
+def _trim(folder: Path) -> None:
+    """Keep at most :data:`MAX_ENTRIES` entries in ``folder``, dropping the oldest first."""
+    entries = [e for e in os.scandir(folder) if e.name.endswith(".json")]
+    if len(entries) <= MAX_ENTRIES:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime)
+    for entry in entries[:len(entries) - MAX_ENTRIES * 3 // 4]:
+        with contextlib.suppress(OSError):  # another process may have removed it first
+            os.unlink(entry.path)

@@ -1,0 +1,70 @@
+"""The disk cache (solver/problem/cache.py): a cached numeric formulation gives the values of
+a freshly built one, a damaged entry is a miss, the cache can be turned off, and it never
+grows past its bound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from perfcost.solver.case import schema
+from perfcost.solver.problem import cache, numeric
+from perfcost.solver.problem.evaluate import evaluate_case, training_numeric
+from perfcost.solver.problem.specs import decision_codes, fixed_config
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PERFCOST_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("PERFCOST_NO_CACHE", raising=False)
+    return tmp_path
+
+
+def test_a_cached_formulation_gives_the_values_of_a_fresh_one(folder: Path) -> None:
+    case = schema.load("gpt3-175b-a100")
+    codes = decision_codes(fixed_config(case))
+    fresh = training_numeric(case)  # built and lambdified, then stored
+    stored = list((folder / "numeric").glob("*.json"))
+    assert len(stored) == 1
+    again = training_numeric(case)  # read back: its source compiled again
+    assert again is not fresh and again.source == fresh.source
+    assert again(codes) == fresh(codes)
+    # ... and what the sympy formulation gives, substituted exactly.
+    evaluation = evaluate_case(case)
+    expected = float(evaluation.formulation.substituted("iteration_time", codes).evalf())
+    assert again(codes)["iteration_time"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_damaged_entry_is_a_miss(folder: Path) -> None:
+    case = schema.load("gpt3-175b-a100")
+    training_numeric(case)
+    (entry,) = (folder / "numeric").glob("*.json")
+    entry.write_text('{"key": "not this one"')  # cut short
+    rebuilt = training_numeric(case)
+    assert rebuilt.source  # built again, and stored again
+    assert cache.read("numeric", entry.stem) is not None
+
+
+def test_the_cache_can_be_turned_off(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERFCOST_NO_CACHE", "1")
+    assert cache.cache_dir() is None
+    training_numeric(schema.load("gpt3-175b-a100"))
+    assert not any(folder.iterdir())
+
+
+def test_the_cache_keeps_at_most_its_bound(folder: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache, "MAX_ENTRIES", 8)
+    for i in range(20):
+        cache.write("parameters", f"{i:04d}", {"values": {"x": float(i)}})
+    kept = sorted(p.stem for p in (folder / "parameters").glob("*.json"))
+    assert len(kept) <= 8
+    assert "0019" in kept  # the newest stays
+    assert cache.read("parameters", "0019") == {"values": {"x": 19.0}, "key": "0019"}
+
+
+def test_keys_depend_on_every_part() -> None:
+    assert cache.key("a", "b") != cache.key("a", "c")
+    assert cache.key("a", "b") != cache.key("ab")
+    assert numeric._global_names("def _lambdifygenerated(x):\n    return ceil(x)\n") == (
+        "ceil",)
