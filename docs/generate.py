@@ -210,11 +210,10 @@ def _changes(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str
 
 def hbm_table(rows: list[dict[str, Any]]) -> str:
     """The HBM-bandwidth sweep: the optimum at every point."""
-    shown = rows
     out = ["| HBM bandwidth | iteration time | tp | pp | dp | cp | micro-batch | v | "
            "recompute | ZeRO | memory/GPU |",
            "| ---: | ---: | --- | --- | --- | --- | --- | --- | --- | --- | ---: |"]
-    for r in shown:
+    for r in rows:
         out.append(f"| {_quantity(r['hardware.hbm_bandwidth'], 'B/s')} | "
                    f"{_quantity(r['value'], 's')} | {r['tp']} | {r['pp']} | {r['dp']} | "
                    f"{r['cp']} | {r['micro_batch']} | {r['virtual_stages']} | {r['recompute']} | "

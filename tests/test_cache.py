@@ -56,11 +56,11 @@ def test_the_cache_keeps_at_most_its_bound(folder: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cache, "MAX_ENTRIES", 8)
     for i in range(20):
-        cache.write("parameters", f"{i:04d}", {"values": {"x": float(i)}})
+        cache.write("parameters", f"{i:04d}", {"systems": [{"x": float(i)}]})
     kept = sorted(p.stem for p in (folder / "parameters").glob("*.json"))
     assert len(kept) <= 8
     assert "0019" in kept  # the newest stays
-    assert cache.read("parameters", "0019") == {"values": {"x": 19.0}, "key": "0019"}
+    assert cache.read("parameters", "0019") == {"systems": [{"x": 19.0}], "key": "0019"}
 
 
 def test_keys_depend_on_every_part() -> None:

@@ -135,19 +135,21 @@ def _formulation(specs: fixed.Specs) -> Formulation:
     return _FORMULATIONS[key]
 
 
-def training_parameters(specs: fixed.Specs) -> dict[str, float]:
-    """The training formulation's parameter values for one system's specs (from the disk
-    cache when these specs were seen before: computing them imports sympy)."""
-    parts = (repr(specs.model), repr(specs.hardware), repr(specs.network), repr(specs.training))
+def training_parameters(all_specs: Sequence[fixed.Specs]) -> list[dict[str, float]]:
+    """The training formulation's parameter values of every system of a search, as one disk
+    cache entry (computing them imports sympy; a co-design search has a thousand systems, so
+    one entry per search, not per system)."""
+    parts = [repr((s.model, s.hardware, s.network, s.training)) for s in all_specs]
     entry_key = cache.key("training-parameters", *parts)
     found = cache.read("parameters", entry_key)
-    if found is not None and isinstance(found.get("values"), dict):
-        return {str(k): float(v) for k, v in found["values"].items()}
+    values = found.get("systems") if found is not None else None
+    if isinstance(values, list) and len(values) == len(parts):
+        return [{str(k): float(v) for k, v in system.items()} for system in values]
     from perfcost.formulations.training import parameter_values
 
-    values = parameter_values(specs.model, specs.hardware, specs.network, specs.training)
-    cache.write("parameters", entry_key, {"values": values})
-    return values
+    computed = [parameter_values(s.model, s.hardware, s.network, s.training) for s in all_specs]
+    cache.write("parameters", entry_key, {"systems": computed})
+    return computed
 
 
 def systems_of(case: Case) -> list[tuple[Case, System]]:
@@ -182,7 +184,7 @@ def search_problem(case: Case, objective: str | None = None,
     else:
         pairs = [(fixed.specs(single), system) for single, system in systems_of(case)]
     space = build_space(case, [s for _c, s in pairs])
-    system_parameters = [training_parameters(s) for s, _system in pairs]
+    system_parameters = training_parameters([s for s, _system in pairs])
     quantity = OBJECTIVES[objective][0]
     if objective in NEEDS_PRICE and any(p["gpu_hour_price"] <= 0 for p in system_parameters):
         raise CaseError("search.objective", objective,
