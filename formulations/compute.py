@@ -69,6 +69,10 @@ class ComputeParams:
     measurement_floor: sp.Expr = sp.S.Zero
     #: Shortest reduction slice of a split-K GEMM (None: no split-K).
     split_k_granule: sp.Expr | None = None
+    #: Peak and GEMM efficiency of the FP8 tensor cores, for GEMMs marked
+    #: ``fp8`` (formulations.precision); None where the job runs none.
+    fp8_peak_flops: sp.Expr | None = None
+    fp8_matmul_efficiency: sp.Expr | None = None
 
 
 def gemm_tile_rows(op: Op, hw: ComputeParams) -> sp.Expr:
@@ -114,7 +118,12 @@ def compute_time(op: Op, hw: ComputeParams) -> sp.Expr:
     """Time the op would take if compute-bound."""
     if op.kind != "gemm":
         return sp.Integer(0)
-    rate = hw.peak_flops * hw.matmul_efficiency * gemm_utilisation(op, hw)
+    peak, efficiency = hw.peak_flops, hw.matmul_efficiency
+    if op.fp8:
+        if hw.fp8_peak_flops is None or hw.fp8_matmul_efficiency is None:
+            raise ValueError(f"{op.name}: an FP8 GEMM without FP8 rates")
+        peak, efficiency = hw.fp8_peak_flops, hw.fp8_matmul_efficiency
+    rate = peak * efficiency * gemm_utilisation(op, hw)
     if hw.wave_overhead == 0:
         return op.flops / rate
     return op.flops / rate + gemm_waves(op, hw) * hw.wave_overhead

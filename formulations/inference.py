@@ -115,10 +115,15 @@ class Pool:
     #: Fraction of the fp8 peak large fp8 GEMMs reach, where the hardware entry measured it
     #: (fp8 GEMMs reach a smaller share of their doubled peak); None: ``eta_mm``.
     eta_mm_fp8: sp.Expr | None = None
+    #: Data-parallel attention ranks of a replica (SGLang's --enable-dp-attention; DeepSeek-V3
+    #: report Sec. 3.4): each runs attention and the dense layers on its own sequences over
+    #: ``t`` GPUs, and the experts are sharded over all ``t dp`` GPUs (wide expert
+    #: parallelism across scale-up domains). 1: attention tensor parallel only.
+    dp: sp.Expr = sp.S.One
 
     @property
     def expert_tp(self) -> sp.Expr:
-        return self.t / self.ep
+        return self.t * self.dp / self.ep
 
     def compute_params(self) -> compute.ComputeParams:
         """The roofline of :mod:`compute` at this pool's weight format (fp8 weights run fp8
@@ -134,13 +139,14 @@ class Pool:
 
     @property
     def gpus(self) -> sp.Expr:
-        return self.t * self.pp
+        return self.t * self.pp * self.dp
 
 
 def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
                     t: sp.Symbol, pp: sp.Symbol, precision: sp.Symbol,
-                    ep: sp.Expr | None = None) -> Pool:
-    """Declare one pool's parameters (names prefixed by ``prefix``) and return its symbols."""
+                    ep: sp.Expr | None = None, dp: sp.Expr | None = None) -> Pool:
+    """Declare one pool's parameters (names prefixed by ``prefix``) and return its symbols
+    (``dp``: data-parallel attention ranks, :attr:`Pool.dp`)."""
     hw, net = spec.hardware, spec.network
     peak_fp8, kernel_overhead, gpu_price = (spec.peak_flops_fp8, spec.kernel_overhead,
                                             spec.gpu_price)
@@ -208,6 +214,7 @@ def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
                if hw.flash_forward_efficiency else None),
         shared_memory=hw.shared_memory,
         ep=t if ep is None else ep,
+        dp=sp.S.One if dp is None else dp,
         # The calibrated small-batch GEMM model: decode GEMMs of a few rows run narrow tiles.
         row_granule=(add("gemm_row_granule", hw.gemm_row_granule, "1",
                          "rows of the narrow tiles of GEMMs with fewer rows than a tile")
@@ -411,11 +418,18 @@ def total_parameters(ms: ModelSymbols) -> sp.Expr:
 
 def weights_per_gpu(ms: ModelSymbols, pool: Pool) -> sp.Expr:
     """Bytes of weights on a GPU: an even share of the layers in the pool's format (experts
-    split over the ``tp`` GPUs as expert parallelism, everything else tensor parallel), and
+    split over the ``tp`` GPUs as expert parallelism -- over ``tp dp`` with data-parallel
+    attention -- everything else tensor parallel), and
     the embedding (and, with one stage, the untied output layer) kept in bf16, as quantised
     checkpoints keep them."""
     t, pp = pool.t, pool.pp
     layer_total = total_parameters(ms) - embedding_weights(ms)
+    if pool.dp != 1 and ms.moe is not None:
+        # Data-parallel attention: the routed experts are sharded over all t dp GPUs of the
+        # replica (ep x expert tp), the rest is replicated per DP rank and split over t.
+        x = ms.moe.expert_dims(sp.Integer(1))
+        experts = ms.moe.layers * moe.expert_parameters(ms.h, x, ms.dims(t).gate_factor)
+        layer_total = layer_total - experts + experts / pool.dp
     layers = layer_total / (pp * t) * weight_bytes(pool.precision)
     vocab_tables = 1 + (0 if ms.tied else indicator(pp, 1))
     return layers + vocab_tables * ms.vocab * ms.h / t * ms.e
@@ -471,7 +485,8 @@ def mlp_ops(ms: ModelSymbols, pool: Pool, m: sp.Expr, experts: bool) -> list[tra
     if experts and ms.moe is not None:
         x = ms.moe.expert_dims(pool.ep, pool.expert_tp)
         d = ms.dims(pool.t, m)
-        touched = touched_experts(x, m)
+        # With data-parallel attention the experts take the tokens of every DP rank.
+        touched = touched_experts(x, m * pool.dp)
         return [requantised(op, wb, ms.e, touched if op.name.startswith("expert_") else 1)
                 for op in moe.moe_forward(d, x)]
     d = ms.dims(pool.t)
@@ -493,21 +508,27 @@ def expert_parallel_time(ms: ModelSymbols, pool: Pool, m: sp.Expr) -> sp.Expr:
 
 
 def decode_attention_time(ms: ModelSymbols, pool: Pool, sequences: sp.Expr,
-                          context: sp.Expr) -> sp.Expr:
+                          context: sp.Expr, queries: sp.Expr = sp.S.One) -> sp.Expr:
     """One layer's decode attention: each of ``sequences`` queries attends to ``context``
     cached tokens, reading its cache once (PagedAttention / FlashDecoding: Kwon et al.
     SOSP'23; the query heads of a GQA group share one read of their K/V head). MLA decodes
     in the absorbed form on the latent cache: ``kv_lora + rope`` wide scores, ``kv_lora``
     wide values (DeepSeek-V2 Sec. 2.1.2). Roofline of the FLOPs at the matmul rate and the
-    bytes at the streaming rate, plus one kernel's overhead."""
+    bytes at the streaming rate, plus one kernel's overhead.
+
+    ``queries`` tokens of each sequence attend at once (a speculative verification step of
+    ``k`` drafted tokens has ``k + 1``): the FLOPs and the query/output traffic scale with
+    them, the cache is still read once (Leviathan et al. 2023, Sec. 3: verification costs
+    one forward pass of the target)."""
     d = ms.dims(pool.t)
     if ms.latent is not None:
         width = mla.kv_cache_elements_per_token(ms.latent) + ms.latent.kv_lora
     else:
         width = 2 * d.head_dim
-    flops = transformer.FLOPS_PER_MAC * sequences * d.local_heads * context * width
+    flops = transformer.FLOPS_PER_MAC * sequences * queries * d.local_heads * context * width
     cache = sequences * context * kv_elements_per_token_layer(ms, pool.t) * ms.kv_bytes
-    io = cache + sequences * d.local_heads * width * ms.e  # the query in, the output out
+    # The queries in, the outputs out.
+    io = cache + sequences * queries * d.local_heads * width * ms.e
     return _attention_roofline(pool, flops, io)
 
 

@@ -3,8 +3,13 @@
 ``perfcost calibrate --database`` fits these to NVIDIA's measured tables
 (solver/studies/database_fit.py); the expressions are the formulations' own:
 
-* a GEMM in a precision below the activations' (fp8, block-scaled fp8, fp4): the GEMM of
-  :func:`formulations.compute.op_time` on ``operand_bytes`` elements, after a quantisation
+* a GEMM as a tuned library runs it (:func:`chosen_gemm_time`): per shape the fastest of a
+  few kernel configurations (output tile x split-K count), each a tile- and wave-quantised
+  roofline whose tensor cores run at a clock that drops under the power limit for long
+  kernels (:func:`clocked_time`); :func:`quantised_gemm_time` adds the activations' cast;
+* the same GEMM in the single-tile model of :func:`formulations.compute.op_time`
+  (:func:`low_precision_gemm_time`): in a precision below the activations' (fp8,
+  block-scaled fp8, fp4) on ``operand_bytes`` elements, after a quantisation
   kernel that reads the ``m x k`` activations at ``activation_bytes`` and writes them at
   ``operand_bytes`` (per-tensor and block-scaled FP8 recipes quantise the activations on
   the fly: Micikevicius et al., "FP8 Formats for Deep Learning", 2022, Sec. 4; DeepSeek-V3
@@ -14,7 +19,9 @@
   preprocessing kernel a serving engine runs first (TensorRT-LLM's attention op applies the
   rotary embedding to Q and K and writes K and V into the paged cache before its fused
   multi-head attention kernel): it reads the Q, K, V rows and writes them back;
-* decode attention (one new token per sequence): the KV cache of ``kv_len + 1`` tokens
+* decode attention as a serving engine's two decode kernels run it (grouped-query and
+  per-head, :func:`decode_kernel_time`); in its single-roofline form
+  (:func:`decode_attention_time`), one new token per sequence: the KV cache of ``kv_len + 1`` tokens
   streamed once from HBM, plus the query and output rows -- the memory-bound regime of
   decoding (FlashDecoding, Dao et al. 2023; "Efficient Memory Management for LLM Serving
   with PagedAttention", Kwon et al. SOSP 2023, Sec. 2.3), or its dot products on the CUDA
@@ -28,6 +35,8 @@
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import sympy as sp
 
@@ -59,6 +68,152 @@ def low_precision_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: s
     time = op_time(gemm("gemm", "layer", m, n, k, operand_bytes), hw)
     if quantised:
         time = time + op_time(quantise_op(m, k, activation_bytes, operand_bytes), hw)
+    return time
+
+
+#: Bytes of each operand row a GEMM's main loop loads per k-block: one 128-byte swizzled row
+#: of a TMA tile (64 bf16, 128 fp8, 256 fp4 elements: CUTLASS's Hopper and Blackwell GEMM
+#: tiles).
+K_BLOCK_BYTES = 128
+#: Bytes of one fp32 partial-sum element a split-K slice writes and its reduction reads.
+PARTIAL_BYTES = 4
+#: A split-K GEMM's partial sums are written once and read once by the reduction.
+WRITE_AND_READ = 2
+
+
+@dataclass(frozen=True)
+class GemmRates:
+    """Fitted rates of one precision's GEMM kernels (:func:`chosen_gemm_time`).
+
+    ``matmul_efficiency`` is the sustained fraction of the tensor-core peak a large GEMM
+    reaches; a kernel shorter than ``power_window`` runs up to ``boost`` times faster (the
+    clock the power limit allows before it pulls the clock down: a GEMM of many milliseconds
+    runs at the sustained clock, a short one at the boost clock)."""
+
+    peak_flops: sp.Expr
+    matmul_efficiency: sp.Expr
+    boost: sp.Expr
+    power_window: sp.Expr
+    hbm_bandwidth: sp.Expr
+    memory_efficiency: sp.Expr
+    multiprocessors: sp.Expr
+    kernel_overhead: sp.Expr
+    wave_overhead: sp.Expr
+    row_granule: sp.Expr
+    #: The shallowest reduction slice a split-K kernel is chosen with.
+    split_k_granule: sp.Expr
+
+
+def clocked_time(sustained: sp.Expr, boost: sp.Expr, window: sp.Expr) -> sp.Expr:
+    """Time of tensor-core work that takes ``sustained`` seconds at the sustained clock: a
+    kernel much shorter than ``window`` runs at ``boost`` times that clock, a much longer one
+    at the sustained clock, in between a smooth blend (the power controller's averaging)."""
+    fast = sustained / boost
+    return fast * (1 + (boost - 1) * fast / (fast + window))
+
+
+def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
+                     output_bytes: sp.Expr, rates: GemmRates, tile: tuple[int, int],
+                     splits: int) -> sp.Expr:
+    """Time of a GEMM run by one kernel configuration: output tiles ``tile`` (rows narrowed to
+    ``m``, columns to ``n``, rounded up to the row granule, for few rows or columns: the MMA
+    instruction's N dimension comes in steps of 8, and a library computes the transposed
+    product to put either side on it) and the reduction cut into ``splits`` slices of at
+    least ``split_k_granule`` (split-K: each slice a tile of its own, its fp32 partial sums
+    written to HBM and summed by a second kernel).
+
+    The roofline of the tensor cores over the launched waves of tiles (NVIDIA's "Matrix
+    Multiplication Background" guide: tile and wave quantisation), at the clock
+    :func:`clocked_time` gives, and of HBM (operands once, the output, split-K partials);
+    plus a cost per wave (a tile's prologue and epilogue) and per kernel."""
+    tile_m, tile_n = sp.Integer(tile[0]), sp.Integer(tile[1])
+    rows = sp.Min(tile_m, rates.row_granule * sp.ceiling(m / rates.row_granule))
+    cols = sp.Min(tile_n, rates.row_granule * sp.ceiling(n / rates.row_granule))
+    tiles = sp.ceiling(m / rows) * sp.ceiling(n / cols) * splits
+    waves = sp.ceiling(tiles / rates.multiprocessors)
+    depth = sp.ceiling(k / splits)
+    slots = waves * rates.multiprocessors
+    mma = clocked_time(slots * FLOPS_PER_MAC * rows * cols * depth
+                       / (rates.peak_flops * rates.matmul_efficiency),
+                       rates.boost, rates.power_window)
+    traffic = (m + n) * k * operand_bytes + m * n * output_bytes
+    kernels = 1
+    if splits > 1:
+        traffic = traffic + WRITE_AND_READ * splits * m * n * PARTIAL_BYTES
+        kernels = 2
+    stream = traffic / (rates.hbm_bandwidth * rates.memory_efficiency)
+    time = (sp.Max(mma, stream, evaluate=False) + waves * rates.wave_overhead
+            + kernels * rates.kernel_overhead)
+    if splits == 1:
+        return time
+    # A library splits the reduction only where every slice stays deep.
+    return sp.Piecewise((time, k >= splits * rates.split_k_granule), (sp.oo, True))
+
+
+def stream_k_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
+                  output_bytes: sp.Expr, rates: GemmRates, tile: tuple[int, int]) -> sp.Expr:
+    """Time of a GEMM run by a stream-K kernel of output tiles ``tile`` (Osama et al.,
+    "Stream-K: Work-centric Parallel Decomposition for Dense Matrix Multiplication on the
+    GPU", PPoPP 2023; CUTLASS's and cuBLAS's Hopper and Blackwell kernels offer it): the
+    tiles' k-blocks (:data:`K_BLOCK_BYTES` of each operand row) are dealt out evenly to the
+    multiprocessors, so the tensor cores wait on one k-block at most rather than on a wave
+    of tiles; the tiles that end up shared write and read fp32 partial sums (at most one per
+    multiprocessor). Rows and columns narrow as in :func:`gemm_config_time`."""
+    tile_m, tile_n = sp.Integer(tile[0]), sp.Integer(tile[1])
+    rows = sp.Min(tile_m, rates.row_granule * sp.ceiling(m / rates.row_granule))
+    cols = sp.Min(tile_n, rates.row_granule * sp.ceiling(n / rates.row_granule))
+    tiles = sp.ceiling(m / rows) * sp.ceiling(n / cols)
+    depth = K_BLOCK_BYTES / operand_bytes
+    blocks_per_unit = sp.ceiling(tiles * sp.ceiling(k / depth) / rates.multiprocessors)
+    mma = clocked_time(blocks_per_unit * rates.multiprocessors * FLOPS_PER_MAC * rows * cols
+                       * depth / (rates.peak_flops * rates.matmul_efficiency),
+                       rates.boost, rates.power_window)
+    traffic = ((m + n) * k * operand_bytes + m * n * output_bytes
+               + WRITE_AND_READ * rates.multiprocessors * rows * cols * PARTIAL_BYTES)
+    stream = traffic / (rates.hbm_bandwidth * rates.memory_efficiency)
+    # Each multiprocessor starts as many tiles as a wave-by-wave kernel would, and one more
+    # where its share of k-blocks straddles two tiles.
+    waves = sp.ceiling(tiles / rates.multiprocessors) + 1
+    return (sp.Max(mma, stream, evaluate=False) + waves * rates.wave_overhead
+            + rates.kernel_overhead)
+
+
+def chosen_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
+                     output_bytes: sp.Expr, rates: GemmRates,
+                     tiles: tuple[tuple[int, int], ...], splits: tuple[int, ...],
+                     stream_k: bool = True) -> sp.Expr:
+    """A GEMM as a tuned library runs it: the fastest of its kernel configurations (every
+    tile of ``tiles`` with every split-K count of ``splits``, and with ``stream_k`` every
+    tile's stream-K kernel), as cuBLAS's heuristics and
+    TensorRT-LLM's profiler pick one per shape (a heuristic that picks a slower one shows
+    as a residual: docs/calibration.md)."""
+    configs = [gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, tile, s)
+               for tile in tiles for s in splits]
+    if stream_k:
+        configs += [stream_k_time(m, n, k, operand_bytes, output_bytes, rates, tile)
+                    for tile in tiles]
+    return sp.Min(*configs, evaluate=False)
+
+
+def quantised_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
+                        activation_bytes: sp.Expr, rates: GemmRates,
+                        tiles: tuple[tuple[int, int], ...], splits: tuple[int, ...],
+                        quantised: bool, amax_pass: bool = False,
+                        stream_k: bool = True) -> sp.Expr:
+    """:func:`chosen_gemm_time` writing ``activation_bytes`` outputs, after the kernel that
+    quantises the ``m x k`` activations to the operand format when ``quantised`` (as in
+    :func:`low_precision_gemm_time`). With ``amax_pass`` the scale is the tensor's own
+    absolute maximum, taken by a reading pass over the activations before the cast
+    (dynamic per-tensor scaling; a block-scaled format takes each block's scale inside the
+    cast: DeepSeek-V3 Sec. 3.3.2)."""
+    time = chosen_gemm_time(m, n, k, operand_bytes, activation_bytes, rates, tiles, splits,
+                            stream_k)
+    if quantised:
+        op = quantise_op(m, k, activation_bytes, operand_bytes)
+        nbytes = op.bytes + (m * k * activation_bytes if amax_pass else 0)
+        kernels = 2 if amax_pass else 1
+        time = (time + nbytes / (rates.hbm_bandwidth * rates.memory_efficiency)
+                + kernels * rates.kernel_overhead)
     return time
 
 
@@ -116,6 +271,67 @@ def decode_attention_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_he
     roofline = sp.Max(nbytes / (hbm_bandwidth * memory_efficiency),
                       flops / (vector_flops * vector_efficiency), evaluate=False)
     return roofline + waves * block_overhead + kernel_overhead
+
+
+def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads: sp.Expr,
+                      head_dim: sp.Expr, kv_bytes: sp.Expr, activation_bytes: sp.Expr,
+                      hbm_bandwidth: sp.Expr, memory_efficiency: sp.Expr,
+                      vector_rate: sp.Expr, multiprocessors: sp.Expr,
+                      block_overhead: sp.Expr, kv_chunk: sp.Expr,
+                      readers: sp.Expr) -> sp.Expr:
+    """Roofline and per-wave cost of a decode kernel whose blocks each serve one of
+    ``readers`` heads per sequence (KV heads for a grouped kernel, query heads for the
+    per-head fallback)."""
+    # Multi-block mode splits a cache only as far as it fills the idle multiprocessors.
+    chunks = sp.Max(1, sp.Min(sp.ceiling((kv_len + 1) / kv_chunk),
+                              sp.floor(multiprocessors / (batch * readers))))
+    blocks = batch * readers * chunks
+    # The query heads of one KV head read its cache together (the fallback's blocks of one
+    # group share it through the L2 cache): HBM streams each KV head's cache once.
+    cache = batch * kv_heads * (kv_len + 1) * KV_TENSORS * head_dim * kv_bytes
+    rows = batch * heads * QUERY_AND_OUTPUT * head_dim * activation_bytes
+    busy = sp.Min(1, blocks / multiprocessors)
+    flops = decode_attention_flops(batch, kv_len, heads, head_dim)
+    roofline = sp.Max((cache + rows) / (hbm_bandwidth * memory_efficiency * busy),
+                      flops / (vector_rate * busy), evaluate=False)
+    return roofline + sp.ceiling(blocks / multiprocessors) * block_overhead
+
+
+def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads: sp.Expr,
+                       head_dim: sp.Expr, kv_bytes: sp.Expr, activation_bytes: sp.Expr,
+                       hbm_bandwidth: sp.Expr, memory_efficiency: sp.Expr,
+                       vector_flops: sp.Expr, vector_efficiency: sp.Expr,
+                       fallback_efficiency: sp.Expr, multiprocessors: sp.Expr,
+                       block_overhead: sp.Expr, fallback_block_overhead: sp.Expr,
+                       kernel_overhead: sp.Expr, group_limit: sp.Expr,
+                       kv_chunk: sp.Expr) -> sp.Expr:
+    """One decode step's attention as a serving engine's decode kernels run it
+    (TensorRT-LLM's grouped-query "XQA" kernel and its masked multi-head attention
+    fallback; FlashDecoding, Dao et al. 2023):
+
+    * a query group of 2 to ``group_limit`` heads per KV head runs the grouped kernel:
+      one block per (sequence, KV head) streams that head's cache once for the whole group,
+      its dot products at ``vector_efficiency`` of ``vector_flops`` (the fp32 peak), each
+      wave of blocks paying ``block_overhead``;
+    * multi-head attention (a group of one) and a larger group run the per-head kernel: one
+      block per (sequence, query head), the blocks of one group sharing their KV head's
+      cache through the L2 cache, its dot products at ``fallback_efficiency`` of that peak,
+      each wave paying ``fallback_block_overhead``;
+    * where there are fewer blocks than multiprocessors, a long cache is cut into chunks of
+      at least ``kv_chunk`` tokens, each a block of its own (multi-block mode), as far as
+      they fill the idle multiprocessors;
+    * with fewer blocks than multiprocessors only that fraction of the chip streams and
+      computes (occupancy);
+    * a block's fixed work (query rows, softmax rescale, output rows) is paid per wave of
+      blocks; the kernel pays ``kernel_overhead``."""
+    common = (batch, kv_len, heads, kv_heads, head_dim, kv_bytes, activation_bytes,
+              hbm_bandwidth, memory_efficiency)
+    grouped = _decode_path_time(*common, vector_flops * vector_efficiency, multiprocessors,
+                                block_overhead, kv_chunk, kv_heads)
+    fallback = _decode_path_time(*common, vector_flops * fallback_efficiency,
+                                 multiprocessors, fallback_block_overhead, kv_chunk, heads)
+    grouping = sp.And(heads > kv_heads, heads <= group_limit * kv_heads)
+    return sp.Piecewise((grouped, grouping), (fallback, True)) + kernel_overhead
 
 
 def moe_layer_time(tokens: sp.Expr, hidden: sp.Expr, inter: sp.Expr, topk: sp.Expr,

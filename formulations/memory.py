@@ -49,23 +49,31 @@ class ActivationTerms:
     layer_input: sp.Expr
 
 
-def activation_terms(d: Dims, flash: bool = False) -> ActivationTerms:
+def activation_terms(d: Dims, flash: bool = False,
+                     linear_input_bytes: sp.Expr | None = None) -> ActivationTerms:
     """Activation bytes per layer by part; with ``flash`` the attention core keeps only the
-    fp32 log-sum-exp per query row (formulations.attention): Korthikanti's 5as/h term is gone."""
+    fp32 log-sum-exp per query row (formulations.attention): Korthikanti's 5as/h term is gone.
+
+    ``linear_input_bytes`` is the width the inputs of the linear layers are kept in for their
+    weight gradients: one byte in FP8 training, which keeps the quantised copy rather than the
+    BF16 tensor (Transformer Engine; DeepSeek-V3 Sec. 3.3.3); ``None`` keeps them at ``e``."""
     tokens = d.tokens
-    outside = tokens * d.h * d.sigma * (UNSPLIT_ACTIVATION_TENSORS * d.e
+    lin = d.e if linear_input_bytes is None else linear_input_bytes
+    # Two norm inputs at e, the QKV and fc1 inputs at the linear-input width.
+    half = UNSPLIT_ACTIVATION_TENSORS // 2
+    outside = tokens * d.h * d.sigma * (half * d.e + half * lin
                                         + UNSPLIT_DROPOUT_MASKS * d.mask)
     q_width = d.local_heads * d.head_dim
     kv_width = d.local_kv_heads * d.head_dim
     # Q, K, V and the projection's input (the attention output, as wide as Q).
-    attention_linear = tokens * d.e * (q_width + 2 * kv_width + q_width)
+    attention_linear = tokens * (d.e * (q_width + 2 * kv_width) + lin * q_width)
     scores = d.b * d.local_heads * (d.s / d.c) * d.s
     # Softmax output, and with dropout also its mask and the dropped-out probabilities.
     attention_core = scores * (d.e + (d.e + d.mask if d.dropout else 0))
     if flash:
         attention_core = flash_activation_bytes(layer_shape(d))
     mlp_width = d.ffn / d.t
-    mlp = tokens * d.e * (d.gate_factor * mlp_width + mlp_width)
+    mlp = tokens * (d.e * d.gate_factor * mlp_width + lin * mlp_width)
     layer_input = tokens * d.h * d.sigma * d.e
     return ActivationTerms(outside, attention_linear, attention_core, mlp, layer_input)
 

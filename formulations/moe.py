@@ -299,14 +299,18 @@ def expert_parallel_time(d: Dims, x: ExpertDims, stride: sp.Expr, domain: sp.Exp
 
 # -- memory -----------------------------------------------------------------------------------
 
-def activation_bytes(d: Dims, x: ExpertDims) -> sp.Expr:
+def activation_bytes(d: Dims, x: ExpertDims, linear_input_bytes: sp.Expr | None = None
+                     ) -> sp.Expr:
     """Bytes one MoE block keeps for backward per micro-batch on the busiest rank: the router
     scores, the dispatched token copies (input of the expert fc1), the experts' fc1 outputs
     and fc2 inputs, and the same for the shared experts (Korthikanti et al. 2022 Sec. 4.1
-    applied to the grouped GEMMs)."""
-    routed = token_copies(d, x) * (d.h + (d.gate_factor + 1) * x.ffn / x.etp)
-    shared = d.tokens * (d.gate_factor + 1) * x.shared * x.ffn / d.t
-    return d.e * (tokens_per_rank(d) * x.experts + routed + shared)
+    applied to the grouped GEMMs); the inputs of fc1 and fc2 at ``linear_input_bytes`` (one
+    byte in FP8 training, formulations.memory)."""
+    lin = d.e if linear_input_bytes is None else linear_input_bytes
+    routed = token_copies(d, x) * (lin * d.h + d.e * d.gate_factor * x.ffn / x.etp
+                                   + lin * x.ffn / x.etp)
+    shared = d.tokens * x.shared * x.ffn / d.t * (d.e * d.gate_factor + lin)
+    return d.e * tokens_per_rank(d) * x.experts + routed + shared
 
 
 def stage_moe_layers(stage_layers: sp.Expr, moe_every: sp.Expr, moe_layers: sp.Expr

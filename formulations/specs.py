@@ -59,6 +59,9 @@ class ModelSpec:
     #: Width of one attention head where ``heads x head_dim`` is not ``hidden`` (Qwen3,
     #: GPT-OSS: the Q and output projections are hidden x heads*head_dim); 0: hidden / heads.
     head_dim: int = 0
+    #: Multi-token prediction modules (DeepSeek-V3 Sec. 2.2): each one more layer and one more
+    #: pass of the output head on the last pipeline stage.
+    mtp_modules: int = 0
 
     @property
     def moe(self) -> bool:
@@ -117,6 +120,10 @@ class HardwareSpec:
     flash_backward_efficiency: float = 0.0
     flash_forward_tile_overhead: float = 0.0
     flash_backward_tile_overhead: float = 0.0
+    #: Dense FP8 peak and the fraction of it FP8 GEMMs of the job's scaling recipe reach
+    #: (formulations.precision); 0 where the job runs no FP8.
+    peak_flops_fp8: float = 0.0
+    matmul_efficiency_fp8: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,26 @@ class TrainingSpec:
     #: The MoE all-to-alls overlap other micro-batches' compute; only what exceeds the MoE
     #: layer's compute is exposed (DeepSeek-V3 Sec. 3.2.1, DualPipe).
     ep_overlap: bool = False
+    #: FP8 scaling recipe of the linear layers' GEMMs (formulations.precision); "none": the
+    #: GEMMs run in the activation format.
+    fp8_recipe: str = "none"
+    #: Pipeline schedule (formulations.schedules); "1f1b" is interleaved when v > 1.
+    schedule: str = "1f1b"
+    #: Tensor-parallel communication overlapped with the adjacent linear GEMMs (Transformer
+    #: Engine userbuffers): only what exceeds them is exposed.
+    tp_overlap: bool = False
+    #: ZeRO-2/3 reduce-scatter the gradients after every micro-batch's backward (DeepSpeed,
+    #: FSDP) rather than once per step.
+    zero_reduce_per_micro_batch: bool = True
+    #: Bytes per weight in ZeRO-3/FSDP all-gathers (1 where weights are gathered in FP8).
+    gather_bytes: float = 2.0
+    #: The framework's memory reserve: CUDA context, communication buffers, workspaces
+    #: (bytes), and the allocator's fragmentation as a fraction of what the step allocates.
+    memory_reserve: float = 0.0
+    memory_fragmentation: float = 0.0
+    #: The framework's fixed time per optimizer step and per micro-batch and model chunk.
+    step_overhead: float = 0.0
+    micro_batch_overhead: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -234,3 +261,21 @@ class InferenceSpec:
     slo_tpot_p99: float = 0.0
     #: A fixed fleet of GPUs (0: provision whole replicas for ``rate``).
     gpus: int = 0
+    #: Speculative decoding (formulations.serving): "none", "draft" (a smaller model of the
+    #: same tokenizer proposes) or "heads" (EAGLE / MTP heads on the target's last hidden
+    #: state); ``draft_tokens`` proposed per verification step, each accepted with
+    #: probability ``acceptance_rate`` (Leviathan et al. 2023's alpha).
+    speculative: str = "none"
+    draft_tokens: int = 0
+    acceptance_rate: float = 0.0
+    #: The draft model ("draft"), or None; "heads" are ``head_layers`` decoder layers of the
+    #: target's width with the target's output layer.
+    draft_model: ModelSpec | None = None
+    head_layers: int = 1
+    #: Prefix caching: the fraction of prompt tokens served from the cache, and how many
+    #: distinct cached prefixes stay resident in the KV pool.
+    prefix_hit_rate: float = 0.0
+    cached_prefixes: int = 1
+    #: Data-parallel attention with wide expert parallelism (MoE models): a decision of the
+    #: (decode) pool, its attention ranks per replica (formulations.inference.Pool.dp).
+    dp_attention: bool = False

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import sympy as sp
 
-from . import attention, compute, memory, mla, moe, parallelism, transformer
+from . import attention, compute, memory, mla, moe, parallelism, precision, schedules, transformer
 from .collectives import Link, ring_all_reduce
 from .core import Decision, Formulation, ParameterSet, indicator, register
 from .specs import (
@@ -38,6 +38,8 @@ from .topology import Fabric
 MODEL_PASSES = 3
 #: FLOP per TFLOP, for the TFLOP/s figures papers report.
 TERA = 10**12
+#: Seconds per hour, for GPU-hours.
+SECONDS_PER_HOUR = 3600
 
 DECISIONS: dict[str, str] = {
     "tp": "tensor-parallel ranks",
@@ -76,8 +78,11 @@ TIME_TERMS: tuple[str, ...] = (
     "dp_communication",
     "embedding_sync",
     "optimizer_step",
+    "framework_overhead",
 )
-MEMORY_TERMS: tuple[str, ...] = ("weights", "gradients", "optimizer_states", "activations")
+MEMORY_TERMS: tuple[str, ...] = ("weights", "gradients", "optimizer_states", "activations",
+                                 "logits_and_loss", "recompute_working_set",
+                                 "framework_reserve")
 
 
 def _parameters(model: ModelSpec, hw: HardwareSpec, net: NetworkSpec,
@@ -160,6 +165,13 @@ def _parameters(model: ModelSpec, hw: HardwareSpec, net: NetworkSpec,
     if model.head_dim:
         sym["hd"] = add("head_dim", model.head_dim, "1", "width of one attention head",
                         latex="d_head")
+    sym.update(_framework_parameters(job, ps))
+    if job.fp8_recipe != "none":
+        sym["P8"] = add("peak_flops_fp8", hw.peak_flops_fp8, "FLOP/s", "dense FP8 peak",
+                        latex="F_peak8")
+        sym["eta8"] = add("matmul_efficiency_fp8", hw.matmul_efficiency_fp8, "1",
+                          f"achievable fraction of the FP8 peak, {job.fp8_recipe} scaling",
+                          latex="eta_mm8")
     sym["w_oh"] = add("gemm_wave_overhead", hw.gemm_wave_overhead, "s",
                       "fixed time per wave of GEMM output tiles", latex="tau_w")
     # Always a parameter, so that hardware entries with and without narrow tiles share one
@@ -171,11 +183,31 @@ def _parameters(model: ModelSpec, hw: HardwareSpec, net: NetworkSpec,
     if job.attention == "flash":
         sym.update(_flash_parameters(hw, ps))
         sym["l2"] = add("l2_cache", hw.l2_cache, "B", "L2 cache", latex="M_L2")
+    if model.mtp_modules:
+        sym["mtp"] = add("mtp_modules", model.mtp_modules, "1",
+                         "multi-token prediction modules", latex="D_mtp")
     if model.moe:
         sym.update(_moe_parameters(model, job, ps))
     if model.mla:
         sym.update(_mla_parameters(model, ps))
     return ps, sym
+
+
+def _framework_parameters(job: TrainingSpec, ps: ParameterSet) -> dict[str, sp.Expr]:
+    """The framework profile's memory reserve and fixed costs, and the ZeRO-3 gather format."""
+    add = ps.add
+    return {
+        "reserve": add("memory_reserve", job.memory_reserve, "B",
+                       "CUDA context, communication buffers and workspaces", latex="M_res"),
+        "frag": add("memory_fragmentation", job.memory_fragmentation, "1",
+                    "allocator fragmentation over the bytes a step allocates", latex="phi_frag"),
+        "step_oh": add("step_overhead", job.step_overhead, "s",
+                       "framework's fixed time per optimizer step", latex="tau_step"),
+        "mb_oh": add("micro_batch_overhead", job.micro_batch_overhead, "s",
+                     "framework's fixed time per micro-batch and model chunk", latex="tau_mb"),
+        "gather_b": add("gather_bytes", job.gather_bytes, "B",
+                        "bytes per weight in ZeRO-3 all-gathers", latex="e_gather"),
+    }
 
 
 def _flash_parameters(hw: HardwareSpec, ps: ParameterSet) -> dict[str, sp.Expr]:
@@ -195,6 +227,11 @@ def _flash_parameters(hw: HardwareSpec, ps: ParameterSet) -> dict[str, sp.Expr]:
                          "s", "fixed time per wave of FlashAttention backward tiles",
                          latex="tau_fa_bwd"),
     }
+
+
+def _weight_gradients(ops: list[transformer.Op]) -> list[transformer.Op]:
+    """The weight-gradient GEMMs of a backward pass (what zero-bubble schedules defer)."""
+    return [op for op in ops if op.kind == "gemm" and op.name.endswith(".wgrad")]
 
 
 def attention_head_dims(model: ModelSpec) -> tuple[int, int]:
@@ -296,6 +333,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         c=c, sigma=sigma, e=p_["e"], mask=p_["mask"] if model.dropout else sp.Integer(0),
         swiglu=model.ffn_kind == "swiglu", dropout=model.dropout,
         gqa=model.kv_heads != model.heads, hd=p_.get("hd"),
+        # Multi-head latent attention ropes only its small decoupled part (formulations.mla).
+        rope=not model.learned_positions and not model.mla,
     )
     latent = None
     if model.mla:
@@ -309,7 +348,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
              if flash else None)
     hw = compute.ComputeParams(p_["P"], p_["eta_mm"], p_["B_hbm"], p_["eta_mem"], p_["sms"],
                                p_["tile_m"], p_["tile_n"], p_["k_oh"], p_["w_oh"], rates,
-                               row_granule=p_.get("g_m"))
+                               row_granule=p_.get("g_m"), fp8_peak_flops=p_.get("P8"),
+                               fp8_matmul_efficiency=p_.get("eta8"))
     up = Link(p_["B_up"], p_["a_up"], p_["eta_up"])
     out = Link(p_["B_out"], p_["a_out"], p_["eta_out"])
     N_up = p_["N_up"]
@@ -328,6 +368,10 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                                        job.bytes_per_element)
         fwd = attention.use_flash(fwd, dims, blocks, backward=False)
         bwd = attention.use_flash(bwd, dims, blocks, backward=True)
+    fp8 = job.fp8_recipe != "none"
+    if fp8:
+        fwd = precision.quantised(fwd, p_["e"], job.fp8_recipe)
+        bwd = precision.quantised(bwd, p_["e"], job.fp8_recipe)
     core_fwd = [op for op in fwd if op.region == "attention_core"]
     head_f, head_b = transformer.head_forward(dims), transformer.head_backward(dims)
 
@@ -335,6 +379,15 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     t_bwd = compute.ops_time(bwd, hw)
     t_core = compute.ops_time(core_fwd, hw)
     t_head = compute.ops_time(head_f, hw) + compute.ops_time(head_b, hw)
+    t_head_fwd = compute.ops_time(head_f, hw)
+    t_wgrad = compute.ops_time(_weight_gradients(bwd), hw)
+    # Linear GEMMs a tensor-parallel collective can overlap (Transformer Engine userbuffers
+    # pipeline the all-gather into the next GEMM and the reduce-scatter out of the previous).
+    t_linear_fwd = compute.ops_time([op for op in fwd if op.kind == "gemm"
+                                     and op.region == "layer"], hw)
+    t_linear_bwd = compute.ops_time([op for op in bwd if op.kind == "gemm"
+                                     and op.region == "layer"
+                                     and not op.name.endswith(".wgrad")], hw)
     t_recompute = full * t_fwd + selective * t_core
     up_projections = [op for op in fwd if op.name in mla.RECOMPUTED_UP_PROJECTIONS]
     if latent is not None:
@@ -351,6 +404,10 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     chosen = (sp.Min(*tp_algorithms.values(), evaluate=False) if job.tp_algorithm == "auto"
               else tp_algorithms[job.tp_algorithm])
     t_tp = parallelism.TP_ALL_REDUCES_PER_PASS * chosen
+    t_tp_fwd_exposed, t_tp_bwd_exposed = t_tp, t_tp
+    if job.tp_overlap:
+        t_tp_fwd_exposed = sp.Max(0, t_tp - t_linear_fwd)
+        t_tp_bwd_exposed = sp.Max(0, t_tp - t_linear_bwd)
     kv_chunk = dims.tokens * 2 * dims.local_kv_heads * dims.head_dim * p_["e"]
     t_cp_raw = parallelism.context_parallel_time(kv_chunk, c, t, N_up, up, out, fabric)
     # Ring attention overlaps each K/V pass with the attention kernels of the previous chunk.
@@ -372,7 +429,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     # With uneven stages the slowest holds ceil(L / (p v)) layers per model chunk.
     layers_per_stage = v * sp.ceiling(L / (pp * v)) if job.uneven_stages else mean_layers
     m = p_["GB"] / (d * b)
-    per_layer_comm = t_tp * (1 + 1 + full)  # forward, backward, recomputed forward
+    # forward, backward, recomputed forward
+    per_layer_comm = t_tp_fwd_exposed * (1 + full) + t_tp_bwd_exposed
 
     # -- mixture of experts: the MoE layers of the stage that holds most of them --------------
     ep = dec["ep"].symbol
@@ -381,8 +439,13 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         experts = moe.ExpertDims(p_["E"], p_["E_sh"], p_["k"], p_["f_e"], ep, p_["etp"],
                                  moe.load_factor(p_["imb"], p_.get("cf")), p_.get("route"))
         with_shared = model.shared_experts > 0
-        fwd_moe = moe.replace_mlp(fwd, moe.moe_forward(dims, experts, with_shared))
-        bwd_moe = moe.replace_mlp(bwd, moe.moe_backward(dims, experts, with_shared))
+        moe_fwd_ops = moe.moe_forward(dims, experts, with_shared)
+        moe_bwd_ops = moe.moe_backward(dims, experts, with_shared)
+        if fp8:
+            moe_fwd_ops = precision.quantised(moe_fwd_ops, p_["e"], job.fp8_recipe)
+            moe_bwd_ops = precision.quantised(moe_bwd_ops, p_["e"], job.fp8_recipe)
+        fwd_moe = moe.replace_mlp(fwd, moe_fwd_ops)
+        bwd_moe = moe.replace_mlp(bwd, moe_bwd_ops)
         # Model FLOPs count every routed token once: no imbalance, no dropped tokens.
         model_fwd_moe = moe.replace_mlp(fwd, moe.moe_forward(
             dims, replace(experts, load=sp.Integer(1)), with_shared))
@@ -390,6 +453,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         t_bwd_moe = compute.ops_time(bwd_moe, hw)
         t_recompute_moe = full * t_fwd_moe + selective * (
             t_core + compute.ops_time(up_projections, hw))
+        t_wgrad_moe = compute.ops_time(_weight_gradients(bwd_moe), hw)
         # Expert-parallel ranks are expert_tp apart (etp innermost, Megatron-Core's order).
         t_ep_layer = moe.expert_parallel_time(dims, experts, p_["etp"], N_up, up, out,
                                               fabric) * (1 + 1 + full)
@@ -409,6 +473,12 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     stage_compute = per_stage(t_fwd + t_bwd + t_recompute,
                               (t_fwd_moe + t_bwd_moe + t_recompute_moe) if model.moe else None
                               ) + t_head
+    if model.mtp_modules:
+        # Each multi-token prediction module is one more layer (of the last layer's kind) and
+        # one more pass of the shared output head, on the last stage (DeepSeek-V3 Sec. 2.2).
+        last_layer = ((t_fwd_moe + t_bwd_moe + t_recompute_moe) if model.moe
+                      else (t_fwd + t_bwd + t_recompute))
+        stage_compute += p_["mtp"] * (last_layer + t_head)
     stage = stage_compute + layers_per_stage * (per_layer_comm + t_cp) + t_pp
     t_ep = sp.Integer(0)
     if model.moe:
@@ -417,6 +487,12 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         t_ep = moe_stage * (sp.Max(0, t_ep_layer - (t_fwd_moe + t_bwd_moe + t_recompute_moe))
                             if job.ep_overlap else t_ep_layer)
     stage += t_ep
+    # The stage's forward share, and the weight-gradient GEMMs zero-bubble schedules defer.
+    forward_share = 1 / (2 + full)  # of the all-to-alls: forward, backward, recomputed forward
+    stage_forward = (per_stage(t_fwd, t_fwd_moe if model.moe else None) + t_head_fwd
+                     + layers_per_stage * (t_tp_fwd_exposed + t_cp_fwd) + t_pp / 2
+                     + t_ep * forward_share)
+    stage_weight_grad = per_stage(t_wgrad, t_wgrad_moe if model.moe else None)
 
     # -- parameters, gradient reduction and optimizer ----------------------------------------
     layer_params = transformer.layer_parameters(dims, model.biases)
@@ -472,12 +548,38 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                  + expert_all_reduce(expert_stage_params * p_["g_red"]))
     t_bwd_last = per_stage(t_bwd + t_recompute, (t_bwd_moe + t_recompute_moe + t_ep_layer / 2)
                            if model.moe else None) + layers_per_stage * per_layer_comm / 2
-    t_dp = sp.Max(0, t_dp_full - t_bwd_last) if job.dp_overlap else t_dp_full
-    # ZeRO-3 gathers the stage's weights before each micro-batch's forward and backward pass
-    # (Rajbhandari et al. 2020, Sec. 7.2.2: 1.5x the data-parallel volume per step without
-    # gradient accumulation); an all-gather moves half of an all-reduce's volume.
-    t_zero3 = indicator(z, 3) * m * (dp_all_reduce(stage_params * p_["w_b"])
-                                     + expert_all_reduce(expert_stage_params * p_["w_b"]))
+    t_dp_step = sp.Max(0, t_dp_full - t_bwd_last) if job.dp_overlap else t_dp_full
+    # ZeRO-2 and ZeRO-3 as DeepSpeed and FSDP run them (Rajbhandari et al. 2020, Sec. 5 and
+    # 7.2): the gradients are reduce-scattered after every micro-batch's backward -- a
+    # reduce-scatter moves half of an all-reduce's volume -- and, ZeRO-2, the updated weights
+    # all-gathered once per step; ZeRO-3 gathers each layer's weights before its forward and
+    # again before its backward (1.5x the all-reduce volume per micro-batch), one collective
+    # per layer, so its latency is paid per layer. With overlap, the gathers are prefetched
+    # behind the previous layer's compute and the reduce-scatters run behind the next
+    # layer's backward: what exceeds the micro-batch's compute is exposed, plus the first
+    # layer's gather, which nothing precedes.
+    def per_layer_collective(total_bytes: sp.Expr, expert_bytes: sp.Expr) -> sp.Expr:
+        """One all-reduce-sized collective per layer of the stage, summed."""
+        return layers_per_stage * (dp_all_reduce(total_bytes / layers_per_stage)
+                                   + expert_all_reduce(expert_bytes / layers_per_stage))
+
+    grads_rs = per_layer_collective(stage_params * p_["g_red"],
+                                    expert_stage_params * p_["g_red"]) / 2
+    weights_ag = per_layer_collective(stage_params * p_["gather_b"],
+                                      expert_stage_params * p_["gather_b"]) / 2
+    micro_batch_compute = stage_compute
+    first_gather = weights_ag / layers_per_stage
+    if job.dp_overlap:
+        zero2_micro = sp.Max(0, grads_rs - (stage - stage_forward))
+        zero3_micro = sp.Max(0, 2 * weights_ag + grads_rs - micro_batch_compute) + first_gather
+    else:
+        zero2_micro, zero3_micro = grads_rs, 2 * weights_ag + grads_rs
+    zero2, zero3 = indicator(z, 2), indicator(z, 3)
+    # Per micro-batch: the reduce-scatters, and the weights' all-gather after the step;
+    # gradients accumulated locally and reduced once per step: ZeRO-1's traffic.
+    t_zero2 = (m * zero2_micro + t_dp_full / 2 if job.zero_reduce_per_micro_batch
+               else t_dp_step)
+    t_dp = (1 - zero2 - zero3) * t_dp_step + zero2 * t_zero2 + zero3 * m * zero3_micro
     t_embed_sync = sp.Integer(0)
     if model.tied_embeddings:
         # First and last stage all-reduce the shared word-embedding gradient.
@@ -486,7 +588,12 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     optimizer_params = memory.sharded(stage_params, d, z, 1)
     if model.moe:
         optimizer_params += memory.sharded(expert_stage_params, edp, z, 1)
-    t_opt = optimizer_params * p_["o_step"] / (p_["B_hbm"] * p_["eta_mem"])
+    step_bytes = optimizer_params * p_["o_step"]
+    if fp8:
+        # The FP8 weight copies are refreshed once per step from the updated weights.
+        step_bytes += (stage_params + expert_stage_params) * (
+            precision.weight_cast_bytes_per_parameter(p_["w_b"]))
+    t_opt = step_bytes / (p_["B_hbm"] * p_["eta_mem"])
 
     # -- the iteration and its breakdown ------------------------------------------------------
     # The output layer runs on the last stage, which is the slowest and paces the pipeline.
@@ -501,10 +608,12 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         "cp_communication": m * layers_per_stage * t_cp,
         "ep_communication": m * t_ep,
         "pp_communication": m * t_pp,
-        "pipeline_bubble": parallelism.bubble_slots(pp, v) * stage,
-        "dp_communication": t_dp + t_zero3,
+        "pipeline_bubble": schedules.bubble_time(job.schedule, pp, v, stage_forward,
+                                                 stage - stage_forward, stage_weight_grad),
+        "dp_communication": t_dp,
         "embedding_sync": t_embed_sync,
         "optimizer_step": t_opt,
+        "framework_overhead": p_["step_oh"] + m * v * p_["mb_oh"],
     }
     iteration = sp.Add(*terms.values())
 
@@ -530,7 +639,9 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     time_to_train = p_["D"] / tokens_per_s
 
     # -- memory on the first stage ----------------------------------------------------------
-    acts = memory.activation_terms(dims, flash=flash)
+    # FP8 training keeps the linear layers' inputs as their FP8 copies.
+    cached = sp.Integer(precision.FP8_BYTES) if fp8 else None
+    acts = memory.activation_terms(dims, flash=flash, linear_input_bytes=cached)
     act_layer = memory.layer_activation_bytes(acts, selective, full)
     # The embedding output's dropout mask is kept too (Korthikanti et al. Sec. 4.3).
     embed_act = dims.tokens * p_["h"] * sigma * dims.mask
@@ -542,19 +653,40 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     if model.moe or job.uneven_stages or latent is not None:
         # Micro-batches in flight times the activations of the stage's own layers.
         act_moe = (memory.layer_activation_bytes(
-            replace(acts, mlp=moe.activation_bytes(dims, experts)), selective, full)
+            replace(acts, mlp=moe.activation_bytes(dims, experts, cached)), selective, full)
             if model.moe else None)
         activations = in_flight / mean_layers * (per_stage(act_layer, act_moe) + embed_act)
+    # DualPipe holds one micro-batch more than 1F1B, and two copies of the stage's
+    # parameters (formulations.schedules).
+    activations *= schedules.in_flight_micro_batches(job.schedule, pp) / pp
+    copies = schedules.PARAMETER_COPIES[job.schedule]
+    # Resident FP8 copies of the weights beside the BF16 ones (formulations.precision).
+    weight_bytes = p_["w_b"] + (precision.weight_copy_bytes() if fp8 else 0)
+    # The recompute working set: the layer being recomputed holds its activations in full
+    # (full recomputation) or its attention core (selective) while its backward runs.
+    working = (replace(acts, mlp=moe.activation_bytes(dims, experts, cached)) if model.moe
+               else acts)
+    recompute_working_set = (full * (working.outside_tp + working.attention_linear
+                                     + working.mlp + working.attention_core)
+                             + selective * working.attention_core)
     mem_terms = {
-        "weights": (memory.sharded(stage_params, d, z, 3)
-                    + (memory.sharded(expert_stage_params, edp, z, 3) if model.moe else 0)
-                    ) * p_["w_b"],
-        "gradients": (memory.sharded(stage_params, d, z, 2)
-                      + (memory.sharded(expert_stage_params, edp, z, 2) if model.moe else 0)
-                      ) * p_["g_b"],
-        "optimizer_states": optimizer_params * p_["o_b"],
+        "weights": copies * (memory.sharded(stage_params, d, z, 3)
+                             + (memory.sharded(expert_stage_params, edp, z, 3)
+                                if model.moe else 0)) * weight_bytes,
+        "gradients": copies * (memory.sharded(stage_params, d, z, 2)
+                               + (memory.sharded(expert_stage_params, edp, z, 2)
+                                  if model.moe else 0)) * p_["g_b"],
+        "optimizer_states": copies * optimizer_params * p_["o_b"],
         "activations": activations,
+        # With one stage the first stage is also the last: one micro-batch's logits and the
+        # loss's FP32 probabilities are live at the end of the forward pass (Megatron-LM's
+        # vocabulary-parallel cross entropy).
+        "logits_and_loss": indicator(pp, 1) * dims.tokens * p_["V"] / t * (
+            p_["e"] + transformer.LOSS_FP32_BYTES),
+        "recompute_working_set": recompute_working_set,
     }
+    allocated = sp.Add(*mem_terms.values())
+    mem_terms["framework_reserve"] = p_["reserve"] + p_["frag"] * allocated
     memory_per_gpu = sp.Add(*mem_terms.values())
     model_states = mem_terms["weights"] + mem_terms["gradients"] + mem_terms["optimizer_states"]
     # The same states averaged over the pipeline stages (the first stage also holds the
@@ -593,6 +725,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         "micro_batches": m,
         "gpus": gpus,
         "tokens_per_s": tokens_per_s,
+        "tokens_per_s_per_gpu": tokens_per_s / gpus,
         "model_flops_per_gpu": model_flops_gpu,
         "hardware_flops_per_gpu": hardware_flops_gpu,
         "model_tflops_per_gpu": model_flops_gpu / iteration / TERA,
@@ -608,6 +741,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         "model_states_average": model_states_average,
         "memory_per_gpu": memory_per_gpu,
         "time_to_train": time_to_train,
+        "gpu_hours": time_to_train * gpus / SECONDS_PER_HOUR,
         "cost": time_to_train * gpus * p_["price"],
     }
     units = {name: "s" for name in (*TIME_TERMS, "iteration_time", "per_layer_forward_time",
@@ -617,10 +751,11 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     units.update({f"tp_all_reduce_{name}": "s" for name in tp_algorithms})
     units["scale_up_reduction_available"] = "1"
     units.update({"micro_batches": "1", "gpus": "1", "tokens_per_s": "1/s",
+                  "tokens_per_s_per_gpu": "1/s",
                   "model_flops_per_gpu": "FLOP", "hardware_flops_per_gpu": "FLOP",
                   "model_tflops_per_gpu": "TFLOP/s", "hardware_tflops_per_gpu": "TFLOP/s",
                   "mfu": "1", "hfu": "1", "parameters": "1", "stage_parameters": "1",
-                  "cost": "USD"})
+                  "cost": "USD", "gpu_hours": "h"})
     units.update({"active_parameters": "1", "expert_data_parallel": "1",
                   "expert_parameters_per_gpu": "1", "tokens_per_expert": "1",
                   "moe_dropped_fraction": "1", "ep_all_to_all_per_layer": "s",
@@ -635,6 +770,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         "memory_per_gpu": "peak memory on the first pipeline stage",
         "time_to_train": "wall time to train on the token budget",
         "cost": "GPU-hours times the price per GPU-hour",
+        "gpu_hours": "GPU-hours to train on the token budget",
+        "framework_reserve": "CUDA context, communication buffers, workspaces, fragmentation",
     }
     return Formulation(
         name="training",

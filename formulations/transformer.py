@@ -32,11 +32,20 @@ DROPOUT_ACCESSES = (2, 2)
 BIAS_DROPOUT_ADD_ACCESSES = (3, 2)
 #: GeLU (fused with its bias): read x, write y; backward: read x, dy, write dx.
 GELU_ACCESSES = (2, 3)
+#: RoPE: read and write each query and key element (forward and backward alike).
+ROPE_ACCESSES = (2, 2)
 #: SwiGLU: read gate and up, write y; backward: read gate, up, dy, write two gradients.
 SWIGLU_ACCESSES = (3, 5)
-#: Vocabulary-parallel cross entropy: read logits (e bytes) and write fp32 probabilities
-#: forward; read the fp32 probabilities and write the logit gradient backward.
+#: Vocabulary-parallel cross entropy in FP32 (Megatron-LM's ``_VocabParallelCrossEntropy``,
+#: unfused, as Megatron-Core ran it by default through 2024).
 LOSS_FP32_BYTES = 4
+#: FP32 accesses per logit forward after the cast from ``e`` bytes: max reduction (read),
+#: subtract the max (read, write), exponentiate (read, write), sum reduction (read), normalise
+#: to probabilities kept for backward (read, write).
+LOSS_FORWARD_FP32_ACCESSES = 1 + 2 + 2 + 1 + 2
+#: FP32 accesses per logit backward: subtract the one-hot target and scale by the incoming
+#: gradient in place (read, write), read for the cast to ``e`` bytes.
+LOSS_BACKWARD_FP32_ACCESSES = 2 + 1
 
 #: "flash": a fused FlashAttention kernel (formulations.attention.FlashOp).
 Kind = Literal["gemm", "elementwise", "flash"]
@@ -69,6 +78,9 @@ class Dims:
     #: Width of one head where ``a`` heads of it are not ``h`` wide (Qwen3, GPT-OSS); None is
     #: ``h/a``. The Q and output projections are then ``h x a*hd`` (``attention_width``).
     hd: sp.Expr | None = None
+    #: Rotary position embeddings applied to Q and K by a kernel of their own (Su et al.,
+    #: "RoFormer", 2021, eq. 34; Transformer Engine's fused RoPE), forward and backward.
+    rope: bool = False
 
     @property
     def tokens(self) -> sp.Expr:
@@ -128,6 +140,8 @@ class Op:
     n: sp.Expr = sp.S.Zero
     k: sp.Expr = sp.S.Zero
     batch: sp.Expr = sp.S.One
+    #: Runs on the FP8 tensor cores (formulations.precision).
+    fp8: bool = False
 
 
 def gemm(name: str, region: Region, m: sp.Expr, n: sp.Expr, k: sp.Expr, e: sp.Expr,
@@ -183,6 +197,15 @@ def _attention_core_shapes(d: Dims) -> dict[str, tuple[sp.Expr, sp.Expr, sp.Expr
     }
 
 
+def _rope(d: Dims, backward: bool) -> list[Op]:
+    """The rotary-embedding kernel on the local queries and keys (none without RoPE)."""
+    if not d.rope:
+        return []
+    elements = d.tokens * (d.local_heads + d.local_kv_heads) * d.qk_head_dim
+    name = "rope.bwd" if backward else "rope"
+    return [elementwise(name, "layer", elements, ROPE_ACCESSES[int(backward)], d.e)]
+
+
 def layer_forward(d: Dims) -> list[Op]:
     """Kernels of one layer's forward pass (communication is in :mod:`parallelism`)."""
     dense = _shapes(d)
@@ -193,6 +216,7 @@ def layer_forward(d: Dims) -> list[Op]:
     return [
         elementwise("ln_attention", "layer", residual, LAYERNORM_ACCESSES[0], d.e),
         gemm("qkv", "layer", *dense["qkv"], d.e),
+        *_rope(d, backward=False),
         gemm("attn_scores", "attention_core", *core["attn_scores"][1:], d.e,
              core["attn_scores"][0]),
         elementwise("softmax", "attention_core", scores, SOFTMAX_ACCESSES[0], d.e),
@@ -236,6 +260,7 @@ def layer_backward(d: Dims) -> list[Op]:
         elementwise("softmax.bwd", "attention_core", scores, SOFTMAX_ACCESSES[1], d.e),
         *gemm_backward("attn_scores", "attention_core", *core["attn_scores"][1:], d.e,
                        core["attn_scores"][0]),
+        *_rope(d, backward=True),
         *gemm_backward("qkv", "layer", *dense["qkv"], d.e),
         elementwise("ln_attention.bwd", "layer", residual, LAYERNORM_ACCESSES[1], d.e),
     ]
@@ -248,14 +273,17 @@ def head_forward(d: Dims) -> list[Op]:
     return [
         elementwise("ln_final", "head", d.tokens * d.h * d.sigma, LAYERNORM_ACCESSES[0], d.e),
         gemm("logits", "head", d.tokens, d.vocab / d.t, d.h, d.e),
-        elementwise("loss", "head", logits, 1, d.e, logits * LOSS_FP32_BYTES),
+        # The cast reads e bytes and writes FP32; the passes of the loss follow.
+        elementwise("loss", "head", logits, 1, d.e,
+                    logits * LOSS_FP32_BYTES * (1 + LOSS_FORWARD_FP32_ACCESSES)),
     ]
 
 
 def head_backward(d: Dims) -> list[Op]:
     logits = d.tokens * d.vocab / d.t
     return [
-        elementwise("loss.bwd", "head", logits, 1, d.e, logits * LOSS_FP32_BYTES),
+        elementwise("loss.bwd", "head", logits, 1, d.e,
+                    logits * LOSS_FP32_BYTES * LOSS_BACKWARD_FP32_ACCESSES),
         *gemm_backward("logits", "head", d.tokens, d.vocab / d.t, d.h, d.e),
         elementwise("ln_final.bwd", "head", d.tokens * d.h * d.sigma, LAYERNORM_ACCESSES[1],
                     d.e),

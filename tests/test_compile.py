@@ -43,9 +43,10 @@ def test_compiled_form_is_small_and_json(compiled_problem) -> None:  # type: ign
     problem, compiled = compiled_problem
     data = json.loads(json.dumps(compiled.to_json()))
     assert set(data) == {"objective", "variables", "factors", "objective_terms", "constraints"}
-    # Grows with the sum of the tables, far below the product of the domains.
+    # Grows with the sum of the tables, far below the product of the domains (the TP-overlap
+    # maxima tabulate the collective and the layer's GEMMs together: ~1/80 of it here).
     cells = sum(len(f.values) for f in compiled.factors)
-    assert cells < problem.space.size / 100
+    assert cells < problem.space.size / 50
     assert all(len(f.values) <= MAX_TABLE for f in compiled.factors)
 
 

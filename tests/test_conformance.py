@@ -97,10 +97,17 @@ def raw_case(seed: int) -> dict[str, Any]:
                      sorted(rng.sample(HARDWARE, rng.randint(2, 3)))),
         "network": rng.choice([*NETWORKS, list(NETWORKS)]),
         "cluster": {"gpus": rng.choice([8, 16, 32, [8, 16], [16, 32], [4, 8]])},
-        "training": {"global_batch": rng.choice([8, 16, 32, 64])},
+        # The engines must agree on every layout, not only on what one framework runs, and
+        # on each framework's rules (megatron-core runs ZeRO 0 and 1 only).
+        "training": {"global_batch": rng.choice([8, 16, 32, 64]),
+                     "framework": rng.choice(
+                         ["unrestricted", "unrestricted", "deepspeed"]
+                         + (["megatron-core"] if set(par["zero"]) <= {0, 1} else []))},
         "parallelism": par,
-        "constraints": {"memory_headroom": (rng.choice([0.02, 0.02, 0.1]) if tight else
-                                            rng.choice([0.02, 0.1, 0.3, 1.0]))},
+        # Fractions of HBM the search may fill; the framework's reserve (3 GiB + 10 %) is
+        # inside the memory it counts, so the tightest leaves a few GiB beyond it.
+        "constraints": {"memory_headroom": (rng.choice([0.07, 0.07, 0.12]) if tight else
+                                            rng.choice([0.07, 0.12, 0.3, 1.0]))},
     }
     objectives = ["iteration_time", "time_to_train"]
     if regime == "priced":

@@ -28,6 +28,9 @@ from perfcost.solver.studies import kernel_database as kdb
 from typer.testing import CliRunner
 
 EXTRACT = Path(__file__).parent / "data" / "kernel-database-h200_sxm"
+#: Generations of the GEMM fit's search in these tests (the command runs more): enough for
+#: the extract's few hundred rows.
+SHORT_SEARCH = 8
 
 
 @cache
@@ -160,11 +163,85 @@ def test_decode_attention_grows_with_the_cache(batch: int, kv_len: int,
     assert longer > short >= floor
 
 
+def _rates(boost: float = 1.2, window: float = 2e-3) -> kernels.GemmRates:
+    return kernels.GemmRates(
+        sp.Float(989e12), sp.Float(0.7), sp.Float(boost), sp.Float(window), sp.Float(4.8e12),
+        sp.Float(0.8), sp.Integer(132), sp.Float(3e-6), sp.Float(0.5e-6), sp.Integer(8),
+        sp.Integer(256))
+
+
+TILES = ((64, 128), (128, 128), (128, 256))
+SPLITS = (1, 2, 4, 8, 16)
+
+
+@given(st.integers(1, 8192), st.integers(1, 16384), st.integers(1, 65536))
+@settings(max_examples=20, deadline=None)
+def test_chosen_gemm_is_the_fastest_configuration_above_both_floors(m: int, n: int,
+                                                                  k: int) -> None:
+    """The library's choice is the fastest configuration (split-K or stream-K), and no
+    configuration beats the tensor cores at the boost clock or HBM streaming the operands
+    once."""
+    args = (sp.Integer(m), sp.Integer(n), sp.Integer(k), sp.Integer(2), sp.Integer(2), _rates())
+    chosen = float(kernels.chosen_gemm_time(*args, TILES, SPLITS))
+    configs = [float(kernels.gemm_config_time(*args, tile, s)) for tile in TILES
+               for s in SPLITS]
+    configs += [float(kernels.stream_k_time(*args, tile)) for tile in TILES]
+    assert chosen == pytest.approx(min(configs), rel=1e-12)
+    compute_floor = 2 * m * n * k / (989e12 * 0.7 * 1.2)
+    memory_floor = ((m + n) * k + m * n) * 2 / (4.8e12 * 0.8)
+    assert chosen >= max(compute_floor, memory_floor) + 3e-6
+
+
+@given(st.floats(1e-7, 1.0), st.floats(1.0, 1.5), st.floats(1e-5, 1e-2))
+@settings(max_examples=60, deadline=None)
+def test_clock_runs_short_kernels_at_the_boost_and_long_ones_sustained(
+        sustained: float, boost: float, window: float) -> None:
+    time = float(kernels.clocked_time(sp.Float(sustained), sp.Float(boost), sp.Float(window)))
+    assert sustained / boost * (1 - 1e-12) <= time <= sustained * (1 + 1e-12)
+    longer = float(kernels.clocked_time(sp.Float(2 * sustained), sp.Float(boost),
+                                        sp.Float(window)))
+    assert longer > time
+
+
+def test_amax_pass_reads_the_activations_once_more() -> None:
+    m, n, k = sp.Integer(4096), sp.Integer(64), sp.Integer(8192)
+    rates = _rates()
+    one, two = (float(kernels.quantised_gemm_time(m, n, k, sp.Integer(1), sp.Integer(2), rates,
+                                                  TILES, SPLITS, True, amax))
+                for amax in (False, True))
+    assert two - one == pytest.approx(4096 * 8192 * 2 / (4.8e12 * 0.8) + 3e-6, rel=1e-9)
+
+
+def _decode(batch: int, kv_len: int, heads: int, kv_heads: int, limit: int = 32) -> float:
+    return float(kernels.decode_kernel_time(
+        sp.Integer(batch), sp.Integer(kv_len), sp.Integer(heads), sp.Integer(kv_heads),
+        sp.Integer(128), sp.Integer(2), sp.Integer(2), sp.Float(4.8e12), sp.Float(0.8),
+        sp.Float(67e12), sp.Float(0.5), sp.Float(0.1), sp.Integer(132), sp.Float(4e-6),
+        sp.Float(1e-6), sp.Float(5e-6), sp.Integer(limit), sp.Integer(512)))
+
+
+@given(st.integers(1, 512), st.integers(0, 100000), st.sampled_from([(8, 8), (32, 8), (64, 1)]))
+@settings(max_examples=40, deadline=None)
+def test_decode_kernel_grows_with_the_cache_above_the_stream_floor(
+        batch: int, kv_len: int, heads: tuple[int, int]) -> None:
+    short = _decode(batch, kv_len, *heads)
+    longer = _decode(batch, kv_len + 1024, *heads)
+    floor = 2 * batch * heads[1] * (kv_len + 1) * 128 * 2 / (4.8e12 * 0.8)
+    assert longer > short >= floor
+
+
+def test_decode_group_above_the_limit_runs_the_fallback() -> None:
+    """A 64-head group on one KV head runs per-head blocks at the fallback's rate: slower
+    than the grouped kernel that a limit of 64 lets it run."""
+    assert _decode(8, 4095, 64, 1, limit=32) > 2 * _decode(8, 4095, 64, 1, limit=64)
+
+
 # -- the fit, judged on held-out rows --------------------------------------------------------
 
 def test_gemm_fit_on_the_extract_holds_out_rows() -> None:
     # One candidate tile (the one the full tables choose) keeps the test short.
-    fit = fitting.fit_gemm(_table("gemm"), _machine(), tiles=((64, 128),))
+    fit = fitting.fit_gemm(_table("gemm"), _machine(), tiles=((64, 128),),
+                           generations=SHORT_SEARCH)
     big = next(j for j in fit.judged if j.subset == ">= 1 GFLOP")
     errors = np.abs(big.errors)
     print(big.row())
@@ -173,6 +250,16 @@ def test_gemm_fit_on_the_extract_holds_out_rows() -> None:
     # fitted rows reach it within a margin.
     assert np.median(errors) <= 0.08
     assert 0.5 <= fit.params["matmul_efficiency"] <= 1.0
+    assert 1.0 <= fit.params["boost"] <= 1.5
+
+
+def test_decode_fit_on_the_extract() -> None:
+    fit = fitting.fit_decode(_table("generation attention"), _machine())
+    errors = np.abs(fit.judged[0].errors)
+    print(fit.judged[0].row(), fit.params)
+    assert np.median(errors) <= 0.20
+    assert fit.params["group_limit"] in fitting.DECODE_GROUP_LIMITS
+    assert fit.params["fallback_efficiency"] <= 1.0
 
 
 def test_prefill_attention_fit_on_the_extract() -> None:
@@ -230,7 +317,7 @@ def _small_fit() -> fitting.DatabaseFit:
     db = _database()
     tables = tuple(t for t in db.tables if (t.kind, t.precision) in keep)
     return fitting.fit_database(kdb.Database(db.gpu, db.framework, db.package_version, tables),
-                                _machine(), tiles=((64, 128),))
+                                _machine(), tiles=((64, 128),), generations=SHORT_SEARCH)
 
 
 def test_written_hardware_entry_keeps_its_validated_values() -> None:
@@ -242,6 +329,12 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
     fp8 = after.efficiency.precision["fp8"]
     assert fp8.quantised_activations and fp8.prefill_forward is not None
     assert fp8.decode_vector is not None and fp8.moe_matmul is not None
+    assert fp8.gemm_tiles == [(64, 128)] and fp8.amax_pass and fp8.boost >= 1.0
+    # matmul: the model's achieved efficiency on a large GEMM, its cast included, never
+    # above what the tensor cores reach at the boost clock.
+    assert fp8.gemm_efficiency is not None
+    assert 0 < fp8.matmul < fp8.gemm_efficiency * fp8.boost
+    assert fp8.decode_group_limit in fitting.DECODE_GROUP_LIMITS
     assert "aiconfigurator-core" in fp8.source and "held-out" in fp8.residuals
     # Everything outside the per-precision tables is as it was: validation cannot move.
     assert after.efficiency.model_dump(exclude={"precision"}) == before.efficiency.model_dump(
@@ -280,7 +373,7 @@ def test_kernel_file_is_predicted_without_fitting_on_it() -> None:
     db = _database()
     tables = tuple(t for t in db.tables if (t.kind, t.precision) in keep)
     fit = fitting.fit_database(kdb.Database(db.gpu, db.framework, db.package_version, tables),
-                               _machine(), tiles=((64, 128),))
+                               _machine(), tiles=((64, 128),), generations=SHORT_SEARCH)
     kernels_file = cal.read_kernels(Path(__file__).parent / "data" / "h200-kernels.json")
     rows = fitting.predict_kernel_file(fit, kernels_file)
     assert sum(kind == "gemm" for kind, *_ in rows) == len(kernels_file.gemm)

@@ -220,7 +220,7 @@ def deployment_sets(case: Any, formulation: Any, codes: dict[str, float]) -> lis
     """``--set`` options that fix the deployment ``codes`` in the case (for ``evaluate``)."""
     where = {"tp": "parallelism.tp", "pp": "parallelism.pp", "ep": "parallelism.ep",
              "batch": "serving.batch", "precision": "serving.precision",
-             "load": "serving.load"}
+             "load": "serving.load", "dp_attention": "serving.dp_attention"}
     deployment = export.serving_deployment(case)
     sets = [f"hardware={deployment['hardware']}",
             f"serving.disaggregated={str(deployment['disaggregated']).lower()}"]

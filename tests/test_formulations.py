@@ -394,7 +394,9 @@ def test_iteration_time_positive_finite_and_breakdowns_add_up(scenario) -> None:
     assert np.all(np.isfinite(terms)) and np.all(terms >= 0)
     np.testing.assert_allclose(terms.sum(axis=0), it, rtol=1e-9)
     mem = _stack(v, f.groups["memory_per_gpu"])
-    assert np.all(mem > 0)
+    # Terms may be zero (no logits on a first stage that is not the last, no recompute
+    # working set without recomputation); the sum never is.
+    assert np.all(mem >= 0) and np.all(v["memory_per_gpu"] > 0)
     np.testing.assert_allclose(mem.sum(axis=0), v["memory_per_gpu"], rtol=1e-9)
     assert np.all(v["tokens_per_s"] > 0) and np.all(np.isfinite(v["tokens_per_s"]))
 

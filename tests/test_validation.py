@@ -20,6 +20,8 @@ from perfcost.solver.studies import validate
 #: A copy of the shared validation file (published measurements with their configurations), kept
 #: with the tests so that a fresh clone checks its transcriptions too.
 PUBLISHED = Path(__file__).parent / "data" / "published.json"
+#: Recent published runs (NeMo 24.07 on H100 in FP8, DeepSeek-V3): a copy of the shared file.
+MODERN = Path(__file__).parent / "data" / "modern-public.json"
 
 
 @pytest.fixture(scope="module")
@@ -140,17 +142,23 @@ PUBLISHED_KEYS: dict[str, tuple[str, float]] = {
     "per_layer_backward_time": ("backward_ms", 1e-3),
     "hardware_tflops_per_gpu": ("tflops_per_gpu", 1.0),  # TFLOP/s
     "model_states_average": ("params_grads_optimizer_GiB_per_gpu", 2.0**30),
+    "tokens_per_s_per_gpu": ("tokens_per_s_per_gpu", 1.0),
+    # DeepSeek-V3: the case trains on 10^12 tokens, so its GPU-hours are per trillion tokens.
+    "gpu_hours": ("h800_gpu_hours_per_trillion_tokens", 1.0),
 }
 EXPECTED_UNITS = {"iteration_time": "s", "per_layer_forward_time": "s",
                   "per_layer_backward_time": "s", "hardware_tflops_per_gpu": "TFLOP/s",
-                  "model_states_average": "B", "activations": "B"}
+                  "model_states_average": "B", "activations": "B",
+                  "tokens_per_s_per_gpu": "1/s", "gpu_hours": "h"}
 
 
 @pytest.fixture(scope="module")
 def published() -> dict[str, dict[str, Any]]:
     if not PUBLISHED.is_file():
         pytest.skip(f"published measurements not found at {PUBLISHED} (shared checkout absent)")
-    return {e["id"]: e for e in json.loads(PUBLISHED.read_text(encoding="utf-8"))}
+    entries = {e["id"]: e for e in json.loads(PUBLISHED.read_text(encoding="utf-8"))}
+    modern = json.loads(MODERN.read_text(encoding="utf-8"))["cases"]
+    return {**entries, **{e["id"]: e for e in modern}}
 
 
 def _published_key(case: case_mod.Case, metric: str) -> tuple[str, float]:
@@ -214,13 +222,14 @@ def test_validation_cases_match_published_setup(published: dict[str, dict[str, A
             continue
         entry = published[case.validation.published_id]
         for key in ("layers", "hidden", "heads", "ffn", "vocab", "seq_len"):
-            if key in entry.get("model", {}):
+            if isinstance(entry.get("model", {}).get(key), int):
                 assert getattr(case.model, key) == entry["model"][key], (name, key)
         config = problem.fixed_config(case)
         ours = {"tp": config["tp"], "pp": config["pp"], "dp": config["dp"],
                 "micro_batch": config["micro_batch"],
                 "global_batch": case.training.global_batch,
-                "virtual_pipeline_stages": config["virtual_stages"]}
+                "virtual_pipeline_stages": config["virtual_stages"], "cp": config["cp"],
+                "ep": config["ep"]}
         given = entry.get("parallelism", {})
         for key, value in ours.items():
             if isinstance(given.get(key), int):

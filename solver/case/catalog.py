@@ -22,6 +22,7 @@ KINDS: dict[str, str] = {
     "technology": "process node",
     "packaging": "packaging",
     "designs": "design (perfcost cost)",
+    "frameworks": "framework profile",
 }
 #: Folders whose entries are whole cases (runnable by name).
 CASE_FOLDERS = ("studies", "validation")

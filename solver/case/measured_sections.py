@@ -2,9 +2,9 @@
 (``perfcost calibrate --database``; docs/calibration.md).
 
 * ``[efficiency.precision.<p>]`` of a hardware entry: one precision's GEMM efficiency model
-  (tile, split-K, overheads), its prefill FlashAttention rate and its decode attention's
-  achieved bandwidth. An entry without these tables behaves exactly as before: the top-level
-  ``[efficiency]`` values serve every precision.
+  (tiles, split-K, clock boost, overheads), its prefill FlashAttention rate and its decode
+  attention's achieved bandwidth. An entry without these tables behaves exactly as before:
+  the top-level ``[efficiency]`` values serve every precision.
 * ``[[scale_up.collectives]]`` of a network entry: the latency and bandwidth of one measured
   collective at one rank count, in the pipelined alpha-beta form of its algorithm
   (formulations.kernels.collective_time), and the range of sizes it was measured on.
@@ -12,21 +12,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Any, Literal
 
 from perfcost.solver.case.fields import (
     Bandwidth,
     Bytes,
     Duration,
+    Expect,
     Fraction,
     IntPair,
     PositiveInt,
     Strict,
     Text,
 )
+from pydantic import BeforeValidator
 
 #: Precisions a hardware entry can carry its own efficiency for.
 Precision = Literal["bf16", "fp8", "fp8_block", "fp4"]
+#: Largest clock boost of a short kernel over the sustained clock an entry may state.
+MAX_BOOST = 2.0
+
+
+def _boost(value: Any) -> float:
+    expected = f"expected a number from 1 to {MAX_BOOST:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(expected)
+    if not math.isfinite(value) or not 1.0 <= value <= MAX_BOOST:
+        raise ValueError(expected)
+    return float(value)
+
+
+Boost = Annotated[float, BeforeValidator(_boost), Expect(f"a number from 1 to {MAX_BOOST:g}")]
 
 
 class PrecisionEfficiency(Strict):
@@ -41,6 +58,21 @@ class PrecisionEfficiency(Strict):
     split_k_granule: PositiveInt | None = None
     # Activations converted to the operand format by a kernel of their own before the GEMM.
     quantised_activations: bool = False
+    # The kernel-choice GEMM model (formulations.kernels.chosen_gemm_time): the tiles and
+    # split-K counts a shape's fastest configuration is chosen from; `gemm_efficiency` the
+    # sustained tensor-core efficiency of a long GEMM, a short kernel running `boost` times
+    # faster (clock under the power limit, averaged over `power_window`). `matmul` stays the
+    # achieved efficiency of a large square GEMM (8192^3, its cast included) that this model
+    # predicts. Absent: the model of `gemm_tile` alone (formulations.compute).
+    gemm_efficiency: Fraction | None = None
+    gemm_tiles: list[IntPair] | None = None
+    split_k_counts: list[PositiveInt] | None = None
+    # Stream-K kernels (formulations.kernels.stream_k_time) among the configurations.
+    stream_k: bool = False
+    boost: Boost = 1.0
+    power_window: Duration = 0.0
+    # Per-tensor scaling: a pass over the activations takes their absolute maximum first.
+    amax_pass: bool = False
     prefill_forward: Fraction | None = None
     prefill_tile_overhead: Duration = 0.0
     prefill_kernel_overhead: Duration = 0.0
@@ -53,6 +85,14 @@ class PrecisionEfficiency(Strict):
     decode_vector: Fraction | None = None
     decode_block_overhead: Duration = 0.0
     decode_kernel_overhead: Duration = 0.0
+    # formulations.kernels.decode_kernel_time: multi-head attention and query groups above
+    # `decode_group_limit` run the per-head kernel at `decode_fallback_vector` of the fp32
+    # peak, paying `decode_fallback_block_overhead` per wave of blocks; a long cache is cut
+    # into chunks of `decode_kv_chunk` tokens to fill idle multiprocessors.
+    decode_fallback_vector: Fraction | None = None
+    decode_fallback_block_overhead: Duration = 0.0
+    decode_group_limit: PositiveInt | None = None
+    decode_kv_chunk: PositiveInt | None = None
     # The MoE layer (formulations.kernels.moe_layer_time): its grouped GEMMs' fractions of the
     # peak and of the HBM bandwidth, the token permutation's bandwidth, the fixed cost.
     moe_matmul: Fraction | None = None

@@ -190,7 +190,14 @@ class ClusterSection(Strict):
 class TrainingSection(Strict):
     global_batch: PositiveInt
     tokens: Count = 300e9
-    precision: Literal["bf16", "fp16"] = "bf16"
+    # "fp8": BF16 activations with the linear layers' GEMMs in FP8 (formulations.precision).
+    precision: Literal["bf16", "fp16", "fp8"] = "bf16"
+    fp8_recipe: Literal["delayed", "current", "block", "mxfp8"] = "delayed"
+    # The framework profile (cases/frameworks/): what it runs, its reserve and fixed costs.
+    framework: Text = "megatron-core"
+    schedule: Literal["1f1b", "zb-h1", "dualpipe", "dualpipev"] = "1f1b"
+    # Tensor-parallel communication overlap; left out: the framework's default.
+    tp_overlap: Flag | None = None
     optimizer: Literal["adam"] = "adam"
     grad_reduce_precision: Literal["bf16", "fp16", "fp32"] | None = None
     dp_overlap: Flag = False

@@ -17,6 +17,11 @@ and a ``[serving]`` table in place of ``[training]``::
     kv_precision = "bf16"
     batching = "continuous"        # or "static"
     disaggregated = [false, true]  # a choice, or fixed
+    speculative = "heads"      # or "draft" (draft_model = "llama3-8b"), default "none"
+    draft_tokens = 4           # tokens drafted per verification step
+    acceptance_rate = 0.8      # probability a drafted token is accepted
+    prefix_hit_rate = 0.5      # fraction of prompt tokens served from the prefix cache
+    dp_attention = [1, 8, 16]  # MoE: attention ranks per replica, experts over all their GPUs
     [serving.prefill]              # the prefill pool of a disaggregated deployment
     hardware = "h100-sxm"
     tp = [1, 2, 4, 8]
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from perfcost.solver.case import catalog
 from perfcost.solver.case.errors import MISSING, CaseError
 from perfcost.solver.case.fields import (
     Duration,
@@ -43,7 +49,7 @@ from perfcost.solver.case.fields import (
     _choice_or_list,
     _number,
 )
-from perfcost.solver.case.sections import HardwareSection, NetworkSection
+from perfcost.solver.case.sections import HardwareSection, ModelSection, NetworkSection
 from pydantic import BeforeValidator, Field
 
 #: Largest request rate a case may ask for (requests per second).
@@ -93,6 +99,16 @@ class PoolSection(Strict):
 ENGINES: tuple[str, ...] = ("none", "vllm", "sglang", "trtllm")
 #: Arrival processes (formulations.queueing.ARRIVALS).
 ARRIVALS: tuple[str, ...] = ("deterministic", "poisson", "gamma")
+#: Speculative drafters (formulations.serving.SPECULATIVE).
+SPECULATIVE: tuple[str, ...] = ("none", "draft", "heads")
+#: Most tokens drafted per verification step: engines speculate a handful (EAGLE-2's trees
+#: verify up to 60 positions, Li et al. 2024); beyond this the search space only grows.
+MAX_DRAFT_TOKENS = 64
+#: Largest acceptance rate and prefix hit rate a case may give: 1 would divide by zero in
+#: Leviathan et al.'s expected-token formula and leave no prompt token to compute.
+MAX_RATE_FRACTION = 0.999
+RateFraction = Annotated[float, BeforeValidator(_number(0.0, MAX_RATE_FRACTION)),
+                         Expect(f"a number from 0 to {MAX_RATE_FRACTION:g}")]
 
 
 class ServingSection(Strict):
@@ -128,6 +144,19 @@ class ServingSection(Strict):
     price_as_of: Text = ""
     # A fixed fleet (gpus) defaults to "throughput": the most requests per second in the SLOs.
     objective: Literal["cost_per_token", "gpus", "goodput", "throughput"] = "cost_per_token"
+    # Speculative decoding (formulations/serving.py): the drafter, tokens drafted per
+    # verification step and the acceptance rate of a drafted token.
+    speculative: Literal["none", "draft", "heads"] = "none"
+    draft_model: Text | ModelSection | None = None
+    draft_tokens: PositiveInt | None = None
+    acceptance_rate: RateFraction | None = None
+    head_layers: PositiveInt = 1
+    # Prefix caching: fraction of prompt tokens found in the cache; distinct cached prefixes.
+    prefix_hit_rate: RateFraction = 0.0
+    cached_prefixes: PositiveInt = 1
+    # Data-parallel attention ranks per replica with the experts sharded over all their GPUs
+    # (wide expert parallelism, MoE models); a list is a choice for 'perfcost solve'.
+    dp_attention: IntChoice | None = None
 
 
 def as_list(value: Any) -> list[Any]:
@@ -146,9 +175,64 @@ def network_entry(case: Any) -> NetworkSection:
     return nets[0]
 
 
+def draft_model_section(sv: ServingSection) -> ModelSection | None:
+    """The draft model of ``speculative = "draft"``: a built-in model's name or a table."""
+    draft = sv.draft_model
+    if draft is None or isinstance(draft, ModelSection):
+        return draft
+    table = catalog.load_entry("models", draft, "serving.draft_model")
+    try:
+        return ModelSection.model_validate(table)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise CaseError("serving.draft_model", draft, f"expected a valid model entry: {exc}"
+                        ) from None
+
+
+def check_speculation(case: Any) -> None:
+    """Speculative decoding and prefix-caching fields, and the draft model against the
+    target (the same tokenizer: the same vocabulary)."""
+    sv: ServingSection = case.serving
+    if sv.speculative == "none":
+        # The drafter's settings stay in the case, unused, so that one switch
+        # (--set serving.speculative=none) compares a deployment with and without.
+        return
+    if sv.draft_tokens is None or sv.draft_tokens > MAX_DRAFT_TOKENS:
+        raise CaseError("serving.draft_tokens", sv.draft_tokens if sv.draft_tokens is not None
+                        else MISSING, f"expected tokens drafted per verification step, "
+                        f"an integer from 1 to {MAX_DRAFT_TOKENS}")
+    if sv.acceptance_rate is None:
+        raise CaseError("serving.acceptance_rate", MISSING, "expected the probability that "
+                        f"a drafted token is accepted, a number from 0 to {MAX_RATE_FRACTION:g}")
+    draft = draft_model_section(sv)
+    if sv.speculative == "heads":
+        if draft is not None:
+            raise CaseError("serving.draft_model", sv.draft_model, "expected no draft model "
+                            "with speculative = 'heads' (the heads are the target's)")
+        return
+    if draft is None:
+        raise CaseError("serving.draft_model", MISSING, "expected a built-in model name "
+                        "(like 'llama3-8b') or a model table with speculative = 'draft'")
+    if draft.vocab != case.model.vocab:
+        raise CaseError("serving.draft_model.vocab", draft.vocab, f"expected the target's "
+                        f"vocabulary, model.vocab = {case.model.vocab} (a draft shares the "
+                        "target's tokenizer)")
+    if draft.experts:
+        raise CaseError("serving.draft_model.experts", draft.experts,
+                        "expected a dense draft model")
+    for t in as_list(case.parallelism.tp) if case.parallelism.tp is not None else []:
+        if draft.heads % t or (draft.kv_heads or draft.heads) % t:
+            raise CaseError("parallelism.tp", t, f"expected a divisor of the draft model's "
+                            f"heads ({draft.heads}) and key/value heads too (the draft runs "
+                            "on the target's tensor-parallel GPUs)")
+
+
 def check_serving(case: Any) -> None:
     """Rules between the serving section and the model and hardware."""
     sv: ServingSection = case.serving
+    check_speculation(case)
+    if sv.dp_attention is not None and not case.model.experts:
+        raise CaseError("serving.dp_attention", sv.dp_attention, "expected no data-parallel "
+                        "attention for a dense model (it shards the experts of an MoE model)")
     if sv.rate is None and sv.gpus is None:
         raise CaseError("serving.rate", MISSING, f"expected {_RATE_TEXT}, or serving.gpus "
                         "for the best deployment on a fixed fleet")

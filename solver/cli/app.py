@@ -16,10 +16,51 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from perfcost.solver.case.errors import CaseError, one_line
+from typer.core import TyperCommand, TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Performance, memory and cost of LLM training and serving on accelerator "
-                  "clusters: which split, which hardware, how fast, how much money.")
+
+def _bare_flags(params: list[Any]) -> None:
+    """A flag takes no value, so its help shows no type (typer writes ``<bool>``)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class Command(TyperCommand):
+    """A command whose help shows flags without a type placeholder."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _bare_flags(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        _bare_flags([option] if option is not None else [])
+        return option
+
+
+class Group(TyperGroup):
+    """The ``perfcost`` group: its help shows flags without a type placeholder."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _bare_flags(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        _bare_flags([option] if option is not None else [])
+        return option
+
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, cls=Group,
+    help="Performance, memory and cost of LLM training and serving on accelerator clusters: "
+    "which split, which hardware, how fast, how much money. Training runs (parallel split, "
+    "memory, time to train), serving deployments (TTFT, TPOT, goodput, cost per token), cost "
+    "(rented and owned GPU-hours, chip manufacturing), hardware co-design (which accelerator "
+    "to build) and fleet planning (buy, rent and schedule GPUs for many workloads).",
+    epilog="Example: perfcost cases; perfcost solve llama3-70b-h100-split; perfcost solve "
+    "serve-llama3-70b-8xh100. 'perfcost COMMAND --help' shows each command's examples.")
 
 
 def _print_version(value: bool) -> None:
@@ -41,6 +82,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Set this environment variable to see the traceback of an unexpected error.
 TRACEBACK_ENV = "PERFCOST_TRACEBACK"
+
+
+def finish_help(examples: dict[str, str]) -> None:
+    """Give every registered command the help of :class:`Command` and, unless it has one,
+    an epilog of examples from ``examples`` (command name -> text)."""
+    for info in app.registered_commands:
+        name = info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
+        if info.cls in (None, TyperCommand):  # not a command class of its own
+            info.cls = Command
+        if info.epilog is None and name in examples:
+            info.epilog = examples[name]
 
 
 def fail(message: str) -> None:
@@ -119,6 +171,9 @@ def print_json(data: Any) -> None:
 
 CaseArg = Annotated[str, typer.Argument(help="a case file, or the name of a built-in case")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output (SI units)")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", help="no progress on stderr (there is none under --json, or when stderr is not "
+    "a terminal)")]
 SensitivitiesOpt = Annotated[bool, typer.Option(
     "--sensitivities", help="elasticity of the objective to every parameter; with solve, also "
     "how far the most sensitive ones can move before the optimum changes (re-solves)")]

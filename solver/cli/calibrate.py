@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from perfcost.solver.case.errors import MISSING, CaseError
-from perfcost.solver.cli.app import JsonOpt, app, guarded, print_json
+from perfcost.solver.cli.app import JsonOpt, QuietOpt, app, guarded, print_json
 
 
 @app.command()
@@ -29,7 +29,7 @@ def calibrate(
         "--kernel-overhead-source", help="where --kernel-overhead comes from")] = "",
     database: Annotated[str | None, typer.Option(
         "--database", help="fit to NVIDIA's measured kernel database for this GPU (like "
-                           "h100_sxm; needs pip install 'perfcost[kernels]')")] = None,
+                           "h100_sxm; needs pip install 'perfcost\\[kernels]')")] = None,
     framework: Annotated[str, typer.Option(
         help="the database's serving framework: trtllm, vllm or sglang")] = "trtllm",
     network: Annotated[str | None, typer.Option(
@@ -42,6 +42,7 @@ def calibrate(
         "--check", help="with --database: predict this kernel file (docs/kernels.md) from "
                         "the fit, without fitting on it")] = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Fit GEMM, FlashAttention and memory efficiency; print every row's residual."""
     import tomllib
@@ -50,7 +51,7 @@ def calibrate(
         from perfcost.solver.cli import calibrate_database
 
         calibrate_database.run(database, framework, hardware, output, network,
-                               network_output, as_json, check)
+                               network_output, as_json, check, quiet)
         return
     if kernels is None:
         raise CaseError("KERNELS", MISSING, "expected a kernel timings file, or --database GPU")
@@ -76,7 +77,10 @@ def calibrate(
     machine = cal.machine_of(section, precision)
     data = cal.read_kernels(kernels)
     overhead = None if kernel_overhead is None else _duration(kernel_overhead)
-    fit = cal.calibrate(data, machine, overhead, kernel_overhead_source)
+    from perfcost.solver.report.progress import spinner
+
+    with spinner(f"fitting {machine.name} to {Path(kernels).name}", quiet or as_json):
+        fit = cal.calibrate(data, machine, overhead, kernel_overhead_source)
     as_of = cal.today()
     text = cal.hardware_toml(original, raw, fit, as_of)
     # The written entry must load as a hardware entry again.

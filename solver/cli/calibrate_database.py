@@ -44,23 +44,26 @@ def _write(path: str, text: str, option: str) -> None:
 
 def run(database: str, framework: str, hardware: str | None, output: str | None,
         network: str | None, network_output: str | None, as_json: bool,
-        check: str | None = None) -> None:
+        check: str | None = None, quiet: bool = False) -> None:
     import tomllib
 
     from perfcost.solver.case.sections import HardwareSection, NetworkSection
+    from perfcost.solver.report.progress import spinner
     from perfcost.solver.studies import calibrate as cal
     from perfcost.solver.studies import database_fit as fitting
     from perfcost.solver.studies import database_toml
     from perfcost.solver.studies import kernel_database as kdb
 
-    data = kdb.read_database(database, framework)
-    hardware = hardware or HARDWARE_OF.get(database)
-    if hardware is None:
-        raise CaseError("--hardware", MISSING, f"expected the hardware entry that database "
-                        f"{database} calibrates (no built-in entry matches it)")
-    original, raw = _entry("hardware", "hardware", hardware, "--hardware")
-    section = HardwareSection.model_validate(raw)
-    fit = fitting.fit_database(data, fitting.machine_of(section))
+    with spinner(f"reading the {database} kernel database", quiet or as_json) as stage:
+        data = kdb.read_database(database, framework)
+        hardware = hardware or HARDWARE_OF.get(database)
+        if hardware is None:
+            raise CaseError("--hardware", MISSING, f"expected the hardware entry that "
+                            f"database {database} calibrates (no built-in entry matches it)")
+        original, raw = _entry("hardware", "hardware", hardware, "--hardware")
+        section = HardwareSection.model_validate(raw)
+        stage(f"fitting {hardware} to the {database} kernel database")
+        fit = fitting.fit_database(data, fitting.machine_of(section))
     as_of = cal.today()
     text = database_toml.hardware_text(original, fit, as_of)
     HardwareSection.model_validate(tomllib.loads(text))  # the written entry must load again
@@ -162,7 +165,7 @@ def _print(fit: Any, output: str | None, network_output: str | None) -> None:
 
 
 def _show(key: str, value: Any) -> str:
-    if isinstance(value, float) and ("overhead" in key or key == "latency"):
+    if isinstance(value, float) and ("overhead" in key or key in ("latency", "power_window")):
         return f"{value * 1e6:.2f} us"
     if isinstance(value, float) and key == "bandwidth":
         return f"{value / 1e9:.0f} GB/s"

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 from perfcost.solver.case.errors import CaseError
-from perfcost.solver.cli.app import CaseArg, JsonOpt, app, guarded, print_json
+from perfcost.solver.cli.app import CaseArg, JsonOpt, QuietOpt, app, guarded, print_json
 
 
 @app.command()
@@ -20,6 +20,7 @@ def pareto(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="override a case field, e.g. --set cluster.gpus=[1024,2048]")] = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """The exact optimum of a co-design case at each capital budget: design, GPU count, split.
 
@@ -35,8 +36,18 @@ def pareto(
         raise CaseError("codesign", None, "expected a co-design case (a [codesign] section)")
     unbounded = loaded.model_copy(update={"codesign": loaded.codesign.model_copy(
         update={"capex_budget": None})})
-    problem = build_problem(unbounded, objective)
-    points = pareto_points(problem, budgets)
+    from perfcost.solver.report.progress import spinner
+
+    with spinner(f"{loaded.name}: building the co-design problem", quiet or as_json) as stage:
+        problem = build_problem(unbounded, objective)
+        solved = [0]
+
+        def advance(n: int) -> None:
+            solved[0] += n
+            stage(f"{loaded.name}: {solved[0]} of {budgets} budgets solved")
+
+        stage(f"{loaded.name}: solving {budgets} budgets")
+        points = pareto_points(problem, budgets, advance)
     unit = problem.numeric().units.get(problem.quantity, "1")
     if as_json:
         print_json({"objective": problem.objective, "unit": unit, "points": [

@@ -20,25 +20,28 @@ LABELS: dict[str, str] = {
     "carrier_cost": "carrier (tested)", "substrate_area": "substrate area",
     "substrate_cost": "substrate", "bump_cost": "bumps", "bridge_cost": "bridges",
     "assembly_yield": "assembly yield", "assembly_loss": "assembly loss",
-    "manufacturing_cost": "manufacturing cost", "chip_nre": "chip NRE",
-    "package_nre": "package NRE", "nre_per_unit": "NRE per unit", "unit_cost": "unit cost",
+    "manufacturing_cost": "manufacturing cost (per good package)", "chip_nre": "chip NRE",
+    "package_nre": "package NRE", "nre_per_unit": "NRE per unit",
+    "unit_cost": "unit cost (manufacturing + NRE per unit)",
     "silicon_area": "silicon area", "compute_area": "compute + SRAM area",
     "peak_flops": "peak (bf16 dense)", "sram": "SRAM", "hbm_capacity": "HBM capacity",
     "hbm_peak_bandwidth": "HBM bandwidth (stacks)",
     "hbm_bandwidth": "HBM bandwidth (after die-to-die limit)",
     "scale_up_links": "scale-up links", "scale_up_bandwidth": "scale-up bandwidth",
-    "power": "power (TDP)", "price": "unit price", "accelerators": "accelerators",
+    "power": "power (TDP)", "price": "purchase price", "accelerators": "accelerators",
     "scale_up_size": "scale-up domain", "fabric_tiers": "fat-tree tiers",
     "scale_out_switches": "scale-out switches", "scale_up_switches": "scale-up switches",
     "nics": "NICs", "copper_links": "copper links", "optical_links": "optical links",
-    "transceivers": "transceivers", "accelerators_capex": "accelerators",
+    "transceivers": "transceivers",
+    "accelerators_capex": "accelerators (at purchase price)",
     "hosts_capex": "hosts", "nics_capex": "NICs", "switches_capex": "switches",
     "cables_capex": "cables and optics", "capex": "capital (capex)", "it_power": "IT power",
     "facility_power": "facility power (x PUE)", "yearly_opex": "opex per year",
-    "owned_cost_per_accelerator_hour": "owned cost per accelerator-hour",
-    "run_time": "run time", "run_energy": "run energy", "run_cost": "run cost (owned)",
-    "run_cost_rental": "run cost (rented)", "cost_per_token": "cost per million tokens",
-    "cost_per_token_rental": "cost per million tokens (rented)",
+    "owned_cost_per_accelerator_hour": "owned cost per GPU-hour",
+    "gpu_hours": "GPU-hours",
+    "run_time": "run time", "run_energy": "run energy", "run_cost": "owned cost of the run",
+    "run_cost_rental": "rental cost of the run", "cost_per_token": "owned cost per million tokens",
+    "cost_per_token_rental": "rental cost per million tokens",
     "training_memory": "training memory per accelerator",
 }
 TITLES = {"chiplet": "chiplet", "package": "package (per good unit)",
@@ -47,7 +50,7 @@ PER_MILLION = 1e6
 #: Column headers of the configuration table.
 SHORT = {"compute_chiplets": "chiplets", "chiplet_area": "mm^2 each", "hbm_stacks": "HBM",
          "scale_up_links": "links", "accelerators": "accel.", "scale_up_size": "domain",
-         "price": "unit price", "run_cost": "run cost", "run_time": "run time"}
+         "price": "purchase price", "run_cost": "owned run cost", "run_time": "run time"}
 
 
 def fmt(value: float, unit: str, name: str = "") -> str:
@@ -94,7 +97,10 @@ def cost(case: CaseArg, as_json: JsonOpt = False) -> None:
         table.add_column("quantity")
         table.add_column("value", justify="right")
         for name in rows:
-            table.add_row(LABELS.get(name, name), fmt(chosen[name], result.unit(name), name))
+            label = LABELS.get(name, name)
+            if name == "price":
+                label += f" (margin {result.pricing()['margin']:.2f})"
+            table.add_row(label, fmt(chosen[name], result.unit(name), name))
         console.print(table)
     if len(result.priced) > 1:
         console.print(_alternatives(result))
@@ -104,8 +110,28 @@ def cost(case: CaseArg, as_json: JsonOpt = False) -> None:
                       f"{t['iteration_time_s']:.3g} s, MFU {t['mfu']:.3f}, memory "
                       f"{t['memory_per_gpu_bytes'] / 2**30:.1f} GiB per accelerator"
                       f"{'' if t['memory_fits'] else ' (does NOT fit)'}")
+    for line in vocabulary(result.pricing()):
+        console.print(line)
     for note in result.notes:
         console.print(f"note: {note}")
+
+
+def vocabulary(pricing: dict[str, Any]) -> list[str]:
+    """What each cost word of the tables means, with this design's numbers (docs/cost.md)."""
+    usd = lambda x: fmt(x, "USD")  # noqa: E731 -- a local shorthand
+    margin = pricing["margin"]
+    lines = [
+        f"manufacturing cost {usd(pricing['manufacturing_cost'])} per good package; unit cost "
+        f"{usd(pricing['unit_cost'])} with the NRE per unit; purchase price "
+        f"{usd(pricing['purchase_price'])} = unit cost / (1 - margin), margin {margin:.2f} "
+        f"from {pricing['margin_source']}",
+    ]
+    if "rental_price_per_gpu_hour" in pricing:
+        lines.append(
+            "owned cost = capex amortised + energy + operations (at the purchase price); "
+            "rental cost = GPU-hours x rental price per GPU-hour "
+            f"({usd(pricing['rental_price_per_gpu_hour'])})")
+    return lines
 
 
 def _alternatives(result: Any) -> Any:

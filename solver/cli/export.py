@@ -30,6 +30,9 @@ def export(
         "-o", "--output", help="write to FILE (C: FILE.h and FILE.c)")] = None,
     prefix: Annotated[str | None, typer.Option(
         help="C identifier prefix (default: from the case name)")] = None,
+    standalone: Annotated[bool, typer.Option(
+        "--standalone", help="LaTeX: a complete document (preamble with the packages it "
+        "needs), ready for pdflatex")] = False,
 ) -> None:
     """Closed forms of named quantities: simplified, common subexpressions named, symbols
     documented with units. Functions take the decisions (tp, pp, dp, ...) and the parameters
@@ -38,7 +41,8 @@ def export(
     cost' prices, with the design knobs and cluster size as the arguments."""
     from perfcost.solver.export.render import render
 
-    rendered = render(case, fmt, quantity or [], fix or [], set_ or [], output, prefix)
+    rendered = render(case, fmt, quantity or [], fix or [], set_ or [], output, prefix,
+                      standalone)
     if output is None:
         if rendered.data is not None:
             print_json(rendered.data)

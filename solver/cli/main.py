@@ -13,6 +13,7 @@ from perfcost.solver.case.errors import CaseError
 from perfcost.solver.cli.app import (
     CaseArg,
     JsonOpt,
+    QuietOpt,
     SensitivitiesOpt,
     app,
     fail,
@@ -100,6 +101,7 @@ def solve(
     emit: Annotated[str | None, typer.Option(
         help="serving cases: vllm | sglang | trtllm launch flags of the chosen deployment")
     ] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """The best configuration (parallel split, hardware, GPU count) under the constraints.
 
@@ -132,18 +134,25 @@ def solve(
             fail(f"the compiled form does not apply: {exc}")
         return
     from perfcost.solver.engines.solve import solve_case
+    from perfcost.solver.report.progress import spinner
 
-    solution = solve_case(loaded, engine, objective, top)
-    result = solution.result
-    from perfcost.solver.studies.compare import compare
+    # The engines take no progress callback: a spinner with the elapsed time shows the wait.
+    with spinner(f"solving {loaded.name}", quiet or as_json) as stage:
+        solution = solve_case(loaded, engine, objective, top)
+        result = solution.result
+        from perfcost.solver.studies.compare import compare
 
-    # The case's [[compare]] configurations (published layouts), beside the optimum.
-    comparisons = compare(solution.problem, result) if loaded.compare else []
-    rows = None
-    if sensitivities:
-        from perfcost.solver.studies.sensitivity import solution_sensitivities
+        # The case's [[compare]] configurations (published layouts), beside the optimum.
+        comparisons = []
+        if loaded.compare:
+            stage(f"evaluating the configurations {loaded.name} compares with")
+            comparisons = compare(solution.problem, result)
+        rows = None
+        if sensitivities:
+            from perfcost.solver.studies.sensitivity import solution_sensitivities
 
-        rows = solution_sensitivities(solution)
+            stage(f"sensitivities of {loaded.name} (re-solves)")
+            rows = solution_sensitivities(solution)
     if as_json:
         from perfcost.solver.report import data
 
@@ -213,11 +222,14 @@ def collective(
 def validate(
     suite: Annotated[str | None, typer.Argument(help="one suite (default: all)")] = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Predictions against published measurements; exit code 1 if a tolerance is exceeded."""
+    from perfcost.solver.report.progress import spinner
     from perfcost.solver.studies import validate as val
 
-    rows = val.run(suite)
+    with spinner(f"validating {suite or 'every suite'}", quiet or as_json):
+        rows = val.run(suite)
     summaries = val.summarise(rows)
     if as_json:
         print_json([r.to_json() for r in rows])
@@ -260,6 +272,16 @@ def _register_topic_commands() -> None:
 
 
 _register_topic_commands()
+
+
+def _finish_help() -> None:
+    from perfcost.solver.cli.app import finish_help
+    from perfcost.solver.cli.examples import EXAMPLES
+
+    finish_help(EXAMPLES)
+
+
+_finish_help()
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from perfcost.solver.cli.app import JsonOpt, app, guarded, print_json
+from perfcost.solver.cli.app import JsonOpt, QuietOpt, app, guarded, print_json
 
 FleetArg = Annotated[str, typer.Argument(help="a fleet file, or the name of a built-in fleet "
                                          "(cases/fleets)")]
@@ -29,6 +29,7 @@ def plan(
     shadow: Annotated[bool, typer.Option(
         help="shadow prices: re-solve with each limit and deadline moved")] = True,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Buy, rent and schedule GPUs for a fleet of training runs and serving services (MILP).
 
@@ -40,25 +41,32 @@ def plan(
     from perfcost.solver.fleet import case as fleet_case
     from perfcost.solver.fleet import report as fleet_report
     from perfcost.solver.fleet import sweep as fleet_sweep
+    from perfcost.solver.report.progress import spinner
 
     sweep_spec = fleet_sweep.parse_sweep(sweep) if sweep is not None else None
     loaded = fleet_case.load(fleet, set_ or [])
-    instance = options.build_fleet(loaded)
+    with spinner(f"{fleet}: the options of every workload (exact engines)",
+                 quiet or as_json) as stage:
+        instance = options.build_fleet(loaded)
+        stage(f"{fleet}: solving the fleet MILP")
+        if sweep_spec is not None:
+            rows = fleet_sweep.sweep(instance, *sweep_spec)
+        else:
+            model, result = analysis.solve(instance)
+            if write_lp:  # the model as solved, before the shadow prices move its limits
+                model.write(write_lp)
+            stage(f"{fleet}: shadow prices (re-solves)")
+            shadows = (analysis.shadow_prices(model, result)
+                       if shadow and result.status == "optimal" else None)
     from perfcost.solver.report.tables import console as report_console
 
     console = report_console()  # wide when piped, like every other command
     if sweep_spec is not None:
-        rows = fleet_sweep.sweep(instance, *sweep_spec)
         if as_json:
             print_json({"fleet": instance.name, "limit": sweep_spec[0], "points": rows})
         else:
             console.print(fleet_report.sweep_table(sweep_spec[0], rows))
         return
-    model, result = analysis.solve(instance)
-    if write_lp:
-        model.write(write_lp)
-    shadows = (analysis.shadow_prices(model, result)
-               if shadow and result.status == "optimal" else None)
     if as_json:
         print_json(fleet_report.to_json(instance, result, shadows, model.size()))
     else:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from perfcost.solver.case.errors import CaseError
-from perfcost.solver.cli.app import CaseArg, JsonOpt, app, guarded, print_json
+from perfcost.solver.cli.app import CaseArg, JsonOpt, QuietOpt, app, guarded, print_json
 
 #: Most rows the sweep prints as a table (more go to --csv or --json).
 MAX_TABLE_ROWS = 2_000
@@ -36,15 +36,17 @@ def sweep(
         help="objective vs the first --vary field, configuration changes marked (.png/.svg)")
                     ] = None,
     pareto: Annotated[str | None, typer.Option(
-        help="with --plot: the Pareto front of two quantities instead, like "
-        "cost,time_to_train")] = None,
+        help="the Pareto front of two quantities (both minimised), like cost,time_to_train: "
+        "the table, --csv and --json hold the front's points; --plot draws every point "
+        "with the front")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="write the rows as CSV")] = None,
     workers: Annotated[int, typer.Option(
-        min=1, max=256, help="local worker processes (1: this process)")] = 1,
+        min=1, max=256, help="start a local Dask cluster of N worker processes (1: this "
+        "process; needs pip install 'perfcost\\[distributed]')")] = 1,
     scheduler: Annotated[str | None, typer.Option(
-        help="run on the Dask distributed scheduler at this address (tcp://host:8786)")
-                         ] = None,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+        help="spread the points in chunks over the Dask cluster whose scheduler is at this "
+        "address (tcp://host:8786)")] = None,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-solve over a grid: one row per point with the optimal configuration, the objective
@@ -61,8 +63,6 @@ def sweep(
         if len(pair) != 2 or not all(pair):
             raise CaseError("--pareto", pareto, "expected two quantities, like "
                             "cost,time_to_train")
-        if plot is None:
-            raise CaseError("--pareto", pareto, "expected --plot FILE to draw it in")
     if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise CaseError("--plot", str(plot), "expected a .png, .svg or .pdf file name")
     points = sw.grid(axes, zipped)
@@ -73,51 +73,75 @@ def sweep(
                         f"expected at most {MAX_TABLE_ROWS:,} for a table; write the rows with "
                         "--csv FILE or --json")
     study = sw.Study(case, tuple(set_ or []), tuple(a.key for a in axes), objective, engine)
-    rows = _run(sw, study, points, workers, scheduler, quiet)
+    if workers > 1 and scheduler is None and not sw.has_dask():
+        sys.stderr.write("note: --workers needs dask (pip install 'perfcost[distributed]'); "
+                         "running in this process\n")
+    rows = _run(sw, study, points, workers, scheduler, quiet or as_json)
+    front = None
     if pair is not None:
         for name in pair:
             if name not in rows[0]:
                 raise CaseError("--pareto", name, "expected a column of the sweep: "
                                 + ", ".join(k for k, v in rows[0].items()
                                             if isinstance(v, float)))
+        front = [rows[i] for i in sw.pareto_front(rows, pair[0], pair[1])]
     if csv_path is not None:
-        sw.write_csv(rows, csv_path)
+        sw.write_csv(front if front is not None else rows, csv_path)
     if plot is not None:
         if pair is not None:
             sweep_plot.plot_pareto(rows, pair[0], pair[1], plot, [a.key for a in axes])
         else:
             units = sw.case_keys()
             sweep_plot.plot_objective(rows, axes, plot, units)
+    shown = front if front is not None else rows
     if as_json:
         print_json([{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                      for k, v in r.items()} for r in rows])
+                      for k, v in r.items()} for r in shown])
         return
     from perfcost.solver.report import tables as report
 
+    if pair is not None and front is not None:
+        report.console().print(_front_table(front, len(rows), pair, axes))
+        return
     report.console().print(_table(rows, axes))
 
 
 def _run(sw: Any, study: Any, points: list[tuple[str, ...]], workers: int,
          scheduler: str | None, quiet: bool) -> list[dict[str, Any]]:
-    if quiet or not sys.stderr.isatty():  # a bar in a log or pipe is noise (and a stray line)
-        return sw.run(study, points, workers, scheduler)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from perfcost.solver.report.progress import bar
 
     where = f"Dask at {scheduler}" if scheduler else (
-        f"{workers} processes" if workers > 1 else "this process")
-    with Progress(TextColumn(f"sweep ({where})"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=Console(file=sys.stderr), transient=True) as bar:
-        task = bar.add_task("points", total=len(points))
-        return sw.run(study, points, workers, scheduler, lambda n: bar.advance(task, n))
+        f"{workers} Dask worker processes" if workers > 1 and sw.has_dask() else "this process")
+    with bar(f"sweep ({where})", len(points), quiet) as advance:
+        return sw.run(study, points, workers, scheduler, advance)
+
+
+def _front_table(front: list[dict[str, Any]], total: int, pair: list[str],
+                 axes: list[Any]) -> Any:
+    """The Pareto front's points, ordered by the first quantity: the point, both quantities
+    and the decisions that change along the front."""
+    from perfcost.solver.studies.sweep import (
+        QUANTITY_UNITS,
+        case_keys,
+        changed_columns,
+        decision_columns,
+    )
+    from rich.table import Table
+
+    table = Table(title=f"Pareto front of {pair[0]} and {pair[1]} (both minimised): "
+                  f"{len(front)} of {total} points", title_justify="left")
+    keys = [a.key for a in axes]
+    units = case_keys()
+    varying = changed_columns(front, decision_columns(front)) if front else []
+    for k in (*keys, *pair):
+        table.add_column(k, justify="right")
+    for k in varying:
+        table.add_column(k)
+    for r in front:
+        table.add_row(*[_cell(r[k], units.get(k) or "1") for k in keys],
+                      *[_cell(r[q], QUANTITY_UNITS.get(q, "1")) for q in pair],
+                      *[str(r.get(k, "")) for k in varying])
+    return table
 
 
 def _table(rows: list[dict[str, Any]], axes: list[Any]) -> Any:
@@ -161,5 +185,7 @@ def _cell(value: Any, unit: str) -> str:
     from perfcost.solver.case.units import format_quantity
 
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            return "-"
         return format_quantity(float(value), unit)
     return str(value)

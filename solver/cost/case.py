@@ -45,7 +45,11 @@ FOLDERS: dict[str, str] = {
     "memory": "packaging/memory",
     "fabric": "designs/components",
     "datacenter": "designs/components",
+    "margin": "designs/components/margins",
 }
+#: The built-in margin entry a design without ``margin`` is priced at (a merchant part's
+#: public price against its modelled unit cost; see the entry's source).
+DEFAULT_MARGIN = "h100-dgx-2023"
 #: Largest area a case may give (mm^2): a whole 300 mm wafer.
 MAX_AREA = 70_686.0
 #: Largest length (mm).
@@ -294,9 +298,23 @@ class DesignSection(Strict):
     hbm_stacks: IntChoice
     scale_up_links: IntChoice
     volume: Count = 1e6
-    margin: Margin = 0.0
+    # Gross margin of the seller: price = unit cost / (1 - margin). None: the built-in
+    # DEFAULT_MARGIN entry (a public price point); 0 prices the part at cost (an in-house design).
+    margin: Margin | None = None
     # A built-in hardware entry whose software-stack efficiencies the designed part inherits.
     reference: Text = "h100-sxm"
+
+
+class MarginSection(Strict):
+    """A gross margin derived from a public price point (``cases/designs/components/margins``)."""
+
+    name: Text
+    description: Text = ""
+    source: Text
+    as_of: Text
+    margin: Margin
+    public_price: SPositiveMoney
+    reference_design: Text
 
 
 class FabricSection(Strict):
@@ -384,6 +402,23 @@ def builtin(kind: str, name: str, field: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise CaseError(field, name, f"the built-in file cannot be read: "
                         f"{type(exc).__name__}") from None
+
+
+def margin_entry(name: str = DEFAULT_MARGIN) -> MarginSection:
+    """The built-in margin entry ``name`` (validated like a case section)."""
+    try:
+        return MarginSection.model_validate(builtin("margin", name, "design.margin"))
+    except ValidationError as exc:
+        raise _case_error(exc) from None
+
+
+def design_margin(design: DesignSection) -> tuple[float, str]:
+    """The gross margin a design is priced at and where it comes from (for reports)."""
+    if design.margin is not None:
+        basis = "at cost: an in-house part" if design.margin == 0 else "the case's"
+        return design.margin, f"design.margin ({basis})"
+    entry = margin_entry()
+    return entry.margin, f"the default {entry.name} ({entry.as_of}: {entry.description})"
 
 
 def _resolve_entry(table: dict[str, Any], key: str, kind: str, where: str) -> None:

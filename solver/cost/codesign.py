@@ -208,9 +208,48 @@ def summary(problem: Any, index: int) -> dict[str, Any]:
             **{k: d.values[k] for k in SUMMARY_UNITS if k in d.values}}
 
 
+#: Seconds per hour (prices per GPU-hour are SI prices per GPU-second times this).
+SECONDS_PER_HOUR = 3600.0
+
+
+def alike_price_warning(case: Case) -> str | None:
+    """A warning when different GPUs of a case's search cost the same per GPU-hour: the cost
+    objective then ranks systems by GPU-hours alone, so "cheapest" is "fewest GPU-seconds"
+    whatever the parts cost. None when the prices differ, or there is one GPU type."""
+    if case.codesign is not None:
+        return None  # designed parts are priced by their own cluster's owned cost rate
+    hardware = case.hardware if isinstance(case.hardware, list) else [case.hardware]
+    override = case.cluster.gpu_hour_price
+    prices = {h.name: (h.gpu_hour_price if override is None else override) for h in hardware}
+    by_price: dict[float, list[str]] = {}
+    for name, price in prices.items():
+        if price > 0:
+            by_price.setdefault(price, []).append(name)
+    alike = {p: names for p, names in by_price.items() if len(names) > 1}
+    if not alike:
+        return None
+    price, names = next(iter(alike.items()))
+    per_hour = f"{price * SECONDS_PER_HOUR:.4g} USD per GPU-hour"
+    if override is not None:
+        own = ", ".join(f"{h.name} {h.gpu_hour_price * SECONDS_PER_HOUR:.4g}"
+                        if h.gpu_hour_price > 0 else f"{h.name} none" for h in hardware)
+        why = (f"cluster.gpu_hour_price overrides the entries' own prices (USD per GPU-hour: "
+               f"{own}); remove it to price each GPU from its hardware entry")
+    else:
+        why = "their hardware entries give the same gpu_hour_price"
+    return (f"warning: {', '.join(names)} are priced alike at {per_hour}: {why}; the cost "
+            "objective then ranks by GPU-hours alone")
+
+
 def build_problem(case: Case, objective: str | None = None) -> SearchProblem:
     """The search problem of ``case``: over its hardware and network entries, or, for a
-    co-design case, over the accelerators its design space builds (:func:`expand`)."""
+    co-design case, over the accelerators its design space builds (:func:`expand`). A case
+    that prices different GPUs alike gets a warning among its notes."""
     if case.codesign is None:
-        return search_problem(case, objective)
-    return search_problem(case, objective, expand(case))
+        problem = search_problem(case, objective)
+    else:
+        problem = search_problem(case, objective, expand(case))
+    warning = alike_price_warning(case)
+    if warning is not None:
+        problem.notes.insert(0, warning)
+    return problem

@@ -34,6 +34,7 @@ from perfcost.solver.cost.case import (
     TechnologySection,
     _case_error,
     builtin,
+    design_margin,
 )
 from perfcost.solver.problem import specs as problem
 from perfcost.solver.problem.evaluate import Evaluator, evaluator_for
@@ -48,6 +49,8 @@ DECISION_UNITS: dict[str, str] = {"chiplet_area": "mm^2", "training_memory": "B"
     k: "1" for k in ("compute_chiplets", "hbm_stacks", "scale_up_links", *CLUSTER_KEYS)}}
 #: Precision of the dense peak the node densities are calibrated in.
 PEAK_PRECISION = "bf16"
+#: Seconds per hour: prices per GPU-hour are SI prices per second times this.
+SECONDS_PER_HOUR = 3600.0
 #: Built-in entries of the probe case that converts a reference hardware entry.
 PROBE_MODEL, PROBE_NETWORK = "llama3-8b", "dgx-h100"
 
@@ -93,7 +96,7 @@ def accelerator_inputs(d: DesignSection) -> acc.AcceleratorInputs:
     return acc.AcceleratorInputs(
         technology=technology_spec(d), density=_spec(acc.DensitySpec, dens),
         packaging=packaging_spec(d), memory=memory_spec(d), link=_spec(acc.LinkSpec, d.link),
-        volume=d.volume, margin=d.margin)
+        volume=d.volume, margin=design_margin(d)[0])
 
 
 def fabric_spec(s: SystemSection) -> system.FabricBomSpec:
@@ -163,6 +166,26 @@ class CostResult:
     training: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
+    def pricing(self) -> dict[str, Any]:
+        """The words of the cost vocabulary with their values (docs/cost.md): what making a
+        part costs, what buying it costs, and the two ways a run is paid for."""
+        margin, source = design_margin(self.case.design)
+        v = self.chosen.values
+        out: dict[str, Any] = {
+            "manufacturing_cost": _finite(v["manufacturing_cost"]),
+            "unit_cost": _finite(v["unit_cost"]),
+            "margin": margin, "margin_source": source,
+            "purchase_price": _finite(v["price"]),
+        }
+        if self.case.system is not None:
+            out["rental_price_per_gpu_hour"] = (self.case.system.datacenter.rental_price
+                                                * SECONDS_PER_HOUR)
+            for name in ("owned_cost_per_accelerator_hour", "gpu_hours", "run_cost",
+                         "run_cost_rental"):
+                if name in v:
+                    out[name] = _finite(v[name])
+        return out
+
     @property
     def feasible(self) -> list[Priced]:
         return [p for p in self.priced if p.problem is None]
@@ -187,6 +210,7 @@ class CostResult:
             "design": _config_json(self.chosen.config),
             "objective": self.objective,
             **groups,
+            "pricing": self.pricing(),
             "units": {k: self.unit(k) for k in self.chosen.values},
             "training": self.training,
             "alternatives": [row(p) for p in self.priced],
@@ -219,7 +243,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                 "accelerators_capex", "hosts_capex", "nics_capex", "switches_capex",
                 "cables_capex", "capex", "it_power", "facility_power", "yearly_opex",
                 "owned_cost_per_accelerator_hour", "training_memory", "run_time",
-                "run_energy", "run_cost",
+                "gpu_hours", "run_energy", "run_cost",
                 "run_cost_rental", "cost_per_token", "cost_per_token_rental"),
 }
 

@@ -162,6 +162,24 @@ class _Model:
 
         m.cons.add(sum(x["virtual_stages", i] for i in range(self._size("virtual_stages"))
                        if self._value("virtual_stages", i) != 1) + at("pp", 1) <= 1)
+        # The framework's rules (space.Space): ZeRO stages it runs with a pipeline, and the
+        # interleaved schedule's multiple of pp micro-batches -- dp*micro_batch*pp divides the
+        # global batch, prime by prime, relaxed by big-M where virtual_stages = 1.
+        with_pipeline = set(sp_.zero_with_pipeline)
+        for i in range(self._size("zero")):
+            if self._value("zero", i) not in with_pipeline:
+                m.cons.add(x["zero", i] + sum(x["pp", j] for j in range(self._size("pp"))
+                                              if self._value("pp", j) != 1) <= 1)
+        interleaved = sum(x["virtual_stages", i] for i in range(self._size("virtual_stages"))
+                          if self._value("virtual_stages", i) != 1)
+        if sp_.interleave_multiple and not isinstance(interleaved, int):
+            trio = ("dp", "micro_batch", "pp")
+            vals = [self._value(v, i) for v in trio for i in range(self._size(v))]
+            for q in sorted({p for val in vals for p in _exponents(val)}):
+                terms = [self._sum(v, lambda val, q=q: _exponents(val).get(q, 0)) for v in trio]
+                big = sum(max(_exponents(self._value(v, i)).get(q, 0)
+                              for i in range(self._size(v))) for v in trio)
+                m.cons.add(sum(terms) <= _exponents(gb).get(q, 0) + big * (1 - interleaved))
         # Equivalent spellings kept once, as space.candidates does.
         if 0.0 in self.c.variables["zero"]:
             m.cons.add(sum(x["zero", i] for i in range(self._size("zero"))

@@ -41,12 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import sympy as sp
+from perfcost.formulations import queueing
 from perfcost.formulations.core import Decision, Formulation, Parameter
 from perfcost.solver.case.errors import CaseError
 from perfcost.solver.case.fields import INT_MAX
 from perfcost.solver.case.schema import Case
 from perfcost.solver.cost.case import CostCase
 from perfcost.solver.export import escape
+from perfcost.solver.export import latex as tex
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.latex import LatexPrinter, greek_letters_set, translate
 from sympy.printing.pycode import PythonCodePrinter
@@ -638,6 +640,11 @@ def _header_lines(ex: Export, command: str) -> list[str]:
     return lines
 
 
+def _printed(ex: Export) -> list[sp.Expr]:
+    """Every expression the code formats print (to find the named functions they call)."""
+    return [e for f in ex.forms for e in (f.result, *(v for _s, v in f.subexpressions))]
+
+
 def to_python(ex: Export, command: str = "") -> str:
     """A standalone module (standard library only): one function per quantity."""
     _checked_names(ex)
@@ -665,6 +672,8 @@ def to_python(ex: Export, command: str = "") -> str:
     for f in ex.forms:
         out.append(f"    {f.name!r}: ({f.unit!r}, {f.doc!r}),")
     out.append("}")
+    for function in queueing.defined_functions(_printed(ex)):
+        out += ["", "", queueing.code_definition(function, "python")]
     signature = ", ".join(ex.decisions)
     if ex.parameters:
         signature += (", *, " if ex.decisions else "*, ") + ", ".join(
@@ -775,6 +784,8 @@ def to_c(ex: Export, prefix: str = "perfcost_", header: str = "perfcost.h",
     c += [f"    {float(p.value)!r}, /* {n} */" for n, p in ex.parameters.items()] or ["    0.0"]
     c += ["};", "", f"const char *const {prefix}quantity_names[{len(ex.forms)}] = {{"]
     c += [f'    "{f.name}",' for f in ex.forms] + ["};"]
+    for function in queueing.defined_functions(_printed(ex)):
+        c += ["", queueing.code_definition(function, "c")]
     for form in ex.forms:
         c += ["", f"double {prefix}{form.name}(const {prefix}decisions *d, "
               f"const {prefix}params *p) {{"]
@@ -802,12 +813,13 @@ def to_c(ex: Export, prefix: str = "perfcost_", header: str = "perfcost.h",
 # -- LaTeX and Markdown ----------------------------------------------------------------------
 
 class _Latex(LatexPrinter):
-    """Subscripts as upright text (``B_hbm`` is not a bold h), indicators as Iverson
-    brackets ``[r = 2]`` rather than two-line case splits."""
+    """Subscripts as upright text (``B_hbm`` is not a bold h), multi-letter names upright
+    (``ep`` is one symbol, not e times p), numbers as ``9.89 \\times 10^{14}``, indicators as
+    Iverson brackets ``[r = 2]`` rather than two-line case splits."""
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
         main, _, sub = expr.name.partition("_")
-        head = _greek(main)
+        head = _greek(main, _upright(main))
         if not sub:
             return head
         # A second underscore stays text (``per_element``), not a nested subscript.
@@ -824,6 +836,24 @@ class _Latex(LatexPrinter):
                 return rf"\left[{cond}\right]"
             return rf"\left[\lnot\left({cond}\right)\right]"
         return super()._print_Piecewise(expr)
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return tex.tex_number(float(expr))
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        # A round power of ten or so (1e15 GPUs: "no limit") reads better in scientific form.
+        n = int(expr)
+        if abs(n) >= 10**6 and float(n) == n and len(str(abs(n)).rstrip("0")) <= 6:
+            return tex.tex_number(float(n))
+        return str(n)
+
+
+def _upright(name: str) -> str:
+    """A multi-letter name as one upright symbol (``\\mathrm{ep}``); one letter, or a name
+    that is already LaTeX (``\\tau``), as it is."""
+    if len(name) <= 1 or name.startswith("\\"):
+        return name
+    return r"\mathrm{" + name.replace("_", r"\_") + "}"
 
 
 def _greek(name: str, otherwise: str | None = None) -> str:
@@ -843,9 +873,37 @@ def _quantity_symbol(name: str) -> str:
 
 
 def _equations(form: ClosedForm) -> list[str]:
-    lines = [f"{_latex(s)} &= {_latex(v)}" for s, v in form.subexpressions]
-    lines.append(f"{_quantity_symbol(form.name)} &= {_latex(form.result)}")
-    return lines
+    """One line per named term (each subexpression, then the quantity), long right-hand
+    sides split into further named terms and broken onto continuation lines."""
+    taken = {s.name for s, _v in form.subexpressions}
+    counter = iter(range(len(taken), 10**9))
+
+    def new_symbol() -> sp.Symbol:
+        while True:
+            name = f"x_{next(counter)}"
+            if name not in taken:
+                taken.add(name)
+                return sp.Symbol(name)
+
+    printed: dict[sp.Basic, str] = {}
+
+    def render(e: sp.Basic) -> str:
+        # Splitting measures the same subtrees again and again: print each once.
+        found = printed.get(e)
+        if found is None:
+            found = printed[e] = _latex(e)
+        return found
+
+    quantity = object()  # the left-hand side of the quantity itself
+    pairs = [*form.subexpressions, (quantity, form.result)]
+    split = tex.split_long(pairs, render, lambda e, m: substitute([e], m)[0], new_symbol)
+    # Number the named terms in the order they are defined (x_0 first), as a reader expects.
+    order = {lhs: sp.Symbol(f"x_{i}") for i, (lhs, _r) in enumerate(split) if lhs is not quantity}
+    if any(old != new for old, new in order.items()):
+        split = [(order.get(lhs, lhs), substitute([rhs], order)[0]) for lhs, rhs in split]
+    return [tex.equation_lines(_quantity_symbol(form.name) if lhs is quantity
+                               else render(lhs), tex.broken(rhs, render))
+            for lhs, rhs in split]
 
 
 def _symbol_rows(ex: Export) -> list[tuple[str, str, str, str, str]]:
@@ -859,6 +917,20 @@ def _symbol_rows(ex: Export) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+def _tex_value(value: str) -> str:
+    """A symbol table's value cell: a number in math mode (scientific notation with
+    ``\\times``), anything else (``decision (0: none, ...)``) as text."""
+    try:
+        number = float(value)
+    except ValueError:
+        return _tex_text(value)
+    return f"${tex.tex_number(number)}$"
+
+
+def _equation_exprs(form: ClosedForm) -> list[sp.Expr]:
+    return [form.result, *(v for _s, v in form.subexpressions)]
+
+
 def to_markdown(ex: Export, command: str = "") -> str:
     """A page for a README or docs/: the symbols with units, then one block per quantity."""
     title = f"# The {ex.formulation} formulation" + (
@@ -867,7 +939,7 @@ def to_markdown(ex: Export, command: str = "") -> str:
     if command:
         out += ["Generated by:", "", escape.markdown_fence(command), ""]
     if ex.about:
-        out += ["## The model", "", ex.about, ""]
+        out += ["## The model", "", escape.without_roles(ex.about), ""]
     tools = " and ".join(f"`{c}`" for c in ex.evaluated_by)
     verb = "computes" if len(ex.evaluated_by) == 1 else "compute"
     out += [f"Every quantity below is the expression {tools} {verb}; "
@@ -880,6 +952,13 @@ def to_markdown(ex: Export, command: str = "") -> str:
     for n, sym, unit, value, doc in _symbol_rows(ex):
         cells = " | ".join(escape.markdown_cell(x) for x in (unit, value, doc))
         out.append(f"| `{n}` | ${sym}$ | {cells} |")
+    named = queueing.defined_functions([e for f in ex.forms for e in _equation_exprs(f)])
+    if named:
+        out += ["", "## Named functions", "",
+                "Defined in `perfcost.formulations.queueing` (its docstring cites the sources); "
+                "`perfcost export --format python` or `c` writes their definitions.", ""]
+        out += [f"* `{f.__name__}`: {escape.markdown_cell(' '.join(f.__doc__.split()))}"
+                for f in named if f.__doc__]
     out += ["", "## Quantities", ""]
     for form in ex.forms:
         out += [f"### `{form.name}` [{form.unit or '1'}]", ""]
@@ -890,21 +969,29 @@ def to_markdown(ex: Export, command: str = "") -> str:
     return "\n".join(out)
 
 
-def to_latex(ex: Export, command: str = "") -> str:
-    """A LaTeX fragment (amsmath, booktabs): a symbol table and one ``align*`` per quantity."""
+def to_latex(ex: Export, command: str = "", standalone: bool = False) -> str:
+    """A LaTeX fragment (the packages of :data:`latex.PACKAGES`, named in its first lines): a
+    symbol table and one ``align*`` per quantity, one line per named term. ``standalone``
+    wraps it in a document that compiles as it is."""
     out = [f"% Closed forms of the {ex.formulation} formulation"
            + (f" for case {escape.latex_comment(ex.case)}" if ex.case else "")]
     if command:
         out.append(f"% Generated by: {escape.latex_comment(command)}")
-    out += [r"\begin{tabular}{llll}", r"\toprule", r"symbol & unit & value & meaning \\",
-            r"\midrule"]
+    out.append("% Needs: " + ", ".join(rf"\usepackage{{{p}}}" for p in tex.PACKAGES))
+    out += [r"\begin{longtable}{lllp{0.45\linewidth}}", r"\toprule",
+            r"symbol & unit & value & meaning \\", r"\midrule", r"\endhead"]
     for _n, sym, unit, value, doc in _symbol_rows(ex):
-        out.append(f"${sym}$ & {_tex_text(unit)} & {_tex_text(value)} & {_tex_text(doc)} \\\\")
-    out += [r"\bottomrule", r"\end{tabular}", ""]
+        out.append(f"${sym}$ & {_tex_text(unit)} & {_tex_value(value)} & {_tex_text(doc)} "
+                   "\\\\")
+    out += [r"\bottomrule", r"\end{longtable}", ""]
     for form in ex.forms:
         out.append(escape.latex_comment(f"% {form.name} [{form.unit or '1'}]: {form.doc}"))
         out += [r"\begin{align*}", " \\\\\n".join(_equations(form)), r"\end{align*}", ""]
-    return "\n".join(out)
+    body = "\n".join(out)
+    if not standalone:
+        return body
+    title = f"The {ex.formulation} formulation" + (f" ({ex.case})" if ex.case else "")
+    return tex.standalone(body, title)
 
 
 def _tex_text(text: str) -> str:

@@ -92,6 +92,9 @@ def c_header_name(name: str) -> str:
 _TEX_TEXT = {
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "%": r"\%",
     "#": r"\#", "_": r"\_", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}",
+    # In the default OT1 font encoding these print as other glyphs (``>`` as an inverted
+    # question mark): their text commands print them as written.
+    ">": r"\textgreater{}", "<": r"\textless{}", "|": r"\textbar{}",
 }
 
 
@@ -122,6 +125,21 @@ def markdown_text(text: str) -> str:
     line = printable(text)
     return "".join("&amp;" if ch == "&" else f"\\{ch}" if ch in _MARKDOWN_PUNCTUATION else ch
                    for ch in line)
+
+
+#: A Sphinx cross-reference role: ``:func:`name```, ``:mod:`~pkg.module```, ``:py:class:`X```.
+_ROLE = re.compile(r":(?:[a-z]+:)?[a-z]+:`~?([^`]+)`")
+
+
+def without_roles(text: str) -> str:
+    """Docstring text for Markdown: Sphinx roles (``:func:`~a.b```) as plain code (`` `b` ``;
+    ``~`` keeps the last component, as Sphinx shows it)."""
+    def code(match: re.Match[str]) -> str:
+        target = match.group(1)
+        shown = target.rsplit(".", 1)[-1] if match.group(0).count("~") else target
+        return f"`{shown}`"
+
+    return _ROLE.sub(code, text)
 
 
 def markdown_cell(text: str) -> str:

@@ -33,7 +33,7 @@ class Rendered:
 
 
 def command_line(case: str, fmt: str, quantities: Sequence[str], fixes: Sequence[str],
-                 sets: Sequence[str], output: str | None) -> str:
+                 sets: Sequence[str], output: str | None, standalone: bool = False) -> str:
     """The canonical command that regenerates an export (written into its header)."""
     words = ["perfcost", "export", case, "--format", fmt]
     for q in quantities:
@@ -42,6 +42,8 @@ def command_line(case: str, fmt: str, quantities: Sequence[str], fixes: Sequence
         words += ["--fix", f]
     for s in sets:
         words += ["--set", s]
+    if standalone:
+        words.append("--standalone")
     if output:
         words += ["-o", output]
     return shlex.join(words)
@@ -49,15 +51,19 @@ def command_line(case: str, fmt: str, quantities: Sequence[str], fixes: Sequence
 
 def render(case: str, fmt: str = "markdown", quantities: Sequence[str] = (),
            fixes: Sequence[str] = (), sets: Sequence[str] = (), output: str | None = None,
-           prefix: str | None = None) -> Rendered:
+           prefix: str | None = None, standalone: bool = False) -> Rendered:
     """The export of ``case`` in ``fmt``; ``output`` names the files (C: ``OUTPUT.h`` and
-    ``OUTPUT.c``) and goes into the regenerating command written in the header."""
+    ``OUTPUT.c``) and goes into the regenerating command written in the header;
+    ``standalone`` makes a LaTeX export a complete document."""
     from perfcost.solver.case import schema as case_mod
     from perfcost.solver.export import closed_form as ex
 
     if fmt not in ex.FORMATS:
         raise CaseError("--format", fmt, f"expected one of {', '.join(ex.FORMATS)}")
-    command = command_line(case, fmt, quantities, fixes, sets, output)
+    if standalone and fmt != "latex":
+        raise CaseError("--standalone", fmt, "expected --format latex (a standalone document "
+                        "is LaTeX)")
+    command = command_line(case, fmt, quantities, fixes, sets, output, standalone)
     document = fmt in ("latex", "markdown")
     if ex.is_cost_case(case):
         target = ex.cost_target(ex.load_cost_case(case, sets))
@@ -68,7 +74,7 @@ def render(case: str, fmt: str = "markdown", quantities: Sequence[str] = (),
         if fmt == "json":
             compiled = {f.name: {"compiled": None, "not_compiled": ex.COST_NOT_COMPILED}
                         for f in built.forms}
-        return _emit(built, fmt, output, prefix, command, compiled)
+        return _emit(built, fmt, output, prefix, command, compiled, standalone)
     loaded = case_mod.load(case, list(sets))
     for section in ("hardware", "network"):
         entries = getattr(loaded, section)
@@ -83,11 +89,11 @@ def render(case: str, fmt: str = "markdown", quantities: Sequence[str] = (),
         from perfcost.solver.problem.search import systems_of
 
         compiled = ex.compiled_forms(systems_of(loaded)[0][0], [f.name for f in built.forms])
-    return _emit(built, fmt, output, prefix, command, compiled)
+    return _emit(built, fmt, output, prefix, command, compiled, standalone)
 
 
 def _emit(built: Any, fmt: str, output: str | None, prefix: str | None, command: str,
-          compiled: dict[str, Any] | None) -> Rendered:
+          compiled: dict[str, Any] | None, standalone: bool = False) -> Rendered:
     from perfcost.solver.export import closed_form as ex
 
     if fmt == "json":
@@ -106,7 +112,9 @@ def _emit(built: Any, fmt: str, output: str | None, prefix: str | None, command:
         header, source = ex.to_c(built, pre, stem.name + ".h", command)
         return Rendered(fmt, {str(stem.with_name(stem.name + ".h")): header,
                               str(stem.with_name(stem.name + ".c")): source})
-    render_format = {"python": ex.to_python, "latex": ex.to_latex,
-                     "markdown": ex.to_markdown}[fmt]
     suffix = {"python": ".py", "latex": ".tex", "markdown": ".md"}[fmt]
-    return Rendered(fmt, {output or f"export{suffix}": render_format(built, command)})
+    if fmt == "latex":
+        text = ex.to_latex(built, command, standalone=standalone)
+    else:
+        text = {"python": ex.to_python, "markdown": ex.to_markdown}[fmt](built, command)
+    return Rendered(fmt, {output or f"export{suffix}": text})

@@ -115,6 +115,13 @@ class Evaluation:
     def unit(self, name: str) -> str:
         return self.numbers.units.get(name, "")
 
+    @cached_property
+    def framework(self) -> dict[str, Any]:
+        """The framework profile assumed, and the rules of it this configuration breaks."""
+        problems = problem.framework_problems(self.case, self.config)
+        return {"name": self.case.training.framework, "runs": not problems,
+                "problems": problems}
+
     def breakdown(self) -> dict[str, float]:
         return {k: self.values[k] for k in self.numbers.groups["iteration_time"]}
 
@@ -154,6 +161,8 @@ class Evaluation:
             "memory_per_gpu_bytes": v["memory_per_gpu"],
             "memory_capacity_bytes": self.memory_capacity,
             "memory_fits": v["memory_per_gpu"] <= self.memory_capacity,
+            "memory_margin_bytes": self.memory_capacity - v["memory_per_gpu"],
+            "framework": self.framework,
             "time_to_train_s": v["time_to_train"],
             "cost_usd": v["cost"],
             "parameters": v["parameters"],

@@ -38,6 +38,13 @@ def layers_split(layers: int, pp: Any, virtual_stages: Any, uneven: bool) -> Any
     return split & ((virtual_stages == 1) | (pp > 1))
 
 
+def interleaving_micro_batches(global_batch: int, dp: Any, micro_batch: Any, pp: Any,
+                               virtual_stages: Any) -> Any:
+    """The interleaved schedule (virtual_stages > 1) runs a multiple of pp micro-batches
+    (Megatron-Core's interleaved 1F1B: global_batch / (dp*micro_batch) divisible by pp)."""
+    return (virtual_stages == 1) | (global_batch % (dp * micro_batch * pp) == 0)
+
+
 def experts_split(tp: Any, cp: Any, dp: Any, ep: Any, expert_tp: int) -> Any:
     """ep*expert_tp divides the ranks of one pipeline stage (tp*cp*dp)."""
     return (tp * cp * dp) % (ep * expert_tp) == 0

@@ -120,7 +120,10 @@ def structure_key(specs: fixed.Specs) -> tuple[object, ...]:
            # Mixture of experts and latent attention change the expressions' structure.
            m.moe, m.shared_experts > 0, m.capacity_factor > 0, m.route_domains > 0, m.mla,
            m.q_lora_rank > 0,
-           specs.training.uneven_stages, specs.training.ep_overlap)
+           specs.training.uneven_stages, specs.training.ep_overlap,
+           # FP8 GEMMs, the pipeline schedule and the overlaps change the terms' structure.
+           specs.training.fp8_recipe, specs.training.schedule, specs.training.tp_overlap,
+           specs.training.zero_reduce_per_micro_batch, m.mtp_modules > 0)
 
 
 def _formulation(specs: fixed.Specs) -> Formulation:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from perfcost.formulations.specs import PLACEMENTS, RECOMPUTE_MODES
+from perfcost.solver.case import frameworks
 from perfcost.solver.case.errors import CaseError
 from perfcost.solver.case.schema import Case
 from perfcost.solver.problem import rules
@@ -73,6 +74,10 @@ class Space:
     #: Expert tensor parallelism (fixed by the case) and whether stages may be uneven.
     expert_tp: int = 1
     uneven_stages: bool = False
+    #: The framework profile's rules (solver/case/frameworks.py): ZeRO stages it runs with a
+    #: pipeline, and whether interleaving needs the micro-batches to be a multiple of pp.
+    zero_with_pipeline: tuple[int, ...] = (0, 1, 2, 3)
+    interleave_multiple: bool = False
 
     @property
     def size(self) -> int:
@@ -102,6 +107,8 @@ def _choice(value: Any) -> list[Any] | None:
 def build_space(case: Case, systems: Sequence[System]) -> Space:
     """Domains of every decision for ``case``, pruned by the rules each value has alone."""
     m, par, job = case.model, case.parallelism, case.training
+    framework = frameworks.profile(job.framework)
+    fw_rules = framework.rules
     gpus = _choice(case.cluster.gpus)
     if gpus is None:
         raise CaseError("cluster.gpus", None,
@@ -152,8 +159,10 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
                      lambda p: layer_split_problem(p)),
         "cp": pruned("cp", _choice(par.cp),
                      [c for c in divisors(m.seq_len, DEFAULT_MAX_CP) if c & (c - 1) == 0],
-                     lambda c: None if m.seq_len % c == 0 else
-                     f"does not divide model.seq_len = {m.seq_len}"),
+                     lambda c: (f"{framework.name} runs no context parallelism"
+                                if c > 1 and not fw_rules.context_parallel else
+                                None if m.seq_len % c == 0 else
+                                f"does not divide model.seq_len = {m.seq_len}")),
         "dp": pruned("dp", _choice(par.dp),
                      sorted(set().union(*(divisors(g) for g in gpus))),
                      lambda d: None if job.global_batch % d == 0 else
@@ -164,14 +173,21 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
                               f"does not divide training.global_batch = {job.global_batch}"),
         "virtual_stages": pruned("virtual_stages", _choice(par.virtual_stages),
                                  layer_splits(m.layers, None),
-                                 lambda v: layer_split_problem(v)),
+                                 lambda v: (f"{framework.name} runs no interleaved schedule"
+                                            if v > 1 and not fw_rules.interleaving
+                                            else layer_split_problem(v))),
         "ep": pruned("ep", _choice(par.ep), divisors(m.experts, max_gpus) if m.experts else [1],
-                     lambda e: None if e == 1 or (m.experts and m.experts % e == 0) else
+                     lambda e: None if e == 1 else
+                     f"{framework.name} runs no expert parallelism"
+                     if not fw_rules.expert_parallel else
+                     None if (m.experts and m.experts % e == 0) else
                      f"does not divide model.experts = {m.experts or 0}"),
     }
     recompute = _choice(par.recompute) or list(RECOMPUTE_MODES)
     seqpar = _choice(par.sequence_parallel)
-    zero = _choice(par.zero)
+    zero = pruned("zero", _choice(par.zero), list(fw_rules.zero_stages),
+                  lambda z: None if z in fw_rules.zero_stages else
+                  f"{framework.name} runs ZeRO stages {fw_rules.zero_stages}")
     codes: dict[str, tuple[float, ...]] = {k: tuple(float(v) for v in vals)
                                            for k, vals in domains.items()}
     codes["recompute"] = tuple(float(RECOMPUTE_MODES.index(r)) for r in recompute)
@@ -183,7 +199,9 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
     codes["placement"] = tuple(sorted({float(PLACEMENTS.index(p)) for p in placement}))
     ordered = {name: codes[name] for name in DECISIONS}
     return Space(ordered, tuple(sorted(set(gpus))), tuple(systems), job.global_batch,
-                 m.layers, tuple(notes), par.expert_tp, par.uneven_stages)
+                 m.layers, tuple(notes), par.expert_tp, par.uneven_stages,
+                 tuple(fw_rules.zero_stages_with_pipeline),
+                 fw_rules.interleaving_needs_micro_batch_multiple)
 
 
 @dataclass
@@ -309,7 +327,11 @@ def _cores(space: Space) -> tuple[dict[str, np.ndarray], list[tuple[str, int]]]:
                    len(cols["tp"])))
     cols = _cross(cols, "virtual_stages", d["virtual_stages"])
     cols = _keep(cols, rules.layers_split(space.layers, cols["pp"], cols["virtual_stages"],
-                                          space.uneven_stages))
+                                          space.uneven_stages)
+                 & (rules.interleaving_micro_batches(space.global_batch, cols["dp"],
+                                                     cols["micro_batch"], cols["pp"],
+                                                     cols["virtual_stages"])
+                    if space.interleave_multiple else True))
     counts.append(("pp*virtual_stages <= layers" if space.uneven_stages else
                    "layers % (pp*virtual_stages) = 0", len(cols["tp"])))
     cols = _cross(cols, "ep", d["ep"])
@@ -335,6 +357,9 @@ def _with_modes(space: Space, cols: dict[str, np.ndarray], modes: tuple[str, ...
         keep &= (cols["placement"] == 0) | ((cols["pp"] > 1) & (cols["dp"] > 1))
     if 0.0 in d["zero"] and "zero" in modes:
         keep &= (cols["zero"] == 0) | (cols["dp"] > 1)
+    if "zero" in modes:
+        # The framework's ZeRO stages with a pipeline (DeepSpeed: ZeRO-2/3 only without one).
+        keep &= (cols["pp"] == 1) | np.isin(cols["zero"], space.zero_with_pipeline)
     if 0.0 in d["sequence_parallel"] and "sequence_parallel" in modes:
         keep &= (cols["sequence_parallel"] == 0) | (cols["tp"] > 1)
     cols = _keep(cols, keep)

@@ -19,13 +19,20 @@ from perfcost.formulations.specs import (
     NetworkSpec,
     TrainingSpec,
 )
+from perfcost.solver.case import frameworks
 from perfcost.solver.case.errors import MISSING, CaseError
+from perfcost.solver.case.frameworks import FrameworkSection
 from perfcost.solver.case.schema import Case, first_dense_layers
 from perfcost.solver.case.sections import NetworkSection
 from perfcost.solver.problem import rules
 
 #: Bytes per element of each number format.
 FORMAT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0}
+#: Activation format of each training precision: FP8 training keeps BF16 activations and
+#: runs only the linear layers' GEMMs in FP8 (formulations.precision).
+ACTIVATION_FORMAT = {"bf16": "bf16", "fp16": "fp16", "fp8": "bf16"}
+#: The hardware entry's per-precision table that holds the FP8 GEMM rate of each recipe.
+FP8_TABLE = {"delayed": "fp8", "current": "fp8", "block": "fp8_block", "mxfp8": "fp8"}
 #: Mixed-precision Adam: fp32 main gradients (Megatron-LM keeps them in fp32) and fp32 master
 #: weight, first and second moments (Rajbhandari et al. 2020, Sec. 3.1: 4 + 4 + 4 B).
 GRAD_BYTES = 4.0
@@ -123,11 +130,52 @@ def flash_fields(case: Case, model: ModelSpec) -> dict[str, Any]:
 
     try:
         attention.block_sizes(hw.shared_memory, *attention_head_dims(model),
-                              FORMAT_BYTES[case.training.precision])
+                              FORMAT_BYTES[ACTIVATION_FORMAT[case.training.precision]])
     except attention.TileDoesNotFit as exc:
         raise CaseError("hardware.shared_memory", f"{hw.shared_memory / 1024:g} KiB",
                         f"expected room for one FlashAttention tile: {exc}") from None
     return out
+
+
+def framework_of(case: Case) -> FrameworkSection:
+    """The case's framework profile, with the job-level choices it must support checked:
+    the pipeline schedule and the FP8 recipe."""
+    job = case.training
+    fw = frameworks.profile(job.framework)
+    if job.schedule not in fw.rules.schedules:
+        raise CaseError("training.schedule", job.schedule,
+                        f"expected a schedule {fw.name} runs: {', '.join(fw.rules.schedules)}")
+    if job.precision == "fp8" and job.fp8_recipe not in fw.rules.fp8_recipes:
+        raise CaseError("training.fp8_recipe", job.fp8_recipe,
+                        f"expected an FP8 recipe {fw.name} runs: "
+                        f"{', '.join(fw.rules.fp8_recipes)}")
+    return fw
+
+
+def fp8_fields(case: Case) -> dict[str, float]:
+    """The FP8 peak and GEMM efficiency of an FP8 job's recipe on the hardware entry.
+
+    The efficiency is the entry's training GEMM efficiency times the measured FP8-over-BF16
+    ratio of its per-precision tables (both fitted on one kernel database, so the ratio holds
+    the FP8 kernels' own tile and pipeline behaviour while the training rate stays the one the
+    BF16 validation uses); an entry with an FP8 table but no BF16 one takes the FP8 value."""
+    job, hw = case.training, case.hardware
+    if job.precision != "fp8":
+        return {}
+    table = FP8_TABLE[job.fp8_recipe]
+    if "fp8" not in hw.peak_flops:
+        raise CaseError("training.precision", "fp8",
+                        f"expected hardware with an FP8 peak; {hw.name} has "
+                        f"{', '.join(hw.peak_flops)}")
+    tables = hw.efficiency.precision
+    if table not in tables:
+        raise CaseError(f"hardware.efficiency.precision.{table}", MISSING,
+                        f"expected the FP8 GEMM efficiency of {hw.name} for the "
+                        f"{job.fp8_recipe} recipe; fit it with 'perfcost calibrate --database'")
+    fp8_eff = tables[table].matmul
+    if "bf16" in tables:
+        fp8_eff = hw.efficiency.matmul.value * fp8_eff / tables["bf16"].matmul
+    return {"peak_flops_fp8": hw.peak_flops["fp8"], "matmul_efficiency_fp8": fp8_eff}
 
 
 def specs(case: Case) -> Specs:
@@ -138,14 +186,15 @@ def specs(case: Case) -> Specs:
         kv_heads=m.kv_heads or m.heads, ffn=m.ffn, ffn_kind=m.ffn_kind, vocab=m.vocab,
         seq_len=m.seq_len, tied_embeddings=m.tied_embeddings, biases=m.biases,
         learned_positions=m.positions == "learned", dropout=m.dropout,
-        **moe_fields(m),
+        mtp_modules=m.mtp_modules, **moe_fields(m),
     )
-    if job.precision not in hw.peak_flops:
+    dense = ACTIVATION_FORMAT[job.precision]
+    if dense not in hw.peak_flops:
         raise CaseError("training.precision", job.precision,
                         f"expected a precision with a hardware.peak_flops entry; hardware "
                         f"{hw.name} has {', '.join(hw.peak_flops) or 'none'}")
     hardware = HardwareSpec(
-        name=hw.name, peak_flops=hw.peak_flops[job.precision], hbm_capacity=hw.hbm_capacity,
+        name=hw.name, peak_flops=hw.peak_flops[dense], hbm_capacity=hw.hbm_capacity,
         hbm_bandwidth=hw.hbm_bandwidth, multiprocessors=hw.multiprocessors,
         matmul_efficiency=hw.efficiency.matmul.value,
         memory_efficiency=hw.efficiency.memory.value,
@@ -153,6 +202,7 @@ def specs(case: Case) -> Specs:
         kernel_overhead=hw.efficiency.kernel_overhead, price=hw.price, power=hw.power,
         gemm_wave_overhead=hw.efficiency.wave_overhead,
         gemm_row_granule=hw.efficiency.gemm_row_granule or 0, **flash_fields(case, model),
+        **fp8_fields(case),
     )
     up, out = net.scale_up, net.scale_out
     if case.training.tp_algorithm == "in_network" and up.reduction_bandwidth is None:
@@ -173,17 +223,25 @@ def specs(case: Case) -> Specs:
         scale_up_reduction=(LinkLevel(up.reduction_bandwidth, up.reduction_latency or 0.0, 1.0)
                             if up.reduction_bandwidth is not None else None),
     )
-    element = FORMAT_BYTES[job.precision]
+    element = FORMAT_BYTES[dense]
     price = case.cluster.gpu_hour_price
+    fw = framework_of(case)
+    fp8 = job.precision == "fp8"
     training = TrainingSpec(
         global_batch=job.global_batch, tokens=job.tokens, bytes_per_element=element,
-        grad_reduce_bytes=FORMAT_BYTES[job.grad_reduce_precision or job.precision],
+        grad_reduce_bytes=FORMAT_BYTES[job.grad_reduce_precision or dense],
         weight_bytes=element, grad_bytes=GRAD_BYTES, optimizer_state_bytes=ADAM_STATE_BYTES,
         optimizer_step_bytes=ADAM_STEP_BYTES, dropout_mask_bytes=DROPOUT_MASK_BYTES,
         dp_overlap=job.dp_overlap, tp_algorithm=job.tp_algorithm, attention=job.attention,
         expert_tp=case.parallelism.expert_tp, uneven_stages=case.parallelism.uneven_stages,
         ep_overlap=job.ep_overlap,
         gpu_hour_price=hw.gpu_hour_price if price is None else price,
+        fp8_recipe=job.fp8_recipe if fp8 else "none", schedule=job.schedule,
+        tp_overlap=fw.behaviour.tp_overlap if job.tp_overlap is None else job.tp_overlap,
+        zero_reduce_per_micro_batch=fw.behaviour.zero_reduce_per_micro_batch,
+        gather_bytes=1.0 if fp8 and fw.behaviour.fp8_weight_gather else element,
+        memory_reserve=fw.memory.reserve, memory_fragmentation=fw.memory.fragmentation,
+        step_overhead=fw.costs.step, micro_batch_overhead=fw.costs.micro_batch,
     )
     return Specs(model, hardware, network, training)
 
@@ -253,6 +311,34 @@ def check_config(case: Case, c: dict[str, Any], gpus: int | None) -> None:
                         f"expected ep*expert_tp = {ep}*{etp} to divide the ranks of one "
                         f"pipeline stage, tp*cp*dp = {t}*{cp}*{d} = {t * cp * d} "
                         "(expert data parallelism = tp*cp*dp / (ep*expert_tp))")
+
+
+def framework_problems(case: Case, c: dict[str, Any]) -> list[str]:
+    """The rules of the case's framework profile that configuration ``c`` breaks (empty when
+    the framework runs it); the search applies the same rules (solver/problem/space.py)."""
+    fw = frameworks.profile(case.training.framework)
+    r = fw.rules
+    out = []
+    if c["zero"] not in r.zero_stages:
+        out.append(f"ZeRO {c['zero']}: {fw.name} runs ZeRO stages {r.zero_stages}")
+    elif c["pp"] > 1 and c["zero"] not in r.zero_stages_with_pipeline:
+        out.append(f"ZeRO {c['zero']} with pp = {c['pp']}: {fw.name} runs ZeRO stages "
+                   f"{r.zero_stages_with_pipeline} with pipeline parallelism")
+    if c["virtual_stages"] > 1 and not r.interleaving:
+        out.append(f"virtual_stages = {c['virtual_stages']}: {fw.name} has no interleaved "
+                   "schedule")
+    elif (c["virtual_stages"] > 1 and r.interleaving_needs_micro_batch_multiple
+          and not rules.interleaving_micro_batches(case.training.global_batch, c["dp"],
+                                                   c["micro_batch"], c["pp"],
+                                                   c["virtual_stages"])):
+        m = case.training.global_batch // (c["dp"] * c["micro_batch"])
+        out.append(f"{m} micro-batches: {fw.name}'s interleaved schedule needs a multiple of "
+                   f"pp = {c['pp']}")
+    if c["cp"] > 1 and not r.context_parallel:
+        out.append(f"cp = {c['cp']}: {fw.name} runs no context parallelism")
+    if c.get("ep", 1) > 1 and not r.expert_parallel:
+        out.append(f"ep = {c['ep']}: {fw.name} runs no expert parallelism")
+    return out
 
 
 def _check_degrees(case: Case, c: dict[str, Any]) -> None:

@@ -33,6 +33,9 @@ def evaluation(result: Evaluation) -> Group:
               f"{'on' if cfg['sequence_parallel'] else 'off'} · ZeRO {cfg['zero']} · "
               f"placement {cfg['placement']}")
     summary.add_row("configuration", config)
+    fw = result.framework
+    summary.add_row("framework", fw["name"] if fw["runs"] else
+                    f"[red]{fw['name']} does not run this: " + "; ".join(fw["problems"]))
     summary.add_row("micro-batches per iteration", f"{v['micro_batches']:g}")
     summary.add_row("iteration time", format_quantity(v["iteration_time"], "s"))
     summary.add_row("throughput", f"{v['tokens_per_s']:,.0f} tokens/s")
@@ -42,7 +45,10 @@ def evaluation(result: Evaluation) -> Group:
     fits = v["memory_per_gpu"] <= result.memory_capacity
     mem = (f"{format_quantity(v['memory_per_gpu'], 'B')} of "
            f"{format_quantity(result.memory_capacity, 'B')}")
-    summary.add_row("memory per GPU (first stage)", mem if fits else f"[red]{mem} -- does not fit")
+    margin = result.memory_capacity - v["memory_per_gpu"]
+    summary.add_row("memory per GPU (first stage)",
+                    f"{mem}, {format_quantity(margin, 'B')} to spare (framework reserve "
+                    "included)" if fits else f"[red]{mem} -- does not fit")
     if cfg["tp"] > 1:
         tp = result.tp_all_reduce()
         others = ", ".join(f"{k} {format_quantity(t, 's')}"
@@ -54,8 +60,15 @@ def evaluation(result: Evaluation) -> Group:
                     f"{format_quantity(v['per_layer_backward_time'], 's')}")
     summary.add_row("time to train", f"{format_quantity(v['time_to_train'], 's')} for "
                     f"{result.case.training.tokens:.3g} tokens")
+    if "gpu_hours" in v:
+        summary.add_row("GPU-hours", f"{v['gpu_hours']:,.0f}")
     if v["cost"] > 0:
-        summary.add_row("GPU cost", format_quantity(v["cost"], "USD"))
+        # One vocabulary (docs/cost.md): a co-designed cluster is owned (its price per
+        # GPU-hour is its owned cost rate); a catalogue GPU is rented at its GPU-hour price.
+        owned = getattr(result.case, "codesign", None) is not None
+        summary.add_row("owned cost of the run" if owned else
+                        "rental cost of the run (GPU-hours x price per GPU-hour)",
+                        format_quantity(v["cost"], "USD"))
 
     total = v["iteration_time"]
     breakdown = result.breakdown()
@@ -251,7 +264,9 @@ def sensitivities(rows: Sequence[Any], top: int = 10) -> Table:
             else:
                 cells.append(("≤ " if r.low_open else "") + format_quantity(r.low, r.unit)
                              + " .. " + format_quantity(r.high, r.unit)
-                             + (" or more" if r.high_open else ""))
+                             + (" or more" if r.high_open else "")
+                             + (" (clipped at the physical limit)"
+                                if r.low_clipped or r.high_clipped else ""))
         cells.append(r.doc)
         table.add_row(*cells)
     return table

@@ -154,8 +154,11 @@ def fixed_config(case: Case) -> dict[str, Any]:
     if sv.gpus is not None:
         config["load"] = _one(sv.load, "serving.load")
     moe = bool(case.model.experts)
+    if moe and sv.dp_attention is not None:
+        config["dp_attention"] = _one(sv.dp_attention, "serving.dp_attention")
     if moe:
-        config["ep"] = _one(case.parallelism.ep, "parallelism.ep", config["tp"])
+        config["ep"] = _one(case.parallelism.ep, "parallelism.ep",
+                            config["tp"] * config.get("dp_attention", 1))
     if config["disaggregated"]:
         pre = sv.prefill
         config.update({
@@ -169,9 +172,14 @@ def fixed_config(case: Case) -> dict[str, Any]:
             config["prefill_ep"] = _one(pre.ep, "serving.prefill.ep", config["prefill_tp"])
     for prefix, where in (("", "parallelism.ep"), ("prefill_", "serving.prefill.ep")):
         ep = config.get(prefix + "ep")
-        if ep is not None and config[prefix + "tp"] % ep:
-            raise CaseError(where, ep, f"expected a divisor of the tensor-parallel size "
-                            f"{config[prefix + 'tp']} (experts split over the other tp/ep)")
+        if ep is None:
+            continue
+        ranks = config[prefix + "tp"] * (config.get("dp_attention", 1) if prefix == "" else 1)
+        if ranks % ep:
+            size = (f"tensor-parallel size {ranks}" if ranks == config[prefix + "tp"] else
+                    f"tensor-parallel size times the data-parallel attention ranks, {ranks}")
+            raise CaseError(where, ep, f"expected a divisor of the {size} (experts split over "
+                            "the other GPUs)")
     return config
 
 
@@ -210,8 +218,14 @@ class ServingEvaluation:
         return {k: bool(v) for k, v in feasibility(self.values, self.disaggregated).items()}
 
     def tpot_breakdown(self) -> dict[str, float]:
-        out = {k: self.values[k] for k in self.formulation.groups["tpot"]}
-        out["step_overhead"] = self.values["step_overhead_time"]
+        """The parts of the TPOT; they add up to it. With speculative decoding an iteration
+        (drafting and one verification step) emits ``accepted_tokens_per_step`` tokens: each
+        part is its share per token."""
+        per_token = 1.0 / self.values.get("accepted_tokens_per_step", 1.0)
+        out = {k: self.values[k] * per_token for k in self.formulation.groups["tpot"]}
+        out["step_overhead"] = self.values["step_overhead_time"] * per_token
+        if self.values.get("draft_tokens", 0.0):
+            out["speculative_draft"] = self.values["draft_time"] * per_token
         return out
 
     def ttft_breakdown(self) -> dict[str, float]:
@@ -221,6 +235,8 @@ class ServingEvaluation:
         chunks = self.values.get("prefill_chunks", 1.0)
         out = {k: chunks * self.values[k] for k in names}
         out["step_overhead"] = chunks * self.values["step_overhead_time"]
+        if self.values.get("draft_tokens", 0.0):
+            out["speculative_draft"] = chunks * self.values["ttft_draft_time"]
         out["request_overhead"] = self.values["request_overhead_time"]
         out["pipeline_fill"] = self.values["pipeline_fill"]
         if self.disaggregated:
@@ -267,6 +283,11 @@ class ServingEvaluation:
             "checks": checks,
             "feasible": all(checks.values()),
             "tpot_breakdown": self.tpot_breakdown(),
+            "speculative": {"accepted_tokens_per_step": v["accepted_tokens_per_step"],
+                            "draft_tokens": round(v["draft_tokens"])},
+            "prefix_cache": {"prefill_saved_fraction": v["prefill_saved_fraction"],
+                             "computed_prompt_tokens": v["computed_prompt_tokens"],
+                             "prefix_cache_bytes": v["prefix_cache_bytes"]},
             "ttft_breakdown": self.ttft_breakdown(),
         }
         if self.disaggregated:

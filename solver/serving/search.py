@@ -82,7 +82,9 @@ def domains(model: ServingModel) -> dict[str, list[Any]]:
           else [p for p in DEFAULT_PIPELINE if p <= layers])
     pre = sv.prefill
     experts = case.model.experts or 0
-    ep_default = [e for e in POWERS_OF_TWO if e <= max(tp) and experts % e == 0]
+    dp = as_list(sv.dp_attention) if sv.dp_attention is not None else []
+    # Expert parallelism spans the tp GPUs of a stage, or all tp dp GPUs of a replica.
+    ep_default = [e for e in POWERS_OF_TWO if e <= max(tp) * max(dp or [1]) and experts % e == 0]
     ep = as_list(case.parallelism.ep) if case.parallelism.ep is not None else ep_default
     fleet = sv.gpus is not None
     batches = list(range(1, MAX_BATCH + 1)) if fleet else list(POWERS_OF_TWO)
@@ -91,6 +93,7 @@ def domains(model: ServingModel) -> dict[str, list[Any]]:
     loads = (as_list(sv.load) if sv.load is not None else list(LOAD_PERCENTS)) if fleet else []
     return {
         "load": loads,
+        "dp_attention": dp if experts else [],
         "ep": ep if experts else [],
         "prefill_ep": (as_list(pre.ep) if pre.ep is not None else ep) if experts else [],
         "hardware": model.hardware_names,
@@ -137,6 +140,8 @@ def _axes(disaggregated: bool, dom: dict[str, list[Any]]) -> tuple[str, ...]:
     axes = DISAGGREGATED_AXES if disaggregated else COLOCATED_AXES
     if dom["ep"]:
         axes = (*axes, "ep", *(("prefill_ep",) if disaggregated else ()))
+    if dom["dp_attention"]:
+        axes = (*axes, "dp_attention")
     if dom["load"] and not disaggregated:
         axes = (*axes, "load")
     return axes
@@ -192,11 +197,13 @@ def evaluate_blocks(model: ServingModel, dom: dict[str, list[Any]],
             if disaggregated:
                 checks["prefill_tp_in_scale_up"] = grid["prefill_tp"] <= model.pools[
                     prefill_hw].network.scale_up_size
-            # Expert parallelism folds into the tensor-parallel GPUs: ep divides tp.
+            # Expert parallelism folds into the tensor-parallel GPUs (of every data-parallel
+            # attention rank): ep divides tp (tp dp).
             for prefix in ("", "prefill_"):
                 if prefix + "ep" in grid:
-                    checks[prefix + "ep_divides_tp"] = np.mod(grid[prefix + "tp"],
-                                                              grid[prefix + "ep"]) == 0
+                    ranks = grid[prefix + "tp"] * (grid["dp_attention"] if prefix == "" and
+                                                   "dp_attention" in grid else 1)
+                    checks[prefix + "ep_divides_tp"] = np.mod(ranks, grid[prefix + "ep"]) == 0
             finite = np.isfinite(values["cost_per_million_tokens"])
             feasible = np.logical_and.reduce([*checks.values(), finite])
             blocks.append(Block(fixed, grid, values, feasible, checks))

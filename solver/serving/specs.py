@@ -18,6 +18,7 @@ from perfcost.solver.case.errors import MISSING, CaseError
 from perfcost.solver.case.sections import HardwareSection, NetworkSection
 from perfcost.solver.case.serving_section import (
     ServingSection,
+    draft_model_section,
     gpu_price,
     hardware_entries,
     network_entry,
@@ -31,7 +32,11 @@ ACTIVATION_BYTES = 2.0
 def model_spec(case: Any) -> ModelSpec:
     """The model section as a :class:`ModelSpec`, its MoE and MLA fields as the training
     path reads them (:func:`problem.moe_fields`)."""
-    m = case.model
+    return section_model_spec(case.model)
+
+
+def section_model_spec(m: Any) -> ModelSpec:
+    """A model section (the case's, or a draft model's) as a :class:`ModelSpec`."""
     return ModelSpec(
         name=m.name, layers=m.layers, hidden=m.hidden, heads=m.heads,
         kv_heads=m.kv_heads or m.heads, ffn=m.ffn, ffn_kind=m.ffn_kind, vocab=m.vocab,
@@ -102,6 +107,7 @@ def fp8_matmul_efficiency(hw: HardwareSection) -> float:
 
 def inference_spec(case: Any) -> InferenceSpec:
     sv: ServingSection = case.serving
+    draft = draft_model_section(sv)
     return InferenceSpec(
         # A fixed fleet's rate is a decision of the formulation; the parameter is unused.
         prompt_len=sv.prompt_len, output_len=sv.output_len,
@@ -112,7 +118,11 @@ def inference_spec(case: Any) -> InferenceSpec:
         memory_utilization=sv.memory_utilization, step_overhead=sv.step_overhead,
         engine=sv.engine, arrival_scv=arrival_scv(sv.arrivals, sv.gamma_shape or 1.0),
         slo_ttft_p99=sv.slo_ttft_p99 or 0.0, slo_tpot_p99=sv.slo_tpot_p99 or 0.0,
-        gpus=sv.gpus or 0)
+        gpus=sv.gpus or 0, speculative=sv.speculative, draft_tokens=sv.draft_tokens or 0,
+        acceptance_rate=sv.acceptance_rate or 0.0,
+        draft_model=section_model_spec(draft) if draft is not None else None,
+        head_layers=sv.head_layers, prefix_hit_rate=sv.prefix_hit_rate,
+        cached_prefixes=sv.cached_prefixes, dp_attention=sv.dp_attention is not None)
 
 
 def pool_specs(case: Any) -> dict[str, ServingPoolSpec]:

@@ -5,16 +5,21 @@ the 70 % the fit sees and the 30 % it is judged on. The predictions are the form
 expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
 :mod:`formulations.kernels`), lambdified once; this module only chooses parameter values:
 
-* GEMMs, per precision: ``matmul_efficiency``, ``memory_efficiency``, ``kernel_overhead`` and
-  ``wave_overhead`` for each candidate output tile (split-K over the multiprocessors, narrow
-  tiles for few rows), by the median plus half the 90th percentile of the absolute log errors
-  over the GEMMs of at least :data:`FIT_MIN_FLOPS`; the best tile wins.
+* GEMMs, per precision: the kernel-choice model of :func:`formulations.kernels.
+  quantised_gemm_time` (per shape the fastest of the candidate tiles x split-K counts), its
+  sustained ``matmul_efficiency``, clock ``boost`` and ``power_window``,
+  ``memory_efficiency``, ``kernel_overhead`` and ``wave_overhead``, by the median plus half
+  the 90th percentile of the absolute log errors over the GEMMs of at least
+  :data:`FIT_MIN_FLOPS` (differential evolution).
 * Prefill (context) attention, per precision: FlashAttention's forward efficiency, tile
   overhead (wave-quantised), kernel overhead and memory efficiency, and the bandwidth of the
   Q/K/V preprocessing kernel, by least squares on the log errors.
-* Decode (generation) attention, per KV-cache precision: the achieved HBM bandwidth (as a
-  fraction of the peak), the fraction of the fp32 peak its dot products reach, the fixed
-  cost per wave of (sequence, KV head) blocks and the kernel overhead.
+* Decode (generation) attention, per KV-cache precision (formulations.kernels.
+  decode_kernel_time): the achieved HBM bandwidth (as a fraction of the peak), the
+  fractions of the fp32 peak the grouped and the per-head kernels' dot products reach,
+  each kernel's fixed cost per wave of blocks and the kernel overhead, by least squares on
+  the log errors for every candidate group limit and cache chunk; the pair of least loss
+  wins.
 * MoE layers, per precision: the grouped GEMMs' fraction of the peak and of the HBM
   bandwidth, the bandwidth of the token permutation and the layer's fixed cost
   (formulations.kernels.moe_layer_time), by least squares on the log errors.
@@ -61,8 +66,33 @@ PEAK_KEY = {"bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "fp4": "fp4"}
 COLLECTIVE_ALGORITHMS = {"all_reduce": "ring", "all_gather": "ring",
                          "reduce_scatter": "ring", "alltoall": "pairwise"}
 COLLECTIVE_OPS = {"alltoall": "all_to_all"}
+#: Split-K counts a GEMM's kernel configurations choose among (one: no split).
+SPLIT_COUNTS: tuple[int, ...] = (1, 2, 4, 8, 16)
+#: Precisions whose GEMM kernels never split the reduction: TensorRT-LLM's block-scaled FP8
+#: GEMMs accumulate each 128-deep block with its own scales in one pass over k (on the
+#: H100 tables, allowing split-K predicts the deep GEMMs of 13-257 rows 2-4x too fast).
+NO_SPLIT_K = frozenset({"fp8_block"})
+#: Precisions whose activation cast is preceded by a pass over the activations that takes
+#: their absolute maxima (formulations.kernels.quantised_gemm_time): per-tensor fp8 by
+#: construction (dynamic per-tensor scaling); TensorRT-LLM's block-scaled fp8 by the
+#: measurements (held-out median of the H100 table 11.1 % with one pass, 7.4 % with two).
+AMAX_PASS = frozenset({"fp8", "fp8_block"})
+
+
+def split_counts(precision: str) -> tuple[int, ...]:
+    """The split-K counts the GEMM kernels of ``precision`` choose among."""
+    return (1,) if precision in NO_SPLIT_K else SPLIT_COUNTS
+#: The large square GEMM whose achieved efficiency an entry's ``matmul`` states (m, n, k).
+REFERENCE_GEMM = (8192, 8192, 8192)
+FLOPS_PER_MAC = 2
+#: Generations of the GEMM fit's differential evolution.
+GEMM_GENERATIONS = 30
 GEMM_BOUNDS: dict[str, tuple[float, float]] = {
     "matmul_efficiency": (0.2, 1.0),
+    # A short kernel's clock over the sustained one, and the run time over which the power
+    # limit pulls the clock down (milliseconds: the power controller's averaging).
+    "boost": (1.0, 1.5),
+    "power_window": (1e-5, 1e-2),
     "memory_efficiency": (0.3, 1.0),
     "kernel_overhead": (0.0, 30e-6),
     "wave_overhead": (0.0, 10e-6),
@@ -77,9 +107,16 @@ CONTEXT_BOUNDS: dict[str, tuple[float, float]] = {
 DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     "memory_efficiency": (0.05, 1.0),
     "vector_efficiency": (0.01, 1.0),
+    "fallback_efficiency": (0.01, 1.0),
     "block_overhead": (0.0, 10e-6),
+    "fallback_block_overhead": (0.0, 10e-6),
     "kernel_overhead": (0.0, 50e-6),
 }
+#: Candidate query-group sizes up to which the grouped decode kernel runs (TensorRT-LLM's
+#: XQA kernels are compiled for groups of up to a power of two), and candidate cache chunks
+#: (tokens) of multi-block mode: the fit keeps the pair of least loss.
+DECODE_GROUP_LIMITS: tuple[int, ...] = (8, 16, 32, 64)
+DECODE_KV_CHUNKS: tuple[int, ...] = (128, 512, 2048)
 MOE_BOUNDS: dict[str, tuple[float, float]] = {
     "matmul_efficiency": (0.05, 1.0),
     "memory_efficiency": (0.05, 1.0),
@@ -135,6 +172,9 @@ class KindFit:
     source: str
     fit_rows: int
     judged: list[Judged] = field(default_factory=list)
+    #: The fit's loss on its own rows (least squares: the robust cost), to choose among
+    #: candidate discrete settings.
+    loss: float = 0.0
 
 
 @dataclass
@@ -187,34 +227,48 @@ def _log_objective(err: np.ndarray) -> float:
 # -- GEMMs -----------------------------------------------------------------------------------
 
 @functools.cache
-def _gemm_function(tile_m: int, tile_n: int, quantised: bool) -> Callable[..., Any]:
+def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int], ...],
+                   splits: tuple[int, ...], stream_k: bool) -> Callable[..., Any]:
     import sympy as sp
-    from perfcost.formulations import compute, kernels
+    from perfcost.formulations import kernels
 
     m, n, k, e, e_act = sp.symbols("m n k e e_act", positive=True)
-    peak, eta, bw, eta_mem, sms, k_oh, w_oh = sp.symbols(
-        "peak eta bw eta_mem sms k_oh w_oh", positive=True)
-    hw = compute.ComputeParams(peak, eta, bw, eta_mem, sms, sp.Integer(tile_m),
-                               sp.Integer(tile_n), k_oh, w_oh,
-                               row_granule=sp.Integer(ROW_GRANULE),
-                               split_k_granule=sp.Integer(SPLIT_K_GRANULE))
-    expr = kernels.low_precision_gemm_time(m, n, k, e, e_act, hw, quantised)
-    return sp.lambdify((m, n, k, e, e_act, peak, eta, bw, eta_mem, sms, k_oh, w_oh), expr,
-                       "numpy")
+    peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh = sp.symbols(
+        "peak eta boost window bw eta_mem sms k_oh w_oh", positive=True)
+    rates = kernels.GemmRates(peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh,
+                              sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE))
+    expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
+                                       amax_pass, stream_k)
+    return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
+                        w_oh), expr, "numpy")
 
 
 def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
                  params: dict[str, Any]) -> np.ndarray:
     c = table.columns
-    fn = _gemm_function(int(params["tile_m"]), int(params["tile_n"]),
-                        table.precision != "bf16")
+    tiles = tuple((int(a), int(b)) for a, b in params["tiles"])
+    fn = _gemm_function(table.precision != "bf16", table.precision in AMAX_PASS, tiles,
+                        split_counts(table.precision), bool(params.get("stream_k", False)))
     peak = machine.peak(table.precision)
     return np.asarray(fn(c["m"][index].astype(float), c["n"][index].astype(float),
                          c["k"][index].astype(float), OPERAND_BYTES[table.precision],
                          ACTIVATION_BYTES, peak, params["matmul_efficiency"],
-                         machine.hbm_bandwidth, params["memory_efficiency"],
-                         machine.multiprocessors, params["kernel_overhead"],
-                         params["wave_overhead"]), dtype=float)
+                         params["boost"], params["power_window"], machine.hbm_bandwidth,
+                         params["memory_efficiency"], machine.multiprocessors,
+                         params["kernel_overhead"], params["wave_overhead"]),
+                      dtype=float) * np.ones(index.size)
+
+
+def large_gemm_efficiency(precision: str, machine: Machine, params: dict[str, Any]) -> float:
+    """The fitted model's achieved fraction of the peak on :data:`REFERENCE_GEMM`, the cast of
+    a low-precision GEMM's activations included: the "large-GEMM efficiency" of the
+    precision that a hardware entry's ``matmul`` states (the maximum achievable matmul rate
+    of a large square GEMM, as a MAMF measurement times it)."""
+    m, n, k = REFERENCE_GEMM
+    table = Table("gemm", precision, {"m": np.array([m]), "n": np.array([n]),
+                                      "k": np.array([k])}, np.ones(1), "")
+    seconds = float(predict_gemm(table, np.arange(1), machine, params)[0])
+    return FLOPS_PER_MAC * m * n * k / seconds / float(machine.peak(precision) or 1.0)
 
 
 def gemm_flops(table: Table) -> np.ndarray:
@@ -223,7 +277,12 @@ def gemm_flops(table: Table) -> np.ndarray:
 
 
 def fit_gemm(table: Table, machine: Machine,
-             tiles: tuple[tuple[int, int], ...] = TILE_CANDIDATES) -> KindFit:
+             tiles: tuple[tuple[int, int], ...] = TILE_CANDIDATES,
+             generations: int = GEMM_GENERATIONS) -> KindFit:
+    """The GEMM model of :func:`formulations.kernels.quantised_gemm_time` (the fastest of
+    ``tiles`` x :data:`SPLIT_COUNTS` configurations per shape, with or without stream-K
+    kernels: the one of least fitted loss), its rates fitted by differential evolution on
+    the median plus half the 90th percentile of the log errors."""
     from scipy.optimize import differential_evolution
 
     fit_idx, test_idx = split(len(table))
@@ -234,8 +293,11 @@ def fit_gemm(table: Table, machine: Machine,
                         f"expected GEMMs of at least {FIT_MIN_FLOPS:.0e} FLOPs")
     names = list(GEMM_BOUNDS)
     best: tuple[float, dict[str, Any]] | None = None
-    for tile in tiles:
-        base = {"tile_m": tile[0], "tile_n": tile[1]}
+    # With and without stream-K kernels among the configurations (never for a precision
+    # whose kernels do not split k): the library's kernel families, chosen by the fitted
+    # loss.
+    for stream_k in ((False,) if table.precision in NO_SPLIT_K else (False, True)):
+        base = {"tiles": tiles, "stream_k": stream_k}
 
         def objective(x: np.ndarray, base: dict[str, Any] = base) -> float:
             params = {**base, **dict(zip(names, x, strict=True))}
@@ -243,12 +305,11 @@ def fit_gemm(table: Table, machine: Machine,
             return _log_objective(np.abs(np.log(pred / table.seconds[rows])))
 
         result = differential_evolution(objective, list(GEMM_BOUNDS.values()), seed=SEED,
-                                        maxiter=40, tol=1e-6, polish=False)
+                                        maxiter=generations, tol=1e-6, polish=False)
         if best is None or result.fun < best[0]:
             best = (float(result.fun),
                     {**base, **dict(zip(names, (float(v) for v in result.x), strict=True))})
-    if best is None:
-        raise CaseError("tiles", list(tiles), "expected at least one candidate GEMM tile")
+    assert best is not None  # at least one candidate family
     params = best[1]
     fit = KindFit("gemm", table.precision, params, table.source, int(rows.size))
     errors = predict_gemm(table, test_idx, machine, params) / table.seconds[test_idx] - 1
@@ -304,9 +365,10 @@ def _decode_function() -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
-    names = "b kv_len h kvh d e_kv e_act bw eta_mem vec eta_vec sms block_oh k_oh"
+    names = ("b kv_len h kvh d e_kv e_act bw eta_mem vec eta_vec eta_fallback sms block_oh "
+             "fallback_oh k_oh group_limit kv_chunk")
     symbols = sp.symbols(names, positive=True)
-    return sp.lambdify(symbols, kernels.decode_attention_time(*symbols), "numpy")
+    return sp.lambdify(symbols, kernels.decode_kernel_time(*symbols), "numpy")
 
 
 def predict_decode(table: Table, index: np.ndarray, machine: Machine,
@@ -317,8 +379,10 @@ def predict_decode(table: Table, index: np.ndarray, machine: Machine,
         c["heads"][index].astype(float), c["kv_heads"][index].astype(float),
         c["d"][index].astype(float), OPERAND_BYTES[table.precision], ACTIVATION_BYTES,
         machine.hbm_bandwidth, params["memory_efficiency"], machine.peak("fp32"),
-        params["vector_efficiency"], machine.multiprocessors, params["block_overhead"],
-        params["kernel_overhead"]), dtype=float) * np.ones(index.size)
+        params["vector_efficiency"], params["fallback_efficiency"], machine.multiprocessors,
+        params["block_overhead"], params["fallback_block_overhead"],
+        params["kernel_overhead"], params["group_limit"],
+        params["kv_chunk"]), dtype=float) * np.ones(index.size)
 
 
 def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[float, float]],
@@ -343,7 +407,8 @@ def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[f
     x0 = (lo + hi) / 2
     result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
     params = {**fixed, **dict(zip(names, (float(v) for v in result.x * scale), strict=True))}
-    fit = KindFit(kind, table.precision, params, table.source, int(rows.size))
+    fit = KindFit(kind, table.precision, params, table.source, int(rows.size),
+                  loss=float(result.cost))
     errors = predict(table, test_idx, machine, params) / table.seconds[test_idx] - 1
     fit.judged.append(Judged(kind, table.precision, "all", errors))
     return fit
@@ -382,8 +447,18 @@ def fit_context(table: Table, machine: Machine) -> KindFit:
 
 
 def fit_decode(table: Table, machine: Machine) -> KindFit:
-    return _least_squares_fit(table, machine, DECODE_BOUNDS, predict_decode,
-                              "generation attention")
+    """The decode kernel model (formulations.kernels.decode_kernel_time) for every candidate
+    group limit and cache chunk; the one of least fitted loss wins (judged held out)."""
+    best: tuple[float, KindFit] | None = None
+    for limit in DECODE_GROUP_LIMITS:
+        for chunk in DECODE_KV_CHUNKS:
+            fit = _least_squares_fit(table, machine, DECODE_BOUNDS, predict_decode,
+                                     "generation attention",
+                                     {"group_limit": limit, "kv_chunk": chunk})
+            if best is None or fit.loss < best[0]:
+                best = (fit.loss, fit)
+    assert best is not None  # both candidate lists are non-empty
+    return best[1]
 
 
 # -- collectives -----------------------------------------------------------------------------
@@ -439,8 +514,10 @@ def fit_collective(table: Table, machine: Machine) -> list[KindFit]:
 # -- the whole database ----------------------------------------------------------------------
 
 def fit_database(database: Database, machine: Machine,
-                 tiles: tuple[tuple[int, int], ...] = TILE_CANDIDATES) -> DatabaseFit:
-    """Every table the machine can model, fitted and judged (GEMMs over candidate ``tiles``)."""
+                 tiles: tuple[tuple[int, int], ...] = TILE_CANDIDATES,
+                 generations: int = GEMM_GENERATIONS) -> DatabaseFit:
+    """Every table the machine can model, fitted and judged (GEMMs over candidate ``tiles``,
+    their rates searched for ``generations`` generations)."""
     fits: list[KindFit] = []
     skipped: list[str] = []
     for table in database.tables:
@@ -450,7 +527,7 @@ def fit_database(database: Database, machine: Machine,
                            f"{PEAK_KEY.get(needs, needs)} peak")
             continue
         if table.kind == "gemm":
-            fits.append(fit_gemm(table, machine, tiles))
+            fits.append(fit_gemm(table, machine, tiles, generations))
         elif table.kind == "context attention":
             fits.append(fit_context(table, machine))
         elif table.kind == "generation attention":

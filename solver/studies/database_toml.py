@@ -13,11 +13,14 @@ import json
 from typing import Any
 
 from perfcost.solver.studies.database_fit import (
+    AMAX_PASS,
     ROW_GRANULE,
     SPLIT_K_GRANULE,
     DatabaseFit,
     KindFit,
     collective_op,
+    large_gemm_efficiency,
+    split_counts,
 )
 
 PRECISION_HEADER = "[efficiency.precision."
@@ -64,13 +67,22 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
         p = gemm.params
         sources = [gemm.source]
         residuals = [f"gemm {_residuals(gemm)}"]
+        tiles = [[int(a), int(b)] for a, b in p["tiles"]]
         table: dict[str, Any] = {
-            "matmul": p["matmul_efficiency"], "memory": p["memory_efficiency"],
-            "gemm_tile": [int(p["tile_m"]), int(p["tile_n"])],
+            # The achieved efficiency of a large square GEMM (its cast included), what the
+            # training and serving models read; the kernel model's own rate beside it.
+            "matmul": large_gemm_efficiency(gemm.precision, fit.machine, p),
+            "gemm_efficiency": p["matmul_efficiency"], "memory": p["memory_efficiency"],
+            # The largest candidate tile: the one a large GEMM runs with.
+            "gemm_tile": max(tiles, key=lambda t: t[0] * t[1]),
+            "gemm_tiles": tiles, "split_k_counts": list(split_counts(gemm.precision)),
+            "stream_k": bool(p["stream_k"]),
+            "boost": p["boost"], "power_window": _us(p["power_window"]),
             "kernel_overhead": _us(p["kernel_overhead"]),
             "wave_overhead": _us(p["wave_overhead"]),
             "gemm_row_granule": ROW_GRANULE, "split_k_granule": SPLIT_K_GRANULE,
             "quantised_activations": gemm.precision != "bf16",
+            "amax_pass": gemm.precision in AMAX_PASS,
         }
         prefill = fit.of("context attention", gemm.precision)
         if prefill is not None:
@@ -87,7 +99,12 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             table.update(decode_memory=decode.params["memory_efficiency"],
                          decode_vector=decode.params["vector_efficiency"],
                          decode_block_overhead=_us(decode.params["block_overhead"]),
-                         decode_kernel_overhead=_us(decode.params["kernel_overhead"]))
+                         decode_kernel_overhead=_us(decode.params["kernel_overhead"]),
+                         decode_fallback_vector=decode.params["fallback_efficiency"],
+                         decode_fallback_block_overhead=_us(
+                             decode.params["fallback_block_overhead"]),
+                         decode_group_limit=int(decode.params["group_limit"]),
+                         decode_kv_chunk=int(decode.params["kv_chunk"]))
             sources.append(decode.source)
             residuals.append(f"decode attention {_residuals(decode)}")
         moe = fit.of("moe", gemm.precision)

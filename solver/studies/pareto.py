@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,18 +56,22 @@ def budget_grid(capex: np.ndarray, count: int) -> np.ndarray:
     return np.geomspace(lo, hi, count)
 
 
-def pareto(problem: Any, budgets: int) -> list[ParetoPoint]:
+def pareto(problem: Any, budgets: int,
+           progress: Callable[[int], None] | None = None) -> list[ParetoPoint]:
     """Exact optimum at each of ``budgets`` capex budgets (log-spaced over the systems'
     capex): a bound search over the systems within each budget (cheapest first among
     equivalent ones), or, where the bound engine declines the problem, per-system optima by
-    enumeration."""
+    enumeration. ``progress(n)`` is called as n more budgets are solved."""
     from perfcost.solver.engines.bound import BoundEngine, best_within
     from perfcost.solver.engines.enumerate import config_at, user_config
 
     capex = capex_of(problem.codesign, problem)
-    out = []
+    done = progress or (lambda n: None)
+    out: list[ParetoPoint] = []
     if BoundEngine().accepts(problem) is None:
         for budget in budget_grid(capex, budgets):
+            if out:  # the previous budget is solved (the body below has several exits)
+                done(1)
             within = np.flatnonzero(capex <= budget * (1 + 1e-12))
             # The previous (smaller) budget's optimum is still within this one: the search
             # looks only for configurations at least as good.
@@ -82,8 +87,10 @@ def pareto(problem: Any, budgets: int) -> list[ParetoPoint]:
             value, system, codes = found
             out.append(ParetoPoint(float(budget), problem.codesign.systems[system], value,
                                    user_config(problem, codes)))
+        done(1)
         return out
-    best, where = system_minima(problem)
+    best, where = system_minima(problem)  # every budget's optimum is among these
+    done(len(budget_grid(capex, budgets)))
     cands = problem.valid()
     for budget in budget_grid(capex, budgets):
         within = np.where(capex <= budget * (1 + 1e-12), best, np.inf)

@@ -17,6 +17,21 @@ before the optimal configuration changes.
   unit or a fractional value (efficiencies) are ranged: integer counts (layers, batch, domain
   sizes) also shape the search space's structural rules, which a scaled value alone would
   leave inconsistent.
+* **Quantised parameters** (integer counts such as the SM count, GEMM tile sizes, a
+  scale-up domain, bytes per element): a derivative at a fixed wave count means nothing
+  there (with the peak held, more SMs make each SM slower and the derivative says "more SMs,
+  slower"). Their figure is a finite elasticity ``ln(f(x+)/f(x-)) / ln(x+/x-)`` from
+  re-evaluating the configuration at the neighbouring legal values ``x-`` and ``x+``: half
+  and double for sizes that are powers of two, else 10 % either way (at least 1). The SM
+  count moves the peak FLOP rate with it (the rate per SM is the part's, so a part with
+  more SMs is a faster part). On/off switches keep their derivative.
+* **Planner controls first**: parameters fixed by the model being trained (layers, hidden
+  size, heads, vocabulary, experts) and by the training recipe (optimizer-state bytes) come
+  after those a planner chooses (hardware, network, batch, tokens, prices, efficiencies of
+  the software stack), whatever their magnitude.
+* **Physical limits**: a stability range never runs past what the parameter can be:
+  efficiencies and other fractions at most 1, factors that are at least 1 (load imbalance,
+  capacity factor) not below 1; an end cut there is marked clipped.
 * **Serving cases** (``[serving]``): the elasticities of the objective's quantity (cost per
   million tokens by default), then of TTFT and TPOT -- whole replicas make the cost piecewise
   constant in most parameters, so the latencies show what a faster part would change. Their
@@ -26,6 +41,7 @@ before the optimal configuration changes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -34,7 +50,8 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
-from perfcost.formulations.core import Formulation
+from perfcost.formulations.core import Formulation, Parameter
+from perfcost.formulations.specs import ModelSpec
 
 #: Widest factor a stability range looks for, each way (the range is open beyond it).
 RANGE_FACTOR = 16.0
@@ -45,6 +62,21 @@ RANGED = 5
 #: Seconds of re-solving after which no further parameter is ranged (each range takes about
 #: twenty solves; a large co-design space solves in seconds).
 RANGE_BUDGET_S = 30.0
+#: Relative step to the neighbouring values of a quantised count (rounded, at least 1).
+QUANTISED_STEP = 0.10
+#: Quantised parameters whose legal values are powers of two (tile sizes, granules, domain
+#: sizes): their neighbours are half and double. Sizes in bytes are too (number formats).
+POWERS_OF_TWO = frozenset({"gemm_tile_m", "gemm_tile_n", "gemm_row_granule", "split_k_granule",
+                           "scale_up_size"})
+#: Parameters that move with the SM count: the peak is the part's rate per SM times its SMs.
+PER_MULTIPROCESSOR = ("peak_flops",)
+#: Parameters of the training recipe rather than the plan (bytes of optimizer states, ...).
+RECIPE = frozenset({"dropout_mask_bytes", "grad_bytes", "optimizer_state_bytes",
+                    "optimizer_step_bytes"})
+#: Model fields a planner chooses when training a given model (the rest fix the model).
+MODEL_FIELDS_PLANNED = frozenset({"seq_len"})
+#: Parameters that are at least 1 by definition (lower physical limit of a range).
+AT_LEAST_ONE = frozenset({"load_imbalance", "capacity_factor", "pue", "oversubscription"})
 
 
 @dataclass(frozen=True)
@@ -61,16 +93,31 @@ class Sensitivity:
     low_open: bool = False  # the optimum never changed down to value / RANGE_FACTOR
     high_open: bool = False
     quantity: str = ""  # the quantity differentiated
+    #: "derivative" (exact, local) or "finite" (re-evaluated at the neighbouring legal values)
+    method: str = "derivative"
+    #: For a finite figure: the neighbouring values and the quantity there.
+    neighbours: tuple[float, float] | None = None
+    neighbour_values: tuple[float, float] | None = None
+    #: False for parameters fixed by the model or the training recipe (not a planner's choice).
+    planner: bool = True
+    low_clipped: bool = False  # the range's end is the parameter's physical limit
+    high_clipped: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"parameter": self.parameter, "quantity": self.quantity,
                                "unit": self.unit,
                                "value": self.value, "elasticity": self.elasticity,
+                               "method": self.method, "planner_controls": self.planner,
                                "doc": self.doc}
+        if self.neighbours is not None and self.neighbour_values is not None:
+            out["neighbours"] = {"values": list(self.neighbours),
+                                 "quantity_values": list(self.neighbour_values)}
         if self.low is not None and self.high is not None:
             out["optimum_unchanged"] = {"low": self.low, "high": self.high,
                                         "low_is_search_limit": self.low_open,
-                                        "high_is_search_limit": self.high_open}
+                                        "high_is_search_limit": self.high_open,
+                                        "low_is_physical_limit": self.low_clipped,
+                                        "high_is_physical_limit": self.high_clipped}
         return out
 
 
@@ -243,17 +290,99 @@ def _elasticities(formulation: Formulation, quantities: Sequence[str],
     for quantity in quantities:
         expr = formulation.expressions[quantity]
         f0, grad = forward.value(expr), forward.grad(expr)
+        depends = expr.free_symbols
         rows = []
         for n, d in zip(names, grad, strict=True):
+            p = formulation.parameters[n]
+            if is_quantised(n, p, values[n]):
+                if p.symbol not in depends:
+                    continue
+                # Kept at 0 too: "one SM more or less changes nothing here" is a finding
+                # (the local derivative, with the peak held, said otherwise).
+                row = _finite_row(formulation, decisions, values, n, quantity, f0)
+                if row is None:
+                    continue
+                rows.append(row)
+                continue
             if d == 0.0:
                 continue
-            p = formulation.parameters[n]
             e = values[n] * float(d) / f0 if f0 else math.nan
-            rows.append(Sensitivity(n, p.unit, p.doc, values[n], e, quantity=quantity))
-        rows.sort(key=lambda r: (-abs(r.elasticity) if math.isfinite(r.elasticity) else 0.0,
+            rows.append(Sensitivity(n, p.unit, p.doc, values[n], e, quantity=quantity,
+                                    planner=planner_controls(n)))
+        rows.sort(key=lambda r: (not r.planner,
+                                 -abs(r.elasticity) if math.isfinite(r.elasticity) else 0.0,
                                  r.parameter))
         out += rows
     return out
+
+
+def is_switch(p: Parameter) -> bool:
+    """An on/off parameter (1 when a feature is there, else 0): not a count; its figure stays
+    the local derivative (the model is linear in it where it multiplies a term)."""
+    return p.doc.startswith("1 when")
+
+
+def is_quantised(name: str, p: Parameter, value: float) -> bool:
+    """A count or size that only takes whole values: a dimensionless or byte-sized parameter
+    whose value is a whole number (the SM count, a tile size, a domain size, bytes per
+    element; model sizes too)."""
+    return (p.unit in ("1", "B") and float(value).is_integer() and value >= 1
+            and not is_switch(p))
+
+
+def planner_controls(name: str) -> bool:
+    """Whether a planner chooses this parameter: not a field of the model being trained
+    (except those a run chooses, like the sequence length) nor of the training recipe."""
+    model_fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    return name in MODEL_FIELDS_PLANNED or (name not in model_fields and name not in RECIPE)
+
+
+def neighbours(name: str, unit: str, value: float) -> tuple[float, float]:
+    """The legal values next to ``value`` of a quantised parameter: half and double for
+    powers of two (tile and domain sizes, bytes), else 10 % either way, rounded, at least 1
+    away and never below 1."""
+    power_of_two = value >= 2 and math.log2(value).is_integer()
+    if power_of_two and (name in POWERS_OF_TWO or unit == "B"):
+        return value / 2, value * 2
+    step = max(1.0, round(value * QUANTISED_STEP))
+    return max(1.0, value - step), value + step
+
+
+def _finite_row(formulation: Formulation, decisions: Mapping[str, float],
+                values: Mapping[str, float], name: str, quantity: str,
+                f0: float) -> Sensitivity | None:
+    """The finite elasticity of ``quantity`` to a quantised parameter, from the quantity
+    re-evaluated at the neighbouring legal values (the SM count moves the peak along)."""
+    p = formulation.parameters[name]
+    value = values[name]
+    low, high = neighbours(name, p.unit, value)
+    # At 1 the only neighbour is above (``low`` is the value): a one-sided figure.
+    at = [_value_at(formulation, decisions, values, name, x, quantity) for x in (low, high)]
+    if not all(math.isfinite(f) and f > 0 for f in (*at, f0)) or high == low:
+        return None
+    e = math.log(at[1] / at[0]) / math.log(high / low)
+    moved = " (peak FLOP rate scaled with it)" if name == "multiprocessors" else ""
+    doc = f"{p.doc}; finite: {_g(low)} and {_g(high)}{moved}"
+    return Sensitivity(name, p.unit, doc, value, e, quantity=quantity, method="finite",
+                       neighbours=(low, high), neighbour_values=(at[0], at[1]),
+                       planner=planner_controls(name))
+
+
+def _g(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:g}"
+
+
+def _value_at(formulation: Formulation, decisions: Mapping[str, float],
+              values: Mapping[str, float], name: str, x: float, quantity: str) -> float:
+    """``quantity`` with parameter ``name`` at ``x`` (and, for the SM count, the peak FLOP
+    rates scaled by the same ratio), the same tree walk as the derivatives."""
+    moved = {**values, name: x}
+    if name == "multiprocessors":
+        ratio = x / values[name]
+        for other in values:
+            if other.startswith(PER_MULTIPROCESSOR):
+                moved[other] = values[other] * ratio
+    return _forward(formulation, decisions, moved, ()).value(formulation.expressions[quantity])
 
 
 def evaluation_sensitivities(evaluation: Any, quantity: str | None = None) -> list[Sensitivity]:
@@ -309,16 +438,42 @@ def solution_sensitivities(solution: Any, ranged: int = RANGED) -> list[Sensitiv
         if (budget > 0 and rangeable(row) and math.isfinite(row.elasticity)
                 and time.perf_counter() - start < RANGE_BUDGET_S):
             budget -= 1
-            low, high, low_open, high_open = stability_range(solution, row.parameter)
-            row = replace(row, low=low, high=high, low_open=low_open, high_open=high_open)
+            row = _with_range(row, stability_range(solution, row.parameter))
         out.append(row)
     return out
 
 
+#: A stability range: (low, high, low_is_search_limit, high_is_search_limit,
+#: low_is_physical_limit, high_is_physical_limit).
+Range = tuple[float, float, bool, bool, bool, bool]
+
+
+def _with_range(row: Sensitivity, found: Range) -> Sensitivity:
+    low, high, low_open, high_open, low_clipped, high_clipped = found
+    return replace(row, low=low, high=high, low_open=low_open, high_open=high_open,
+                   low_clipped=low_clipped, high_clipped=high_clipped)
+
+
 def rangeable(row: Sensitivity) -> bool:
-    """A parameter with a physical unit or a fractional value (an efficiency): not a count
-    such as layers or batch, which also shapes the search space's structural rules."""
-    return row.unit != "1" or not float(row.value).is_integer()
+    """A parameter with a physical unit or a fractional value (an efficiency), differentiated
+    (not quantised): not a count such as layers or batch, which also shapes the search
+    space's structural rules."""
+    return row.method == "derivative" and (row.unit != "1"
+                                           or not float(row.value).is_integer())
+
+
+def physical_limits(name: str, unit: str, doc: str, value: float) -> tuple[float, float]:
+    """The values parameter ``name`` can physically take, as (lowest, highest): fractions
+    (efficiencies, tapers, utilisations) in (0, 1]; factors at least 1 from 1 up; anything
+    else (bandwidths, latencies, prices, rates) above 0. A value already beyond a limit
+    (a fitted efficiency above 1) keeps its own value as the limit."""
+    words = f"{name} {doc}".lower()
+    if unit == "1" and any(w in words for w in ("efficiency", "fraction", "utilisation",
+                                                  "taper")):
+        return 0.0, max(1.0, value)
+    if name in AT_LEAST_ONE:
+        return min(1.0, value), math.inf
+    return 0.0, math.inf
 
 
 def _same_optimum(solution: Any, name: str, factor: float) -> bool:
@@ -335,28 +490,39 @@ def _same_optimum(solution: Any, name: str, factor: float) -> bool:
             and again.system_index == result.system_index)
 
 
-def stability_range(solution: Any, name: str) -> tuple[float, float, bool, bool]:
-    """Values of parameter ``name`` between which the optimal configuration stays the same:
-    ``(low, high, low_is_search_limit, high_is_search_limit)``."""
+def stability_range(solution: Any, name: str) -> Range:
+    """Values of parameter ``name`` between which the optimal configuration stays the same,
+    within its physical limits: ``(low, high, low_is_search_limit, high_is_search_limit,
+    low_is_physical_limit, high_is_physical_limit)``."""
     value = solution.problem.system_parameters[solution.result.system_index][name]
-    return _scaled_range(value, lambda factor: _same_optimum(solution, name, factor))
+    p = solution.problem.formulation.parameters[name]
+    return _scaled_range(value, lambda factor: _same_optimum(solution, name, factor),
+                         physical_limits(name, p.unit, p.doc, value))
 
 
-def _scaled_range(value: float, same: Any) -> tuple[float, float, bool, bool]:
+def _scaled_range(value: float, same: Any,
+                  limits: tuple[float, float] = (0.0, math.inf)) -> Range:
     """The range of ``value`` over which ``same(factor)`` holds for the value scaled by
-    ``factor``: geometric steps out to :data:`RANGE_FACTOR`, then bisection on the log."""
+    ``factor``: geometric steps out to :data:`RANGE_FACTOR` or to the physical ``limits``,
+    whichever is nearer (that end is then clipped), then bisection on the log."""
     ends = []
-    for direction in (-1.0, 1.0):
+    for direction, limit in ((-1.0, limits[0]), (1.0, limits[1])):
+        search_end = RANGE_FACTOR ** direction
+        limit_factor = limit / value if value > 0 else search_end
+        # The physical limit binds when it is nearer than the search limit.
+        clipped = limit_factor * direction <= search_end * direction
+        end = limit_factor if clipped else search_end
         inside, outside = 1.0, None
         factor = 2.0 ** direction
-        while abs(math.log(factor)) <= math.log(RANGE_FACTOR) + 1e-12:
+        while inside != end:
+            factor = min(factor, end) if direction > 0 else max(factor, end)
             if same(factor):
                 inside, factor = factor, factor * 2.0 ** direction
             else:
                 outside = factor
                 break
         if outside is None:
-            ends.append((value * inside, True))
+            ends.append((value * inside, not clipped, clipped))
             continue
         while abs(math.log(outside / inside)) > math.log1p(RANGE_TOLERANCE):
             middle = math.sqrt(inside * outside)
@@ -364,12 +530,12 @@ def _scaled_range(value: float, same: Any) -> tuple[float, float, bool, bool]:
                 inside = middle
             else:
                 outside = middle
-        ends.append((value * inside, False))
-    (low, low_open), (high, high_open) = ends
-    return low, high, low_open, high_open
+        ends.append((value * inside, False, False))
+    (low, low_open, low_clipped), (high, high_open, high_clipped) = ends
+    return low, high, low_open, high_open, low_clipped, high_clipped
 
 
-def serving_stability_range(solution: Any, name: str) -> tuple[float, float, bool, bool]:
+def serving_stability_range(solution: Any, name: str) -> Range:
     """:func:`stability_range` for the optimum of a serving search (solver/serving/search.py):
     parameter ``name`` scaled in every deployment kind whose formulation has it, the search
     re-run over the same domains, the optimum compared deployment for deployment."""
@@ -387,7 +553,8 @@ def serving_stability_range(solution: Any, name: str) -> tuple[float, float, boo
         *_, b, i = ranked[0]
         return blocks[b].config(i) == best.config
 
-    return _scaled_range(best.formulation.parameters[name].value, same)
+    p = best.formulation.parameters[name]
+    return _scaled_range(p.value, same, physical_limits(name, p.unit, p.doc, p.value))
 
 
 def serving_solution_sensitivities(solution: Any, ranged: int = RANGED) -> list[Sensitivity]:
@@ -397,15 +564,14 @@ def serving_solution_sensitivities(solution: Any, ranged: int = RANGED) -> list[
     if solution.best is None:
         return []
     rows = serving_sensitivities(solution.best, solution.objective)
-    ranges: dict[str, tuple[float, float, bool, bool]] = {}
+    ranges: dict[str, Range] = {}
     start = time.perf_counter()
     for row in rows:
         if len(ranges) >= ranged or time.perf_counter() - start >= RANGE_BUDGET_S:
             break
         if row.parameter not in ranges and rangeable(row) and math.isfinite(row.elasticity):
             ranges[row.parameter] = serving_stability_range(solution, row.parameter)
-    return [replace(r, low=found[0], high=found[1], low_open=found[2], high_open=found[3])
-            if (found := ranges.get(r.parameter)) else r for r in rows]
+    return [_with_range(r, found) if (found := ranges.get(r.parameter)) else r for r in rows]
 
 
 def finite_difference(evaluate: Any, parameters: Mapping[str, float], name: str,

@@ -2,10 +2,12 @@
 
 A sweep point is the case with some fields set, exactly as ``perfcost solve --set`` would set
 them, so every point is validated by the case loader and solved by the same engines. Points
-run in chunks: a worker process (or a Dask worker) builds the formulation of a model structure
-once and its numeric functions once (solver/problem/search.py and solver/problem/evaluate.py cache
-both), and every later point of that structure only swaps parameter values and the search
-space -- the "compile once, reuse" of the design.
+run in chunks on a local Dask cluster of processes or a remote one (dask is the optional
+``perfcost[distributed]`` extra; without it a sweep runs in this process): a Dask worker
+builds the formulation of a model structure once and its numeric functions once
+(solver/problem/search.py and solver/problem/evaluate.py cache both), and every later point of
+that structure only swaps parameter values and the search space -- the "compile once, reuse"
+of the design.
 
 A serving case (``[serving]``) is re-solved by the serving search (solver/serving/search.py,
 exhaustive over its domains), whose lambdified functions are shared the same way.
@@ -36,10 +38,18 @@ from pydantic import BaseModel
 #: Quantities every row carries when the formulation has them (besides its breakdown groups).
 HEADLINE = ("gpus", "iteration_time", "time_to_train", "cost", "tokens_per_s", "mfu",
             "memory_per_gpu")
+#: Units of the row quantities a Pareto front is usually drawn of (SI; a plot or table scales
+#: them), by column name.
+QUANTITY_UNITS: dict[str, str] = {
+    "cost": "USD", "time_to_train": "s", "iteration_time": "s", "memory_per_gpu": "B",
+    "ttft": "s", "tpot": "s", "e2e_latency": "s", "cost_per_million_tokens": "USD/Mtok",
+    "energy_per_token": "J"}
 #: Seconds to wait for a Dask scheduler before reporting it unreachable.
 CONNECT_TIMEOUT_S = 5.0
-#: Chunks per worker (smaller chunks: a smoother progress bar; larger: less overhead).
-CHUNKS_PER_WORKER = 4
+#: Chunks per worker. A chunk is one Dask task (a few milliseconds of scheduling), and the
+#: workers finish within about one chunk's time of each other, so small chunks keep both the
+#: cores and the progress bar busy to the end.
+CHUNKS_PER_WORKER = 16
 #: Largest grid a sweep accepts (a typo such as 1..1e6:1e6 should not run for a day).
 MAX_POINTS = 100_000
 
@@ -396,65 +406,90 @@ def chunks(points: Sequence[tuple[str, ...]], workers: int) -> list[list[tuple[s
     return [list(points[i:i + size]) for i in range(0, len(points), size)]
 
 
+def has_dask() -> bool:
+    """Whether ``dask[distributed]`` is installed (the ``perfcost[distributed]`` extra)."""
+    import importlib.util
+
+    return importlib.util.find_spec("distributed") is not None
+
+
 def run(study: Study, points: Sequence[tuple[str, ...]], workers: int = 1,
         scheduler: str | None = None,
         progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-    """Solve every point: in this process (``workers`` 1), a process pool, or on the Dask
-    scheduler at ``scheduler``. ``progress(n)`` is called as n more points finish."""
-    for p in points:  # every point loads (so a bad value is reported before any work)
-        load_point(study, p)
-    parts = chunks(points, 1 if workers < 1 else workers)
+    """Solve every point: in this process (``workers`` 1, or without dask), on a local Dask
+    cluster of ``workers`` processes, or on the Dask scheduler at ``scheduler``, whose points
+    are spread in chunks over all its worker threads. ``progress(n)`` is called as n more
+    points finish.
+
+    A worker is a long-lived process that takes chunk after chunk, so it builds a structure's
+    formulation and numeric functions once (the module-level caches of solver/problem and
+    solver/serving) and every later point only swaps numbers: the cost of a worker's start
+    (importing sympy, building the formulation) is paid once per worker, not per chunk.
+    """
     done = progress or (lambda n: None)
-    results: dict[int, list[dict[str, Any]]] = {}
     if scheduler:
         client = connect(scheduler)
         try:
-            futures = {client.submit(solve_chunk, study, part, pure=False): i
-                       for i, part in enumerate(parts)}
-            from distributed import as_completed
-
-            for future in as_completed(futures):
-                results[futures[future]] = _checked(future.result())
-                done(len(parts[futures[future]]))
+            return _on_dask(client, study, points, _threads(client), done)
         finally:
             client.close()
-    elif workers <= 1:
-        for i, part in enumerate(parts):
-            results[i] = _checked(solve_chunk(study, part))
-            done(len(part))
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    if workers > 1 and has_dask():
+        import logging
 
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                   initializer=_ignore_interrupts)
-        try:
-            pending = {pool.submit(solve_chunk, study, part): i for i, part in enumerate(parts)}
-            for future in as_completed(pending):
-                results[pending[future]] = _checked(future.result())
-                done(len(parts[pending[future]]))
-        except BaseException:
-            _stop(pool)  # Ctrl-C or an error: do not wait for the chunks still running
-            raise
-        pool.shutdown()
+        from distributed import Client, LocalCluster
+
+        # Processes, one thread each: a point is pure-Python CPU work (the GIL would serialise
+        # threads). No dashboard: it would need a free port and bokeh, and nobody looks.
+        with LocalCluster(processes=True, n_workers=workers, threads_per_worker=1,
+                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                Client(cluster) as client:
+            return _on_dask(client, study, points, workers, done)
+    check(study, points)
+    out = []
+    for part in chunks(points, 1):
+        out += _checked(solve_chunk(study, part))
+        done(len(part))
+    return out
+
+
+def check(study: Study, points: Sequence[tuple[str, ...]]) -> None:
+    """Load every point, so a bad value is one error naming it, before any row is reported."""
+    for p in points:
+        load_point(study, p)
+
+
+def built_here() -> dict[str, int]:
+    """Formulations and numeric forms this process has built or read (run on each Dask worker
+    with ``client.run``: a worker that took many chunks of one structure shows one of each
+    kind it needed)."""
+    from perfcost.solver.problem import search
+
+    return {"formulations": len(search._FORMULATIONS), "numeric": len(search._NUMERIC)}
+
+
+def _threads(client: Any) -> int:
+    """Worker threads of a Dask cluster (1 while it has none yet: the chunks wait for one)."""
+    return max(1, sum(client.nthreads().values()))
+
+
+def _on_dask(client: Any, study: Study, points: Sequence[tuple[str, ...]], threads: int,
+             done: Callable[[int], None]) -> list[dict[str, Any]]:
+    """Rows of ``points``, solved in chunks by the Dask cluster of ``client``, in point order."""
+    from distributed import as_completed
+
+    parts = chunks(points, threads)
+    futures = {client.submit(solve_chunk, study, part, pure=False): i
+               for i, part in enumerate(parts)}
+    results: dict[int, list[dict[str, Any]]] = {}
+    try:
+        check(study, points)  # while the workers start (import, build the formulation)
+        for future in as_completed(futures):
+            results[futures[future]] = _checked(future.result())
+            done(len(parts[futures[future]]))
+    except BaseException:
+        client.cancel(list(futures))  # a bad point or Ctrl-C: the other chunks are not wanted
+        raise
     return [row for i in range(len(parts)) for row in results[i]]
-
-
-def _ignore_interrupts() -> None:
-    """In a worker: Ctrl-C reaches the whole process group; the parent alone handles it (it
-    stops the workers), so the terminal gets one message, not a traceback per worker."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _stop(pool: Any) -> None:
-    """Cancel what has not started and end the workers now (``shutdown(wait=True)`` would
-    wait for every running chunk: seconds to minutes after Ctrl-C)."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.terminate()
 
 
 def connect(address: str) -> Any:
@@ -463,7 +498,7 @@ def connect(address: str) -> Any:
         from distributed import Client
     except ImportError:
         raise CaseError("--scheduler", address,
-                        "needs dask[distributed] (pip install 'dask[distributed]')") from None
+                        "needs dask[distributed] (pip install 'perfcost[distributed]')") from None
     try:
         return Client(address, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError) as exc:

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from perfcost.solver.case.errors import CaseError
-from perfcost.solver.studies.sweep import Axis, changed_columns, decision_columns, pareto_front
+from perfcost.solver.studies.sweep import (
+    QUANTITY_UNITS,
+    Axis,
+    changed_columns,
+    decision_columns,
+    pareto_front,
+)
 
 #: Lines of an objective plot up to which each line's first point is labelled.
 MAX_LABELLED_LINES = 4
@@ -186,9 +192,7 @@ def plot_pareto(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    units = {"cost": "USD", "time_to_train": "s", "iteration_time": "s",
-             "memory_per_gpu": "B", "ttft": "s", "tpot": "s", "e2e_latency": "s",
-             "cost_per_million_tokens": "USD/Mtok", "energy_per_token": "J"}
+    units = QUANTITY_UNITS
     front = pareto_front(rows, x, y)
     if not front:
         raise CaseError("--pareto", f"{x},{y}", "expected feasible points with both values")
