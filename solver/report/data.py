@@ -23,6 +23,9 @@ def solution(solution: Any, comparisons: list[Any] | None = None,
     result = solution.result
     data = result.to_json()
     data["engine_reason"] = solution.engine_reason
+    # The framework whose rules the search kept to (solver/case/frameworks.py).
+    training = solution.problem.case.training
+    data["framework"] = training.framework if training is not None else None
     if solution.problem.codesign is not None and result.ok:
         data["codesign"] = summary(solution.problem, result.system_index)
     if comparisons:

@@ -150,6 +150,9 @@ def solution(sol: Any, comparisons: Sequence[Any] = ()) -> Group:
     head.add_row("search space", f"{r.stats.get('space_size', 0):,} configurations"
                  + (f", {r.stats['candidates']:,} satisfy the structural rules, "
                     f"{r.stats['feasible']:,} also fit" if "candidates" in r.stats else ""))
+    if sol.problem.case.training is not None:
+        head.add_row("framework", f"{sol.problem.case.training.framework}: only the layouts it "
+                     "runs, its memory reserve left free (training.framework)")
     timing = f"build {sol.build_s:.2f} s, solve {r.stats.get('solve_s', 0.0):.2f} s"
     if "exact_values" in r.stats:
         timing += (f" ({r.stats['system_classes']:,} system classes; "
