@@ -76,6 +76,26 @@ def context_parallel_time(kv_chunk_bytes: sp.Expr, c: sp.Expr, t: sp.Expr, domai
     return (c - 1) * step
 
 
+#: Context-parallel attention algorithms (Megatron-Core's cp_comm_type): the K/V ring
+#: overlapped with attention (Liu et al., "Ring Attention", 2023), an all-gather of K and V
+#: before attention, and all-to-alls that trade the sequence split for a head split
+#: (Jacobs et al., "DeepSpeed Ulysses", 2023).
+CP_ALGORITHMS: tuple[str, ...] = ("ring", "all_gather", "a2a")
+
+
+def context_parallel_all_to_all(size_bytes: sp.Expr, c: sp.Expr, t: sp.Expr, domain: sp.Expr,
+                                up: Link, out: Link, fabric: Fabric | None = None
+                                ) -> sp.Expr:
+    """Pairwise all-to-all of ``size_bytes`` per rank over the ``c`` context-parallel ranks,
+    ``t`` apart: the share for peers in the same domain over the scale-up links, the rest
+    over the scale-out links, concurrently (formulations.algorithms: (n-1)/n S)."""
+    inside = ranks_per_domain(c, t, domain)
+    across = link_for(out, fabric, c * t)
+    up_time = (inside - 1) * up.latency + (inside - 1) / c * size_bytes / up.rate
+    out_time = (c - inside) * across.latency + (c - inside) / c * size_bytes / across.rate
+    return sp.Max(up_time, out_time, evaluate=False)
+
+
 def pipeline_p2p_time(stage_output_bytes: sp.Expr, t: sp.Expr, v: sp.Expr,
                       neighbour_stride: sp.Expr, domain: sp.Expr, up: Link,
                       out: Link, fabric: Fabric | None = None) -> sp.Expr:

@@ -203,6 +203,8 @@ class TrainingSpec:
     fp8_recipe: str = "none"
     #: Pipeline schedule (formulations.schedules); "1f1b" is interleaved when v > 1.
     schedule: str = "1f1b"
+    #: Context-parallel attention algorithm (formulations.parallelism.CP_ALGORITHMS).
+    cp_algorithm: str = "ring"
     #: Tensor-parallel communication overlapped with the adjacent linear GEMMs (Transformer
     #: Engine userbuffers): only what exceeds them is exposed.
     tp_overlap: bool = False

@@ -411,8 +411,21 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     kv_chunk = dims.tokens * 2 * dims.local_kv_heads * dims.head_dim * p_["e"]
     t_cp_raw = parallelism.context_parallel_time(kv_chunk, c, t, N_up, up, out, fabric)
     # Ring attention overlaps each K/V pass with the attention kernels of the previous chunk.
-    t_cp_fwd = sp.Max(0, t_cp_raw - t_core)
-    t_cp = t_cp_fwd * (1 + 2 + full + selective)  # forward, backward (dK and dV), recompute
+    if job.cp_algorithm == "ring":
+        t_cp_fwd = sp.Max(0, t_cp_raw - t_core)
+        t_cp = t_cp_fwd * (1 + 2 + full + selective)  # forward, backward (dK, dV), recompute
+    elif job.cp_algorithm == "all_gather":
+        # K and V gathered before the attention kernel (the same (c-1) chunks as the ring,
+        # none of it hidden); backward reduce-scatters dK and dV.
+        t_cp_fwd = t_cp_raw
+        t_cp = t_cp_fwd * (1 + 1 + full + selective)
+    else:
+        # Ulysses: Q, K, V to a head split before attention and the output back after, each
+        # pass; the attention kernel then runs the whole sequence on heads / c.
+        qkvo = dims.tokens * dims.head_dim * p_["e"] * (
+            2 * dims.local_heads + 2 * dims.local_kv_heads)
+        t_cp_fwd = parallelism.context_parallel_all_to_all(qkvo, c, t, N_up, up, out, fabric)
+        t_cp = t_cp_fwd * (1 + 1 + full + selective)
     # Written as (no sends when p = 1) x (sends per micro-batch) so the compiled form keeps
     # the pipeline depth out of the table over the placement of the stages.
     # Placement: with data parallelism outside the pipeline (Megatron's order) neighbouring

@@ -8,7 +8,6 @@ import math
 from typing import Any
 
 import pytest
-from perfcost.solver.case import catalog
 from perfcost.solver.case import schema as case_mod
 from perfcost.solver.case.sections import ParallelismSection
 from perfcost.solver.cli.main import app
@@ -37,7 +36,9 @@ KINK = 1e-4
 
 
 def builtin_cases() -> list[str]:
-    return sorted(name for folder in catalog.CASE_FOLDERS for name in catalog.entries(folder))
+    from case_selection import representative_cases
+
+    return representative_cases()
 
 
 def configuration(case: Any) -> dict[str, float]:

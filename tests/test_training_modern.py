@@ -127,3 +127,46 @@ def test_deepseek_v3_gpu_hours_per_trillion_tokens() -> None:
     within 15 % of the reported 180K GPU-hours per trillion tokens."""
     result = evaluate_case(load("deepseek-v3-pretrain-h800"))
     assert result.values["gpu_hours"] == pytest.approx(180_000, rel=0.15)
+
+
+def test_context_parallel_algorithms() -> None:
+    """The ring hides its K/V passes behind attention; an all-gather does not; Ulysses'
+    all-to-alls move Q, K, V and the output (Megatron-Core's cp_comm_type p2p, all_gather,
+    a2a)."""
+    name = "nemo2407-pretrain-llama3-70b-64gpu"  # cp = 2
+    times = {a: evaluate_case(load(name, [f"training.cp_algorithm=\"{a}\""])).values
+             for a in ("ring", "all_gather", "a2a")}
+    assert times["ring"]["cp_communication"] <= times["all_gather"]["cp_communication"]
+    assert times["all_gather"]["cp_communication"] > 0
+    assert times["a2a"]["cp_communication"] > 0
+
+
+def test_ulysses_needs_heads_divisible_by_tp_times_cp() -> None:
+    from perfcost.solver.case.errors import CaseError
+
+    # Llama 3 70B has 64 heads: tp 4 x cp 32 = 128 does not divide them.
+    with pytest.raises(CaseError, match="cp_algorithm = 'a2a'"):
+        evaluate_case(load("nemo2407-pretrain-llama3-70b-64gpu", [
+            "training.cp_algorithm=\"a2a\"", "parallelism.cp=32", "parallelism.dp=1",
+            "parallelism.pp=1", "cluster.gpus=128", "parallelism.virtual_stages=1"]))
+
+
+def test_every_engine_keeps_to_ulysses_and_the_framework_rules() -> None:
+    """Enumeration and the MILP agree on a search with Ulysses context parallelism and
+    Megatron-Core's interleaving rule, and the optimum keeps both."""
+    from perfcost.solver.engines.solve import solve_case
+
+    overrides = ["training.cp_algorithm=\"a2a\"", "parallelism.cp=[1, 2, 4, 8]",
+                 "parallelism.tp=[1, 2, 4, 8]", "parallelism.pp=[1, 2, 4]",
+                 "parallelism.virtual_stages=[1, 2, 5]", "parallelism.micro_batch=1",
+                 "parallelism.dp=[1, 2, 4, 8, 16, 32, 64]",
+                 "parallelism.recompute=[\"none\", \"full\"]",
+                 "parallelism.sequence_parallel=true", "parallelism.zero=[0, 1]"]
+    case = load("nemo2407-pretrain-llama3-70b-64gpu", overrides)
+    by_enum = solve_case(case, engine="enumerate").result
+    by_milp = solve_case(case, engine="milp").result
+    assert by_enum.status == by_milp.status == "optimal"
+    assert by_milp.value == pytest.approx(by_enum.value, rel=1e-9)
+    config = by_enum.config
+    assert 64 % (config["tp"] * config["cp"]) == 0
+    assert framework_problems(case, config) == []

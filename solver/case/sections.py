@@ -196,6 +196,9 @@ class TrainingSection(Strict):
     # The framework profile (cases/frameworks/): what it runs, its reserve and fixed costs.
     framework: Text = "megatron-core"
     schedule: Literal["1f1b", "zb-h1", "dualpipe", "dualpipev"] = "1f1b"
+    # Context-parallel attention: K/V ring, all-gather, or Ulysses all-to-all ("a2a", which
+    # needs the local heads, heads / tp, to divide over cp).
+    cp_algorithm: Literal["ring", "all_gather", "a2a"] = "ring"
     # Tensor-parallel communication overlap; left out: the framework's default.
     tp_overlap: Flag | None = None
     optimizer: Literal["adam"] = "adam"

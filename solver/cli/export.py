@@ -33,16 +33,20 @@ def export(
     standalone: Annotated[bool, typer.Option(
         "--standalone", help="LaTeX: a complete document (preamble with the packages it "
         "needs), ready for pdflatex")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress on stderr")] = False,
 ) -> None:
     """Closed forms of named quantities: simplified, common subexpressions named, symbols
     documented with units. Functions take the decisions (tp, pp, dp, ...) and the parameters
     with the case's values as defaults, so they reproduce 'perfcost evaluate'. For a cost case
-    (a design of cases/designs/, or a file with a [design] table) the formulation 'perfcost
+    (a design of cases/designs/, or a file with a \\[design] table) the formulation 'perfcost
     cost' prices, with the design knobs and cluster size as the arguments."""
     from perfcost.solver.export.render import render
+    from perfcost.solver.report.progress import spinner
 
-    rendered = render(case, fmt, quantity or [], fix or [], set_ or [], output, prefix,
-                      standalone)
+    # Simplifying and printing a whole formulation takes seconds (LaTeX the longest).
+    with spinner(f"exporting {case} as {fmt}", quiet or fmt == "json"):
+        rendered = render(case, fmt, quantity or [], fix or [], set_ or [], output, prefix,
+                          standalone)
     if output is None:
         if rendered.data is not None:
             print_json(rendered.data)

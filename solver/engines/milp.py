@@ -129,6 +129,8 @@ class _Model:
             else:
                 m.cons.add(lhs == _exponents(sp_.gpus[0]).get(q, 0))
         divides = [("dp", "micro_batch", gb)]
+        if sp_.heads_over_cp is not None:  # Ulysses: tp*cp divides the heads
+            divides.append(("tp", "cp", sp_.heads_over_cp))
         if sp_.uneven_stages:
             # Uneven stages: at most one layer per model chunk, pp * v <= layers.
             m.cons.add(self._sum("pp", math.log) + self._sum("virtual_stages", math.log)

@@ -45,6 +45,11 @@ def interleaving_micro_batches(global_batch: int, dp: Any, micro_batch: Any, pp:
     return (virtual_stages == 1) | (global_batch % (dp * micro_batch * pp) == 0)
 
 
+def heads_split(heads: int, tp: Any, cp: Any) -> Any:
+    """Ulysses context parallelism splits each rank's heads over cp: tp*cp divides the heads."""
+    return heads % (tp * cp) == 0
+
+
 def experts_split(tp: Any, cp: Any, dp: Any, ep: Any, expert_tp: int) -> Any:
     """ep*expert_tp divides the ranks of one pipeline stage (tp*cp*dp)."""
     return (tp * cp * dp) % (ep * expert_tp) == 0

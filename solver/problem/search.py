@@ -123,7 +123,8 @@ def structure_key(specs: fixed.Specs) -> tuple[object, ...]:
            specs.training.uneven_stages, specs.training.ep_overlap,
            # FP8 GEMMs, the pipeline schedule and the overlaps change the terms' structure.
            specs.training.fp8_recipe, specs.training.schedule, specs.training.tp_overlap,
-           specs.training.zero_reduce_per_micro_batch, m.mtp_modules > 0)
+           specs.training.zero_reduce_per_micro_batch, m.mtp_modules > 0,
+           specs.training.cp_algorithm)
 
 
 def _formulation(specs: fixed.Specs) -> Formulation:

@@ -78,6 +78,8 @@ class Space:
     #: pipeline, and whether interleaving needs the micro-batches to be a multiple of pp.
     zero_with_pipeline: tuple[int, ...] = (0, 1, 2, 3)
     interleave_multiple: bool = False
+    #: With Ulysses context parallelism, the heads that tp*cp must divide (else None).
+    heads_over_cp: int | None = None
 
     @property
     def size(self) -> int:
@@ -201,7 +203,8 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
     return Space(ordered, tuple(sorted(set(gpus))), tuple(systems), job.global_batch,
                  m.layers, tuple(notes), par.expert_tp, par.uneven_stages,
                  tuple(fw_rules.zero_stages_with_pipeline),
-                 fw_rules.interleaving_needs_micro_batch_multiple)
+                 fw_rules.interleaving_needs_micro_batch_multiple,
+                 m.heads if job.cp_algorithm == "a2a" else None)
 
 
 @dataclass
@@ -310,7 +313,9 @@ def _cores(space: Space) -> tuple[dict[str, np.ndarray], list[tuple[str, int]]]:
     for name in ("tp", "pp", "cp"):
         cols = _cross(cols, name, d[name])
     sizes = np.array([s.scale_up_size for s in space.systems], dtype=float)
-    cols = _keep(cols, cols["tp"] <= sizes[cols["system"].astype(int)])
+    cols = _keep(cols, (cols["tp"] <= sizes[cols["system"].astype(int)])
+                 & (rules.heads_split(space.heads_over_cp, cols["tp"], cols["cp"])
+                    if space.heads_over_cp is not None else True))
     counts.append(("tp within the scale-up domain", len(cols["tp"])))
     dp = cols["gpus"] / (cols["tp"] * cols["pp"] * cols["cp"])
     allowed_dp = np.asarray(d["dp"])

@@ -237,6 +237,7 @@ def specs(case: Case) -> Specs:
         ep_overlap=job.ep_overlap,
         gpu_hour_price=hw.gpu_hour_price if price is None else price,
         fp8_recipe=job.fp8_recipe if fp8 else "none", schedule=job.schedule,
+        cp_algorithm=job.cp_algorithm,
         tp_overlap=fw.behaviour.tp_overlap if job.tp_overlap is None else job.tp_overlap,
         zero_reduce_per_micro_batch=fw.behaviour.zero_reduce_per_micro_batch,
         gather_bytes=1.0 if fp8 and fw.behaviour.fp8_weight_gather else element,
@@ -392,6 +393,10 @@ def _check_degrees(case: Case, c: dict[str, Any]) -> None:
     if m.seq_len % cp:
         raise CaseError("parallelism.cp", cp,
                         f"expected a divisor of model.seq_len = {m.seq_len}")
+    if case.training.cp_algorithm == "a2a" and not rules.heads_split(m.heads, t, cp):
+        raise CaseError("parallelism.cp", cp,
+                        f"expected the local heads, model.heads / tp = {m.heads}/{t}, to divide "
+                        "over cp (training.cp_algorithm = 'a2a' splits heads)")
 
 
 def moe_fields(m: Any) -> dict[str, Any]:
