@@ -15,10 +15,18 @@ def representative_cases() -> list[str]:
     for name in catalog.entries("validation"):
         case = load(name)
         suite = case.validation.suite if case.validation is not None else name
-        # The first case of each suite and structure (dense or MoE, latent attention, MLP
-        # kind, positions, number format).
+        # The first case of each suite and structure (dense or MoE, latent attention,
+        # number format).
         m = case.model
-        key = (suite, m.experts is not None, m.kv_lora_rank is not None, m.ffn_kind,
-               m.positions, case.training.precision if case.training is not None else "serving")
+        key = (suite, m.experts is not None, m.kv_lora_rank is not None,
+               case.training.precision if case.training is not None else "serving")
         by_suite.setdefault(str(key), name)
-    return sorted(studies + list(by_suite.values()))
+    picked = set(by_suite.values()) - set(SLOW_TO_EXPORT)
+    return sorted(studies + list(picked))
+
+
+#: Left out, with the reason: DeepSeek-V3's published layout (MoE, latent attention, FP8,
+#: DualPipe, uneven stages and MTP in one formulation) takes about a minute to export and
+#: differentiate; the DeepSeek-V3 study covers MoE with latent attention, the NeMo case FP8,
+#: and tests/test_validation.py evaluates it.
+SLOW_TO_EXPORT = ("deepseek-v3-pretrain-h800",)

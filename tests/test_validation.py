@@ -242,3 +242,19 @@ def test_validation_cases_match_published_setup(published: dict[str, dict[str, A
         if gpus is not None:
             product = config["tp"] * config["pp"] * config["dp"] * config["cp"]
             assert product == gpus, name
+
+
+def test_readme_validation_table_is_current(rows: list[validate.Row]) -> None:
+    """README's ``perfcost validate`` table, rendered by docs/generate.py from these rows (the
+    command's --json), is what the page shows (tests/test_docs.py leaves this region here)."""
+    import sys
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    sys.path.insert(0, str(docs))
+    import generate
+
+    (region,) = [r for r in generate.regions("README.md") if r.command == "perfcost validate"]
+    body = (f"```\n{generate._wrapped(region.command)}\n```\n\n"
+            + generate.TABLES[region.table]([r.to_json() for r in rows]) + "\n")
+    assert generate.normalise(body) == generate.normalise(region.body), (
+        "README.md's validation table is stale: run python docs/generate.py")
