@@ -9,8 +9,11 @@ from perfcost.solver.case import catalog
 from perfcost.solver.case.schema import load
 
 
-def representative_cases() -> list[str]:
+def representative_cases(validation: bool = True) -> list[str]:
+    """Every study and, with ``validation``, one validation case per suite and structure."""
     studies = list(catalog.entries("studies"))
+    if not validation:
+        return sorted(studies)
     by_suite: dict[str, str] = {}
     for name in catalog.entries("validation"):
         case = load(name)

@@ -26,30 +26,27 @@ def _bare_flags(params: list[Any]) -> None:
             param.metavar = ""
 
 
-class Command(TyperCommand):
+class _BareFlags:
+    """Help without type placeholders on flags, for a click command or group."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _bare_flags(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        _bare_flags([option] if option is not None else [])
+        return option
+
+
+class Command(_BareFlags, TyperCommand):
     """A command whose help shows flags without a type placeholder."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _bare_flags(self.params)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        _bare_flags([option] if option is not None else [])
-        return option
-
-
-class Group(TyperGroup):
+class Group(_BareFlags, TyperGroup):
     """The ``perfcost`` group: its help shows flags without a type placeholder."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _bare_flags(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        _bare_flags([option] if option is not None else [])
-        return option
 
 
 app = typer.Typer(
