@@ -79,6 +79,14 @@ def test_no_sample_is_typed_by_hand() -> None:
 
 #: Commands a page shows that cannot run here, and why.
 NOT_HERE = {
+    # Run and checked by their own tests (CI minutes, not coverage):
+    "perfcost plan llm-org-2025": "tests/test_fleet.py solves the built-in fleet",
+    "perfcost plan llm-org-2025 --plot gantt.png": "tests/test_fleet.py draws the schedule",
+    "perfcost plan llm-org-2025 --json --write-lp fleet.lp":
+        "tests/test_fleet.py checks the JSON and the LP file",
+    "perfcost export llama3-70b-h100 --format latex":
+        "tests/test_export_latex.py exports and checks the LaTeX",
+    "perfcost validate trtllm-ttft": "tests/test_serving_validation.py runs the suite",
     "perfcost calibrate k.json --hardware h100-sxm":
         "k.json is what benchmarks/kernels.py measures on a GPU; docs/kernels.md's command "
         "runs the same fit on the shipped measurements",

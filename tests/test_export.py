@@ -41,7 +41,14 @@ def builtin_cases() -> list[str]:
     """Every runnable built-in case of the catalog, read when the tests are collected."""
     from case_selection import representative_cases
 
-    return representative_cases()
+    # The studies span the formulation structures (tests/test_validation.py evaluates every
+    # validation case; test_docs_pages_are_the_export renders the training export in full).
+    return [n for n in representative_cases(validation=False) if n not in SLOW_STUDIES]
+
+
+#: Left to tests/test_solve.py and tests/test_bound.py, which solve it: the Kimi K2 co-design
+#: study's export takes ~10 s and repeats llama3-70b-chiplet-codesign's structure.
+SLOW_STUDIES = ("kimi-k2-chiplet-codesign",)
 
 
 def random_configs(case: Any, formulation: Any, count: int, seed: int
