@@ -580,11 +580,10 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                                     expert_stage_params * p_["g_red"]) / 2
     weights_ag = per_layer_collective(stage_params * p_["gather_b"],
                                       expert_stage_params * p_["gather_b"]) / 2
-    micro_batch_compute = stage_compute
     first_gather = weights_ag / layers_per_stage
     if job.dp_overlap:
         zero2_micro = sp.Max(0, grads_rs - (stage - stage_forward))
-        zero3_micro = sp.Max(0, 2 * weights_ag + grads_rs - micro_batch_compute) + first_gather
+        zero3_micro = sp.Max(0, 2 * weights_ag + grads_rs - stage_compute) + first_gather
     else:
         zero2_micro, zero3_micro = grads_rs, 2 * weights_ag + grads_rs
     zero2, zero3 = indicator(z, 2), indicator(z, 3)
