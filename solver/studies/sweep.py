@@ -436,12 +436,17 @@ def run(study: Study, points: Sequence[tuple[str, ...]], workers: int = 1,
     if workers > 1 and has_dask():
         import logging
 
+        import dask
         from distributed import Client, LocalCluster
 
         # Processes, one thread each: a point is pure-Python CPU work (the GIL would serialise
         # threads). No dashboard: it would need a free port and bokeh, and nobody looks.
-        with LocalCluster(processes=True, n_workers=workers, threads_per_worker=1,
-                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+        # Dask's statistical profiler samples each worker's stack every 10 ms; the sampling
+        # thread takes the GIL from the point being solved (about a quarter of a worker's CPU
+        # on these pure-Python points), and nobody reads the profile of a local sweep.
+        with dask.config.set({"distributed.worker.profile.enabled": False}), \
+                LocalCluster(processes=True, n_workers=workers, threads_per_worker=1,
+                             dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
                 Client(cluster) as client:
             return _on_dask(client, study, points, workers, done)
     check(study, points)
