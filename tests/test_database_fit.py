@@ -8,6 +8,7 @@ nor pyarrow. The acceptance figures on the whole tables are in docs/calibration.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -22,7 +23,7 @@ from perfcost.solver.case import catalog
 from perfcost.solver.case.errors import CaseError
 from perfcost.solver.case.sections import HardwareSection, NetworkSection
 from perfcost.solver.cli.main import app
-from perfcost.solver.studies import collective, database_toml
+from perfcost.solver.studies import collective, collective_ranges, database_toml
 from perfcost.solver.studies import database_fit as fitting
 from perfcost.solver.studies import kernel_database as kdb
 from typer.testing import CliRunner
@@ -101,7 +102,7 @@ def test_unknown_framework_is_one_line() -> None:
 
 
 @given(st.integers(min_value=1, max_value=5000), st.integers(min_value=0, max_value=99))
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_split_holds_out_thirty_percent(rows: int, seed: int) -> None:
     fit, held = fitting.split(rows, seed)
     assert np.intersect1d(fit, held).size == 0
@@ -297,7 +298,8 @@ def test_moe_layer_grows_with_the_tokens(tokens: int, routing: tuple[int, int],
 
 
 def test_collective_fits_pooled_over_rank_counts() -> None:
-    fits = fitting.fit_collective(_table("nccl all_reduce"), _machine())
+    # The fits of _small_fit (cached: the other tests use them too).
+    fits = [f for f in _small_fit().fits if f.kind == "nccl all_reduce"]
     assert sorted(f.params["ranks"] for f in fits) == [2, 4, 8]
     large, small = _pooled(fits, ">= 1 MiB"), _pooled(fits, "< 1 MiB")
     print(np.median(large), np.median(small))
@@ -307,6 +309,12 @@ def test_collective_fits_pooled_over_rank_counts() -> None:
     assert np.median(small) <= 0.20
     for f in fits:
         assert f.params["min_bytes"] < f.params["max_bytes"]
+        # Ranges in order of size, each with its own rows, spanning the measured sizes.
+        ranges = f.params["ranges"]
+        assert ranges[0]["min_bytes"] == f.params["min_bytes"]
+        assert ranges[-1]["max_bytes"] == f.params["max_bytes"]
+        assert all(low["max_bytes"] < high["min_bytes"]
+                   for low, high in itertools.pairwise(ranges))
 
 
 @cache
@@ -346,24 +354,112 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
 
 def test_measured_collective_is_the_prediction_inside_its_range() -> None:
     path = catalog.entries("networks")["dgx-h200"]
-    text = database_toml.network_text(path.read_text(encoding="utf-8"), _small_fit(),
-                                      "2026-12-06")
+    fit = _small_fit()
+    text = database_toml.network_text(path.read_text(encoding="utf-8"), fit, "2026-12-06")
     network = NetworkSection.model_validate(tomllib.loads(text))
-    entry = next(e for e in network.scale_up.collectives if e.ranks == 8)
-    inside = collective.predict("all_reduce", 16 * 2**20, 8, network)[0]
-    assert inside.level == "scale-up (measured)"
-    expected = float(kernels.collective_time("all_reduce", entry.algorithm,
-                                             sp.Float(16 * 2**20), sp.Integer(8),
-                                             sp.Float(entry.latency),
-                                             sp.Float(entry.bandwidth)))
-    assert inside.time == pytest.approx(expected)
+    entries = sorted((e for e in network.scale_up.collectives if e.ranks == 8),
+                     key=lambda e: e.min_bytes)
+    fitted = next(f for f in fit.fits if f.kind == "nccl all_reduce" and f.params["ranks"] == 8)
+    assert len(entries) == len(fitted.params["ranges"])
+    # Inside a range its own constants give the time; between two ranges (and everywhere)
+    # the command predicts what the fit was judged by (constants rounded as written).
+    for entry in entries:
+        inside = collective.predict("all_reduce", entry.min_bytes, 8, network)[0]
+        assert inside.level == "scale-up (measured)"
+        expected = float(kernels.collective_time("all_reduce", entry.algorithm,
+                                                 sp.Float(entry.min_bytes), sp.Integer(8),
+                                                 sp.Float(entry.latency),
+                                                 sp.Float(entry.bandwidth)))
+        assert inside.time == pytest.approx(expected)
+    sizes = np.array([2.0**e for e in range(9, 30)])
+    table = kdb.Table("nccl all_reduce", "bf16", {"bytes": sizes, "ranks": np.full(21, 8)},
+                      np.ones(21), "")
+    judged = fitting.predict_collective(table, np.arange(21), _machine(), fitted.params)
+    command = [collective.predict("all_reduce", s, 8, network)[0].time for s in sizes]
+    assert np.allclose(command, judged, rtol=2e-3)
     # Beyond the measured sizes the constants are not extrapolated: the measurement only
     # bounds the time (four pieces of the largest size), and the bus bandwidth never drops.
-    edge = collective.predict("all_reduce", entry.max_bytes, 8, network)[0]
-    beyond = collective.predict("all_reduce", entry.max_bytes * 4, 8, network)[0]
+    edge = collective.predict("all_reduce", entries[-1].max_bytes, 8, network)[0]
+    beyond = collective.predict("all_reduce", entries[-1].max_bytes * 4, 8, network)[0]
     assert beyond.level != "scale-up (measured)"
     assert beyond.time <= 4 * edge.time * (1 + 1e-12)
     assert beyond.busbw >= edge.busbw * (1 - 1e-12)
+
+
+# -- collectives whose curve jumps where NCCL switches protocol ------------------------------
+
+#: A synthetic 8-GPU all-gather: below 8 MiB one (latency, bandwidth), from 8 MiB on a slower
+#: one, as the B200 tables' all-gather of 8 MiB in 44 us and of 16 MiB in 104 us.
+JUMP = 2**23
+SIZES = np.array([2.0**e for e in range(9, 30)])
+
+
+def _jumping_table(noise_seed: int = 1) -> kdb.Table:
+    terms = collective_ranges.root_terms("all_gather", "ring")
+    a, b = terms(SIZES, 8.0)
+    small = (a * np.sqrt(2e-6) + b / np.sqrt(900e9)) ** 2
+    large = (a * np.sqrt(10e-6) + b / np.sqrt(400e9)) ** 2
+    seconds = np.where(SIZES < JUMP, small, large)
+    seconds *= np.exp(np.random.default_rng(noise_seed).normal(0, 0.01, SIZES.size))
+    return kdb.Table("nccl all_gather", "bf16", {"bytes": SIZES, "ranks": np.full(21, 8)},
+                     seconds, "synthetic")
+
+
+def test_piecewise_fit_follows_a_jumping_curve() -> None:
+    table = _jumping_table()
+    (fit,) = fitting.fit_collective(table, _machine())
+    ranges = fit.params["ranges"]
+    assert 2 <= len(ranges) <= collective_ranges.MAX_RANGES
+    assert all(r["fit_rows"] >= collective_ranges.MIN_RANGE_ROWS for r in ranges)
+    # Some range ends below the jump and the next begins at or above it.
+    assert any(low["max_bytes"] < JUMP <= high["min_bytes"]
+               for low, high in itertools.pairwise(ranges))
+    fit_idx, test_idx = fitting.split(len(table))
+    errors = np.abs(fitting.predict_collective(table, np.arange(21), _machine(), fit.params)
+                    / table.seconds - 1)
+    # The rows inside the ranges follow the curve; one smooth form cannot.
+    rows = collective_ranges.choose_ranges(SIZES[fit_idx], 8.0,
+                                           collective_ranges.root_terms("all_gather", "ring"),
+                                           table.seconds[fit_idx], fitting.COLLECTIVE_BOUNDS,
+                                           max_ranges=1)
+    one = np.abs(collective_ranges.predict(rows.ranges, collective_ranges.root_terms(
+        "all_gather", "ring"), SIZES, 8.0) / table.seconds - 1)
+    print(np.round(errors * 100, 1), np.round(one * 100, 1))
+    assert np.median(errors[fit_idx]) < 0.02 and np.median(errors[test_idx]) < 0.05
+    assert np.median(one) > 3 * np.median(errors)
+    # The leave-one-out error of the chosen count is the least of the counts tried.
+    scores = fit.params["leave_one_out"]
+    assert scores[len(ranges)] == min(scores.values())
+
+
+def test_breakpoints_are_chosen_on_the_fitted_rows_alone() -> None:
+    """Whatever the held-out rows measure, the ranges are the same."""
+    table = _jumping_table()
+    _, test_idx = fitting.split(len(table))
+    changed = table.seconds.copy()
+    changed[test_idx] *= np.random.default_rng(2).uniform(0.2, 5.0, test_idx.size)
+    other = kdb.Table(table.kind, table.precision, table.columns, changed, table.source)
+    (fit,), (again,) = (fitting.fit_collective(t, _machine()) for t in (table, other))
+    assert fit.params["ranges"] == again.params["ranges"]
+    assert fit.params["leave_one_out"] == again.params["leave_one_out"]
+    assert not np.allclose(fit.judged[0].errors, again.judged[0].errors)
+
+
+@given(st.floats(0.0, 1.0))
+@settings(max_examples=10, deadline=None)
+def test_a_size_between_ranges_lies_between_their_times(position: float) -> None:
+    """The gap rule: continuous at both ends of a gap, monotone across it."""
+    terms = collective_ranges.root_terms("all_gather", "ring")
+    ranges = (collective_ranges.SizeRange(512, 2**22, 2e-6, 900e9, 5),
+              collective_ranges.SizeRange(2**25, 2**29, 10e-6, 400e9, 5))
+    low, high = 2.0**22, 2.0**25
+    size = low * (high / low) ** position
+    ends = collective_ranges.predict(ranges, terms, np.array([low, high]), 8.0)
+    inside = collective_ranges.predict(ranges, terms, np.array([size]), 8.0)[0]
+    assert ends[0] * (1 - 1e-9) <= inside <= ends[1] * (1 + 1e-9)
+    a, b = (np.broadcast_to(v, 2) for v in terms(np.array([low, high]), 8.0))
+    assert ends[0] == pytest.approx((a[0] * np.sqrt(2e-6) + b[0] / np.sqrt(900e9)) ** 2)
+    assert ends[1] == pytest.approx((a[1] * np.sqrt(10e-6) + b[1] / np.sqrt(400e9)) ** 2)
 
 
 def test_kernel_file_is_predicted_without_fitting_on_it() -> None:
@@ -386,6 +482,9 @@ def test_kernel_file_is_predicted_without_fitting_on_it() -> None:
 @pytest.mark.parametrize(("args", "fragment"), [
     (["calibrate"], "expected a kernel timings file, or --database GPU"),
     (["calibrate", "--database", "h100_sxm", "--framework", "onnx"], "--framework"),
+    (["calibrate", "--database", "h100_sxm", "--kinds", "gemm,nccl"], "--kinds"),
+    (["calibrate", "--database", "h100_sxm", "--kinds", "collectives", "-o", "x.toml"],
+     "expected gemm among the kinds"),
 ])
 def test_cli_errors_are_one_line(args: list[str], fragment: str) -> None:
     result = CliRunner().invoke(app, args)

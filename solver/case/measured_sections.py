@@ -6,8 +6,10 @@
   attention's achieved bandwidth. An entry without these tables behaves exactly as before:
   the top-level ``[efficiency]`` values serve every precision.
 * ``[[scale_up.collectives]]`` of a network entry: the latency and bandwidth of one measured
-  collective at one rank count, in the pipelined alpha-beta form of its algorithm
-  (formulations.kernels.collective_time), and the range of sizes it was measured on.
+  collective at one rank count over one range of sizes, in the pipelined alpha-beta form of
+  its algorithm (formulations.kernels.collective_time). NCCL switches algorithm and protocol
+  with the size, so one op and rank count may have several entries, one per range; a size
+  between two ranges is interpolated between them (solver/studies/collective_ranges.py).
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ class PrecisionEfficiency(Strict):
 
 
 class MeasuredCollective(Strict):
-    """A collective measured on the scale-up level, fitted at one rank count."""
+    """A collective measured on the scale-up level, fitted at one rank count on the sizes
+    ``min_bytes`` to ``max_bytes``."""
 
     op: Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all"]
     algorithm: Text
@@ -113,7 +116,8 @@ class MeasuredCollective(Strict):
     ranks: PositiveInt
     latency: Duration
     bandwidth: Bandwidth
-    # The sizes the table measured: the constants are not extrapolated beyond them.
+    # The sizes this range covers; beyond the largest range of an op and rank count the
+    # constants are not extrapolated.
     min_bytes: Bytes
     max_bytes: Bytes
     source: Text

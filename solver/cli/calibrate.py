@@ -41,6 +41,9 @@ def calibrate(
     check: Annotated[str | None, typer.Option(
         "--check", help="with --database: predict this kernel file (docs/kernels.md) from "
                         "the fit, without fitting on it")] = None,
+    kinds: Annotated[str | None, typer.Option(
+        "--kinds", help="with --database: fit only these kinds of table, comma-separated, of "
+                        "gemm, prefill, decode, moe, collectives (default: all)")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -51,7 +54,7 @@ def calibrate(
         from perfcost.solver.cli import calibrate_database
 
         calibrate_database.run(database, framework, hardware, output, network,
-                               network_output, as_json, check, quiet)
+                               network_output, as_json, check, quiet, kinds)
         return
     if kernels is None:
         raise CaseError("KERNELS", MISSING, "expected a kernel timings file, or --database GPU")

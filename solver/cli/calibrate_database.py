@@ -44,7 +44,7 @@ def _write(path: str, text: str, option: str) -> None:
 
 def run(database: str, framework: str, hardware: str | None, output: str | None,
         network: str | None, network_output: str | None, as_json: bool,
-        check: str | None = None, quiet: bool = False) -> None:
+        check: str | None = None, quiet: bool = False, kinds: str | None = None) -> None:
     import tomllib
 
     from perfcost.solver.case.sections import HardwareSection, NetworkSection
@@ -54,6 +54,10 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
     from perfcost.solver.studies import database_toml
     from perfcost.solver.studies import kernel_database as kdb
 
+    chosen = _kinds(kinds, fitting.KIND_GROUPS)
+    if output is not None and chosen is not None and "gemm" not in chosen:
+        raise CaseError("--kinds", kinds, "expected gemm among the kinds when -o writes the "
+                        "hardware entry (its precision tables hang on the GEMM fits)")
     with spinner(f"reading the {database} kernel database", quiet or as_json) as stage:
         data = kdb.read_database(database, framework)
         hardware = hardware or HARDWARE_OF.get(database)
@@ -63,7 +67,7 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
         original, raw = _entry("hardware", "hardware", hardware, "--hardware")
         section = HardwareSection.model_validate(raw)
         stage(f"fitting {hardware} to the {database} kernel database")
-        fit = fitting.fit_database(data, fitting.machine_of(section))
+        fit = fitting.fit_database(data, fitting.machine_of(section), kinds=chosen)
     as_of = cal.today()
     text = database_toml.hardware_text(original, fit, as_of)
     HardwareSection.model_validate(tomllib.loads(text))  # the written entry must load again
@@ -89,6 +93,16 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
     _print(fit, output, network_output)
     if checked is not None:
         _print_check(checked, check or "")
+
+
+def _kinds(text: str | None, known: tuple[str, ...]) -> frozenset[str] | None:
+    """The kinds of ``--kinds`` (None: all)."""
+    if text is None:
+        return None
+    chosen = frozenset(k.strip() for k in text.split(","))
+    if not chosen or not chosen <= set(known):
+        raise CaseError("--kinds", text, f"expected a comma-separated list of {', '.join(known)}")
+    return chosen
 
 
 def _check(fit: Any, path: str) -> dict[str, Any]:
@@ -165,6 +179,12 @@ def _print(fit: Any, output: str | None, network_output: str | None) -> None:
 
 
 def _show(key: str, value: Any) -> str:
+    if key == "ranges":
+        return "; ".join(f"{_bytes(r['min_bytes'])}..{_bytes(r['max_bytes'])}: "
+                         f"{r['latency'] * 1e6:.2f} us, {r['bandwidth'] / 1e9:.0f} GB/s"
+                         for r in value)
+    if key == "leave_one_out":
+        return " ".join(f"{count}:{error * 100:.1f}%" for count, error in value.items())
     if isinstance(value, float) and ("overhead" in key or key in ("latency", "power_window")):
         return f"{value * 1e6:.2f} us"
     if isinstance(value, float) and key == "bandwidth":
@@ -172,3 +192,11 @@ def _show(key: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
+
+
+def _bytes(size: float) -> str:
+    """A byte count in the largest binary unit that keeps it at least 1 (like '1.5 MiB')."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.4g} {unit}"
+    return f"{size:.0f} B"

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import sympy as sp
 from perfcost.formulations import algorithms as alg
 from perfcost.formulations.topology import Fabric, group_view
@@ -137,27 +138,36 @@ def _measured(op: str, size: float, ranks: int, network: NetworkSection,
     """The network's measured NCCL collective for this op and rank count
     ('perfcost calibrate --database'), and whether ``size`` lies in the measured range.
 
-    Its constants are not extrapolated: beyond the largest measured size the collective is
+    The entries of one op and rank count are size ranges, each with its own constants
+    (NCCL switches algorithm and protocol with the size); a size between two ranges is
+    interpolated between them, as the fit judged it (solver/studies/collective_ranges.py).
+    The constants are not extrapolated: beyond the largest measured size the collective is
     timed as ``ceil(size / max_bytes)`` pieces run one after another, each of a measured size
     -- an upper bound on the time, since a larger buffer is never slower per byte than the
     pieces it could be cut into."""
-    from perfcost.formulations import kernels
+    from perfcost.solver.studies import collective_ranges
 
-    for entry in network.scale_up.collectives:
-        if not (entry.implementation == "nccl" and entry.op == op and entry.ranks == ranks
-                and entry.min_bytes <= size and algorithm in (None, entry.algorithm)):
-            continue
-        pieces = max(1, math.ceil(size / entry.max_bytes))
-        piece = float(kernels.collective_time(op, entry.algorithm, sp.Float(size / pieces),
-                                              sp.Integer(ranks), sp.Float(entry.latency),
-                                              sp.Float(entry.bandwidth)))
-        time = pieces * piece
-        busbw = float(alg.bus_bandwidth(op, sp.Float(size), sp.Integer(ranks), sp.Float(time)))
-        inside = pieces == 1
-        level = "scale-up (measured)" if inside else f"scale-up (measured, {pieces} pieces)"
-        return Prediction(op, f"{entry.algorithm} (measured)", size, ranks, time,
-                          size / time, busbw, level), inside
-    return None
+    entries = [e for e in network.scale_up.collectives
+               if e.implementation == "nccl" and e.op == op and e.ranks == ranks
+               and algorithm in (None, e.algorithm)]
+    # One algorithm's ranges (a hand-written entry may list several algorithms).
+    entries = sorted((e for e in entries if e.algorithm == entries[0].algorithm),
+                     key=lambda e: e.min_bytes) if entries else []
+    if not entries or size < entries[0].min_bytes:
+        return None
+    ranges = tuple(collective_ranges.SizeRange(e.min_bytes, e.max_bytes, e.latency,
+                                               e.bandwidth, 0) for e in entries)
+    top = entries[-1].max_bytes
+    pieces = max(1, math.ceil(size / top))
+    terms = collective_ranges.root_terms(op, entries[0].algorithm)
+    piece = float(collective_ranges.predict(ranges, terms, np.array([size / pieces]),
+                                            float(ranks))[0])
+    time = pieces * piece
+    busbw = float(alg.bus_bandwidth(op, sp.Float(size), sp.Integer(ranks), sp.Float(time)))
+    inside = pieces == 1
+    level = "scale-up (measured)" if inside else f"scale-up (measured, {pieces} pieces)"
+    return Prediction(op, f"{entries[0].algorithm} (measured)", size, ranks, time,
+                      size / time, busbw, level), inside
 
 
 def _torus(op: str, size: float, ranks: int, network: NetworkSection,

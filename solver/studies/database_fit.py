@@ -23,9 +23,10 @@ expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
 * MoE layers, per precision: the grouped GEMMs' fraction of the peak and of the HBM
   bandwidth, the bandwidth of the token permutation and the layer's fixed cost
   (formulations.kernels.moe_layer_time), by least squares on the log errors.
-* Collectives, per table and rank count: the latency and bandwidth of the pipelined
-  alpha-beta form of the algorithm (:data:`COLLECTIVE_ALGORITHMS`), by least squares on the
-  log errors.
+* Collectives, per table and rank count: a few size ranges (NCCL switches algorithm and
+  protocol with the size), each with the latency and bandwidth of the pipelined alpha-beta
+  form of the algorithm (:data:`COLLECTIVE_ALGORITHMS`); the ranges' number and breakpoints
+  chosen on the fitted rows alone (:mod:`perfcost.solver.studies.collective_ranges`).
 """
 
 from __future__ import annotations
@@ -481,29 +482,69 @@ def _collective_function(op: str, algorithm: str) -> Callable[..., Any]:
                        "numpy")
 
 
+def _collective_algorithm(table: Table) -> str:
+    return COLLECTIVE_ALGORITHMS[table.kind.split(" ", 1)[1]]
+
+
+def _size_ranges(params: dict[str, Any]) -> tuple[Any, ...]:
+    from perfcost.solver.studies.collective_ranges import SizeRange
+
+    return tuple(SizeRange(r["min_bytes"], r["max_bytes"], r["latency"], r["bandwidth"],
+                           r["fit_rows"]) for r in params["ranges"])
+
+
 def predict_collective(table: Table, index: np.ndarray, machine: Machine,
                        params: dict[str, Any]) -> np.ndarray:
-    op = collective_op(table.kind)
-    fn = _collective_function(op, COLLECTIVE_ALGORITHMS[table.kind.split(" ", 1)[1]])
-    return np.asarray(fn(table.columns["bytes"][index].astype(float),
-                         table.columns["ranks"][index].astype(float), params["latency"],
-                         params["bandwidth"]), dtype=float) * np.ones(index.size)
+    """Seconds of the rows ``index`` (of one rank count): by the size ranges of
+    :mod:`perfcost.solver.studies.collective_ranges` (a size between two ranges
+    interpolated between them) when ``params`` has them, else by one ``latency`` and
+    ``bandwidth``."""
+    op, algorithm = collective_op(table.kind), _collective_algorithm(table)
+    sizes = table.columns["bytes"][index].astype(float)
+    ranks = table.columns["ranks"][index].astype(float)
+    if "ranges" in params:
+        from perfcost.solver.studies import collective_ranges
+
+        if np.unique(ranks).size > 1:
+            raise ValueError("size ranges are fitted per rank count")
+        return collective_ranges.predict(_size_ranges(params),
+                                         collective_ranges.root_terms(op, algorithm), sizes,
+                                         float(ranks[0]) if ranks.size else 2.0)
+    fn = _collective_function(op, algorithm)
+    return np.asarray(fn(sizes, ranks, params["latency"], params["bandwidth"]),
+                      dtype=float) * np.ones(index.size)
 
 
 def fit_collective(table: Table, machine: Machine) -> list[KindFit]:
-    """One alpha-beta fit per rank count, judged on large and small messages apart."""
+    """Per rank count, the size ranges of :func:`collective_ranges.choose_ranges` (their
+    number and breakpoints chosen on the fitted 70 % alone), each with the pipelined
+    alpha-beta form's latency and bandwidth; judged on large and small messages apart.
+
+    A range's ``min_bytes``..``max_bytes`` are its fitted sizes, the first range's reaching
+    down to the table's smallest size and the last one's up to its largest."""
+    from perfcost.solver.studies import collective_ranges
+
     out = []
+    op, algorithm = collective_op(table.kind), _collective_algorithm(table)
+    terms = collective_ranges.root_terms(op, algorithm)
     for ranks in np.unique(table.columns["ranks"]):
         part = table.take(np.flatnonzero(table.columns["ranks"] == ranks))
-        fit = _least_squares_fit(part, machine, COLLECTIVE_BOUNDS, predict_collective,
-                                 table.kind)
-        fit.params["ranks"] = int(ranks)
-        fit.params["algorithm"] = COLLECTIVE_ALGORITHMS[table.kind.split(" ", 1)[1]]
-        fit.params["min_bytes"] = int(part.columns["bytes"].min())
-        fit.params["max_bytes"] = int(part.columns["bytes"].max())
-        _, test_idx = split(len(part))
-        errors = fit.judged.pop().errors
-        large = part.columns["bytes"][test_idx] >= LARGE_MESSAGE
+        fit_idx, test_idx = split(len(part))
+        sizes = part.columns["bytes"].astype(float)
+        choice = collective_ranges.choose_ranges(sizes[fit_idx], float(ranks), terms,
+                                                 part.seconds[fit_idx], COLLECTIVE_BOUNDS)
+        low, high = int(sizes.min()), int(sizes.max())
+        last = len(choice.ranges) - 1
+        ranges = [{"min_bytes": low if i == 0 else int(r.start),
+                   "max_bytes": high if i == last else int(r.end),
+                   "latency": r.latency, "bandwidth": r.bandwidth, "fit_rows": r.fit_rows}
+                  for i, r in enumerate(choice.ranges)]
+        params: dict[str, Any] = {
+            "ranks": int(ranks), "algorithm": algorithm, "min_bytes": low, "max_bytes": high,
+            "ranges": ranges, "leave_one_out": dict(choice.leave_one_out)}
+        fit = KindFit(table.kind, table.precision, params, table.source, int(fit_idx.size))
+        errors = predict_collective(part, test_idx, machine, params) / part.seconds[test_idx] - 1
+        large = sizes[test_idx] >= LARGE_MESSAGE
         label = f"{int(ranks)} GPUs"
         fit.judged.append(Judged(table.kind, label, ">= 1 MiB", errors[large]))
         fit.judged.append(Judged(table.kind, label, "< 1 MiB", errors[~large]))
@@ -513,14 +554,29 @@ def fit_collective(table: Table, machine: Machine) -> list[KindFit]:
 
 # -- the whole database ----------------------------------------------------------------------
 
+#: The kinds of table ``perfcost calibrate --database --kinds`` can restrict the fit to.
+KIND_GROUPS = ("gemm", "prefill", "decode", "moe", "collectives")
+
+
+def kind_group(kind: str) -> str:
+    """The :data:`KIND_GROUPS` name of a table's kind."""
+    if kind.split(" ", 1)[0] in ("nccl", "custom"):
+        return "collectives"
+    return {"context attention": "prefill", "generation attention": "decode"}.get(kind, kind)
+
+
 def fit_database(database: Database, machine: Machine,
                  tiles: tuple[tuple[int, int], ...] = TILE_CANDIDATES,
-                 generations: int = GEMM_GENERATIONS) -> DatabaseFit:
-    """Every table the machine can model, fitted and judged (GEMMs over candidate ``tiles``,
-    their rates searched for ``generations`` generations)."""
+                 generations: int = GEMM_GENERATIONS,
+                 kinds: frozenset[str] | None = None) -> DatabaseFit:
+    """Every table the machine can model (of the :data:`KIND_GROUPS` in ``kinds``; all by
+    default), fitted and judged (GEMMs over candidate ``tiles``, their rates searched for
+    ``generations`` generations)."""
     fits: list[KindFit] = []
     skipped: list[str] = []
     for table in database.tables:
+        if kinds is not None and kind_group(table.kind) not in kinds:
+            continue
         needs = "fp32" if table.kind == "generation attention" else table.precision
         if machine.peak(needs) is None:
             skipped.append(f"{table.kind} {table.precision}: the hardware entry has no "

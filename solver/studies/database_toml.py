@@ -123,20 +123,24 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
 
 
 def collective_entries(fit: DatabaseFit, as_of: str) -> list[dict[str, Any]]:
-    """One ``[[scale_up.collectives]]`` entry per fitted collective table and rank count."""
+    """One ``[[scale_up.collectives]]`` entry per size range of each fitted collective table
+    and rank count (solver/studies/collective_ranges.py)."""
     out = []
     for f in fit.fits:
         family = f.kind.split(" ", 1)[0]
         if family not in ("nccl", "custom"):
             continue
-        out.append({"op": collective_op(f.kind), "algorithm": f.params["algorithm"],
-                    "implementation": family, "ranks": int(f.params["ranks"]),
-                    "latency": _us(f.params["latency"]),
-                    "bandwidth": f"{f.params['bandwidth'] / 1e9:.1f} GB/s",
-                    "min_bytes": f"{f.params['min_bytes']} B",
-                    "max_bytes": f"{f.params['max_bytes']} B",
-                    "source": provenance(fit, f.source), "as_of": as_of,
-                    "residuals": _residuals(f)})
+        ranges = f.params["ranges"]
+        for i, r in enumerate(ranges, start=1):
+            out.append({"op": collective_op(f.kind), "algorithm": f.params["algorithm"],
+                        "implementation": family, "ranks": int(f.params["ranks"]),
+                        "latency": _us(r["latency"]),
+                        "bandwidth": f"{r['bandwidth'] / 1e9:.1f} GB/s",
+                        "min_bytes": f"{r['min_bytes']} B",
+                        "max_bytes": f"{r['max_bytes']} B",
+                        "source": provenance(fit, f.source), "as_of": as_of,
+                        "residuals": f"size range {i} of {len(ranges)} ({r['fit_rows']} fitted "
+                                     f"rows); all ranges: {_residuals(f)}"})
     return out
 
 
