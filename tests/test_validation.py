@@ -244,17 +244,51 @@ def test_validation_cases_match_published_setup(published: dict[str, dict[str, A
             assert product == gpus, name
 
 
-def test_readme_validation_table_is_current(rows: list[validate.Row]) -> None:
-    """README's ``perfcost validate`` table, rendered by docs/generate.py from these rows (the
-    command's --json), is what the page shows (tests/test_docs.py leaves this region here)."""
+def _generate() -> Any:
     import sys
 
     docs = Path(__file__).resolve().parents[1] / "docs"
-    sys.path.insert(0, str(docs))
+    if str(docs) not in sys.path:
+        sys.path.insert(0, str(docs))
     import generate
 
+    return generate
+
+
+def _validate_regions() -> list[Any]:
+    generate = _generate()
+    return [r for page in generate.PAGES for r in generate.regions(page)
+            if r.command.split()[:2] == ["perfcost", "validate"]]
+
+
+def test_readme_validation_table_is_current(rows: list[validate.Row]) -> None:
+    """README's ``perfcost validate`` table, rendered by docs/generate.py from these rows (the
+    command's --json), is what the page shows (tests/test_docs.py leaves this region here)."""
+    generate = _generate()
     (region,) = [r for r in generate.regions("README.md") if r.command == "perfcost validate"]
     body = (f"```\n{generate._wrapped(region.command)}\n```\n\n"
             + generate.TABLES[region.table]([r.to_json() for r in rows]) + "\n")
     assert generate.normalise(body) == generate.normalise(region.body), (
         "README.md's validation table is stale: run python docs/generate.py")
+
+
+@pytest.mark.parametrize("region", [r for r in _validate_regions() if r.kind == "output"],
+                         ids=lambda r: f"{r.page}:{r.command}")
+def test_docs_suite_output_is_current(rows: list[validate.Row], region: Any,
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Each page's ``perfcost validate SUITE`` output is the command's table of these rows
+    (tests/test_docs.py leaves these regions here): printed as the command prints it, at the
+    width and without the colour docs/generate.py runs it with."""
+    from perfcost.solver.report import tables as report
+
+    generate = _generate()
+    (suite,) = region.argv[1:]
+    suite_rows = [r for r in rows if r.suite == suite]
+    monkeypatch.setenv("NO_COLOR", "1")
+    capsys.readouterr()
+    report.console().print(report.validation(suite_rows, validate.summarise(suite_rows)))
+    output = capsys.readouterr().out
+    body = f"```\n$ {region.command}\n{generate._cut(output, region.lines)}\n```\n"
+    assert generate.normalise(body) == generate.normalise(region.body), (
+        f"{region.page}'s output of {region.command} is stale: run python docs/generate.py")
