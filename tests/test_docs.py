@@ -93,8 +93,11 @@ NOT_HERE = {
         "tests/test_export_latex.py exports and checks the LaTeX",
     "perfcost validate trtllm-ttft": "tests/test_serving_validation.py runs the suite",
     "perfcost calibrate k.json --hardware h100-sxm":
-        "k.json is what benchmarks/kernels.py measures on a GPU; docs/kernels.md's command "
-        "runs the same fit on the shipped measurements",
+        "k.json is what benchmarks/kernels.py measures on a GPU; tests/test_calibrate.py fits "
+        "the shipped H100 measurements (test_h100_file_with_steadier_timing_fits_closer)",
+    "perfcost calibrate benchmarks/data/h100-sxm-kernels.json --hardware h100-sxm -o "
+    "my-h100.toml": "tests/test_calibrate.py fits this file and runs the command with -o on "
+                    "the H200 file (test_cli_writes_a_loadable_entry_and_prints_every_row)",
 }
 
 
