@@ -18,6 +18,7 @@ import test_conformance as conformance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from perfcost.solver.case import schema as case_mod
+from perfcost.solver.case.units import format_quantity
 from perfcost.solver.cost.codesign import build_problem
 from perfcost.solver.engines.bound import OBJECTIVE, BoundEngine, _Solver
 from perfcost.solver.engines.enumerate import EnumerateEngine, full_values
@@ -164,3 +165,18 @@ def test_counted_candidates_equal_the_built_ones() -> None:
     for seed in range(0, conformance.N_PROBLEMS, 5):
         space = conformance.problem(seed).space
         assert count_candidates(space) == len(candidates(space)), seed
+
+
+def test_least_needed_budget_is_the_cheapest_run_that_fits_in_memory() -> None:
+    """A budget below every run that fits: the least budget needed is reported where the
+    other constraint (memory) holds, so it is the cost optimum of the same search -- not the
+    price of a cheaper configuration that does not fit."""
+    case = case_mod.load("llama3-70b-codesign", ["constraints.budget='1e6 USD'"])
+    got = BoundEngine().solve(build_problem(case), explain=True)
+    assert got.status == "infeasible"
+    (line,) = got.explanation
+    assert "no configuration satisfies budget" in line and "(where memory holds)" in line
+    cheapest = BoundEngine().solve(build_problem(case_mod.load("llama3-70b-codesign"),
+                                                 objective="cost"))
+    needed = f"the least needed is {format_quantity(cheapest.value, 'USD')} against"
+    assert needed in line, (line, cheapest.value)

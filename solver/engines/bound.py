@@ -713,14 +713,20 @@ class BoundEngine:
             def ratio(exact: dict[str, np.ndarray], system: int, c=c) -> np.ndarray:
                 return exact[c.quantity] / c.limits[system]
 
-            best = solver.ranked(solver.run(c.name, (), 1), ratio, ())
+            # Where the other constraints hold, as enumeration words it; alone only when
+            # they cannot hold together (then their own lines say so).
+            others = tuple(o.name for o in p.constraints if o.name != c.name)
+            best = solver.ranked(solver.run(c.name, others, 1), ratio, others) if others else []
+            if not best:
+                others = ()
+                best = solver.ranked(solver.run(c.name, (), 1), ratio, ())
             if not best or best[0][0] <= 1.0:
                 continue
             _ratio, system, li, cfg = best[0]
             codes = solver.codes(li, cfg)
             needed = full_values(p, codes, system)[c.quantity]
             lines.append(violation(c.name, needed, c.limits[system], c.unit,
-                                   describe_codes(p, codes, system)))
+                                   describe_codes(p, codes, system), others))
         if not lines:
             lines.append("every constraint can be met alone but not together")
         return lines

@@ -4,6 +4,7 @@ to a few million structurally valid configurations."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -65,13 +66,17 @@ def describe_codes(problem: SearchProblem, codes: dict[str, float], system: int)
     return text
 
 
-def violation(name: str, needed: float, limit: float, unit: str, where: str) -> str:
+def violation(name: str, needed: float, limit: float, unit: str, where: str,
+              others: Sequence[str] = ()) -> str:
     """The line that says a constraint cannot be met, by how much, and where it comes
-    closest."""
+    closest -- among the configurations that meet the ``others`` constraints, when any does
+    (the limit a user would have to move for the problem to have an optimum)."""
     over = f"{100 * (needed / limit - 1):.1f}% over" if limit > 0 else "a limit of 0"
+    held = f" (where {', '.join(others)} {'holds' if len(others) == 1 else 'hold'})" if (
+        others) else ""
     return (f"no configuration satisfies {name}: the least needed is "
             f"{format_quantity(needed, unit)} against {format_quantity(limit, unit)} "
-            f"({over}) at {where}")
+            f"({over}) at {where}{held}")
 
 
 class EnumerateEngine:
@@ -152,8 +157,20 @@ def explain_infeasible(problem: SearchProblem, cands: Candidates, values: dict[s
         limits = np.asarray(c.limits)[cands.system]
         with np.errstate(divide="ignore", invalid="ignore"):  # a limit of 0: ratio inf
             ratio = np.where(finite, values[c.quantity] / limits, np.inf)
-        i = int(np.argmin(ratio))
-        if not ok[c.name].any():
+        others = [o.name for o in problem.constraints if o.name != c.name]
+        meet_others = finite.copy()
+        for name in others:
+            meet_others &= ok[name]
+        if others and meet_others.any():
+            # The least this constraint needs where the others hold: a cheapest
+            # configuration that does not fit in memory is no answer to "how much budget".
+            i = int(np.argmin(np.where(meet_others, ratio, np.inf)))
+            if ratio[i] > 1.0:
+                lines.append(violation(c.name, float(values[c.quantity][i]),
+                                       float(limits[i]), c.unit, describe(problem, cands, i),
+                                       others))
+        elif not ok[c.name].any():
+            i = int(np.argmin(ratio))
             lines.append(violation(c.name, float(values[c.quantity][i]), float(limits[i]),
                                    c.unit, describe(problem, cands, i)))
     if not lines:
