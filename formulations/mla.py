@@ -154,17 +154,21 @@ def forward_flops_per_token(h: sp.Expr, heads: sp.Expr, m: LatentDims) -> sp.Exp
     return FLOPS_PER_MAC * (parameters(h, heads, m) - _norm_weights(m))
 
 
-def activation_bytes(d: Dims, m: LatentDims, recompute_up: sp.Expr = sp.S.Zero) -> sp.Expr:
+def activation_bytes(d: Dims, m: LatentDims, recompute_up: sp.Expr = sp.S.Zero,
+                     output_bytes: sp.Expr | None = None) -> sp.Expr:
     """Bytes the projections keep for backward per micro-batch on one GPU: the latents (inputs
     of the up-projections), Q, K, V of the local heads -- unless ``recompute_up`` (a 0/1
-    indicator) has the up-projections recomputed -- and the output projection's input."""
+    indicator) has the up-projections recomputed -- and the output projection's input, at
+    ``output_bytes`` per element (default ``e``)."""
     heads = d.local_heads
     latents = m.q_latent + m.kv_lora + m.rope
     qkv = heads * (2 * m.qk + m.v)
+    out_w = d.e if output_bytes is None else output_bytes
+    output = d.tokens * out_w * heads * m.v
     if m.q_lora is None:  # Q comes straight from the layer input and is kept
         return d.tokens * d.e * (latents + heads * m.qk + (1 - recompute_up) * heads * (
-            m.qk + m.v) + heads * m.v)
-    return d.tokens * d.e * (latents + (1 - recompute_up) * qkv + heads * m.v)
+            m.qk + m.v)) + output
+    return d.tokens * d.e * (latents + (1 - recompute_up) * qkv) + output
 
 
 def kv_cache_elements_per_token(m: LatentDims) -> sp.Expr:

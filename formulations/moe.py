@@ -127,6 +127,24 @@ def token_copies(d: Dims, x: ExpertDims) -> sp.Expr:
     return tokens_per_rank(d) * x.top_k * x.load * x.etp
 
 
+def distinct_ranks_per_token(x: ExpertDims, domain_ranks: sp.Expr, top_k: int) -> sp.Expr:
+    """Expected expert-parallel ranks one token's ``top_k`` experts sit on: a rank holding
+    several of them receives the token once (DeepEP's dispatch sends one copy per rank and
+    lists its local experts; DeepSeek-V3 Sec. 3.2.2). The experts are taken uniformly among
+    those the token may reach -- all ranks, or with node-limited routing the ranks of
+    ``route_domains`` scale-up domains (``domain_ranks`` expert-parallel ranks each) -- and a
+    rank holding ``n`` of ``R`` reachable experts is missed with the hypergeometric
+    probability ``prod_{i < k} (R - n - i) / (R - i)``. ``top_k`` is the model's (an integer:
+    the number of factors)."""
+    per_rank = x.local_experts
+    ranks = x.ep if x.route_domains is None else sp.Min(x.ep, x.route_domains * domain_ranks)
+    reachable = ranks * per_rank
+    missed = sp.Integer(1)
+    for i in range(top_k):
+        missed *= (reachable - per_rank - i) / (reachable - i)
+    return ranks * (1 - missed)
+
+
 def _expert_shapes(d: Dims, x: ExpertDims) -> dict[str, tuple[sp.Expr, sp.Expr, sp.Expr]]:
     m_e = tokens_per_expert(d, x)
     return {
@@ -299,17 +317,25 @@ def expert_parallel_time(d: Dims, x: ExpertDims, stride: sp.Expr, domain: sp.Exp
 
 # -- memory -----------------------------------------------------------------------------------
 
-def activation_bytes(d: Dims, x: ExpertDims, linear_input_bytes: sp.Expr | None = None
-                     ) -> sp.Expr:
+def activation_bytes(d: Dims, x: ExpertDims, linear_input_bytes: sp.Expr | None = None,
+                     recompute_activation: bool = False,
+                     input_copies: sp.Expr | None = None) -> sp.Expr:
     """Bytes one MoE block keeps for backward per micro-batch on the busiest rank: the router
     scores, the dispatched token copies (input of the expert fc1), the experts' fc1 outputs
     and fc2 inputs, and the same for the shared experts (Korthikanti et al. 2022 Sec. 4.1
     applied to the grouped GEMMs); the inputs of fc1 and fc2 at ``linear_input_bytes`` (one
-    byte in FP8 training, formulations.memory)."""
+    byte in FP8 training, formulations.memory). With ``recompute_activation`` the activation's
+    output (the fc2 input) is recomputed in backward from its input, which is then cached at
+    the linear-input width (DeepSeek-V3, arXiv:2412.19437, Sec. 3.3.4 (2)). ``input_copies``:
+    the token copies whose fc1 input is kept, where a rank keeps one per token rather than one
+    per routed expert (:func:`distinct_ranks_per_token`); default :func:`token_copies`."""
     lin = d.e if linear_input_bytes is None else linear_input_bytes
-    routed = token_copies(d, x) * (lin * d.h + d.e * d.gate_factor * x.ffn / x.etp
-                                   + lin * x.ffn / x.etp)
-    shared = d.tokens * x.shared * x.ffn / d.t * (d.e * d.gate_factor + lin)
+    act_in, fc2_in = (lin, 0) if recompute_activation else (d.e, lin)
+    copies = token_copies(d, x)
+    inputs = copies if input_copies is None else input_copies
+    routed = inputs * lin * d.h + copies * (act_in * d.gate_factor * x.ffn / x.etp
+                                            + fc2_in * x.ffn / x.etp)
+    shared = d.tokens * x.shared * x.ffn / d.t * (act_in * d.gate_factor + fc2_in)
     return d.e * tokens_per_rank(d) * x.experts + routed + shared
 
 

@@ -33,6 +33,12 @@ SCHEDULES: tuple[str, ...] = ("1f1b", "zb-h1", "dualpipe", "dualpipev")
 DUALPIPE_EXTRA_IN_FLIGHT = 1
 #: DualPipeV's stages per device (the V: two half-device chunks).
 DUALPIPEV_STAGES_PER_DEVICE = 2
+#: Schedules whose first rank also holds the last stage (and so the output layer): DualPipe
+#: feeds micro-batches from both ends, rank ``i`` holding stages ``i`` and ``p - 1 - i``
+#: (DeepSeek-V3 Sec. 3.2.3: "we deploy the shallowest layers (including the embedding layer)
+#: and deepest layers (including the output head) of the model on the same PP rank"); the V
+#: of DualPipeV puts stages ``0`` and ``2p - 1`` on device 0 (deepseek-ai/DualPipe README).
+FIRST_RANK_HOLDS_LAST_STAGE: tuple[str, ...] = ("dualpipe", "dualpipev")
 #: Parameter copies per stage (Table 2: DualPipe 2x, the others 1x).
 PARAMETER_COPIES: dict[str, int] = {"1f1b": 1, "zb-h1": 1, "dualpipe": 2, "dualpipev": 1}
 

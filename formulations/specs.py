@@ -220,6 +220,17 @@ class TrainingSpec:
     #: The framework's fixed time per optimizer step and per micro-batch and model chunk.
     step_overhead: float = 0.0
     micro_batch_overhead: float = 0.0
+    #: What selective recomputation redoes (formulations.memory.RECOMPUTE_MODULES).
+    recompute_modules: tuple[str, ...] = ("core_attn", "mla_up_proj")
+    #: Format the attention output is cached in for backward in FP8 training
+    #: (formulations.precision.CACHE_FORMAT_BITS); "": the linear-input width.
+    attention_output_format: str = ""
+    #: The MoE dispatch sends a token once per expert-parallel rank (DeepEP), so a rank keeps
+    #: one copy of each token it receives (formulations.moe.distinct_ranks_per_token).
+    dispatch_per_rank: bool = False
+    #: FP8 weight copies kept through the step: 2 (row-wise and transposed), or 1 where each
+    #: dgrad transposes the row-wise copy (formulations.precision).
+    fp8_weight_copies: int = 2
 
 
 @dataclass(frozen=True)

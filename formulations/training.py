@@ -369,9 +369,11 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         fwd = attention.use_flash(fwd, dims, blocks, backward=False)
         bwd = attention.use_flash(bwd, dims, blocks, backward=True)
     fp8 = job.fp8_recipe != "none"
+    # A framework that keeps one FP8 copy of each weight transposes it before every dgrad.
+    transposed = job.fp8_weight_copies < precision.FP8_COPIES
     if fp8:
         fwd = precision.quantised(fwd, p_["e"], job.fp8_recipe)
-        bwd = precision.quantised(bwd, p_["e"], job.fp8_recipe)
+        bwd = precision.quantised(bwd, p_["e"], job.fp8_recipe, transposed)
     core_fwd = [op for op in fwd if op.region == "attention_core"]
     head_f, head_b = transformer.head_forward(dims), transformer.head_backward(dims)
 
@@ -388,12 +390,12 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     t_linear_bwd = compute.ops_time([op for op in bwd if op.kind == "gemm"
                                      and op.region == "layer"
                                      and not op.name.endswith(".wgrad")], hw)
-    t_recompute = full * t_fwd + selective * t_core
-    up_projections = [op for op in fwd if op.name in mla.RECOMPUTED_UP_PROJECTIONS]
-    if latent is not None:
-        # Selective recomputation also redoes MLA's up-projections, so that Q, K and V are
-        # not kept (DeepSeek-V3 Sec. 3.2.3; Megatron-Core's "mla_up_proj" recompute module).
-        t_recompute += selective * compute.ops_time(up_projections, hw)
+    # Selective recomputation reruns its modules' forward kernels: the attention core and, in
+    # MLA, the up-projections by default; DeepSeek-V3 the norms, the up-projections and the
+    # experts' SwiGLU instead (Sec. 3.2.3, 3.3.4; formulations.memory.RECOMPUTE_MODULES).
+    modules = job.recompute_modules
+    recomputed_fwd = memory.recompute_ops(fwd, modules)
+    t_recompute = full * t_fwd + selective * compute.ops_time(recomputed_fwd, hw)
 
     layer_activation_bytes = dims.tokens * p_["h"] * p_["e"]
     # Each tensor-parallel all-reduce takes the fastest algorithm the group has, as NCCL's
@@ -456,7 +458,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         moe_bwd_ops = moe.moe_backward(dims, experts, with_shared)
         if fp8:
             moe_fwd_ops = precision.quantised(moe_fwd_ops, p_["e"], job.fp8_recipe)
-            moe_bwd_ops = precision.quantised(moe_bwd_ops, p_["e"], job.fp8_recipe)
+            moe_bwd_ops = precision.quantised(moe_bwd_ops, p_["e"], job.fp8_recipe, transposed)
         fwd_moe = moe.replace_mlp(fwd, moe_fwd_ops)
         bwd_moe = moe.replace_mlp(bwd, moe_bwd_ops)
         # Model FLOPs count every routed token once: no imbalance, no dropped tokens.
@@ -464,8 +466,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
             dims, replace(experts, load=sp.Integer(1)), with_shared))
         t_fwd_moe = compute.ops_time(fwd_moe, hw)
         t_bwd_moe = compute.ops_time(bwd_moe, hw)
-        t_recompute_moe = full * t_fwd_moe + selective * (
-            t_core + compute.ops_time(up_projections, hw))
+        t_recompute_moe = full * t_fwd_moe + selective * compute.ops_time(
+            memory.recompute_ops(fwd_moe, modules), hw)
         t_wgrad_moe = compute.ops_time(_weight_gradients(bwd_moe), hw)
         # Expert-parallel ranks are expert_tp apart (etp innermost, Megatron-Core's order).
         t_ep_layer = moe.expert_parallel_time(dims, experts, p_["etp"], N_up, up, out,
@@ -532,12 +534,16 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         expert_stage_params = moe_stage * routed / (ep * p_["etp"])
     # The first stage holds the input embedding (vocabulary split over TP); positions are
     # replicated. Its parameter count bounds memory and the optimizer step.
-    stage_params = per_stage(layer_params / t, (moe_dense / t + router) if model.moe else None
-                             ) + p_["V"] * p_["h"] / t + (
-        p_["s"] * p_["h"] if model.learned_positions else 0)
+    # The embeddings, the output layer and the routers stay in BF16 in FP8 training
+    # (formulations.precision): no FP8 copies of them.
+    bf16_stage_params = p_["V"] * p_["h"] / t + (
+        p_["s"] * p_["h"] if model.learned_positions else 0) + (
+        moe_stage * router if model.moe else 0)
     if not model.tied_embeddings:
         # Untied output layer sits on the last stage; with one stage it adds to the first.
-        stage_params += sp.Piecewise((p_["V"] * p_["h"] / t, sp.Eq(pp, 1)), (0, True))
+        bf16_stage_params += sp.Piecewise((p_["V"] * p_["h"] / t, sp.Eq(pp, 1)), (0, True))
+    stage_params = per_stage(layer_params / t, moe_dense / t if model.moe else None
+                             ) + bf16_stage_params
 
     # ZeRO replaces the all-reduce by reduce-scatter + all-gather of the same volume.
     def dp_all_reduce(size: sp.Expr) -> sp.Expr:
@@ -603,8 +609,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     step_bytes = optimizer_params * p_["o_step"]
     if fp8:
         # The FP8 weight copies are refreshed once per step from the updated weights.
-        step_bytes += (stage_params + expert_stage_params) * (
-            precision.weight_cast_bytes_per_parameter(p_["w_b"]))
+        step_bytes += (stage_params - bf16_stage_params + expert_stage_params) * (
+            precision.weight_cast_bytes_per_parameter(p_["w_b"], job.fp8_weight_copies))
     t_opt = step_bytes / (p_["B_hbm"] * p_["eta_mem"])
 
     # -- the iteration and its breakdown ------------------------------------------------------
@@ -632,12 +638,11 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     # -- FLOPs, throughput, utilisation -------------------------------------------------------
     layer_fwd_flops = compute.ops_flops(fwd)
     head_fwd_flops = compute.ops_flops(head_f)
-    core_flops = compute.ops_flops(core_fwd)
     # Averaged over stages: every stage runs L/p layers, the output layer is on one of p.
     model_flops_gpu = m * MODEL_PASSES * (mean_layers * layer_fwd_flops
                                           + head_fwd_flops / pp)
-    recompute_flops_gpu = m * mean_layers * (full * layer_fwd_flops + selective * (
-        core_flops + compute.ops_flops(up_projections)))
+    recompute_flops_gpu = m * mean_layers * (full * layer_fwd_flops + selective
+                                             * compute.ops_flops(recomputed_fwd))
     if model.moe:
         # MoE layers replace dense ones: add the difference, averaged over the stages.
         moe_fwd_flops = compute.ops_flops(model_fwd_moe)
@@ -651,49 +656,79 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     time_to_train = p_["D"] / tokens_per_s
 
     # -- memory on the first stage ----------------------------------------------------------
-    # FP8 training keeps the linear layers' inputs as their FP8 copies.
-    cached = sp.Integer(precision.FP8_BYTES) if fp8 else None
-    acts = memory.activation_terms(dims, flash=flash, linear_input_bytes=cached)
+    # FP8 training keeps the linear layers' inputs as their FP8 copies, with their scales;
+    # the attention output in the framework's format where it names one (DeepSeek-V3's E5M6).
+    cached = precision.cached_bytes(job.fp8_recipe) if fp8 else None
+    out_bytes = (precision.cached_bytes(job.fp8_recipe, job.attention_output_format)
+                 if fp8 and job.attention_output_format else None)
+    acts = memory.activation_terms(dims, flash=flash, linear_input_bytes=cached,
+                                   modules=modules, output_bytes=out_bytes)
     act_layer = memory.layer_activation_bytes(acts, selective, full)
     # The embedding output's dropout mask is kept too (Korthikanti et al. Sec. 4.3).
     embed_act = dims.tokens * p_["h"] * sigma * dims.mask
     in_flight = memory.in_flight_layers(L, pp, v, pp if pipeline_filled else m)
     activations = in_flight * act_layer + in_flight / layers_per_stage * embed_act
     if latent is not None:
-        acts = replace(acts, attention_linear=mla.activation_bytes(dims, latent, selective))
+        # MLA's projections; recomputed up-projections do not keep their outputs Q, K, V.
+        mla_kept = mla.activation_bytes(dims, latent, output_bytes=out_bytes)
+        up_drop = (mla_kept - mla.activation_bytes(dims, latent, 1, out_bytes)
+                   if "mla_up_proj" in modules else 0)
+        acts = replace(acts, attention_linear=mla_kept,
+                       selective_drop=acts.selective_drop + up_drop)
         act_layer = memory.layer_activation_bytes(acts, selective, full)
+    moe_acts = None
+    if model.moe:
+        # A rank that receives a token once, whatever the number of its experts the token
+        # chose (a per-rank dispatch), keeps one copy of its fc1 input.
+        inputs = None
+        if job.dispatch_per_rank:
+            domain_ranks = parallelism.ranks_per_domain(ep, p_["etp"], N_up)
+            inputs = (moe.tokens_per_rank(dims) * experts.load * experts.etp
+                      * moe.distinct_ranks_per_token(experts, domain_ranks, model.top_k))
+        # A recomputed SwiGLU keeps its input at the linear-input width and not its output.
+        moe_kept = moe.activation_bytes(dims, experts, cached, input_copies=inputs)
+        act_drop = (moe_kept - moe.activation_bytes(dims, experts, cached, True, inputs)
+                    if "moe_act" in modules else 0)
+        moe_acts = replace(acts, mlp=moe_kept, selective_drop=acts.selective_drop + act_drop)
     if model.moe or job.uneven_stages or latent is not None:
         # Micro-batches in flight times the activations of the stage's own layers.
-        act_moe = (memory.layer_activation_bytes(
-            replace(acts, mlp=moe.activation_bytes(dims, experts, cached)), selective, full)
-            if model.moe else None)
+        act_moe = (memory.layer_activation_bytes(moe_acts, selective, full)
+                   if moe_acts is not None else None)
         activations = in_flight / mean_layers * (per_stage(act_layer, act_moe) + embed_act)
     # DualPipe holds one micro-batch more than 1F1B, and two copies of the stage's
     # parameters (formulations.schedules).
     activations *= schedules.in_flight_micro_batches(job.schedule, pp) / pp
     copies = schedules.PARAMETER_COPIES[job.schedule]
-    # Resident FP8 copies of the weights beside the BF16 ones (formulations.precision).
-    weight_bytes = p_["w_b"] + (precision.weight_copy_bytes() if fp8 else 0)
+    # Resident FP8 copies of the linear layers' weights beside the BF16 ones
+    # (formulations.precision).
+    fp8_copy_bytes = precision.weight_copy_bytes(job.fp8_weight_copies) if fp8 else 0
     # The recompute working set: the layer being recomputed holds its activations in full
-    # (full recomputation) or its attention core (selective) while its backward runs.
-    working = (replace(acts, mlp=moe.activation_bytes(dims, experts, cached)) if model.moe
-               else acts)
-    recompute_working_set = (full * (working.outside_tp + working.attention_linear
-                                     + working.mlp + working.attention_core)
-                             + selective * working.attention_core)
+    # (full recomputation) or its recomputed modules' outputs (selective) while its backward
+    # runs.
+    recompute_working_set = memory.recomputed_bytes(
+        moe_acts if moe_acts is not None else acts, selective, full)
+    # The first pipeline rank also runs the output layer with one stage, and under DualPipe
+    # and DualPipeV, which place the first and last stages on one rank (schedules); each
+    # multi-token prediction module adds one more pass of the shared head on that rank.
+    first_is_last = (sp.Integer(1) if job.schedule in schedules.FIRST_RANK_HOLDS_LAST_STAGE
+                     else indicator(pp, 1))
+    heads = 1 + p_.get("mtp", 0)
     mem_terms = {
-        "weights": copies * (memory.sharded(stage_params, d, z, 3)
-                             + (memory.sharded(expert_stage_params, edp, z, 3)
-                                if model.moe else 0)) * weight_bytes,
+        "weights": copies * ((memory.sharded(stage_params, d, z, 3)
+                              + (memory.sharded(expert_stage_params, edp, z, 3)
+                                 if model.moe else 0)) * p_["w_b"]
+                             + (memory.sharded(stage_params - bf16_stage_params, d, z, 3)
+                                + (memory.sharded(expert_stage_params, edp, z, 3)
+                                   if model.moe else 0)) * fp8_copy_bytes),
         "gradients": copies * (memory.sharded(stage_params, d, z, 2)
                                + (memory.sharded(expert_stage_params, edp, z, 2)
                                   if model.moe else 0)) * p_["g_b"],
         "optimizer_states": copies * optimizer_params * p_["o_b"],
         "activations": activations,
-        # With one stage the first stage is also the last: one micro-batch's logits and the
-        # loss's FP32 probabilities are live at the end of the forward pass (Megatron-LM's
-        # vocabulary-parallel cross entropy).
-        "logits_and_loss": indicator(pp, 1) * dims.tokens * p_["V"] / t * (
+        # Where the first stage is also the last: one micro-batch's logits and the loss's
+        # FP32 probabilities are live at the end of the forward pass (Megatron-LM's
+        # vocabulary-parallel cross entropy), once per output-head pass.
+        "logits_and_loss": first_is_last * heads * dims.tokens * p_["V"] / t * (
             p_["e"] + transformer.LOSS_FP32_BYTES),
         "recompute_working_set": recompute_working_set,
     }

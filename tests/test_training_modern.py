@@ -3,12 +3,16 @@ framework profiles and the memory reserve."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import sympy as sp
-from perfcost.formulations import schedules
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from perfcost.formulations import memory, mla, moe, precision, schedules, transformer
 from perfcost.solver.case.schema import load
 from perfcost.solver.problem.evaluate import evaluate_case
-from perfcost.solver.problem.specs import framework_problems
+from perfcost.solver.problem.specs import adam_bytes, framework_problems
 
 F, B, W, P, V = sp.symbols("F B W p v", positive=True)
 
@@ -86,7 +90,12 @@ def test_fp8_is_faster_than_bf16_and_holds_fp8_weight_copies() -> None:
     speedup = bf16.values["iteration_time"] / fp8.values["iteration_time"]
     # Published H100 FP8-over-BF16 training speed-ups are 1.3-1.6x for 7B-70B models.
     assert 1.2 < speedup < 1.8
-    assert fp8.values["weights"] == pytest.approx(2 * bf16.values["weights"])
+    # Two FP8 copies (row-wise and transposed) of every linear layer's weight; Llama 2's input
+    # embedding and untied output layer stay BF16 (V = 32000, h = 4096; one stage).
+    parameters = bf16.values["weights"] / 2
+    bf16_only = 2 * 32000 * 4096
+    assert fp8.values["weights"] - bf16.values["weights"] == pytest.approx(
+        2 * (parameters - bf16_only))
 
 
 def test_fp8_needs_hardware_with_an_fp8_peak() -> None:
@@ -122,11 +131,39 @@ def test_memory_reserve_is_left_and_reported() -> None:
     assert data["framework"] == {"name": "megatron-core", "runs": True, "problems": []}
 
 
+def _deepseek_v3_bytes_per_token_per_moe_layer() -> float:
+    """The hand count of docs/training.md: what one token keeps per MoE layer of DeepSeek-V3
+    (TP1, EP64, FP8 with 1 x 128 tiles) with its norms, MLA up-projections and SwiGLU
+    recomputed (arXiv:2412.19437, Sec. 3.2.3 and 3.3.4)."""
+    h, heads, v_dim, latents = 7168, 128, 128, 1536 + 512 + 64
+    experts, top_k, expert_ffn = 256, 8, 2048
+    fp8 = 1 + 4 / 128  # one FP32 scale per 128 elements
+    # Ranks a token's 8 experts sit on: 4 experts per rank, uniformly among the 128 experts of
+    # the 4 nodes (32 ranks) node-limited routing lets it reach.
+    distinct = 32 * (1 - math.comb(128 - 4, top_k) / math.comb(128, top_k))
+    return (2 * 2 * h                              # the two norm inputs, BF16
+            + 2 * latents                          # c_Q, c_KV and the RoPE key, BF16
+            + heads * v_dim * (12 / 8 + 4 / 128)   # attention output in E5M6
+            + 4 * heads                            # FlashAttention's FP32 log-sum-exp
+            + 2 * experts                          # router scores
+            + fp8 * 2 * expert_ffn                 # shared expert's SwiGLU input
+            + fp8 * h * distinct                   # dispatched inputs, once per rank
+            + fp8 * 2 * expert_ffn * top_k)        # routed experts' SwiGLU inputs
+
+
 def test_deepseek_v3_gpu_hours_per_trillion_tokens() -> None:
     """The published layout (PP16 DualPipe, EP64, ZeRO-1, FP8 block scaling) on 2048 H800s:
-    within 15 % of the reported 180K GPU-hours per trillion tokens."""
+    within 15 % of the reported 180K GPU-hours per trillion tokens; its activations are the
+    hand count, and the first rank, which DualPipe makes the last as well, holds the logits."""
     result = evaluate_case(load("deepseek-v3-pretrain-h800"))
-    assert result.values["gpu_hours"] == pytest.approx(180_000, rel=0.15)
+    values = result.values
+    assert values["gpu_hours"] == pytest.approx(180_000, rel=0.15)
+    # PP + 1 = 17 micro-batches of one 4-layer chunk (DualPipe README), 4096 tokens each.
+    in_flight_tokens = 17 * 4 * 4096
+    assert values["activations"] == pytest.approx(
+        in_flight_tokens * _deepseek_v3_bytes_per_token_per_moe_layer(), rel=1e-9)
+    # The main head and the MTP module's head: BF16 logits and FP32 probabilities each.
+    assert values["logits_and_loss"] == pytest.approx(2 * 4096 * 129280 * (2 + 4))
 
 
 def test_context_parallel_algorithms() -> None:
@@ -169,3 +206,107 @@ def test_every_engine_keeps_to_ulysses_and_the_framework_rules() -> None:
     config = by_enum.config
     assert 64 % (config["tp"] * config["cp"]) == 0
     assert framework_problems(case, config) == []
+
+
+def test_bf16_moments_halve_the_moments_bytes() -> None:
+    """DeepSeek-V3 Sec. 3.3.3: AdamW moments in BF16, the FP32 master weight kept."""
+    fp32_state, fp32_step = adam_bytes("fp32")
+    bf16_state, bf16_step = adam_bytes("bf16")
+    master = 4.0
+    assert fp32_state == 12.0
+    assert bf16_state - master == (fp32_state - master) / 2
+    # The fused Adam reads and writes both moments once: 2 x 2 x 2 B fewer per parameter.
+    assert fp32_step - bf16_step == 8.0
+
+
+def _mla_dims() -> tuple[transformer.Dims, mla.LatentDims]:
+    b, s, h, a, t, e = sp.symbols("b s h a t e", positive=True)
+    q_lora, kv_lora, nope, rope, v = sp.symbols("d_cq d_c d_nope d_rope d_v", positive=True)
+    dims = transformer.Dims(b=b, s=s, h=h, a=a, kv=a, ffn=4 * h, vocab=sp.Symbol("V"), t=t,
+                            c=sp.Integer(1), sigma=sp.Integer(1), e=e, mask=sp.Integer(0),
+                            swiglu=True, dropout=False, gqa=False, qk_dim=nope + rope,
+                            v_dim=v)
+    return dims, mla.LatentDims(q_lora, kv_lora, nope, rope, v)
+
+
+def test_recomputing_mla_up_projections_removes_exactly_their_outputs() -> None:
+    dims, latent = _mla_dims()
+    kept = mla.activation_bytes(dims, latent)
+    recomputed = mla.activation_bytes(dims, latent, 1)
+    qkv = dims.local_heads * (2 * latent.qk + latent.v)
+    assert sp.simplify(kept - recomputed - dims.tokens * dims.e * qkv) == 0
+    # The output projection's input in E5M6 (12 bits) instead of BF16: 0.75 of its bytes.
+    e5m6 = mla.activation_bytes(dims, latent, output_bytes=precision.cached_bytes("delayed",
+                                                                                   "e5m6"))
+    output = dims.tokens * dims.local_heads * latent.v
+    assert sp.simplify(kept.subs(dims.e, 2) - e5m6.subs(dims.e, 2) - output / 2) == 0
+
+
+def test_recomputed_norms_drop_their_outputs_and_keep_the_core_stored() -> None:
+    """With DeepSeek-V3's modules the norm outputs (QKV and fc1 inputs) are not kept and the
+    attention core is: no FlashAttention forward is rerun (Sec. 3.2.3)."""
+    dims, _ = _mla_dims()
+    lin, sel = sp.Integer(1), sp.Symbol("sel")
+    default = memory.activation_terms(dims, flash=False, linear_input_bytes=lin)
+    deepseek = memory.activation_terms(dims, flash=False, linear_input_bytes=lin,
+                                       modules=("layernorm", "mla_up_proj", "moe_act"))
+    no = sp.Integer(0)
+    dropped = (memory.layer_activation_bytes(deepseek, no, no)
+               - memory.layer_activation_bytes(deepseek, sel, no))
+    assert sp.simplify(dropped - sel * dims.tokens * dims.h * 2 * lin) == 0
+    kept_core = memory.layer_activation_bytes(default, sel, no).subs(sel, 1)
+    assert sp.simplify(memory.layer_activation_bytes(deepseek, sp.Integer(1), no) - kept_core
+                       - default.attention_core + dims.tokens * dims.h * 2 * lin) == 0
+    ops = [transformer.elementwise(n, "layer", dims.tokens, 2, dims.e)
+           for n in ("ln_attention", "ln_mlp", "activation")]
+    assert [op.name for op in memory.recompute_ops(ops, ("layernorm",))] == ["ln_attention",
+                                                                             "ln_mlp"]
+
+
+def test_recomputed_swiglu_keeps_its_input_in_fp8_and_not_its_output() -> None:
+    dims, _ = _mla_dims()
+    x = moe.ExpertDims(*sp.symbols("E E_sh k f_e ep", positive=True), sp.Integer(1),
+                       sp.Integer(1))
+    lin = sp.Integer(1)
+    stored = moe.activation_bytes(dims, x, lin)
+    recomputed = moe.activation_bytes(dims, x, lin, recompute_activation=True)
+    per_copy = x.ffn * (dims.gate_factor * (dims.e - lin) + lin)
+    # The shared experts split their width over the tensor-parallel ranks.
+    expected = (moe.token_copies(dims, x) + dims.tokens * x.shared / dims.t) * per_copy
+    assert sp.simplify(stored - recomputed - expected) == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(ranks=st.integers(1, 16), per_rank=st.integers(1, 8), top_k=st.integers(1, 8))
+def test_distinct_ranks_per_token_is_the_hypergeometric_count(ranks: int, per_rank: int,
+                                                              top_k: int) -> None:
+    """A token's k experts among ranks x n, each rank missed with C(R - n, k) / C(R, k)."""
+    if top_k > ranks * per_rank:
+        return
+    x = moe.ExpertDims(sp.Integer(ranks * per_rank), sp.Integer(0), sp.Integer(top_k),
+                       sp.Integer(1), sp.Integer(ranks), sp.Integer(1), sp.Integer(1))
+    got = float(moe.distinct_ranks_per_token(x, sp.Integer(1), top_k))
+    total = ranks * per_rank
+    expected = ranks * (1 - math.comb(total - per_rank, top_k) / math.comb(total, top_k))
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert 1 - 1e-12 <= got <= min(top_k, ranks) + 1e-12
+
+
+def test_fine_grained_fp8_caches_carry_their_scales() -> None:
+    assert precision.cached_bytes("delayed") == 1
+    assert precision.cached_bytes("block") == 1 + sp.Rational(4, 128)
+    assert precision.cached_bytes("mxfp8") == 1 + sp.Rational(1, 32)
+    assert precision.cached_bytes("block", "e5m6") == sp.Rational(3, 2) + sp.Rational(4, 128)
+
+
+def test_one_fp8_weight_copy_is_transposed_before_each_dgrad() -> None:
+    """HAI-LLM keeps the row-wise FP8 weight only (128 x 128 blocks transpose without
+    requantising): one byte per weight resident, one transpose per dgrad in backward."""
+    m, n, k, e = sp.symbols("m n k e", positive=True)
+    backward = transformer.gemm_backward("fc1", "layer", m, n, k, e)
+    plain = precision.quantised(backward, e, "block")
+    transposed = precision.quantised(backward, e, "block", transpose_weights=True)
+    extra = [op for op in transposed if op not in plain]
+    assert [op.name for op in extra] == ["fc1.dgrad.weight_transpose"]
+    assert sp.simplify(extra[0].bytes - 2 * n * k) == 0  # read and write the k x n weight
+    assert precision.weight_copy_bytes(1) == precision.weight_copy_bytes() / 2 == 1

@@ -61,6 +61,15 @@ class FrameworkBehaviour(Strict):
     zero_reduce_per_micro_batch: Flag
     #: ZeRO-3/FSDP gathers FP8 weights when the job trains in FP8.
     fp8_weight_gather: Flag
+    #: Format the attention output (the output projection's input, read by the attention
+    #: backward too) is cached in for backward in FP8 training; left out: the linear-input one.
+    attention_output_format: Literal["fp8", "e5m6"] | None = None
+    #: The MoE dispatch sends each token once per expert-parallel rank, listing its experts
+    #: there (DeepEP), rather than once per routed expert.
+    dispatch_per_rank: Flag = False
+    #: FP8 weight copies kept through a step in FP8 training: row-wise and transposed (2), or
+    #: the row-wise one, transposed before each backward GEMM that needs it (1).
+    fp8_weight_copies: Literal[1, 2] = 2
     source: Text
 
 

@@ -202,6 +202,9 @@ class TrainingSection(Strict):
     # Tensor-parallel communication overlap; left out: the framework's default.
     tp_overlap: Flag | None = None
     optimizer: Literal["adam"] = "adam"
+    # Format of Adam's first and second moments (DeepSeek-V3 Sec. 3.3.3 keeps them in BF16);
+    # the master weights stay FP32.
+    optimizer_moment_precision: Literal["fp32", "bf16"] = "fp32"
     grad_reduce_precision: Literal["bf16", "fp16", "fp32"] | None = None
     dp_overlap: Flag = False
     # Hide the MoE all-to-alls behind other micro-batches' compute (DeepSeek-V3's DualPipe,
@@ -211,6 +214,10 @@ class TrainingSection(Strict):
     tp_algorithm: Literal["auto", "ring", "double_binary_tree", "in_network"] = "auto"
     # The attention core's kernels (formulations.attention).
     attention: Literal["materialized", "flash"] = "materialized"
+
+
+#: Modules selective recomputation may redo (formulations.memory.RECOMPUTE_MODULES).
+RecomputeModule = Literal["core_attn", "mla_up_proj", "layernorm", "moe_act"]
 
 
 class ParallelismSection(Strict):
@@ -228,6 +235,10 @@ class ParallelismSection(Strict):
     # Not searched: expert tensor parallelism and whether stages may hold unequal layers.
     expert_tp: PositiveInt = 1
     uneven_stages: Flag = False
+    # What selective recomputation redoes (Megatron-Core's --recompute-modules names;
+    # formulations.memory.RECOMPUTE_MODULES); left out: the attention core and MLA's
+    # up-projections.
+    recompute_modules: list[RecomputeModule] | None = None
 
 
 class CompareSection(Strict):

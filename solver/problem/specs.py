@@ -7,6 +7,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from perfcost.formulations.memory import DEFAULT_RECOMPUTE_MODULES
 from perfcost.formulations.specs import (
     HOPS,
     NON_BLOCKING,
@@ -33,17 +34,31 @@ FORMAT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0}
 ACTIVATION_FORMAT = {"bf16": "bf16", "fp16": "fp16", "fp8": "bf16"}
 #: The hardware entry's per-precision table that holds the FP8 GEMM rate of each recipe.
 FP8_TABLE = {"delayed": "fp8", "current": "fp8", "block": "fp8_block", "mxfp8": "fp8"}
-#: Mixed-precision Adam: fp32 main gradients (Megatron-LM keeps them in fp32) and fp32 master
-#: weight, first and second moments (Rajbhandari et al. 2020, Sec. 3.1: 4 + 4 + 4 B).
+#: Mixed-precision Adam: fp32 main gradients (Megatron-LM keeps them in fp32; DeepSeek-V3
+#: Sec. 3.3.3 too, "used for batch size accumulation") and fp32 master weight, first and
+#: second moments (Rajbhandari et al. 2020, Sec. 3.1: 4 + 4 + 4 B); the moments' format is the
+#: job's (training.optimizer_moment_precision).
 GRAD_BYTES = 4.0
-ADAM_STATE_BYTES = 12.0
-#: HBM bytes one optimizer step moves per parameter: unscale and inf-check of the fp32
-#: gradient (read 4, write 4), gradient-norm pass (read 4), fused Adam (read master, grad, m,
-#: v; write master, m, v: 28), copy of the master weight into the 2-byte model weight (read 4,
-#: write 2).
-ADAM_STEP_BYTES = 8.0 + 4.0 + 28.0 + 6.0
+MASTER_WEIGHT_BYTES = 4.0
+#: Adam's moments per parameter: first and second.
+ADAM_MOMENTS = 2
+#: HBM bytes one optimizer step moves per parameter beyond the fused Adam: unscale and
+#: inf-check of the fp32 gradient (read 4, write 4), gradient-norm pass (read 4), copy of the
+#: master weight into the 2-byte model weight (read 4, write 2). The fused Adam reads master,
+#: gradient and moments and writes master and moments (28 B with FP32 moments).
+ADAM_STEP_OTHER_BYTES = 8.0 + 4.0 + 6.0
 #: Dropout masks are stored as one byte per element (Korthikanti et al. 2022, Sec. 4.1).
 DROPOUT_MASK_BYTES = 1.0
+
+
+def adam_bytes(moment_precision: str) -> tuple[float, float]:
+    """Adam's state bytes per parameter and the HBM bytes one step moves per parameter, with
+    the moments in ``moment_precision`` (FP32 master weight and gradient either way)."""
+    moment = FORMAT_BYTES[moment_precision]
+    state = MASTER_WEIGHT_BYTES + ADAM_MOMENTS * moment
+    fused = 2 * MASTER_WEIGHT_BYTES + GRAD_BYTES + 2 * ADAM_MOMENTS * moment
+    return state, ADAM_STEP_OTHER_BYTES + fused
+
 
 DEFAULTS: dict[str, Any] = {
     "tp": 1, "pp": 1, "cp": 1, "micro_batch": 1, "virtual_stages": 1,
@@ -227,11 +242,13 @@ def specs(case: Case) -> Specs:
     price = case.cluster.gpu_hour_price
     fw = framework_of(case)
     fp8 = job.precision == "fp8"
+    adam_state, adam_step = adam_bytes(job.optimizer_moment_precision)
+    modules = case.parallelism.recompute_modules
     training = TrainingSpec(
         global_batch=job.global_batch, tokens=job.tokens, bytes_per_element=element,
         grad_reduce_bytes=FORMAT_BYTES[job.grad_reduce_precision or dense],
-        weight_bytes=element, grad_bytes=GRAD_BYTES, optimizer_state_bytes=ADAM_STATE_BYTES,
-        optimizer_step_bytes=ADAM_STEP_BYTES, dropout_mask_bytes=DROPOUT_MASK_BYTES,
+        weight_bytes=element, grad_bytes=GRAD_BYTES, optimizer_state_bytes=adam_state,
+        optimizer_step_bytes=adam_step, dropout_mask_bytes=DROPOUT_MASK_BYTES,
         dp_overlap=job.dp_overlap, tp_algorithm=job.tp_algorithm, attention=job.attention,
         expert_tp=case.parallelism.expert_tp, uneven_stages=case.parallelism.uneven_stages,
         ep_overlap=job.ep_overlap,
@@ -243,6 +260,11 @@ def specs(case: Case) -> Specs:
         gather_bytes=1.0 if fp8 and fw.behaviour.fp8_weight_gather else element,
         memory_reserve=fw.memory.reserve, memory_fragmentation=fw.memory.fragmentation,
         step_overhead=fw.costs.step, micro_batch_overhead=fw.costs.micro_batch,
+        recompute_modules=(DEFAULT_RECOMPUTE_MODULES if modules is None
+                           else tuple(dict.fromkeys(modules))),
+        attention_output_format=fw.behaviour.attention_output_format or "",
+        dispatch_per_rank=fw.behaviour.dispatch_per_rank,
+        fp8_weight_copies=fw.behaviour.fp8_weight_copies,
     )
     return Specs(model, hardware, network, training)
 
