@@ -17,40 +17,43 @@ queue -- exact, no heavy-traffic assumption -- a function of ``m`` and ``rho`` i
 **Its distribution from Spitzer's identity** (F. Spitzer, "A combinatorial lemma and its
 application to probability theory", Trans. AMS 82, 1956; the GI/G/1 form in S. Asmussen,
 *Applied Probability and Queues*, 2nd ed., 2003, Ch. VIII): with ``X_n = n S - A_n`` (``A_n``
-the sum of ``n`` inter-arrival times, a gamma variable of shape ``n m``),
+the sum of ``n`` inter-arrival times, a gamma variable of shape ``n m``), the wait is compound
+Poisson, a Poisson number (mean ``sum_n P(X_n > 0) / n``) of independent jumps whose measure
+above ``x`` is ``sum_n P(X_n > x) / n``:
 
-* ``P(W = 0) = exp(-sum_n P(X_n > 0) / n)``,
-* the cumulants of ``W`` are ``sum_n E[(X_n^+)^j] / n``: ``E[W] = sum_n E[X_n^+] / n``,
-  ``Var W = sum_n E[(X_n^+)^2] / n``.
+* the chance of not waiting, ``P(W = 0) = exp(-sum_n P(X_n > 0) / n)``, and the one-jump part
+  of the distribution are exact (regularized incomplete gamma functions, the series summed
+  term by term with an integral for its far terms); the sums of two jumps or more are gamma
+  distributions with the jumps' exact mean and variance (from the cumulants
+  ``sum_n E[(X_n^+)^j] / n``). :mod:`queueing_wait` computes this, states what is left out
+  and bounds it; it gives the percentiles (:class:`WaitQuantile`) and the share of requests
+  served within a deadline (:class:`WaitDistribution`);
+* the mean ``E[W] = sum_n E[X_n^+] / n`` (:class:`WaitMean`): the first :data:`SPITZER_TERMS`
+  terms one by one, each with the Wilson--Hilferty normal approximation of the gamma variable
+  (E. B. Wilson and M. M. Hilferty, "The distribution of chi-square", PNAS 17, 1931), the rest
+  of the series as its integral over ``n`` in the normal (diffusion) approximation, in closed
+  form (Kingman's heavy-traffic value as the utilisation tends to 1: J. F. C. Kingman, "The
+  single server queue in heavy traffic", Proc. Cambridge Phil. Soc. 57, 1961); the standard
+  normal distribution is the Abramowitz & Stegun 7.1.26 rational approximation (absolute
+  error below 1.5e-7). With one slot (the smallest shape) it is within 9 % of
+  Pollaczek--Khinchine's at utilisations 0.3--0.9.
 
-The first :data:`SPITZER_TERMS` terms are summed one by one, each with the Wilson--Hilferty
-normal approximation of the gamma variable (E. B. Wilson and M. M. Hilferty, "The
-distribution of chi-square", PNAS 17, 1931: the cube root of a gamma variable is nearly
-normal), which gives its truncated moments in closed form. The rest of each series is its
-integral over ``n`` in the normal (diffusion) approximation, in closed form for the moments
-and through ``H(y) = int_y^inf Phi(-t) / t dt`` (a power series) for the probability; as the
-utilisation tends to 1 these remainders are Kingman's heavy-traffic values (J. F. C. Kingman,
-"The single server queue in heavy traffic", Proc. Cambridge Phil. Soc. 57, 1961). The standard
-normal distribution is the Abramowitz & Stegun 7.1.26 rational approximation (absolute error
-below 1.5e-7) and its inverse A&S 26.2.23 (below 4.5e-4).
+``tests/test_queueing.py`` checks the percentiles against a discrete-event simulation of the
+slots (p50/p90/p99 of TTFT for Poisson and bursty arrivals at utilisations 0.3--0.9, any
+number of slots; its docstring states the rule and the measured errors) and the distribution
+against Erlang's exact M/D/1 formula.
 
-**Percentiles**: the wait is 0 with probability ``P(W = 0)``; given that it waits it is taken
-as gamma-distributed with the conditional mean and variance above (a two-moment fit), whose
-quantiles are the Wilson--Hilferty inverse. ``tests/test_queueing.py`` checks them against a
-discrete-event simulation of the slots (p50/p90/p99 of TTFT within 10 % for Poisson arrivals
-at utilisations 0.3--0.9; what holds for bursty arrivals is stated there).
-
-**As sympy.** The series and the conditional wait are named sympy functions of a few symbols
-(:class:`WaitingProbability`, :class:`WaitMean`, :class:`WaitVariance` of the utilisation and
-the shape ``c / ca2``; :class:`WaitQuantile`, :class:`WaitDistribution` of a level or a time and
-those three), so the quantities of :mod:`serving` stay short, e.g. ``ttft_p99 = ttft + tau
-WaitQuantile(0.99, P, M, V)``. Each function's definition is a *program*, an ordered list of
-small named sympy steps (:class:`Program`; the series is a ``Sum`` over ``n`` of a term
-function), built once. ``lambdify`` evaluates a function through its ``_imp_``: the program
-lambdified (vectorised numpy), computed once per distinct argument tuple of a large array. The
-code export prints the same programs as Python or C helpers (:func:`code_definition`), the
-document export the function names. Written instead as one nested expression, the formulas
-took seconds to build and tens of seconds to lambdify, per percentile.
+**As sympy.** The wait is a few named sympy functions of a few symbols
+(:class:`WaitQuantile` of a level, :class:`WaitDistribution` of a time, both of the
+utilisation and the shape ``c / ca2``; :class:`WaitMean` of the last two), so the quantities
+of :mod:`serving` stay short, e.g. ``ttft_p99 = ttft + tau WaitQuantile(0.99, rho, m)``.
+``lambdify`` evaluates a function through its ``_imp_``, computed once per distinct argument
+tuple of a large array. The mean's definition is a *program*, an ordered list of small named
+sympy steps (:class:`Program`; the series is a ``Sum`` over ``n`` of a term function), built
+once and lambdified (vectorised numpy); the percentiles' is an iteration (Newton's), written
+in numpy and standard-library Python (:mod:`queueing_wait`) and C99 (:mod:`queueing_code`).
+The code export prints the definitions as Python or C helpers (:func:`code_definition`), the
+document export the function names.
 
 **Where serving is not this queue.** The reduction is exact for equal holding times, first come
 first served, and a renewal arrival stream at each replica. Serving departs from it: real
@@ -76,42 +79,25 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from . import queueing_code, queueing_wait
+
 #: Arrival processes and the squared coefficient of variation of their inter-arrival times
 #: (gamma's is ``1 / shape``, given separately).
 ARRIVALS: tuple[str, ...] = ("deterministic", "poisson", "gamma")
 #: Percentiles reported for TTFT and TPOT.
 PERCENTILES: tuple[int, ...] = (50, 90, 99)
-#: Terms of Spitzer's series summed one by one; the rest is the series' diffusion limit.
-#: 16 keeps the remainder's normal approximation within the simulation's 10 % down to one
-#: slot at utilisation 0.3 (tests/test_queueing.py).
+#: Terms of the mean's series summed one by one; the rest is the series' diffusion limit.
 SPITZER_TERMS = 16
 #: Abramowitz & Stegun 7.1.26: erfc(x) = t (a1 + t (a2 + ...)) exp(-x^2), t = 1/(1 + p x).
 ERFC_P = 0.3275911
 ERFC_A: tuple[float, ...] = (0.254829592, -0.284496736, 1.421413741, -1.453152027,
                              1.061405429)
-#: Abramowitz & Stegun 26.2.23: the upper-tail normal quantile, t = sqrt(-2 ln q).
-QUANTILE_C: tuple[float, ...] = (2.515517, 0.802853, 0.010328)
-QUANTILE_D: tuple[float, ...] = (1.432788, 0.189269, 0.001308)
-#: lim_{y -> 0} (H(y) + ln(y) / 2) for H(y) = int_y^inf Phi(-t)/t dt, by numerical quadrature
-#: (scipy.integrate.quad of the two pieces on 0..1 and 1..inf; a test recomputes it).
-H_CONSTANT = -0.31759071136536965
-#: Terms of H's power series, and the argument up to which it is used; beyond, H falls as
-#: the normal density over y^3 (its asymptotic form), joined at the limit.
-H_SERIES_TERMS = 22
-H_SERIES_LIMIT = 3.0
 #: Utilisation at which the formulas are evaluated at most: at 1 and beyond the waits are
 #: infinite (a division by zero outside the functions), never negative or undefined.
 RHO_LIMIT = 1.0 - 1e-9
 #: Smallest arrival SCV the formulas divide by: evenly spaced arrivals (0) become a gamma
 #: shape so large that no request waits, without a division by zero.
 MIN_ARRIVAL_SCV = 1e-12
-#: Floor that keeps empty-queue ratios finite (0/0 would be undefined; a step() zeroes them);
-#: its square is still a normal double.
-TINY = 1e-100
-#: Smallest squared coefficient of variation of the conditional wait over 1 (a wait of one
-#: exact length) and the smallest quantile level handed to the inverse normal.
-MIN_SCV = 1e-6
-MIN_LEVEL = 1e-12
 
 
 def arrival_scv(arrivals: str, gamma_shape: float = 1.0) -> float:
@@ -190,87 +176,39 @@ def _normal_pdf(z: sp.Expr) -> sp.Expr:
     return sp.exp(-z**2 / 2) / sp.sqrt(2 * sp.pi)
 
 
-def normal_quantile(level: sp.Expr, let: Let = _inline) -> sp.Expr:
-    """``Phi^{-1}(level)`` for ``0 < level < 1`` (A&S 26.2.23, by the normal's symmetry)."""
-    t = let(sp.sqrt(-2 * sp.log(_min(level, 1 - level))))
-    c0, c1, c2 = QUANTILE_C
-    d1, d2, d3 = QUANTILE_D
-    z = t - (c0 + c1 * t + c2 * t**2) / (1 + d1 * t + d2 * t**2 + d3 * t**3)
-    return let(z * sp.sign(level - sp.Rational(1, 2), evaluate=False))
+# -- the mean's series ------------------------------------------------------------------------
 
-
-def _tail_integral(pr: Program, y: sp.Expr) -> sp.Expr:
-    """``H(y) = int_y^inf Phi(-t)/t dt`` for ``y > 0``: ``H_CONSTANT - ln(y)/2`` plus the
-    integrated power series of ``Phi(-t) - 1/2`` up to :data:`H_SERIES_LIMIT`, beyond it the
-    value there times the decay of ``phi(y) / y^3``."""
-    near = pr.let(_min(y, H_SERIES_LIMIT))
-    far = pr.let(_max(y, H_SERIES_LIMIT))
-    series = sp.Add(*(sp.Integer(-1)**j * near**(2 * j + 1)
-                      / (2**j * math.factorial(j) * (2 * j + 1)**2)
-                      for j in range(H_SERIES_TERMS)))
-    value = pr.let(H_CONSTANT - sp.log(near) / 2 + series / sp.sqrt(2 * sp.pi))
-    return pr.let(value * sp.exp(-(far**2 - H_SERIES_LIMIT**2) / 2)
-                  * (H_SERIES_LIMIT / far)**3)
-
-
-# -- Spitzer's series -------------------------------------------------------------------------
-
-def _spitzer_term(pr: Program, order: int, rho: sp.Expr, root: sp.Expr, shape: sp.Expr
-                  ) -> sp.Expr:
-    """For ``G`` a gamma variable of shape ``shape`` and mean 1 (``root`` is ``rho^(1/3)``):
-    ``P(G < rho)`` (order 0), ``E[(rho - G)^+]`` (1) or ``E[((rho - G)^+)^2]`` (2), with
+def _spitzer_mean_term(pr: Program, rho: sp.Expr, shape: sp.Expr) -> sp.Expr:
+    """``E[(rho - G)^+]`` for ``G`` a gamma variable of shape ``shape`` and mean 1, with
     ``G^(1/3)`` normal of mean ``1 - 1/(9 k)`` and variance ``1/(9 k)`` (Wilson--Hilferty).
     The truncated moments of a standard normal ``Z`` below ``z``:
     ``M_j = (j - 1) M_{j-2} - z^(j-1) phi(z)``."""
+    root = pr.let(rho ** sp.Rational(1, 3))
     mean = pr.let(1 - 1 / (9 * shape))
     spread = pr.let(1 / (3 * sp.sqrt(shape)))
     z = pr.let((root - mean) / spread)
     below = normal_cdf(z, pr.let)
-    if order == 0:
-        return below
     density = pr.let(_normal_pdf(z))
     moments: list[sp.Expr] = [below, -density]
-    for j in range(2, 3 * order + 1):
+    for j in range(2, 4):
         moments.append(pr.let((j - 1) * moments[j - 2] - z**(j - 1) * density))
-
-    def power(p: int) -> sp.Expr:  # E[Y^p; Y < rho^(1/3)], Y = mean + spread Z
-        return pr.let(sp.Add(*(math.comb(p, i) * mean**(p - i) * spread**i * moments[i]
-                               for i in range(p + 1))))
-
-    if order == 1:
-        return pr.let(_max(0, rho * below - power(3)))
-    return pr.let(_max(0, rho**2 * below - 2 * rho * power(3) + power(6)))
+    # E[Y^3; Y < rho^(1/3)], Y = mean + spread Z
+    cube = pr.let(sp.Add(*(math.comb(3, i) * mean**(3 - i) * spread**i * moments[i]
+                           for i in range(4))))
+    return pr.let(_max(0, rho * below - cube))
 
 
-def _remainder(pr: Program, order: int, rho: sp.Expr, m: sp.Expr) -> sp.Expr:
-    """The terms of the series beyond :data:`SPITZER_TERMS`, as integrals over ``n`` in the
-    normal approximation ``A_n / (n tau) ~ N(1, 1/(n m))`` (from ``n = N + 1/2``):
-    ``2 H(y0)`` (order 0), ``(2 / ((1 - rho) m)) ((1 + y0^2) Phi(-y0) - y0 phi(y0)) / 2`` (1)
-    and ``(2 / (m b^2)) ((1 - 2 y0^2 - y0^4) Phi(-y0) + (y0^3 + y0) phi(y0)) / 4`` (2), with
-    ``b = (1 - rho) sqrt(m)`` and ``y0 = b sqrt(N + 1/2)``. Each is the heavy-traffic value
-    (Kingman's) as ``y0 -> 0``."""
+def _mean_remainder(pr: Program, rho: sp.Expr, m: sp.Expr) -> sp.Expr:
+    """The terms of the mean's series beyond :data:`SPITZER_TERMS`, as an integral over ``n``
+    in the normal approximation ``A_n / (n tau) ~ N(1, 1/(n m))`` (from ``n = N + 1/2``):
+    ``(2 / ((1 - rho) m)) ((1 + y0^2) Phi(-y0) - y0 phi(y0)) / 2`` with
+    ``b = (1 - rho) sqrt(m)`` and ``y0 = b sqrt(N + 1/2)``; Kingman's heavy-traffic value as
+    ``y0 -> 0``."""
     b = pr.let((1 - rho) * sp.sqrt(m))
     y0 = pr.let(b * sp.sqrt(SPITZER_TERMS + sp.Rational(1, 2)))
-    if order == 0:
-        return pr.let(2 * _tail_integral(pr, y0))
     tail = normal_cdf(-y0, pr.let)
     density = pr.let(_normal_pdf(y0))
-    if order == 1:
-        return pr.let(_max(0, 2 / (b * sp.sqrt(m)) * ((1 + y0**2) * tail - y0 * density) / 2))
-    return pr.let(_max(0, 2 / (m * b**2) * ((1 - 2 * y0**2 - y0**4) * tail
-                                            + (y0**3 + y0) * density) / 4))
-
-
-def _spitzer_sum(pr: Program, order: int) -> sp.Expr:
-    """``sum_n E[(X_n^+)^order] / n`` in units of ``tau^order`` (order 0: ``P(X_n > 0)``):
-    ``SPITZER_TERMS`` terms, a loop over ``n`` (a ``Sum``), and the remainder, at the
-    arguments (utilisation, shape). Term ``n`` of the order-``j`` series is
-    ``E[(X_n^+)^j] / n = n^(j-1) tau^j E[((rho - G)^+)^j]``, ``G`` of shape ``n m``."""
-    rho, m = pr.arguments
-    n = sp.Symbol("n", integer=True, positive=True)
-    term = SPITZER_TERM[order](rho, n * m)
-    series = pr.let(sp.Sum(n ** (order - 1) * term, (n, 1, SPITZER_TERMS)))
-    return pr.let(series + _remainder(pr, order, rho, m))
+    return pr.let(_max(0, 2 / (b * sp.sqrt(m)) * ((1 + y0**2) * tail - y0 * density) / 2))
 
 
 # -- the named functions ----------------------------------------------------------------------
@@ -319,132 +257,119 @@ class _Defined(sp.Function):
 #: Arguments of Spitzer's sums: the utilisation (below 1) and the gamma shape ``c / ca2`` of
 #: the single server's inter-arrival time.
 _SERIES = ("rho", "shape")
-#: Arguments of the conditional wait: ``P(W > 0)``, ``E[W] / tau`` and ``Var W / tau^2``.
-_MOMENTS = ("waits", "mean", "variance")
 
 
-class _SpitzerTerm(_Defined):
-    """One term of Spitzer's series for a gamma variable ``G`` of shape ``shape`` and mean
-    1 (:func:`_spitzer_term`); evaluated inside the sums, on their arguments as given."""
+class SpitzerMeanTerm(_Defined):
+    """``E[(rho - G)^+]`` for ``G`` gamma of shape ``shape``, mean 1 (Wilson--Hilferty);
+    evaluated inside the mean's sum, on its arguments as given."""
 
     arguments = _SERIES
     nargs = len(_SERIES)
     distinct = False
-    #: 0: ``P(G < rho)``; 1: ``E[(rho - G)^+]``; 2: ``E[((rho - G)^+)^2]``.
-    moment = 0
 
     @classmethod
     def define(cls, pr: Program) -> sp.Expr:
-        rho, shape = pr.arguments
-        return _spitzer_term(pr, cls.moment, rho, pr.let(rho ** sp.Rational(1, 3)), shape)
-
-
-class SpitzerProbabilityTerm(_SpitzerTerm):
-    """``P(G < rho)`` for ``G`` gamma of shape ``shape``, mean 1 (Wilson--Hilferty)."""
-
-    moment = 0
-
-
-class SpitzerMeanTerm(_SpitzerTerm):
-    """``E[(rho - G)^+]`` for ``G`` gamma of shape ``shape``, mean 1 (Wilson--Hilferty)."""
-
-    moment = 1
-
-
-class SpitzerSquareTerm(_SpitzerTerm):
-    """``E[((rho - G)^+)^2]`` for ``G`` gamma of shape ``shape``, mean 1 (Wilson--Hilferty)."""
-
-    moment = 2
-
-
-#: The term function of each order of Spitzer's series.
-SPITZER_TERM: tuple[type[_Defined], ...] = (SpitzerProbabilityTerm, SpitzerMeanTerm,
-                                            SpitzerSquareTerm)
-
-
-class WaitingProbability(_Defined):
-    """``P(W > 0) = 1 - exp(-sum_n P(X_n > 0) / n)`` (Spitzer's identity) at utilisation
-    ``rho`` and single-server gamma shape ``c / ca2``."""
-
-    arguments = _SERIES
-    nargs = len(_SERIES)
-
-    @classmethod
-    def define(cls, pr: Program) -> sp.Expr:
-        return 1 - sp.exp(-_spitzer_sum(pr, 0))
+        return _spitzer_mean_term(pr, *pr.arguments)
 
 
 class WaitMean(_Defined):
     """``E[W] / tau = sum_n E[X_n^+] / n / tau`` (Spitzer's identity), ``tau`` the single
-    server's mean inter-arrival time ``S / rho``."""
+    server's mean inter-arrival time ``S / rho``: :data:`SPITZER_TERMS` Wilson--Hilferty
+    terms and the diffusion limit of the rest."""
 
     arguments = _SERIES
     nargs = len(_SERIES)
 
     @classmethod
     def define(cls, pr: Program) -> sp.Expr:
-        return _spitzer_sum(pr, 1)
+        rho, m = pr.arguments
+        n = sp.Symbol("n", integer=True, positive=True)
+        series = pr.let(sp.Sum(SpitzerMeanTerm(rho, n * m), (n, 1, SPITZER_TERMS)))
+        return pr.let(series + _mean_remainder(pr, rho, m))
 
 
-class WaitVariance(_Defined):
-    """``Var W / tau^2 = sum_n E[(X_n^+)^2] / n / tau^2`` (Spitzer's identity: the second
-    cumulant)."""
+class _Written(_Defined):
+    """A function whose definition is written out in numpy, Python and C
+    (:mod:`queueing_wait`) instead of a :class:`Program`."""
 
-    arguments = _SERIES
-    nargs = len(_SERIES)
+    #: The functions whose code the definition calls (printed before it).
+    requires: tuple[type[_Defined], ...] = ()
 
-    @classmethod
-    def define(cls, pr: Program) -> sp.Expr:
-        return _spitzer_sum(pr, 2)
+    @staticmethod
+    def vectorised(*args: Any) -> Any:
+        """The definition on arrays (numpy)."""
+        raise NotImplementedError
 
-
-def _conditional_gamma(pr: Program) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
-    """``P(W > 0)`` and the shape and scale (units of ``tau``) of the gamma distribution with
-    the conditional wait's mean and variance (a two-moment fit)."""
-    waits, first, variance = pr.arguments[-3:]
-    floor = pr.let(_max(waits, TINY))
-    mean = pr.let(_max(first, TINY))
-    second = pr.let(_max(variance + first**2, TINY))
-    scv = pr.let(_max(second * floor / mean**2 - 1, MIN_SCV))
-    return waits, pr.let(1 / scv), pr.let(mean / floor * scv)
+    @staticmethod
+    def pointwise(*args: float) -> float:
+        """The definition at one point (the standard-library Python the export writes)."""
+        raise NotImplementedError
 
 
-class WaitQuantile(_Defined):
-    """The ``level`` quantile of ``W / tau``: zero while at most ``1 - level`` of the requests
-    wait, else the conditional gamma's ``1 - (1 - level) / P(W > 0)`` quantile (the
-    Wilson--Hilferty inverse)."""
-
-    arguments = ("level", *_MOMENTS)
-    nargs = 1 + len(_MOMENTS)
-
-    @classmethod
-    def define(cls, pr: Program) -> sp.Expr:
-        level = pr.arguments[0]
-        waits, k, scale = _conditional_gamma(pr)
-        inner = pr.let(_max(1 - (1 - level) / _max(waits, TINY), MIN_LEVEL))
-        z = normal_quantile(inner, pr.let)
-        cube = pr.let(_max(0, 1 - 1 / (9 * k) + z / (3 * sp.sqrt(k))))
-        return k * scale * cube**3 * step(waits - (1 - level))
+#: Evaluations of a written function with at most this many points are made point by point
+#: in Python (a point costs ~1 ms there, a numpy evaluation ~25 ms whatever its size).
+POINTWISE_UP_TO = 32
 
 
-class WaitDistribution(_Defined):
-    """``P(W / tau <= t)`` for ``t >= 0``: ``1 - P(W > 0) (1 - G(t))``, ``G`` the conditional
-    gamma's distribution (Wilson--Hilferty)."""
+def _written_numeric(function: type[_Written]) -> Callable[..., Any]:
+    def evaluate(*args: Any) -> Any:
+        arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in args))
+        if arrays[0].size > POINTWISE_UP_TO:
+            return function.vectorised(*arrays)
+        points = zip(*(a.ravel().tolist() for a in arrays), strict=True)
+        return np.array([function.pointwise(*p) for p in points]).reshape(arrays[0].shape)
 
-    arguments = ("t", *_MOMENTS)
-    nargs = 1 + len(_MOMENTS)
+    return evaluate
 
-    @classmethod
-    def define(cls, pr: Program) -> sp.Expr:
-        t = pr.arguments[0]
-        waits, k, scale = _conditional_gamma(pr)
-        z = pr.let(((t / (k * scale)) ** sp.Rational(1, 3) - 1 + 1 / (9 * k)) * 3 * sp.sqrt(k))
-        return _max(0, 1 - waits * (1 - normal_cdf(z, pr.let)))
+
+class SpitzerSeries(_Written):
+    """``G(x) = sum_n P(X_n > x) / n`` in units of ``tau``: the jumps of Spitzer's compound
+    Poisson wait above ``x`` (``G(0)`` all of them), each term a regularized incomplete gamma
+    function (:mod:`perfcost.formulations.queueing_wait`); its code holds the helpers the
+    wait's percentiles and distribution call."""
+
+    arguments = ("x", *_SERIES)
+    nargs = 1 + len(_SERIES)
+
+    @staticmethod
+    def vectorised(*args: Any) -> Any:
+        x, rho, shape = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in args))
+        g, _, _ = queueing_wait._sums(x.ravel(), rho.ravel(), shape.ravel(), False)
+        return g.reshape(x.shape)
+
+    @staticmethod
+    def pointwise(*args: float) -> float:
+        return queueing_wait.spitzer_sums(*args, False)[0]
+
+
+class WaitQuantile(_Written):
+    """The ``level`` quantile of ``W / tau`` at utilisation ``rho`` and single-server gamma
+    shape ``c / ca2``: zero while at most ``1 - level`` of the requests wait, else the root of
+    ``P(W > x) = 1 - level`` (Spitzer's compound Poisson wait, one jump exact, several jumps
+    gamma-fitted; safeguarded Newton)."""
+
+    arguments = ("level", *_SERIES)
+    nargs = 1 + len(_SERIES)
+    requires = (SpitzerSeries,)
+    vectorised = staticmethod(queueing_wait.quantile)
+    pointwise = staticmethod(queueing_wait.wait_quantile)
+
+
+class WaitDistribution(_Written):
+    """``P(W / tau <= t)`` for ``t >= 0`` at utilisation ``rho`` and single-server gamma shape
+    ``c / ca2`` (Spitzer's compound Poisson wait, one jump exact, several jumps
+    gamma-fitted)."""
+
+    arguments = ("t", *_SERIES)
+    nargs = 1 + len(_SERIES)
+    requires = (SpitzerSeries,)
+    vectorised = staticmethod(queueing_wait.distribution)
+    pointwise = staticmethod(queueing_wait.wait_distribution)
 
 
 #: Every function of this module, each after those its definition calls.
-FUNCTIONS: tuple[type[_Defined], ...] = (*SPITZER_TERM, WaitingProbability, WaitMean,
-                                         WaitVariance, WaitQuantile, WaitDistribution)
+FUNCTIONS: tuple[type[_Defined], ...] = (SpitzerMeanTerm, WaitMean, SpitzerSeries,
+                                         WaitQuantile, WaitDistribution)
 
 
 @functools.cache
@@ -458,7 +383,10 @@ def program(function: type[_Defined]) -> Program:
 @functools.cache
 def numeric(function: type[_Defined]) -> Callable[..., Any]:
     """``function`` as a vectorised numpy function: lambdify of its program, the steps handed
-    to lambdify as the common subexpressions it prints as assignments."""
+    to lambdify as the common subexpressions it prints as assignments (a written function:
+    its numpy definition, or for a few points its Python one, point by point)."""
+    if issubclass(function, _Written):
+        return _written_numeric(function)
     pr = program(function)
     # The steps reach lambdify as its common subexpressions, after it collected the
     # implementations the result calls: name those the steps call.
@@ -498,9 +426,15 @@ def defined_functions(exprs: Sequence[sp.Basic]) -> list[type[_Defined]]:
     todo = _called(exprs)
     while todo:
         used |= todo
-        todo = set().union(*(_called([e for _s, e in program(f).steps] + [program(f).result])
-                             for f in todo)) - used
+        todo = set().union(*(_calls(f) for f in todo)) - used
     return [f for f in FUNCTIONS if f in used]
+
+
+def _calls(function: type[_Defined]) -> set[type[_Defined]]:
+    if issubclass(function, _Written):
+        return set(function.requires)
+    pr = program(function)
+    return _called([e for _s, e in pr.steps] + [pr.result])
 
 
 def code_definition(function: type[_Defined], language: str) -> str:
@@ -509,9 +443,11 @@ def code_definition(function: type[_Defined], language: str) -> str:
     from sympy.printing.c import C99CodePrinter
     from sympy.printing.pycode import PythonCodePrinter
 
-    pr = program(function)
     name = function.__name__
     doc = " ".join((function.__doc__ or name).split()) + " See perfcost.formulations.queueing."
+    if issubclass(function, _Written):
+        return _written_definition(function, language, doc)
+    pr = program(function)
     if language == "python":
         py = PythonCodePrinter({"standard": "python3"})
         lines = [f"def {name}({', '.join(a.name for a in pr.arguments)}):", f'    """{doc}"""']
@@ -540,6 +476,16 @@ def code_definition(function: type[_Defined], language: str) -> str:
     raise ValueError(f"unknown language {language!r}; expected 'python' or 'c'")
 
 
+def _written_definition(function: type[_Written], language: str, doc: str) -> str:
+    """A written function's code (:mod:`queueing_wait`), under its docstring."""
+    part = "helpers" if function is SpitzerSeries else function.__name__
+    if language == "python":
+        return f"# {doc}\n{queueing_code.python_source(part)}"
+    if language == "c":
+        return f"/* {doc} */\n{queueing_code.c_source(part)}"
+    raise ValueError(f"unknown language {language!r}; expected 'python' or 'c'")
+
+
 # -- the quantities :mod:`serving` uses -------------------------------------------------------
 
 def _clamped(rho: sp.Expr) -> sp.Expr:
@@ -549,7 +495,7 @@ def _clamped(rho: sp.Expr) -> sp.Expr:
 @dataclass(frozen=True)
 class Queue:
     """The wait at ``servers`` slots held ``service`` seconds each, at utilisation ``rho``,
-    arrival SCV ``ca2``: Spitzer's atom and moments (built once, shared by its quantities)."""
+    arrival SCV ``ca2`` (its pieces built once, shared by its quantities)."""
 
     rho: sp.Expr
     servers: sp.Expr
@@ -566,11 +512,9 @@ class Queue:
         return self.service / self.clamped
 
     @functools.cached_property
-    def moments(self) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
-        """``P(W > 0)``, ``E[W] / tau``, ``Var W / tau^2``."""
-        shape = self.servers / _max(self.ca2, MIN_ARRIVAL_SCV)
-        return (WaitingProbability(self.clamped, shape), WaitMean(self.clamped, shape),
-                WaitVariance(self.clamped, shape))
+    def shape(self) -> sp.Expr:
+        """Gamma shape ``c / ca2`` of the single server's inter-arrival time."""
+        return self.servers / _max(self.ca2, MIN_ARRIVAL_SCV)
 
     @functools.cached_property
     def saturation(self) -> sp.Expr:
@@ -579,25 +523,27 @@ class Queue:
 
     def mean(self) -> sp.Expr:
         """Mean wait (seconds); infinite at ``rho >= 1``."""
-        return self.moments[1] * self.tau * self.saturation
+        return WaitMean(self.clamped, self.shape) * self.tau * self.saturation
 
     def quantile(self, p: float) -> sp.Expr:
         """The ``p`` quantile of the wait (seconds, ``0 < p < 1``); infinite at ``rho >= 1``."""
         if not 0 < p < 1:
             raise ValueError(f"quantile {p} outside (0, 1)")
-        return WaitQuantile(sp.Float(p), *self.moments) * self.tau * self.saturation
+        return (WaitQuantile(sp.Float(p), self.clamped, self.shape) * self.tau
+                * self.saturation)
 
     def served(self, deadline: sp.Expr) -> sp.Expr:
         """Fraction of requests whose wait is at most ``deadline``; zero for a negative
         deadline and at ``rho >= 1`` (written with ``sign`` and ``Min``, not a case split)."""
         below = _min(1, _max(0, 1 - self.rho) / (1 - self.clamped))
-        share = WaitDistribution(_max(0, deadline) / self.tau, *self.moments)
+        share = WaitDistribution(_max(0, deadline) / self.tau, self.clamped, self.shape)
         return share * step(deadline) * below
 
 
 def waiting_probability(rho: sp.Expr, servers: sp.Expr, ca2: sp.Expr = sp.S.One) -> sp.Expr:
     """P(a request waits) at utilisation ``rho`` below 1 with ``servers`` slots."""
-    return Queue(rho, servers, sp.Integer(1), ca2).moments[0]
+    queue = Queue(rho, servers, sp.Integer(1), ca2)
+    return 1 - WaitDistribution(sp.Integer(0), queue.clamped, queue.shape)
 
 
 def mean_wait(rho: sp.Expr, servers: sp.Expr, service: sp.Expr, ca2: sp.Expr) -> sp.Expr:

@@ -6,28 +6,33 @@ token, chunk budget): a request's prefill takes ``ceil(s_p / C)`` chunk steps, i
 its slot for ``s_o - 1`` decode steps, ``S`` seconds in all. Requests are admitted first come,
 first served into the slots; TTFT is the wait plus the prefill.
 
-What holds, at utilisations 0.3-0.9 (``m = c / ca2`` is the gamma shape of the single server
-the slots reduce to; ``P(W > 0)`` the simulated share of requests that wait):
+What holds, at utilisations 0.3-0.9 and any number of slots (1-64; ``P(W > 0)`` is the
+simulated share of requests that wait):
 
 * **Poisson arrivals**: the analytic TTFT p50/p90/p99 are within 10 % of the simulated ones
-  (:data:`TOLERANCE`) wherever ``m >= 3`` (three slots or more) and the p quantile is not at
-  the edge of the no-wait atom. At that edge (``(1 - p) / EDGE < P(W > 0) < EDGE (1 - p)``)
-  the quantile jumps from no wait to the smallest waits: a small error in ``P(W > 0)`` or in
-  the low quantiles of the conditional wait (where its two-moment gamma fit is least
-  accurate) is a large relative error; there the analytic value lies between the simulated
-  quantiles at ``p -+ BAND (1 - p)`` instead. With one or two slots (``m < 3``: the
-  Wilson--Hilferty approximation of gamma variables of small shape) the error off the edge
-  is below :data:`SMALL_SHAPE_TOLERANCE`.
+  (:data:`TOLERANCE`) wherever the p quantile is not at the edge of the no-wait atom. At that
+  edge (``(1 - p) / EDGE < P(W > 0) < EDGE (1 - p)``) the quantile jumps from no wait to the
+  smallest waits, so the relative error is ill-conditioned: a simulated ``P(W > 0)`` off by
+  its sampling noise moves the quantile by most of itself (measured: -23 % at p90 with
+  ``P(W > 0)`` = 0.101). There the analytic value lies between the simulated quantiles at
+  ``p -+ BAND (1 - p)`` instead; the rule is kept for that reason only.
 * **Bursty arrivals** (gamma inter-arrival times of shape 1/2, ``ca2 = 2``): the same rule
-  with :data:`BURSTY_TOLERANCE` where ``m >= 3`` (six slots or more), and below
-  :data:`BURSTY_SMALL_SHAPE_TOLERANCE` with fewer slots.
+  with :data:`BURSTY_TOLERANCE`, 15 %.
 
-Measured over 150 random models each (three percentiles a model, 600,000 requests; not in the
-test, which runs 24): Poisson, off the edge with ``m >= 3``, 216 points, worst error 6.4 %;
-``m < 3``, 134 points, worst 17 %; at the edge 33 points, all within the band. Bursty, off
-the edge with ``m >= 3``, 261 points, all within 10 % but one, the worst -14.9 % (p99 at
-utilisation 0.9: the analytic tail is too light there); ``m < 3``, 96 points, worst 49 %; at
-the edge 45 points, all within the band. The tolerances below leave room above those.
+Measured outside the test (600,000 requests a model; the test runs 24 models each):
+
+* Poisson, 150 random models (1-64 slots), 450 points: off the edge 386, worst +7.0 % (27
+  slots, p99), none beyond 10 %; at the edge 64, all within the band (5 beyond 10 %).
+  60 models with one or two slots, 180 points: all within 10 %, worst -6.0 % (one slot,
+  utilisation 0.75, p99).
+* Bursty, 150 random models, 450 points: off the edge 360, worst -10.9 % (63 slots,
+  utilisation 0.87, p99; the only one beyond 10 %); at the edge 90, all within the band. 60
+  models with one or two slots: off the edge 120 points, worst -7.9 %; at the edge 60, all
+  within the band.
+
+The remaining error is the gamma fit of the sums of two jumps or more (the chance of waiting
+and the one-jump part are exact, formulations/queueing_wait.py) and the simulation's own noise
+at p99.
 """
 
 from __future__ import annotations
@@ -48,11 +53,7 @@ REQUESTS = 600_000
 WARM_UP = 0.1
 #: Relative error of the analytic TTFT percentiles allowed (see the module docstring).
 TOLERANCE = 0.10
-SMALL_SHAPE_TOLERANCE = 0.25
-BURSTY_TOLERANCE = 0.20
-BURSTY_SMALL_SHAPE_TOLERANCE = 0.60
-#: Single-server gamma shape ``c / ca2`` from which TOLERANCE applies.
-WELL_SHAPED = 3.0
+BURSTY_TOLERANCE = 0.15
 #: Where the p quantile is at the edge of the no-wait atom, ``(1 - p) / EDGE < P(W > 0) <
 #: EDGE (1 - p)``, the analytic value lies between the simulated quantiles at
 #: ``p -+ BAND (1 - p)``.
@@ -179,12 +180,12 @@ def compare(model: StepModel, rho: float, ca2: float, seed: int) -> list[Point]:
     return points
 
 
-def check(points: list[Point], shape: float, tolerance: float, small_shape: float) -> None:
+def check(points: list[Point], tolerance: float) -> None:
     for q in points:
         if q.at_edge and abs(q.error) > tolerance:
             assert q.within_band, q
         else:
-            assert abs(q.error) <= (small_shape if shape < WELL_SHAPED else tolerance), q
+            assert abs(q.error) <= tolerance, q
 
 
 step_models = st.builds(
@@ -205,7 +206,7 @@ examples = settings(max_examples=24, deadline=None, derandomize=True,
 def test_poisson_percentiles_within_ten_percent(model: StepModel, rho: float,
                                                 seed: int) -> None:
     """Poisson arrivals over random step-time models (the rule: module docstring)."""
-    check(compare(model, rho, 1.0, seed), model.slots, TOLERANCE, SMALL_SHAPE_TOLERANCE)
+    check(compare(model, rho, 1.0, seed), TOLERANCE)
 
 
 @examples
@@ -213,8 +214,7 @@ def test_poisson_percentiles_within_ten_percent(model: StepModel, rho: float,
 def test_bursty_percentiles(model: StepModel, rho: float, seed: int) -> None:
     """Gamma inter-arrival times of shape 1/2 (the rule: module docstring)."""
     ca2 = queueing.arrival_scv("gamma", 0.5)
-    check(compare(model, rho, ca2, seed), model.slots / ca2, BURSTY_TOLERANCE,
-          BURSTY_SMALL_SHAPE_TOLERANCE)
+    check(compare(model, rho, ca2, seed), BURSTY_TOLERANCE)
 
 
 @pytest.mark.parametrize(("slots", "rho", "ca2"), [(1, 0.8, 1.0), (4, 0.6, 2.0),
@@ -231,28 +231,29 @@ def test_slots_simulation_is_first_come_first_served(slots: int, rho: float,
 
 
 def test_single_slot_poisson_against_exact_formulas() -> None:
-    """M/D/1: a request waits with probability ``rho`` (arrivals see time averages) and the
-    mean wait is Pollaczek--Khinchine's ``rho S / (2 (1 - rho))``. The series' Wilson--Hilferty
-    terms are least accurate at this smallest shape (1): within 1 % and 7 %."""
-    for rho in (0.3, 0.6, 0.9):
+    """M/D/1: a request waits with probability ``rho`` (arrivals see time averages), the
+    mean wait is Pollaczek--Khinchine's ``rho S / (2 (1 - rho))`` and the distribution
+    Erlang's ``P(W <= x) = (1 - rho) sum_{k <= x/S} e^{rho (x/S - k)} (-rho (x/S - k))^k / k!``.
+    The chance of waiting is exact (1e-5: the series' remainder); the mean's Wilson--Hilferty
+    terms are least accurate at this smallest shape (7 % at these utilisations, 8.8 % at
+    0.75); the distribution is exact up to its several-jump terms, rare at low utilisation
+    (measured within 0.0012 at utilisation 0.3, 0.0061 at 0.6, 0.031 at 0.9)."""
+    for rho, spread in ((0.3, 0.002), (0.6, 0.01), (0.9, 0.04)):
         waits = float(queueing.waiting_probability(sp.Float(rho), sp.Integer(1)))
         mean = float(queueing.mean_wait(sp.Float(rho), sp.Integer(1), sp.Float(1.0),
                                         sp.Float(1.0)))
         exact = rho / (2 * (1 - rho))
-        print(f"rho {rho}: P(W > 0) {waits:.4f} (exact {rho}), E[W] {mean:.4f} S "
+        print(f"rho {rho}: P(W > 0) {waits:.6f} (exact {rho}), E[W] {mean:.4f} S "
               f"(exact {exact:.4f} S, {(mean / exact - 1) * 100:+.1f} %)")
-        assert waits == pytest.approx(rho, rel=0.01)
+        assert waits == pytest.approx(rho, abs=1e-5)
         assert mean == pytest.approx(exact, rel=0.07)
-
-
-def test_tail_integral_constant() -> None:
-    """``H_CONSTANT = lim_{y -> 0} (int_y^inf Phi(-t)/t dt + ln(y)/2)``, by quadrature."""
-    from scipy.integrate import quad
-    from scipy.stats import norm
-
-    near = quad(lambda t: (norm.sf(t) - 0.5) / t, 0, 1)[0]
-    far = quad(lambda t: norm.sf(t) / t, 1, np.inf)[0]
-    assert near + far == pytest.approx(queueing.H_CONSTANT, abs=1e-9)
+        for x in (0.5, 1.0, 2.0, 4.0):
+            erlang = (1 - rho) * sum(math.exp(rho * (x - k)) * (-rho * (x - k)) ** k
+                                     / math.factorial(k) for k in range(int(x) + 1))
+            model = float(queueing.served_fraction(sp.Float(x), sp.Float(rho), sp.Integer(1),
+                                                   sp.Float(1.0), sp.Float(1.0)))
+            print(f"  P(W <= {x} S): Erlang {erlang:.4f}, model {model:.4f}")
+            assert model == pytest.approx(erlang, abs=spread)
 
 
 def test_no_wait_below_the_waiting_probability() -> None:
@@ -289,8 +290,7 @@ def test_expressions_stay_short_and_evaluate_vectorised() -> None:
     rho, slots, service, ca2 = sp.symbols("rho slots service ca2", positive=True)
     expr = queueing.wait_quantile(0.99, rho, slots, service, ca2)
     assert sp.count_ops(expr) < 60
-    assert {type(f) for f in expr.atoms(sp.Function)} >= {queueing.WaitQuantile,
-                                                          queueing.WaitingProbability}
+    assert queueing.WaitQuantile in {type(f) for f in expr.atoms(sp.Function)}
     fn = sp.lambdify((rho, slots, service, ca2), expr, "numpy")
     rng = np.random.default_rng(0)
     rhos = np.round(rng.uniform(0.3, 0.95, 500), 2)
@@ -301,15 +301,24 @@ def test_expressions_stay_short_and_evaluate_vectorised() -> None:
 
 
 def test_code_definitions_match_numpy() -> None:
-    """The Python definitions the code export writes give the numbers lambdify does."""
+    """The Python definitions the code export writes give the numbers lambdify does, and those
+    of the vectorised numpy definitions (what a large evaluation runs)."""
     namespace: dict[str, object] = {"math": math}
     for function in queueing.defined_functions([queueing.wait_quantile(
             0.9, *sp.symbols("rho slots service ca2")), queueing.served_fraction(
-            *sp.symbols("deadline rho slots service ca2"))]):
+            *sp.symbols("deadline rho slots service ca2")), queueing.mean_wait(
+            *sp.symbols("rho slots service ca2"))]):
         exec(queueing.code_definition(function, "python"), namespace)  # our own printed code
-    for rho, shape in ((0.3, 1.0), (0.7, 16.0), (0.9, 0.5)):
-        for function in (queueing.WaitingProbability, queueing.WaitMean,
-                         queueing.WaitVariance):
-            python = namespace[function.__name__](rho, shape)  # type: ignore[operator]
-            assert python == pytest.approx(float(queueing.numeric(function)(rho, shape)),
-                                           rel=1e-12)
+    for rho, shape in ((0.3, 1.0), (0.7, 16.0), (0.9, 0.5), (0.95, 700.0)):
+        python = namespace["WaitMean"](rho, shape)  # type: ignore[operator]
+        assert python == pytest.approx(float(queueing.numeric(queueing.WaitMean)(rho, shape)),
+                                       rel=1e-12)
+        for level in (0.5, 0.9, 0.99):
+            python = namespace["WaitQuantile"](level, rho, shape)  # type: ignore[operator]
+            assert python == float(queueing.numeric(queueing.WaitQuantile)(level, rho, shape))
+            numpy = float(queueing.WaitQuantile.vectorised(level, rho, shape))
+            assert python == pytest.approx(numpy, rel=1e-12, abs=1e-300)
+        for t in (0.0, 0.05, 1.0, 10.0):
+            python = namespace["WaitDistribution"](t, rho, shape)  # type: ignore[operator]
+            numpy = float(queueing.WaitDistribution.vectorised(t, rho, shape))
+            assert python == pytest.approx(numpy, rel=1e-12)
