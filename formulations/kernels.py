@@ -278,8 +278,9 @@ def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads:
                       hbm_bandwidth: sp.Expr, memory_efficiency: sp.Expr,
                       vector_rate: sp.Expr, multiprocessors: sp.Expr,
                       block_overhead: sp.Expr, kv_chunk: sp.Expr,
-                      readers: sp.Expr) -> sp.Expr:
-    """Roofline and per-wave cost of a decode kernel whose blocks each serve one of
+                      readers: sp.Expr, block_stream_share: sp.Expr,
+                      overlap: sp.Expr) -> sp.Expr:
+    """Roofline and fixed work of a decode kernel whose blocks each serve one of
     ``readers`` heads per sequence (KV heads for a grouped kernel, query heads for the
     per-head fallback)."""
     # Multi-block mode splits a cache only as far as it fills the idle multiprocessors.
@@ -291,10 +292,23 @@ def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads:
     cache = batch * kv_heads * (kv_len + 1) * KV_TENSORS * head_dim * kv_bytes
     rows = batch * heads * QUERY_AND_OUTPUT * head_dim * activation_bytes
     busy = sp.Min(1, blocks / multiprocessors)
+    # One block keeps only so many loads in flight: it streams at most
+    # ``block_stream_share`` of one multiprocessor's share of the HBM bandwidth, so a few
+    # blocks per sequence reach less than the occupied multiprocessors' share.
+    stream_rate = sp.Min(hbm_bandwidth * memory_efficiency * busy,
+                         blocks * block_stream_share * hbm_bandwidth / multiprocessors)
     flops = decode_attention_flops(batch, kv_len, heads, head_dim)
-    roofline = sp.Max((cache + rows) / (hbm_bandwidth * memory_efficiency * busy),
-                      flops / (vector_rate * busy), evaluate=False)
-    return roofline + sp.ceiling(blocks / multiprocessors) * block_overhead
+    roofline = sp.Max((cache + rows) / stream_rate, flops / (vector_rate * busy),
+                      evaluate=False)
+    # Blocks finish at different times and the scheduler refills a multiprocessor as soon
+    # as one does, so the blocks' fixed work spreads over all multiprocessors rather than
+    # being paid per whole wave (the tables' smallest calls: 8 blocks of one sequence take
+    # about 2 us less than 128 blocks of 16 sequences, both a single wave).
+    fixed = blocks / multiprocessors * block_overhead
+    # With several blocks resident on a multiprocessor, one block's fixed work runs while
+    # another's loads are in flight: the two overlap in part, between their sum
+    # (``overlap`` = 1) and the larger of them (``overlap`` -> infinity).
+    return (roofline**overlap + fixed**overlap) ** (1 / overlap)
 
 
 def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads: sp.Expr,
@@ -304,7 +318,8 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
                        fallback_efficiency: sp.Expr, multiprocessors: sp.Expr,
                        block_overhead: sp.Expr, fallback_block_overhead: sp.Expr,
                        kernel_overhead: sp.Expr, group_limit: sp.Expr,
-                       kv_chunk: sp.Expr) -> sp.Expr:
+                       kv_chunk: sp.Expr, fallback_kernel_overhead: sp.Expr,
+                       block_stream_share: sp.Expr, overlap: sp.Expr) -> sp.Expr:
     """One decode step's attention as a serving engine's decode kernels run it
     (TensorRT-LLM's grouped-query "XQA" kernel and its masked multi-head attention
     fallback; FlashDecoding, Dao et al. 2023):
@@ -312,26 +327,35 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
     * a query group of 2 to ``group_limit`` heads per KV head runs the grouped kernel:
       one block per (sequence, KV head) streams that head's cache once for the whole group,
       its dot products at ``vector_efficiency`` of ``vector_flops`` (the fp32 peak), each
-      wave of blocks paying ``block_overhead``;
+      block's fixed work taking ``block_overhead`` of a multiprocessor, the kernel
+      ``kernel_overhead``;
     * multi-head attention (a group of one) and a larger group run the per-head kernel: one
       block per (sequence, query head), the blocks of one group sharing their KV head's
       cache through the L2 cache, its dot products at ``fallback_efficiency`` of that peak,
-      each wave paying ``fallback_block_overhead``;
+      each block's fixed work ``fallback_block_overhead``, the kernel
+      ``fallback_kernel_overhead`` (a kernel of its own, with its own set-up: with an fp8
+      cache the tables show the grouped kernel's smallest calls 3-4 us faster than the
+      per-head kernel's);
     * where there are fewer blocks than multiprocessors, a long cache is cut into chunks of
       at least ``kv_chunk`` tokens, each a block of its own (multi-block mode), as far as
       they fill the idle multiprocessors;
     * with fewer blocks than multiprocessors only that fraction of the chip streams and
-      computes (occupancy);
-    * a block's fixed work (query rows, softmax rescale, output rows) is paid per wave of
-      blocks; the kernel pays ``kernel_overhead``."""
+      computes (occupancy), and no block streams faster than ``block_stream_share`` of one
+      multiprocessor's share of the HBM bandwidth;
+    * a block's fixed work (query rows, softmax rescale, output rows) spreads over the
+      multiprocessors: ``blocks / multiprocessors`` times the cost per block, and overlaps
+      the stream in part: the ``overlap``-norm of the two (1: their sum)."""
     common = (batch, kv_len, heads, kv_heads, head_dim, kv_bytes, activation_bytes,
               hbm_bandwidth, memory_efficiency)
     grouped = _decode_path_time(*common, vector_flops * vector_efficiency, multiprocessors,
-                                block_overhead, kv_chunk, kv_heads)
+                                block_overhead, kv_chunk, kv_heads, block_stream_share,
+                                overlap)
     fallback = _decode_path_time(*common, vector_flops * fallback_efficiency,
-                                 multiprocessors, fallback_block_overhead, kv_chunk, heads)
+                                 multiprocessors, fallback_block_overhead, kv_chunk, heads,
+                                 block_stream_share, overlap)
     grouping = sp.And(heads > kv_heads, heads <= group_limit * kv_heads)
-    return sp.Piecewise((grouped, grouping), (fallback, True)) + kernel_overhead
+    return sp.Piecewise((grouped + kernel_overhead, grouping),
+                        (fallback + fallback_kernel_overhead, True))
 
 
 def moe_layer_time(tokens: sp.Expr, hidden: sp.Expr, inter: sp.Expr, topk: sp.Expr,

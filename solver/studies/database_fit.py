@@ -15,11 +15,12 @@ expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
   overhead (wave-quantised), kernel overhead and memory efficiency, and the bandwidth of the
   Q/K/V preprocessing kernel, by least squares on the log errors.
 * Decode (generation) attention, per KV-cache precision (formulations.kernels.
-  decode_kernel_time): the achieved HBM bandwidth (as a fraction of the peak), the
-  fractions of the fp32 peak the grouped and the per-head kernels' dot products reach,
-  each kernel's fixed cost per wave of blocks and the kernel overhead, by least squares on
-  the log errors for every candidate group limit and cache chunk; the pair of least loss
-  wins.
+  decode_kernel_time): the achieved HBM bandwidth (as a fraction of the peak) and the
+  share of a multiprocessor's part of it one block streams at most, the fractions of the
+  fp32 peak the grouped and the per-head kernels' dot products reach, each kernel's fixed
+  cost per block and its kernel overhead, how far that fixed work overlaps the stream, by
+  least squares on the log errors for every candidate group limit and cache chunk; the
+  pair of least loss wins.
 * MoE layers, per precision: the grouped GEMMs' fraction of the peak and of the HBM
   bandwidth, the bandwidth of the token permutation and the layer's fixed cost
   (formulations.kernels.moe_layer_time), by least squares on the log errors.
@@ -111,13 +112,22 @@ DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     "fallback_efficiency": (0.01, 1.0),
     "block_overhead": (0.0, 10e-6),
     "fallback_block_overhead": (0.0, 10e-6),
-    "kernel_overhead": (0.0, 50e-6),
+    # The tables' smallest calls take 5-10 us: the solver starts each kernel's overhead at
+    # the middle of its range, 10 us.
+    "kernel_overhead": (0.0, 20e-6),
+    "fallback_kernel_overhead": (0.0, 20e-6),
+    "block_stream_share": (0.05, 1.0),
+    # The exponent of the norm by which blocks' fixed work and the stream overlap: from
+    # their sum (1) towards their maximum; the fits land at 1.0-2.8.
+    "overlap": (1.0, 3.0),
 }
 #: Candidate query-group sizes up to which the grouped decode kernel runs (TensorRT-LLM's
 #: XQA kernels are compiled for groups of up to a power of two), and candidate cache chunks
-#: (tokens) of multi-block mode: the fit keeps the pair of least loss.
+#: (tokens) of multi-block mode: the fit keeps the pair of least loss. Chunks of 512 and
+#: 2048 tokens lost on the fitted rows of every table (a100, h100, h200, b200, gb200; bf16
+#: and fp8); Blackwell's tables choose 32 or 64.
 DECODE_GROUP_LIMITS: tuple[int, ...] = (8, 16, 32, 64)
-DECODE_KV_CHUNKS: tuple[int, ...] = (128, 512, 2048)
+DECODE_KV_CHUNKS: tuple[int, ...] = (32, 64, 128)
 MOE_BOUNDS: dict[str, tuple[float, float]] = {
     "matmul_efficiency": (0.05, 1.0),
     "memory_efficiency": (0.05, 1.0),
@@ -367,7 +377,7 @@ def _decode_function() -> Callable[..., Any]:
     from perfcost.formulations import kernels
 
     names = ("b kv_len h kvh d e_kv e_act bw eta_mem vec eta_vec eta_fallback sms block_oh "
-             "fallback_oh k_oh group_limit kv_chunk")
+             "fallback_oh k_oh group_limit kv_chunk fallback_k_oh stream_share overlap")
     symbols = sp.symbols(names, positive=True)
     return sp.lambdify(symbols, kernels.decode_kernel_time(*symbols), "numpy")
 
@@ -382,8 +392,9 @@ def predict_decode(table: Table, index: np.ndarray, machine: Machine,
         machine.hbm_bandwidth, params["memory_efficiency"], machine.peak("fp32"),
         params["vector_efficiency"], params["fallback_efficiency"], machine.multiprocessors,
         params["block_overhead"], params["fallback_block_overhead"],
-        params["kernel_overhead"], params["group_limit"],
-        params["kv_chunk"]), dtype=float) * np.ones(index.size)
+        params["kernel_overhead"], params["group_limit"], params["kv_chunk"],
+        params["fallback_kernel_overhead"], params["block_stream_share"], params["overlap"]),
+        dtype=float) * np.ones(index.size)
 
 
 def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[float, float]],
