@@ -104,11 +104,21 @@ class Formulation:
         return {p.symbol: p.value for p in self.parameters.values()}
 
     def substituted(self, name: str, config: Mapping[str, float]) -> sp.Expr:
-        """The expression ``name`` with parameters and the decisions in ``config`` put in."""
+        """The expression ``name`` with parameters and the decisions in ``config`` put in, as
+        exact sympy numbers (integers where the value is whole, so case splits and ceilings
+        decide exactly). A node-for-node replacement: ``subs`` would re-match every
+        sub-expression and takes minutes on a large formulation."""
         subs: dict[sp.Symbol, float] = self.parameter_values()
         for key, value in config.items():
             subs[self.decisions[key].symbol] = value
-        return self.expressions[name].subs(subs)
+        return self.expressions[name].xreplace({symbol: _number(value)
+                                                for symbol, value in subs.items()})
+
+
+def _number(value: float) -> sp.Expr:
+    """A value as an exact sympy number: an Integer where it is whole."""
+    value = float(value)
+    return sp.Integer(int(value)) if value.is_integer() else sp.Float(value)
 
 
 def indicator(symbol: sp.Symbol, code: int) -> sp.Expr:

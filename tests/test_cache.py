@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from perfcost.solver.case import schema
-from perfcost.solver.problem import cache, numeric
+from perfcost.solver.problem import cache, evaluate, numeric
 from perfcost.solver.problem.evaluate import training_numeric
 from perfcost.solver.problem.specs import decision_codes, fixed_config
 
@@ -17,6 +17,8 @@ from perfcost.solver.problem.specs import decision_codes, fixed_config
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PERFCOST_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("PERFCOST_NO_CACHE", raising=False)
+    # The process keeps one numeric formulation per structure; these tests read the disk.
+    monkeypatch.setattr(evaluate, "_BY_STRUCTURE", {})
     return tmp_path
 
 
@@ -26,6 +28,7 @@ def test_a_cached_formulation_gives_the_values_of_a_fresh_one(folder: Path) -> N
     fresh = training_numeric(case)  # built and lambdified, then stored
     stored = list((folder / "numeric").glob("*.json"))
     assert len(stored) == 1
+    evaluate._BY_STRUCTURE.clear()
     again = training_numeric(case)  # read back: its source compiled again
     assert again is not fresh and again.source == fresh.source
     # Equal to the freshly lambdified functions, value for value; that those equal the sympy
@@ -39,6 +42,7 @@ def test_a_damaged_entry_is_a_miss(folder: Path) -> None:
     training_numeric(case)
     (entry,) = (folder / "numeric").glob("*.json")
     entry.write_text('{"key": "not this one"')  # cut short
+    evaluate._BY_STRUCTURE.clear()
     rebuilt = training_numeric(case)
     assert rebuilt.source  # built again, and stored again
     assert cache.read("numeric", entry.stem) is not None

@@ -124,3 +124,27 @@ def test_evaluate_imports_neither_pyomo_nor_highspy(tmp_path: Path) -> None:
     # The import log is live: the evaluation's own modules are in it.
     assert "perfcost.solver.problem.evaluate" in imported and "sympy" in imported
     assert not [m for m in imported if m.split(".")[0] in ("pyomo", "highspy")]
+
+
+def test_cases_of_one_structure_share_one_function_with_their_own_values(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two of Narayanan's GPT models (other sizes, splits and batches, one structure): the
+    second evaluation builds nothing, and its values are those of a formulation built from
+    its own specs, quantity by quantity."""
+    from perfcost.solver.problem import evaluate
+    from perfcost.solver.problem import specs as problem
+    from perfcost.solver.problem.numeric import from_formulation
+
+    monkeypatch.setattr(evaluate, "_BY_STRUCTURE", {})
+    evaluate.evaluate_case(case_mod.load("narayanan2021-t1-gpt-1.7b"))
+    case = case_mod.load("narayanan2021-t1-gpt-18.4b")
+    shared = evaluate.evaluate_case(case)
+    assert len(evaluate._BY_STRUCTURE) == 1
+    s = problem.specs(problem.single(case))
+    own = from_formulation(evaluate.build("training", s.model, s.hardware, s.network,
+                                          s.training))(problem.decision_codes(shared.config))
+    assert own.keys() == shared.values.keys()
+    for name, value in own.items():
+        assert shared.values[name] == pytest.approx(value, rel=1e-12, nan_ok=True), name
+    assert shared.numbers.parameters["layers"].value != evaluate.evaluate_case(
+        case_mod.load("narayanan2021-t1-gpt-1.7b")).numbers.parameters["layers"].value

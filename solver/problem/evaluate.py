@@ -7,7 +7,7 @@ expressions in :mod:`perfcost.formulations` (DESIGN.md, invariant 1).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -84,12 +84,46 @@ def training_formulation(case: Case) -> Formulation:
     return build("training", s.model, s.hardware, s.network, s.training)
 
 
+#: Numeric training formulations by model structure (solver.problem.search.structure_key):
+#: cases that differ only in sizes, rates and prices share one lambdified function.
+_BY_STRUCTURE: dict[str, NumericFormulation] = {}
+
+
 def training_numeric(case: Case) -> NumericFormulation:
-    """The training formulation of a one-system case as numeric functions, from the disk cache
-    when the same specs were evaluated before (no sympy then)."""
+    """The training formulation of a one-system case as numeric functions with this case's
+    parameter values. The function is built once per model structure (sizes, rates and prices
+    are its arguments, as in a search over systems) and kept in the disk cache, so a second
+    case of a structure -- another model size, another GPU -- builds nothing (no sympy)."""
+    from perfcost.solver.problem.search import structure_key
+
     s = problem.specs(case)
     inputs = (s.model, s.hardware, s.network, s.training)
-    return numeric_formulation("training", inputs, lambda: build("training", *inputs))
+    key = repr(structure_key(s))
+    shared = _BY_STRUCTURE.get(key)
+    if shared is None:
+        shared = _BY_STRUCTURE[key] = numeric_formulation(
+            "training-structure", (key,), lambda: build("training", *inputs))
+    values = _parameter_values(inputs)
+    parameters = {name: replace(info, value=values[name])
+                  for name, info in shared.parameters.items()}
+    # One compiled function for every case of the structure (the list is its cache).
+    return replace(shared, parameters=parameters, _compiled=shared._compiled)
+
+
+def _parameter_values(inputs: tuple[Any, ...]) -> dict[str, float]:
+    """The training formulation's parameter values of one system, without building it (from
+    the disk cache when computed before: computing them imports sympy)."""
+    from perfcost.solver.problem import cache
+
+    entry_key = cache.key("training-parameter-values", *(repr(i) for i in inputs))
+    found = cache.read("parameters", entry_key)
+    if found is not None and isinstance(found.get("values"), dict):
+        return {str(k): float(v) for k, v in found["values"].items()}
+    from perfcost.formulations.training import parameter_values
+
+    values = parameter_values(*inputs)
+    cache.write("parameters", entry_key, {"values": values})
+    return values
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,13 @@ def structure_key(specs: fixed.Specs) -> tuple[object, ...]:
            # FP8 GEMMs, the pipeline schedule and the overlaps change the terms' structure.
            specs.training.fp8_recipe, specs.training.schedule, specs.training.tp_overlap,
            specs.training.zero_reduce_per_micro_batch, m.mtp_modules > 0,
-           specs.training.cp_algorithm)
+           specs.training.cp_algorithm,
+           # Which outputs are recomputed, the stored formats and copies, and a per-rank
+           # dispatch (whose distinct-rank count has one factor per routed expert) are
+           # written into the expressions, not passed as values.
+           specs.training.recompute_modules, specs.training.attention_output_format,
+           specs.training.fp8_weight_copies, specs.training.dispatch_per_rank,
+           m.top_k if specs.training.dispatch_per_rank else None)
 
 
 def _formulation(specs: fixed.Specs) -> Formulation:
