@@ -9,9 +9,36 @@ from perfcost.solver.case import catalog
 from perfcost.solver.case.schema import load
 
 
+def _serving_structure(name: str) -> tuple[object, ...] | None:
+    """What shapes a serving study's formulation (None for a training study): a mixture of
+    experts, latent attention, disaggregation, number formats, speculative decoding, cached
+    prefixes, data-parallel attention and a fixed GPU count; sizes and rates are values."""
+    case = load(name)
+    sv = case.serving
+    if sv is None:
+        return None
+    m = case.model
+
+    def listed(value: object) -> tuple[object, ...]:
+        return tuple(value) if isinstance(value, list) else (value,)
+
+    return (m.experts is not None, m.kv_lora_rank is not None, listed(sv.disaggregated),
+            listed(sv.precision), sv.speculative, bool(sv.cached_prefixes),
+            sv.dp_attention is not None, sv.gpus is not None)
+
+
 def representative_cases(validation: bool = True) -> list[str]:
-    """Every study and, with ``validation``, one validation case per suite and structure."""
-    studies = list(catalog.entries("studies"))
+    """Every training study, one serving study per structure, and, with ``validation``, one
+    validation case per suite and structure."""
+    by_structure: dict[str, str] = {}
+    studies = []
+    for name in sorted(catalog.entries("studies")):
+        key = _serving_structure(name)
+        if key is None:
+            studies.append(name)
+        elif str(key) not in by_structure:
+            by_structure[str(key)] = name
+            studies.append(name)
     if not validation:
         return sorted(studies)
     by_suite: dict[str, str] = {}

@@ -92,6 +92,10 @@ NOT_HERE = {
     "perfcost export llama3-70b-h100 --format latex":
         "tests/test_export_latex.py exports and checks the LaTeX",
     "perfcost validate trtllm-ttft": "tests/test_serving_validation.py runs the suite",
+    "perfcost evaluate cases/validation/deepseek-v3-pretrain-h800.toml":
+        "tests/test_validation.py evaluates this case (suite deepseek-v3) and "
+        "tests/test_training_modern.py checks its memory breakdown; the report of a "
+        "DeepSeek-V3 configuration is drawn in tests/test_solve.py (deepseek-v3-2048-h800)",
     "perfcost calibrate k.json --hardware h100-sxm":
         "k.json is what benchmarks/kernels.py measures on a GPU; tests/test_calibrate.py fits "
         "the shipped H100 measurements (test_h100_file_with_steadier_timing_fits_closer)",

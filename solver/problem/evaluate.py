@@ -104,6 +104,10 @@ def training_numeric(case: Case) -> NumericFormulation:
         shared = _BY_STRUCTURE[key] = numeric_formulation(
             "training-structure", (key,), lambda: build("training", *inputs))
     values = _parameter_values(inputs)
+    if values.keys() != shared.parameters.keys():
+        # Not the structure the key promised (a parameter only some entries have): this
+        # case's own formulation, keyed by its specs in full.
+        return numeric_formulation("training", inputs, lambda: build("training", *inputs))
     parameters = {name: replace(info, value=values[name])
                   for name, info in shared.parameters.items()}
     # One compiled function for every case of the structure (the list is its cache).
