@@ -94,7 +94,7 @@ def training_numeric(case: Case) -> NumericFormulation:
     parameter values. The function is built once per model structure (sizes, rates and prices
     are its arguments, as in a search over systems) and kept in the disk cache, so a second
     case of a structure -- another model size, another GPU -- builds nothing (no sympy)."""
-    from perfcost.solver.problem.search import structure_key
+    from perfcost.solver.problem.search import structure_key, training_parameters
 
     s = problem.specs(case)
     inputs = (s.model, s.hardware, s.network, s.training)
@@ -103,7 +103,7 @@ def training_numeric(case: Case) -> NumericFormulation:
     if shared is None:
         shared = _BY_STRUCTURE[key] = numeric_formulation(
             "training-structure", (key,), lambda: build("training", *inputs))
-    values = _parameter_values(inputs)
+    (values,) = training_parameters([s])  # disk-cached: computing them imports sympy
     if values.keys() != shared.parameters.keys():
         # Not the structure the key promised (a parameter only some entries have): this
         # case's own formulation, keyed by its specs in full.
@@ -112,22 +112,6 @@ def training_numeric(case: Case) -> NumericFormulation:
                   for name, info in shared.parameters.items()}
     # One compiled function for every case of the structure (the list is its cache).
     return replace(shared, parameters=parameters, _compiled=shared._compiled)
-
-
-def _parameter_values(inputs: tuple[Any, ...]) -> dict[str, float]:
-    """The training formulation's parameter values of one system, without building it (from
-    the disk cache when computed before: computing them imports sympy)."""
-    from perfcost.solver.problem import cache
-
-    entry_key = cache.key("training-parameter-values", *(repr(i) for i in inputs))
-    found = cache.read("parameters", entry_key)
-    if found is not None and isinstance(found.get("values"), dict):
-        return {str(k): float(v) for k, v in found["values"].items()}
-    from perfcost.formulations.training import parameter_values
-
-    values = parameter_values(*inputs)
-    cache.write("parameters", entry_key, {"values": values})
-    return values
 
 
 @dataclass(frozen=True)
