@@ -164,3 +164,17 @@ def in_flight_layers(layers: sp.Expr, p: sp.Expr, v: sp.Expr, m: sp.Expr) -> sp.
 def sharded(count: sp.Expr, dp: sp.Expr, zero: sp.Expr, from_stage: int) -> sp.Expr:
     """``count`` divided over the data-parallel ranks when the ZeRO stage is >= ``from_stage``."""
     return sp.Piecewise((count / dp, zero >= from_stage), (count, True))
+
+
+
+def largest_rank(per_rank: list[dict[str, sp.Expr]]) -> dict[str, sp.Expr]:
+    """The first rank's memory terms, and ``largest_rank_excess``: what the rank holding the
+    most holds beyond it (zero where the first rank is the largest), so that the terms add up
+    to the largest rank's total. A maximum, not a choice of breakdown, keeps the expression
+    free of comparisons between totals (a comparison of two large expressions is what sympy
+    is slowest at, and a vectorised choice would need one per term)."""
+    first = dict(per_rank[0])
+    totals = [sp.Add(*terms.values()) for terms in per_rank]
+    first["largest_rank_excess"] = (sp.Max(*totals, evaluate=False) - totals[0]
+                                    if len(totals) > 1 else sp.Integer(0))
+    return first

@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .pipeline_layout import DUALPIPE_EXTRA_IN_FLIGHT, DUALPIPEV_STAGES_PER_DEVICE
+
 SCHEDULES: tuple[str, ...] = ("1f1b", "zb-h1", "dualpipe", "dualpipev")
-#: Micro-batches DualPipe holds on a stage beyond 1F1B's ``p`` (Table 2: ``PP + 1``).
-DUALPIPE_EXTRA_IN_FLIGHT = 1
-#: DualPipeV's stages per device (the V: two half-device chunks).
-DUALPIPEV_STAGES_PER_DEVICE = 2
 #: Schedules whose first rank also holds the last stage (and so the output layer): DualPipe
 #: feeds micro-batches from both ends, rank ``i`` holding stages ``i`` and ``p - 1 - i``
 #: (DeepSeek-V3 Sec. 3.2.3: "we deploy the shallowest layers (including the embedding layer)
@@ -70,3 +68,4 @@ def in_flight_micro_batches(schedule: str, p: sp.Expr) -> sp.Expr:
         k = DUALPIPEV_STAGES_PER_DEVICE
         return (k * p + DUALPIPE_EXTRA_IN_FLIGHT) / sp.Integer(k)
     return p
+

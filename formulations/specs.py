@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .pipeline_layout import Layout
+
 FfnKind = Literal["gelu", "swiglu"]
 
 #: Codes of the categorical decisions, in the order their integer codes use.
@@ -231,6 +233,10 @@ class TrainingSpec:
     #: FP8 weight copies kept through the step: 2 (row-wise and transposed), or 1 where each
     #: dgrad transposes the row-wise copy (formulations.precision).
     fp8_weight_copies: int = 2
+    #: Which layers each model chunk holds, as Megatron-Core's layout string, with the ranks
+    #: and virtual stages it was written for (formulations.pipeline_layout); None: every chunk
+    #: holds an equal share (or the ceiling, with ``uneven_stages``).
+    pipeline_layout: Layout | None = None
 
 
 @dataclass(frozen=True)

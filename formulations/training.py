@@ -20,7 +20,18 @@ from dataclasses import replace
 
 import sympy as sp
 
-from . import attention, compute, memory, mla, moe, parallelism, precision, schedules, transformer
+from . import (
+    attention,
+    compute,
+    memory,
+    mla,
+    moe,
+    parallelism,
+    pipeline_layout,
+    precision,
+    schedules,
+    transformer,
+)
 from .collectives import Link, ring_all_reduce
 from .core import Decision, Formulation, ParameterSet, indicator, register
 from .specs import (
@@ -40,6 +51,10 @@ MODEL_PASSES = 3
 TERA = 10**12
 #: Seconds per hour, for GPU-hours.
 SECONDS_PER_HOUR = 3600
+#: A multi-token prediction module projects the concatenation of two hidden vectors (the
+#: previous depth's representation and the next token's embedding) back to one (DeepSeek-V3,
+#: Sec. 2.2, the matrix M_k of d x 2d).
+MTP_PROJECTION_INPUTS = 2
 
 DECISIONS: dict[str, str] = {
     "tp": "tensor-parallel ranks",
@@ -441,8 +456,12 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                                                    N_up, up, out, fabric))
 
     mean_layers = L / pp  # layers per stage, averaged over the stages (for FLOP counts)
-    # With uneven stages the slowest holds ceil(L / (p v)) layers per model chunk.
+    # With uneven stages the slowest holds ceil(L / (p v)) layers per model chunk; with a
+    # layout, the fullest chunk's layers.
     layers_per_stage = v * sp.ceiling(L / (pp * v)) if job.uneven_stages else mean_layers
+    if job.pipeline_layout is not None:
+        layout_chunks = pipeline_layout.parse(job.pipeline_layout.text)
+        layers_per_stage = v * pipeline_layout.max_chunk_layers(layout_chunks)
     m = p_["GB"] / (d * b)
     # forward, backward, recomputed forward
     per_layer_comm = t_tp_fwd_exposed * (1 + full) + t_tp_bwd_exposed
@@ -732,8 +751,60 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
             p_["e"] + transformer.LOSS_FP32_BYTES),
         "recompute_working_set": recompute_working_set,
     }
-    allocated = sp.Add(*mem_terms.values())
-    mem_terms["framework_reserve"] = p_["reserve"] + p_["frag"] * allocated
+    if job.pipeline_layout is not None:
+        # Each rank's own chunks: the largest rank's memory, and its breakdown.
+        def rank_terms(content: pipeline_layout.RankContent) -> dict[str, sp.Expr]:
+            dense, sparse, mtp, embedding, loss = content.held
+            # A multi-token prediction module is one more layer of the last layer's kind.
+            if model.moe:
+                sparse += mtp
+            else:
+                dense += mtp
+            bf16 = embedding * (p_["V"] * p_["h"] / t + (
+                p_["s"] * p_["h"] if model.learned_positions else 0)) + loss * (
+                p_["V"] * p_["h"] / t) + (sparse * router if model.moe else 0)
+            params = (dense * layer_params / t + (sparse * moe_dense / t if model.moe else 0)
+                      + mtp * MTP_PROJECTION_INPUTS * p_["h"] ** 2 / t + bf16)
+            experts = sparse * routed / (ep * p_["etp"]) if model.moe else sp.Integer(0)
+            f_dense, f_sparse, f_mtp, f_embedding = (sp.Rational(x.numerator, x.denominator)
+                                                     for x in content.flight)
+            if model.moe:
+                f_sparse += f_mtp
+            else:
+                f_dense += f_mtp
+            activations = (f_dense * act_layer + (f_sparse * act_moe if model.moe else 0)
+                           + f_embedding * embed_act)
+            if not pipeline_filled:
+                # Fewer micro-batches than the schedule keeps in flight: as many as there are.
+                activations *= sp.Min(1, m * content.chunks / content.count)
+            def expert_share(from_stage: int) -> sp.Expr:
+                """The rank's expert parameters, sharded over expert data parallelism."""
+                return (memory.sharded(experts, edp, z, from_stage) if model.moe
+                        else sp.Integer(0))
+
+            return {
+                "weights": (memory.sharded(params, d, z, 3) + expert_share(3)) * p_["w_b"]
+                + (memory.sharded(params - bf16, d, z, 3) + expert_share(3)) * fp8_copy_bytes,
+                "gradients": (memory.sharded(params, d, z, 2) + expert_share(2)) * p_["g_b"],
+                "optimizer_states": (memory.sharded(params, d, z, 1) + expert_share(1)
+                                     ) * p_["o_b"],
+                "activations": activations,
+                "logits_and_loss": (loss + mtp) * dims.tokens * p_["V"] / t * (
+                    p_["e"] + transformer.LOSS_FP32_BYTES),
+                "recompute_working_set": recompute_working_set,
+            }
+        per_rank = []
+        for content in pipeline_layout.distinct_ranks(
+                layout_chunks, job.schedule, job.pipeline_layout.pp, job.pipeline_layout.v,
+                model.first_dense_layers, model.moe_every, bool(model.moe)):
+            held_terms = rank_terms(content)
+            held_terms["framework_reserve"] = (p_["reserve"]
+                                               + p_["frag"] * sp.Add(*held_terms.values()))
+            per_rank.append(held_terms)
+        mem_terms = memory.largest_rank(per_rank)
+    else:
+        allocated = sp.Add(*mem_terms.values())
+        mem_terms["framework_reserve"] = p_["reserve"] + p_["frag"] * allocated
     memory_per_gpu = sp.Add(*mem_terms.values())
     model_states = mem_terms["weights"] + mem_terms["gradients"] + mem_terms["optimizer_states"]
     # The same states averaged over the pipeline stages (the first stage also holds the
@@ -793,7 +864,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     }
     units = {name: "s" for name in (*TIME_TERMS, "iteration_time", "per_layer_forward_time",
                                     "per_layer_backward_time", "time_to_train")}
-    units.update({name: "B" for name in (*MEMORY_TERMS, "memory_per_gpu", "model_states",
+    units.update({name: "B" for name in (*mem_terms, "memory_per_gpu", "model_states",
                                                    "model_states_average")})
     units.update({f"tp_all_reduce_{name}": "s" for name in tp_algorithms})
     units["scale_up_reduction_available"] = "1"
@@ -814,11 +885,15 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         "per_layer_backward_time": "one layer's backward pass incl. recomputation and TP comm",
         "mfu": "model FLOPs utilisation (no recomputation counted)",
         "hfu": "hardware FLOPs utilisation (recomputation counted)",
-        "memory_per_gpu": "peak memory on the first pipeline stage",
+        "memory_per_gpu": "peak memory of the first pipeline rank (with a pipeline layout: "
+                          "of the rank that holds the most)",
         "time_to_train": "wall time to train on the token budget",
         "cost": "GPU-hours times the price per GPU-hour",
         "gpu_hours": "GPU-hours to train on the token budget",
         "framework_reserve": "CUDA context, communication buffers, workspaces, fragmentation",
+        "largest_rank_excess": "what the pipeline rank holding the most holds beyond the "
+                               "first (with a pipeline layout; the other terms are the "
+                               "first rank's)",
     }
     return Formulation(
         name="training",
@@ -827,6 +902,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         docs=docs,
         decisions=dec,
         parameters=ps.parameters,
-        groups={"iteration_time": TIME_TERMS, "memory_per_gpu": MEMORY_TERMS},
+        groups={"iteration_time": TIME_TERMS,
+                "memory_per_gpu": tuple(name for name in mem_terms)},
     )
 

@@ -235,10 +235,18 @@ class ParallelismSection(Strict):
     # Not searched: expert tensor parallelism and whether stages may hold unequal layers.
     expert_tp: PositiveInt = 1
     uneven_stages: Flag = False
+    # Which layers each model chunk holds, as Megatron-Core's --pipeline-model-parallel-layout
+    # string (formulations.pipeline_layout); implies uneven stages.
+    pipeline_layout: str | None = None
     # What selective recomputation redoes (Megatron-Core's --recompute-modules names;
     # formulations.memory.RECOMPUTE_MODULES); left out: the attention core and MLA's
     # up-projections.
     recompute_modules: list[RecomputeModule] | None = None
+
+    @property
+    def uneven(self) -> bool:
+        """Stages may hold unequal layer counts (``uneven_stages``, or a layout)."""
+        return self.uneven_stages or self.pipeline_layout is not None
 
 
 class CompareSection(Strict):

@@ -54,6 +54,18 @@ MAX_INITIAL_CUTS = 80
 LINEAR_LIMIT = 2_000
 
 
+def _add(constraints: Any, relation: Any) -> None:
+    """Add ``relation`` to a pyomo constraint list unless it is already decided: where every
+    variable in it has a single value and was left out, a relation is a plain ``True``, which
+    pyomo refuses (``False`` would mean no configuration can be valid, which the candidate
+    generation rules out before a model is built)."""
+    if relation is True:
+        return
+    if relation is False:
+        raise ValueError("a MILP rule holds for no configuration the space generated")
+    constraints.add(relation)
+
+
 def _exponents(value: float) -> dict[int, int]:
     return {int(p): int(e) for p, e in factorint(round(value)).items()}
 
@@ -78,7 +90,7 @@ class _Model:
         m.cons = pe.ConstraintList()
         names = self.vars + (["gpus"] if len(gpus) > 1 else [])
         for v in names:
-            m.cons.add(sum(m.x[v, i] for i in range(self._size(v))) == 1)
+            _add(m.cons, sum(m.x[v, i] for i in range(self._size(v))) == 1)
         self._rules()
         self.selector: dict[int, Any] = {}
         # A model of the same problem with fewer constraints shares the codes of the first.
@@ -125,15 +137,15 @@ class _Model:
         for q in primes:
             lhs = sum(self._sum(v, lambda val, q=q: _exponents(val).get(q, 0)) for v in groups)
             if len(sp_.gpus) > 1:
-                m.cons.add(lhs == self._sum("gpus", lambda val, q=q: _exponents(val).get(q, 0)))
+                _add(m.cons, lhs == self._sum("gpus", lambda val, q=q: _exponents(val).get(q, 0)))
             else:
-                m.cons.add(lhs == _exponents(sp_.gpus[0]).get(q, 0))
+                _add(m.cons, lhs == _exponents(sp_.gpus[0]).get(q, 0))
         divides = [("dp", "micro_batch", gb)]
         if sp_.heads_over_cp is not None:  # Ulysses: tp*cp divides the heads
             divides.append(("tp", "cp", sp_.heads_over_cp))
         if sp_.uneven_stages:
             # Uneven stages: at most one layer per model chunk, pp * v <= layers.
-            m.cons.add(self._sum("pp", math.log) + self._sum("virtual_stages", math.log)
+            _add(m.cons, self._sum("pp", math.log) + self._sum("virtual_stages", math.log)
                        <= math.log(layers) + 1e-9)
         else:
             divides.append(("pp", "virtual_stages", layers))
@@ -144,25 +156,25 @@ class _Model:
         expert_primes = {p for v in [*self.c.variables["ep"], float(sp_.expert_tp)]
                          for p in _exponents(v)}
         for q in sorted({p for val in vals for p in _exponents(val)} if expert_primes else ()):
-            m.cons.add(self._sum("ep", lambda val, q=q: _exponents(val).get(q, 0))
+            _add(m.cons, self._sum("ep", lambda val, q=q: _exponents(val).get(q, 0))
                        + _exponents(float(sp_.expert_tp)).get(q, 0)
                        <= sum(self._sum(v, lambda val, q=q: _exponents(val).get(q, 0))
                               for v in stage))
         for a, b, total in divides:
             vals = [self._value(v, i) for v in (a, b) for i in range(self._size(v))]
             for q in sorted({p for val in vals for p in _exponents(val)}):
-                m.cons.add(self._sum(a, lambda val, q=q: _exponents(val).get(q, 0))
+                _add(m.cons, self._sum(a, lambda val, q=q: _exponents(val).get(q, 0))
                            + self._sum(b, lambda val, q=q: _exponents(val).get(q, 0))
                            <= _exponents(total).get(q, 0))
         # At least pp micro-batches: dp * micro_batch * pp <= global_batch.
-        m.cons.add(self._sum("dp", math.log) + self._sum("micro_batch", math.log)
+        _add(m.cons, self._sum("dp", math.log) + self._sum("micro_batch", math.log)
                    + self._sum("pp", math.log) <= math.log(gb) + 1e-9)
 
         def at(v: str, value: float) -> Any:
             idx = [i for i in range(self._size(v)) if self._value(v, i) == value]
             return x[v, idx[0]] if idx else 0
 
-        m.cons.add(sum(x["virtual_stages", i] for i in range(self._size("virtual_stages"))
+        _add(m.cons, sum(x["virtual_stages", i] for i in range(self._size("virtual_stages"))
                        if self._value("virtual_stages", i) != 1) + at("pp", 1) <= 1)
         # The framework's rules (space.Space): ZeRO stages it runs with a pipeline, and the
         # interleaved schedule's multiple of pp micro-batches -- dp*micro_batch*pp divides the
@@ -170,7 +182,7 @@ class _Model:
         with_pipeline = set(sp_.zero_with_pipeline)
         for i in range(self._size("zero")):
             if self._value("zero", i) not in with_pipeline:
-                m.cons.add(x["zero", i] + sum(x["pp", j] for j in range(self._size("pp"))
+                _add(m.cons, x["zero", i] + sum(x["pp", j] for j in range(self._size("pp"))
                                               if self._value("pp", j) != 1) <= 1)
         interleaved = sum(x["virtual_stages", i] for i in range(self._size("virtual_stages"))
                           if self._value("virtual_stages", i) != 1)
@@ -181,16 +193,16 @@ class _Model:
                 terms = [self._sum(v, lambda val, q=q: _exponents(val).get(q, 0)) for v in trio]
                 big = sum(max(_exponents(self._value(v, i)).get(q, 0)
                               for i in range(self._size(v))) for v in trio)
-                m.cons.add(sum(terms) <= _exponents(gb).get(q, 0) + big * (1 - interleaved))
+                _add(m.cons, sum(terms) <= _exponents(gb).get(q, 0) + big * (1 - interleaved))
         # Equivalent spellings kept once, as space.candidates does.
         if 0.0 in self.c.variables["zero"]:
-            m.cons.add(sum(x["zero", i] for i in range(self._size("zero"))
+            _add(m.cons, sum(x["zero", i] for i in range(self._size("zero"))
                            if self._value("zero", i) != 0) + at("dp", 1) <= 1)
         if 0.0 in self.c.variables["sequence_parallel"]:
-            m.cons.add(at("sequence_parallel", 1) + at("tp", 1) <= 1)
+            _add(m.cons, at("sequence_parallel", 1) + at("tp", 1) <= 1)
         if 0.0 in self.c.variables["placement"]:
-            m.cons.add(at("placement", 1) + at("pp", 1) <= 1)
-            m.cons.add(at("placement", 1) + at("dp", 1) <= 1)
+            _add(m.cons, at("placement", 1) + at("pp", 1) <= 1)
+            _add(m.cons, at("placement", 1) + at("dp", 1) <= 1)
         systems = sp_.systems
         # A system priced for one GPU count (co-design) takes only that count.
         for j, s in enumerate(systems):
@@ -200,19 +212,19 @@ class _Model:
                 if g == s.gpus:
                     continue
                 if len(sp_.gpus) > 1 and len(systems) > 1:
-                    m.cons.add(x["gpus", i] + x[SYSTEM, j] <= 1)
+                    _add(m.cons, x["gpus", i] + x[SYSTEM, j] <= 1)
                 elif len(sp_.gpus) > 1:
-                    m.cons.add(x["gpus", i] == 0)
+                    _add(m.cons, x["gpus", i] == 0)
                 elif len(systems) > 1:
-                    m.cons.add(x[SYSTEM, j] == 0)
+                    _add(m.cons, x[SYSTEM, j] == 0)
         for i in range(self._size("tp")):
             t = self._value("tp", i)
             for j, s in enumerate(systems):
                 if t > s.scale_up_size:
                     if len(systems) > 1:
-                        m.cons.add(x["tp", i] + x[SYSTEM, j] <= 1)
+                        _add(m.cons, x["tp", i] + x[SYSTEM, j] <= 1)
                     else:
-                        m.cons.add(x["tp", i] == 0)
+                        _add(m.cons, x["tp", i] == 0)
 
     def _selectors(self) -> None:
         pe, m = self.pe, self.m
@@ -221,7 +233,7 @@ class _Model:
             if len(f.variables) == 1:
                 v = f.variables[0]
                 for i in np.flatnonzero(~np.isfinite(np.asarray(f.values))):
-                    m.cons.add(m.x[v, int(i)] == 0)  # the model cannot evaluate it: excluded
+                    _add(m.cons, m.x[v, int(i)] == 0)  # the model cannot evaluate it: excluded
 
     def factor_selector(self, fi: int) -> dict[int, Any]:
         """Selector of each finite entry of table ``fi``: its variable's one-hot, or the joint
@@ -308,7 +320,7 @@ class _Model:
             coords = np.unravel_index(allowed, shape)
             for axis, v in enumerate(names):
                 for i in range(shape[axis]):
-                    m.cons.add(sum(sel[int(j)] for j in allowed[coords[axis] == i])
+                    _add(m.cons, sum(sel[int(j)] for j in allowed[coords[axis] == i])
                                == m.x[v, i])
         return sel
 
@@ -354,7 +366,7 @@ class _Model:
         m.z = pe.Var(list(raw), domain=pe.Reals)
         for key, (expr, lo, hi) in raw.items():
             shift = math.log(self.scale) if key[0] == "objective" else 0.0
-            m.cons.add(m.z[key] == expr - shift)
+            _add(m.cons, m.z[key] == expr - shift)
             self.z_bounds[key] = (lo - shift, hi - shift)
 
         def value(key: tuple[str, int]) -> Any:

@@ -130,7 +130,10 @@ def structure_key(specs: fixed.Specs) -> tuple[object, ...]:
            # written into the expressions, not passed as values.
            specs.training.recompute_modules, specs.training.attention_output_format,
            specs.training.fp8_weight_copies, specs.training.dispatch_per_rank,
-           m.top_k if specs.training.dispatch_per_rank else None)
+           m.top_k if specs.training.dispatch_per_rank else None,
+           # A layout writes each rank's layer counts (and so which are dense) into memory.
+           specs.training.pipeline_layout,
+           (m.first_dense_layers, m.moe_every) if specs.training.pipeline_layout else None)
 
 
 def _formulation(specs: fixed.Specs) -> Formulation:

@@ -144,19 +144,19 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
     def layer_splits(layers: int, limit: int | None) -> list[int]:
         """Stage (or chunk) counts the layers allow: divisors, or any count up to the layers
         when stages may be uneven."""
-        if par.uneven_stages:
+        if par.uneven:
             return list(range(1, min(layers, limit or layers) + 1))
         return divisors(layers, limit)
 
     def layer_split_problem(n: int) -> str | None:
-        if par.uneven_stages:
+        if par.uneven:
             return None if n <= m.layers else f"exceeds model.layers = {m.layers}"
         return None if m.layers % n == 0 else f"does not divide model.layers = {m.layers}"
 
     domains: dict[str, list[Any]] = {
         "tp": pruned("tp", _choice(par.tp), list(range(1, max_tp + 1)), tp_ok),
         "pp": pruned("pp", _choice(par.pp), [p for p in layer_splits(m.layers, max_gpus)
-                                             if not par.uneven_stages
+                                             if not par.uneven
                                              or any(g % p == 0 for g in gpus)],
                      lambda p: layer_split_problem(p)),
         "cp": pruned("cp", _choice(par.cp),
@@ -201,7 +201,7 @@ def build_space(case: Case, systems: Sequence[System]) -> Space:
     codes["placement"] = tuple(sorted({float(PLACEMENTS.index(p)) for p in placement}))
     ordered = {name: codes[name] for name in DECISIONS}
     return Space(ordered, tuple(sorted(set(gpus))), tuple(systems), job.global_batch,
-                 m.layers, tuple(notes), par.expert_tp, par.uneven_stages,
+                 m.layers, tuple(notes), par.expert_tp, par.uneven,
                  tuple(fw_rules.zero_stages_with_pipeline),
                  fw_rules.interleaving_needs_micro_batch_multiple,
                  m.heads if job.cp_algorithm == "a2a" else None)

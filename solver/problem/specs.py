@@ -7,7 +7,9 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from perfcost.formulations import pipeline_layout
 from perfcost.formulations.memory import DEFAULT_RECOMPUTE_MODULES
+from perfcost.formulations.pipeline_layout import Layout
 from perfcost.formulations.specs import (
     HOPS,
     NON_BLOCKING,
@@ -250,7 +252,7 @@ def specs(case: Case) -> Specs:
         weight_bytes=element, grad_bytes=GRAD_BYTES, optimizer_state_bytes=adam_state,
         optimizer_step_bytes=adam_step, dropout_mask_bytes=DROPOUT_MASK_BYTES,
         dp_overlap=job.dp_overlap, tp_algorithm=job.tp_algorithm, attention=job.attention,
-        expert_tp=case.parallelism.expert_tp, uneven_stages=case.parallelism.uneven_stages,
+        expert_tp=case.parallelism.expert_tp, uneven_stages=case.parallelism.uneven,
         ep_overlap=job.ep_overlap,
         gpu_hour_price=hw.gpu_hour_price if price is None else price,
         fp8_recipe=job.fp8_recipe if fp8 else "none", schedule=job.schedule,
@@ -265,8 +267,40 @@ def specs(case: Case) -> Specs:
         attention_output_format=fw.behaviour.attention_output_format or "",
         dispatch_per_rank=fw.behaviour.dispatch_per_rank,
         fp8_weight_copies=fw.behaviour.fp8_weight_copies,
+        pipeline_layout=layout_of(case, model),
     )
     return Specs(model, hardware, network, training)
+
+
+def layout_of(case: Case, model: ModelSpec) -> Layout | None:
+    """The case's pipeline layout, checked against the model and its fixed ``pp`` and
+    ``virtual_stages`` (a layout describes one split, so neither may be searched)."""
+    par = case.parallelism
+    text = par.pipeline_layout
+    if text is None:
+        return None
+    fixed: dict[str, int] = {}
+    for name in ("pp", "virtual_stages"):
+        value = getattr(par, name)
+        if isinstance(value, list):
+            value = value[0] if len(value) == 1 else None
+        elif value is None and name == "virtual_stages":
+            value = 1
+        if not isinstance(value, int):
+            raise CaseError(f"parallelism.{name}", value if value is not None else MISSING,
+                            "expected one fixed value with parallelism.pipeline_layout "
+                            "(a layout describes one split)")
+        fixed[name] = value
+    try:
+        chunks = pipeline_layout.parse(text)
+    except pipeline_layout.LayoutError as exc:
+        raise CaseError("parallelism.pipeline_layout", text, f"expected {exc}") from None
+    problem = pipeline_layout.check(chunks, model.layers, model.mtp_modules,
+                                    case.training.schedule, fixed["pp"],
+                                    fixed["virtual_stages"])
+    if problem is not None:
+        raise CaseError("parallelism.pipeline_layout", text, f"expected {problem}")
+    return Layout(text, fixed["pp"], fixed["virtual_stages"], case.training.schedule)
 
 
 def fixed_config(case: Case) -> dict[str, Any]:
@@ -399,7 +433,7 @@ def _check_degrees(case: Case, c: dict[str, Any]) -> None:
     if ep > 1 and (m.experts is None or m.experts % ep):
         raise CaseError("parallelism.ep", ep,
                         f"expected a divisor of model.experts = {m.experts or 0}")
-    if case.parallelism.uneven_stages:
+    if case.parallelism.uneven:
         if p * v > m.layers:
             raise CaseError("parallelism.pp", p,
                             f"expected pp*virtual_stages = {p}*{v} = {p * v} to be at most "

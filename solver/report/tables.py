@@ -46,7 +46,9 @@ def evaluation(result: Evaluation) -> Group:
     mem = (f"{format_quantity(v['memory_per_gpu'], 'B')} of "
            f"{format_quantity(result.memory_capacity, 'B')}")
     margin = result.memory_capacity - v["memory_per_gpu"]
-    summary.add_row("memory per GPU (first stage)",
+    layout = "largest_rank_excess" in result.memory_breakdown()
+    summary.add_row("memory per GPU (largest pipeline rank)" if layout
+                    else "memory per GPU (first stage)",
                     f"{mem}, {format_quantity(margin, 'B')} to spare (framework reserve "
                     "included)" if fits else f"[red]{mem} -- does not fit")
     if cfg["tp"] > 1:
@@ -83,7 +85,8 @@ def evaluation(result: Evaluation) -> Group:
         style = "bold" if name == top else ""
         times.add_row(name.replace("_", " "), format_quantity(value, "s"), _share(value, total),
                       style=style)
-    memory = Table(title="memory breakdown (first stage)", title_justify="left")
+    memory = Table(title="memory breakdown (first rank)" if layout
+                   else "memory breakdown (first stage)", title_justify="left")
     memory.add_column("term")
     memory.add_column("bytes", justify="right")
     memory.add_column("share", justify="right")
