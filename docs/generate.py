@@ -293,9 +293,87 @@ def serving_table(args: list[str]) -> str:
     return "\n".join(out)
 
 
+#: The serving studies docs/inference.md sets beside their sources: the test that checks each
+#: row, what changes, and what the source reports.
+SERVING_STUDIES: dict[str, tuple[str, str, str]] = {
+    "serve-llama3.1-70b-eagle-h200": (
+        "tests/test_serving_features.py",
+        "TPOT at batch 1, EAGLE heads (k = 5, a = 0.8) against none",
+        "2.7x-3.5x on LLaMA2-Chat 70B (EAGLE, ICML 2024, abstract)"),
+    "serve-llama3-8b-prefix-cache-h100": (
+        "tests/test_serving_features.py",
+        "requests/s of a replica, hit rate 0.9 against none; cost per token",
+        "up to 6.4x throughput on shared-prefix workloads (SGLang, NeurIPS 2024)"),
+    "serve-deepseek-v3-wide-ep-h100": (
+        "tests/test_serving_wide_ep.py",
+        "peak decode output tokens/s per H100 node",
+        "22.3k per node, up to 5x vanilla TP (LMSYS blog, 2025-05-05)"),
+}
+#: SGLang's decode output tokens/s per H100 node (LMSYS blog, 2025-05-05).
+SGLANG_TOKENS_PER_NODE = 22.3e3
+GPUS_PER_NODE = 8
+
+
+def study_row(study: str, ours: str) -> str:
+    """One row of the ``serving_studies`` table."""
+    test, change, reported = SERVING_STUDIES[study]
+    return f"| `{study}` (`{test}`) | {change} | {ours} | {reported} |"
+
+
+def eagle_cell(plain_tpot: float, heads_tpot: float) -> str:
+    return (f"{plain_tpot * 1e3:.2f} ms -> {heads_tpot * 1e3:.2f} ms, "
+            f"{plain_tpot / heads_tpot:.2f}x")
+
+
+def prefix_cell(uncached: dict[str, float], cached: dict[str, float]) -> str:
+    rate = "requests_per_s_per_replica"
+    return (f"{uncached[rate]:.2f} -> {cached[rate]:.2f}, {cached[rate] / uncached[rate]:.1f}x; "
+            f"{uncached['gpus']:.0f} GPUs -> {cached['gpus']:.0f}")
+
+
+def wide_ep_cell(wide: float, narrow: float) -> str:
+    return (f"{wide / 1e3:.1f}k ({(wide / SGLANG_TOKENS_PER_NODE - 1) * 100:+.0f} %); "
+            f"{wide / narrow:.1f}x attention TP only")
+
+
+def serving_studies_table(args: list[str]) -> str:
+    """``serving_studies``: each study of :data:`SERVING_STUDIES` with and without what it adds
+    (the tests named in each row compute the same and check the row)."""
+    from perfcost.solver.case.schema import load
+    from perfcost.solver.serving.search import peak_throughput_per_node, solve_serving
+
+    eagle, prefix, wide_ep = SERVING_STUDIES
+
+    def best(study: str, *overrides: str) -> dict[str, float]:
+        found = solve_serving(load(study, list(overrides))).best
+        if found is None:
+            raise RuntimeError(f"{study} {overrides}: no feasible deployment")
+        return dict(found.values)
+
+    wide = peak_throughput_per_node(load(wide_ep), GPUS_PER_NODE)[0]
+    narrow = peak_throughput_per_node(load(wide_ep, ["serving.dp_attention=1"]),
+                                      GPUS_PER_NODE)[0]
+    rows = [
+        study_row(eagle, eagle_cell(best(eagle, "serving.speculative=none")["tpot"],
+                                    best(eagle)["tpot"])),
+        study_row(prefix, prefix_cell(best(prefix, "serving.prefix_hit_rate=0"),
+                                      best(prefix))),
+        study_row(wide_ep, wide_ep_cell(wide, narrow)),
+    ]
+    return "\n".join(["| study (test) | change | ours | reported |", "| --- | --- | --- | --- |",
+                      *rows])
+
+
+def shows_row(page: str, table: str, row: str) -> bool:
+    """Whether ``page``'s generated ``table`` region holds ``row`` (for the tests that compute
+    a row themselves)."""
+    (region,) = [r for r in regions(page) if r.kind == "table" and r.argv[:1] == [table]]
+    return row in region.body.splitlines()
+
+
 #: Tables of several commands' answers (``<!-- table: NAME ARGS -->``).
 MULTI_TABLES: dict[str, Callable[[list[str]], str]] = {
-    "splits": splits_table, "serving": serving_table}
+    "splits": splits_table, "serving": serving_table, "serving_studies": serving_studies_table}
 
 TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {
     "hbm": hbm_table, "budget": budget_table, "validation": validation_table}

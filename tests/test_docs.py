@@ -40,6 +40,8 @@ def _checked_elsewhere(region: generate.Region) -> bool:
 CHECKED_ELSEWHERE = {
     "perfcost evaluate deepseek-v3-pretrain-h800":
         "tests/test_training_modern.py::test_deepseek_v3_gpu_hours_per_trillion_tokens",
+    "serving_studies": "each row by the test it names (tests/test_serving_features.py, "
+                       "tests/test_serving_wide_ep.py)",
 }
 
 

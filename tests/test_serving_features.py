@@ -89,6 +89,12 @@ def test_eagle_speeds_up_batch_one_decoding_as_the_paper_reports() -> None:
     print(f"speed-up {speedup:.2f}x; EAGLE (ICML 2024) reports "
           f"{EAGLE_SPEEDUP[0]}-{EAGLE_SPEEDUP[1]}x on LLaMA2-Chat 70B")
     assert EAGLE_SPEEDUP[0] <= speedup <= EAGLE_SPEEDUP[1]
+    from docs_pages import generator
+
+    generate = generator()
+    assert generate.shows_row("docs/inference.md", "serving_studies", generate.study_row(
+        EAGLE, generate.eagle_cell(plain.best.values["tpot"], with_heads.best.values["tpot"]))
+    ), "docs/inference.md is stale: run python docs/generate.py"
     # Fewer than the tokens per verification: drafting and the wider verification cost time.
     assert speedup < accepted
 
@@ -187,6 +193,12 @@ def test_prefix_caching_raises_throughput_as_radixattention_reports() -> None:
     print(f"throughput x{speedup:.2f}; SGLang (NeurIPS 2024) reports up to "
           f"{PREFIX_SPEEDUP[1]}x on shared-prefix workloads")
     assert PREFIX_SPEEDUP[0] <= speedup <= PREFIX_SPEEDUP[1]
+    from docs_pages import generator
+
+    generate = generator()
+    assert generate.shows_row("docs/inference.md", "serving_studies", generate.study_row(
+        PREFIX, generate.prefix_cell(u, c))), (
+        "docs/inference.md is stale: run python docs/generate.py")
     assert c["cost_per_million_tokens"] < u["cost_per_million_tokens"]
     assert c["gpus"] <= u["gpus"]
 

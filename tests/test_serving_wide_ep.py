@@ -11,13 +11,16 @@ node against SGLang's figure (printed beside ours).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from perfcost.solver.case import schema as case_mod
-from perfcost.solver.serving.evaluate import ServingModel, evaluate_serving
-from perfcost.solver.serving.search import domains, evaluate_blocks, solve_serving
+from perfcost.solver.serving.evaluate import evaluate_serving
+from perfcost.solver.serving.search import (
+    peak_throughput_per_node,
+    solve_serving,
+)
 
 STUDY = "serve-deepseek-v3-wide-ep-h100"
+
 #: SGLang's decode throughput per H100 node (8 GPUs), 2000-token inputs, and the band we
 #: accept around it (our model has no two-batch overlap and no expert-load balancer: the
 #: two act in opposite directions).
@@ -30,16 +33,7 @@ GPUS_PER_NODE = 8
 
 def peak_decode_per_node(overrides: list[str]) -> tuple[float, dict[str, object]]:
     """The most output tokens per second per node of a feasible deployment's decode pool."""
-    model = ServingModel(case_mod.load(STUDY, overrides))
-    best, where = 0.0, {}
-    for block in evaluate_blocks(model, domains(model)):
-        per_node = (block.values["throughput_tokens_per_s"]
-                    / block.values["gpus_per_replica"] * GPUS_PER_NODE)
-        per_node = np.where(block.feasible, per_node, 0.0)
-        i = int(np.argmax(per_node))
-        if per_node[i] > best:
-            best, where = float(per_node[i]), block.config(i)
-    return best, where
+    return peak_throughput_per_node(case_mod.load(STUDY, overrides), GPUS_PER_NODE)
 
 
 def test_wide_ep_is_chosen_and_cheaper() -> None:
@@ -66,6 +60,13 @@ def test_decode_throughput_per_node_is_sglangs() -> None:
     print(f"over attention TP: x{wide / narrow:.1f} (SGLang: up to x{SGLANG_OVER_TP:g} over "
           "vanilla TP)")
     assert wide == pytest.approx(SGLANG_TOKENS_PER_NODE, rel=BAND)
+    # docs/inference.md shows these figures (docs/generate.py computes the same row).
+    from docs_pages import generator
+
+    generate = generator()
+    assert generate.SGLANG_TOKENS_PER_NODE == SGLANG_TOKENS_PER_NODE
+    assert generate.shows_row("docs/inference.md", "serving_studies", generate.study_row(
+        STUDY, generate.wide_ep_cell(wide, narrow))), "run python docs/generate.py"
     assert wide_at["dp_attention"] > 1
     # The direction, and a large factor: the replicated MLA cache of attention TP limits
     # its batch (MLA's latent is not split over tensor-parallel GPUs).

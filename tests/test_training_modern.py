@@ -4,7 +4,6 @@ framework profiles and the memory reserve."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import sympy as sp
@@ -188,15 +187,10 @@ def _check_page_region(page: str, command: str, result: object,
     """The page's output of ``command`` is the report of ``result``, printed as the command
     prints it at the width and without the colour docs/generate.py runs it with
     (tests/test_docs.py leaves this region here rather than evaluate the case again)."""
-    import sys
-
+    from docs_pages import generator
     from perfcost.solver.report import tables as report
 
-    docs = str(Path(__file__).resolve().parents[1] / "docs")
-    if docs not in sys.path:
-        sys.path.insert(0, docs)
-    import generate
-
+    generate = generator()
     (region,) = [r for r in generate.regions(page) if r.command == command]
     monkeypatch.setenv("NO_COLOR", "1")
     capsys.readouterr()

@@ -245,14 +245,9 @@ def test_validation_cases_match_published_setup(published: dict[str, dict[str, A
 
 
 def _generate() -> Any:
-    import sys
+    from docs_pages import generator
 
-    docs = Path(__file__).resolve().parents[1] / "docs"
-    if str(docs) not in sys.path:
-        sys.path.insert(0, str(docs))
-    import generate
-
-    return generate
+    return generator()
 
 
 def _validate_regions() -> list[Any]:

@@ -392,3 +392,19 @@ def solve_serving(case: Case, objective: str | None = None, top: int = 1) -> Ser
     chosen = [evaluation(b, i) for *_, b, i in ranked[:top]]
     return ServingSolution("optimal", objective, chosen[0], chosen, by_mode, evaluated,
                            len(ranked), None, dom, pareto(blocks))
+
+
+def peak_throughput_per_node(case: Case, gpus_per_node: int) -> tuple[float, dict[str, Any]]:
+    """The most output tokens per second per node of ``gpus_per_node`` GPUs that a feasible
+    deployment of the case reaches (its replicas' throughput over their GPUs), and where: the
+    figure serving teams report for a decode node."""
+    model = ServingModel(case)
+    best, where = 0.0, {}
+    for block in evaluate_blocks(model, domains(model)):
+        per_node = (block.values["throughput_tokens_per_s"]
+                    / block.values["gpus_per_replica"] * gpus_per_node)
+        per_node = np.where(block.feasible, per_node, 0.0)
+        i = int(np.argmax(per_node))
+        if per_node[i] > best:
+            best, where = float(per_node[i]), block.config(i)
+    return best, where
