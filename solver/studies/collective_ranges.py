@@ -17,14 +17,30 @@ a curve; a few size ranges, each with the pipelined alpha-beta form of
 * **The number of ranges** (1 to :data:`MAX_RANGES`) is the one of least leave-one-out error
   on the fitted rows: each row is predicted by the breakpoints and constants fitted on the
   others. Nothing outside the rows it is given is seen.
+* **The saturation rule**: the last range is applied up to the table's largest size
+  (``cover_to``), which the seeded split may have kept out of the fit. There its time is at
+  least :func:`saturation_floor`: the bus bandwidth gains per doubling of the size no more
+  than it gained between the two largest fitted sizes (in any alpha-beta form the gain per
+  doubling only shrinks as the bandwidth saturates). A last range fitted on few rows, the
+  smallest of them still on the slow side of a protocol or algorithm switch, otherwise
+  reaches an asymptote above anything measured: on the B200 tables 512 MiB ran 10-13 %
+  slower than such ranges said. The rule is a constraint of the least-squares fit of the
+  last range (in the dynamic programming and in every leave-one-out fold), so the
+  constants written into a network entry carry it; nothing is added at prediction time.
 * **The gap rule**: a range covers its fitted sizes (the first one also every smaller size,
   the last one every larger size). A size between one range's largest fitted size and the
-  next range's smallest is interpolated in log time over log size between the two ranges'
-  times at those sizes: where in the gap NCCL switches is not known from the fitted rows, so
-  the rule takes neither side. (On the five GPUs' tables its leave-one-out error on the
-  fitted rows is below that of letting the lower range run up to the next one: 4.7-6.8 %
-  against 6.1-7.3 %, averaged over the NCCL tables and rank counts.) Every size has one
-  prediction, continuous at both ends of a gap.
+  next range's smallest lies on the *bridge*: the pipelined alpha-beta form through the two
+  ranges' times at the gap's ends (two equations, linear in ``sqrt(latency)`` and
+  ``1 / sqrt(bandwidth)``), when it has a non-negative latency and a positive bandwidth;
+  otherwise (a jump too steep for any such curve) the time is interpolated in log time over
+  log size between the two ends. Where in the gap NCCL switches is not known from the
+  fitted rows, so the rule takes neither range's side; but a smooth stretch of the curve
+  bends (its slope in log-log rises from 0 towards 1), which the bridge follows and a
+  straight log-log line cuts (too slow in the middle). On the five GPUs' NCCL tables the
+  bridge's leave-one-out error on the fitted rows, averaged over ops and rank counts, is
+  5.8-6.3 % (gb200 4.4 %) against 6.2-6.7 % (4.7 %) with the straight line, and the
+  straight line's was below letting the lower range run up to the next one. Every size has
+  one prediction, continuous at both ends of a gap and monotone across it.
 """
 
 from __future__ import annotations
@@ -82,9 +98,15 @@ def root_terms(op: str, algorithm: str) -> Callable[..., Any]:
 
 
 def fit_range(a: np.ndarray, b: np.ndarray, seconds: np.ndarray,
-              bounds: dict[str, tuple[float, float]]) -> tuple[float, float, float]:
+              bounds: dict[str, tuple[float, float]],
+              floor: tuple[float, float, float] | None = None) -> tuple[float, float, float]:
     """``(latency, bandwidth, loss)`` of one range: least squares on the relative error of
-    ``sqrt(T)``; ``loss`` is the sum of the squared relative errors."""
+    ``sqrt(T)``; ``loss`` is the sum of the squared relative errors.
+
+    ``floor = (a, b, seconds)``: the range must take at least ``seconds`` at the size whose
+    root terms are ``a, b`` (the saturation rule of :func:`saturation_floor`). In the
+    unknowns the constraint is one half-plane, so where the unconstrained optimum lies
+    outside it the optimum lies on its edge: a one-dimensional least squares along it."""
     from scipy.optimize import lsq_linear
 
     root = np.sqrt(seconds)
@@ -93,10 +115,60 @@ def fit_range(a: np.ndarray, b: np.ndarray, seconds: np.ndarray,
     x_lo, x_hi = (math.sqrt(v) for v in bounds["latency"])
     y_lo, y_hi = (1 / math.sqrt(v) for v in reversed(bounds["bandwidth"]))
     matrix = np.column_stack([a * x_hi / root, b * y_hi / root])
-    result = lsq_linear(matrix, np.ones(root.size), bounds=([x_lo / x_hi, y_lo / y_hi], [1, 1]),
-                        method="bvls")
-    x, y = result.x[0] * x_hi, result.x[1] * y_hi
-    return x * x, 1 / (y * y), float(2 * result.cost)
+    lower, upper = np.array([x_lo / x_hi, y_lo / y_hi]), np.ones(2)
+    result = lsq_linear(matrix, np.ones(root.size), bounds=(lower, upper), method="bvls")
+    unknowns = result.x
+    if floor is not None:
+        edge = np.array([floor[0] * x_hi, floor[1] * y_hi])
+        target = math.sqrt(floor[2])
+        if edge @ unknowns < target:
+            unknowns = _on_edge(matrix, edge, target, lower, upper, unknowns)
+    x, y = unknowns[0] * x_hi, unknowns[1] * y_hi
+    loss = float(np.sum((matrix @ unknowns - 1) ** 2))
+    return x * x, 1 / (y * y), loss
+
+
+def _on_edge(matrix: np.ndarray, edge: np.ndarray, target: float, lower: np.ndarray,
+             upper: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Least squares of ``matrix @ z = 1`` on the line ``edge @ z = target`` inside the box
+    (the fallback, the unconstrained optimum, where the line misses the box)."""
+    # The line: z = point + t * direction; the box bounds t to an interval.
+    point = edge * target / (edge @ edge)
+    direction = np.array([-edge[1], edge[0]])
+    low, high = -math.inf, math.inf
+    for i in range(2):
+        if direction[i] == 0:
+            if not lower[i] <= point[i] <= upper[i]:
+                return fallback
+            continue
+        ends = sorted(((lower[i] - point[i]) / direction[i], (upper[i] - point[i]) / direction[i]))
+        low, high = max(low, ends[0]), min(high, ends[1])
+    if low > high:
+        return fallback
+    along, residual = matrix @ direction, 1 - matrix @ point
+    t = float(along @ residual / (along @ along)) if along @ along > 0 else low
+    return point + min(max(t, low), high) * direction
+
+
+def saturation_floor(sizes: np.ndarray, seconds: np.ndarray, cover_to: float) -> float | None:
+    """The least time at ``cover_to`` (beyond the largest of ``sizes``, the rows a last range
+    is fitted on) that keeps the bus bandwidth's growth per doubling of the size no faster
+    than between the two largest fitted sizes; None when ``cover_to`` is not beyond them.
+
+    Why: the bus bandwidth of a large message saturates: in any alpha-beta form its gain
+    per doubling only shrinks with the size. A last range fitted on few rows, some of them
+    before a protocol or algorithm switch, can reach an asymptote above anything measured
+    (the B200 tables' 512 MiB ran 10-13 % slower than such a range said); the floor keeps
+    it to what its largest rows show. Times of equal sizes are averaged in log."""
+    distinct = np.unique(sizes)
+    if distinct.size < 2 or cover_to <= distinct[-1]:
+        return None
+    last, before = (float(np.exp(np.mean(np.log(seconds[sizes == s]))))
+                    for s in distinct[-1:-3:-1])
+    # Slope of log time over log size: 1 holds the bus bandwidth, 0 would hold the time.
+    slope = math.log(last / before) / math.log(distinct[-1] / distinct[-2])
+    slope = min(max(slope, 0.0), 1.0)
+    return last * (cover_to / distinct[-1]) ** slope
 
 
 def _best_cut(costs: Callable[[int, int], float], positions: np.ndarray,
@@ -132,28 +204,39 @@ def _best_cut(costs: Callable[[int, int], float], positions: np.ndarray,
 
 
 class _RangeFitter:
-    """Fits of contiguous runs of rows, each computed once (leave-one-out reuses them)."""
+    """Fits of contiguous runs of rows, each computed once (leave-one-out reuses them).
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, seconds: np.ndarray,
-                 bounds: dict[str, tuple[float, float]]) -> None:
-        self.a, self.b, self.seconds, self.bounds = a, b, seconds, bounds
-        self.cache: dict[tuple[int, ...], tuple[float, float, float]] = {}
+    ``cover = (size, a, b)``: the size up to which the last range is applied and its root
+    terms; the last range is fitted under :func:`saturation_floor` at that size."""
 
-    def fit(self, rows: np.ndarray) -> tuple[float, float, float]:
-        key = tuple(int(r) for r in rows)
+    def __init__(self, a: np.ndarray, b: np.ndarray, seconds: np.ndarray, sizes: np.ndarray,
+                 bounds: dict[str, tuple[float, float]],
+                 cover: tuple[float, float, float] | None = None) -> None:
+        self.a, self.b, self.seconds, self.sizes = a, b, seconds, sizes
+        self.bounds, self.cover = bounds, cover
+        self.cache: dict[tuple[bool, tuple[int, ...]], tuple[float, float, float]] = {}
+
+    def fit(self, rows: np.ndarray, last: bool = False) -> tuple[float, float, float]:
+        key = (last, tuple(int(r) for r in rows))
         if key not in self.cache:
+            floor = None
+            if last and self.cover is not None:
+                least = saturation_floor(self.sizes[rows], self.seconds[rows], self.cover[0])
+                floor = None if least is None else (self.cover[1], self.cover[2], least)
             self.cache[key] = fit_range(self.a[rows], self.b[rows], self.seconds[rows],
-                                        self.bounds)
+                                        self.bounds, floor)
         return self.cache[key]
 
     def ranges(self, positions: np.ndarray, sizes: np.ndarray,
                count: int) -> tuple[SizeRange, ...] | None:
-        starts = _best_cut(lambda i, j: self.fit(positions[i:j])[2], positions, sizes, count)
+        n = positions.size
+        starts = _best_cut(lambda i, j: self.fit(positions[i:j], j == n)[2], positions, sizes,
+                           count)
         if starts is None:
             return None
         out = []
-        for i, j in zip(starts, [*starts[1:], positions.size], strict=True):
-            latency, bandwidth, _ = self.fit(positions[i:j])
+        for i, j in zip(starts, [*starts[1:], n], strict=True):
+            latency, bandwidth, _ = self.fit(positions[i:j], j == n)
             out.append(SizeRange(float(sizes[positions[i]]), float(sizes[positions[j - 1]]),
                                  latency, bandwidth, j - i))
         return tuple(out)
@@ -166,8 +249,8 @@ def _alpha_beta(a: np.ndarray, b: np.ndarray, latency: np.ndarray | float,
 
 def predict(ranges: tuple[SizeRange, ...], terms: Callable[..., Any], sizes: np.ndarray,
             ranks: float) -> np.ndarray:
-    """Seconds of each size: by the range it lies in, or interpolated across the gap between
-    two ranges (the gap rule of the module docstring)."""
+    """Seconds of each size: by the range it lies in, or across the gap between two ranges
+    by the bridge through both ends (the gap rule of the module docstring)."""
     sizes = np.asarray(sizes, dtype=float)
     a, b = (np.asarray(v, dtype=float) * np.ones(sizes.size) for v in terms(sizes, ranks))
     lower, upper, weight = gap_position(np.array([r.start for r in ranges]),
@@ -186,8 +269,16 @@ def predict(ranges: tuple[SizeRange, ...], terms: Callable[..., Any], sizes: np.
     left = _alpha_beta(a_end, b_end, latency[lower[gap]], bandwidth[lower[gap]])
     right = _alpha_beta(a_start, b_start, latency[upper[gap]], bandwidth[upper[gap]])
     w = weight[gap]
+    interpolated = np.exp((1 - w) * np.log(left) + w * np.log(right))
+    # The bridge: the alpha-beta constants (in their roots x, y) through both gap ends.
+    det = a_end * b_start - a_start * b_end
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (np.sqrt(left) * b_start - np.sqrt(right) * b_end) / det
+        y = (a_end * np.sqrt(right) - a_start * np.sqrt(left)) / det
+    bridged = (x >= 0) & (y > 0) & (det > 0)
     out = inside.copy()
-    out[gap] = np.exp((1 - w) * np.log(left) + w * np.log(right))
+    out[gap] = np.where(bridged, (a[gap] * np.where(bridged, x, 0)
+                                  + b[gap] * np.where(bridged, y, 0)) ** 2, interpolated)
     return out
 
 
@@ -207,15 +298,21 @@ def gap_position(starts: np.ndarray, ends: np.ndarray,
 
 def choose_ranges(sizes: np.ndarray, ranks: float, terms: Callable[..., Any],
                   seconds: np.ndarray, bounds: dict[str, tuple[float, float]],
-                  max_ranges: int = MAX_RANGES) -> RangeChoice:
+                  max_ranges: int = MAX_RANGES, cover_to: float | None = None) -> RangeChoice:
     """Ranges of the rows given (all of them fitted), their count by leave-one-out;
-    ``terms`` is :func:`root_terms` of the collective."""
+    ``terms`` is :func:`root_terms` of the collective. ``cover_to``: the largest size the
+    last range will be applied to (the measured table's largest), where it is held to
+    :func:`saturation_floor`; None: no such rule."""
     sizes = np.asarray(sizes, dtype=float)
     a, b = (np.asarray(v, dtype=float) * np.ones(sizes.size) for v in terms(sizes, ranks))
     order = np.argsort(sizes, kind="stable")
-    fitter = _RangeFitter(a, b, seconds, bounds)
+    cover = None
+    if cover_to is not None:
+        a_c, b_c = (float(np.asarray(v, dtype=float)) for v in terms(float(cover_to), ranks))
+        cover = (float(cover_to), a_c, b_c)
+    fitter = _RangeFitter(a, b, seconds, sizes, bounds, cover)
     if order.size <= MIN_RANGE_ROWS:  # too few rows to leave one out of a range: one range
-        latency, bandwidth, _ = fitter.fit(order)
+        latency, bandwidth, _ = fitter.fit(order, last=True)
         return RangeChoice((SizeRange(float(sizes[order[0]]), float(sizes[order[-1]]),
                                       latency, bandwidth, int(order.size)),), ())
     scores: list[tuple[int, float]] = []
