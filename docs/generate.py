@@ -371,9 +371,43 @@ def shows_row(page: str, table: str, row: str) -> bool:
     return row in region.body.splitlines()
 
 
+#: The columns of the ``heldout`` table: (heading, kind, precision, subset) of a
+#: ``perfcost calibrate --database`` residual row.
+HELD_OUT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("GEMM bf16 >= 1 GFLOP", "gemm", "bf16", ">= 1 GFLOP"),
+    ("fp8", "gemm", "fp8", ">= 1 GFLOP"),
+    ("fp8 block", "gemm", "fp8_block", ">= 1 GFLOP"),
+    ("fp4", "gemm", "fp4", ">= 1 GFLOP"),
+    ("decode attn bf16", "generation attention", "bf16", "all"),
+    ("decode fp8", "generation attention", "fp8", "all"),
+    ("prefill attn bf16", "context attention", "bf16", "all"),
+    ("prefill fp8", "context attention", "fp8", "all"),
+    ("NCCL >= 1 MiB", "nccl (all)", "pooled", ">= 1 MiB"),
+    ("NCCL < 1 MiB", "nccl (all)", "pooled", "< 1 MiB"),
+)
+
+
+def held_out_table(databases: list[str]) -> str:
+    """``heldout DATABASE...``: median / 90th percentile of the held-out errors that
+    ``perfcost calibrate --database`` prints for each GPU (needs the kernels extra)."""
+    out = ["| GPU | " + " | ".join(c[0] for c in HELD_OUT_COLUMNS) + " |",
+           "| --- |" + " --- |" * len(HELD_OUT_COLUMNS)]
+    for database in databases:
+        data = _solved(["calibrate", "--database", database])
+        found = {(r["kind"], r["precision"], r["subset"]): r for r in data["residuals"]}
+        cells = []
+        for _heading, *key in HELD_OUT_COLUMNS:
+            row = found.get(tuple(key))
+            cells.append("--" if row is None else
+                         f"{row['median_pct']:.1f} / {row['p90_pct']:.1f}")
+        out.append(f"| {database} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 #: Tables of several commands' answers (``<!-- table: NAME ARGS -->``).
 MULTI_TABLES: dict[str, Callable[[list[str]], str]] = {
-    "splits": splits_table, "serving": serving_table, "serving_studies": serving_studies_table}
+    "splits": splits_table, "serving": serving_table, "serving_studies": serving_studies_table,
+    "heldout": held_out_table}
 
 TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {
     "hbm": hbm_table, "budget": budget_table, "validation": validation_table}

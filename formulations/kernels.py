@@ -86,9 +86,13 @@ class GemmRates:
     """Fitted rates of one precision's GEMM kernels (:func:`chosen_gemm_time`).
 
     ``matmul_efficiency`` is the sustained fraction of the tensor-core peak a large GEMM
-    reaches; a kernel shorter than ``power_window`` runs up to ``boost`` times faster (the
-    clock the power limit allows before it pulls the clock down: a GEMM of many milliseconds
-    runs at the sustained clock, a short one at the boost clock)."""
+    reaches; a GPU that has been busy for much less than ``power_window`` runs up to
+    ``boost`` times faster (the clock the power limit allows before it pulls the clock
+    down). How long it has been busy is the context the kernel runs in
+    (:func:`clocked_time`): ``busy_before`` seconds of back-to-back work before it, plus
+    ``busy_repeats`` times its own duration (a measurement loop repeating it). The defaults
+    (0 and 1) are a kernel run on its own; a training step or a long measurement loop is
+    ``busy_before`` = infinity: the sustained clock."""
 
     peak_flops: sp.Expr
     matmul_efficiency: sp.Expr
@@ -102,14 +106,35 @@ class GemmRates:
     row_granule: sp.Expr
     #: The shallowest reduction slice a split-K kernel is chosen with.
     split_k_granule: sp.Expr
+    busy_before: sp.Expr = sp.S.Zero
+    busy_repeats: sp.Expr = sp.S.One
 
 
-def clocked_time(sustained: sp.Expr, boost: sp.Expr, window: sp.Expr) -> sp.Expr:
-    """Time of tensor-core work that takes ``sustained`` seconds at the sustained clock: a
-    kernel much shorter than ``window`` runs at ``boost`` times that clock, a much longer one
-    at the sustained clock, in between a smooth blend (the power controller's averaging)."""
+def clocked_time(sustained: sp.Expr, boost: sp.Expr, window: sp.Expr,
+                 busy: sp.Expr | None = None) -> sp.Expr:
+    """Time of tensor-core work that takes ``sustained`` seconds at the sustained clock, on a
+    GPU that has been running back-to-back work for ``busy`` seconds (by default the work's
+    own duration at the boost clock): much less than ``window`` and it runs at ``boost``
+    times the sustained clock, much more and at the sustained clock, in between a smooth
+    blend. The power controller averages the board's power over its recent history, not
+    over one kernel, so the clock is a property of the context a kernel runs in (a kernel
+    timed alone, a measurement loop, a training step), not of the kernel alone."""
     fast = sustained / boost
-    return fast * (1 + (boost - 1) * fast / (fast + window))
+    busy = fast if busy is None else busy
+    # The boosted share ``window / (busy + window)`` tends to 0 as ``busy`` grows without
+    # bound (sympy: infinity gives exactly the sustained time); the default context keeps the
+    # entries' fitted values meaning what they did. A first-order controller's boosted share
+    # exp(-busy / window) held out as well (H200 bf16 5.2 against 5.3 %) but put the
+    # sustained clock far lower (the independent H200 file: 19.9 against 9.0 %).
+    return sustained - (sustained - fast) * window / (busy + window)
+
+
+def context_clocked_time(sustained: sp.Expr, rates: GemmRates) -> sp.Expr:
+    """:func:`clocked_time` in the context ``rates`` states: ``busy_before`` plus
+    ``busy_repeats`` times the work's own duration at the boost clock."""
+    fast = sustained / rates.boost
+    return clocked_time(sustained, rates.boost, rates.power_window,
+                        rates.busy_before + rates.busy_repeats * fast)
 
 
 def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
@@ -133,9 +158,8 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     waves = sp.ceiling(tiles / rates.multiprocessors)
     depth = sp.ceiling(k / splits)
     slots = waves * rates.multiprocessors
-    mma = clocked_time(slots * FLOPS_PER_MAC * rows * cols * depth
-                       / (rates.peak_flops * rates.matmul_efficiency),
-                       rates.boost, rates.power_window)
+    mma = context_clocked_time(slots * FLOPS_PER_MAC * rows * cols * depth
+                               / (rates.peak_flops * rates.matmul_efficiency), rates)
     traffic = (m + n) * k * operand_bytes + m * n * output_bytes
     kernels = 1
     if splits > 1:
@@ -165,9 +189,9 @@ def stream_k_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     tiles = sp.ceiling(m / rows) * sp.ceiling(n / cols)
     depth = K_BLOCK_BYTES / operand_bytes
     blocks_per_unit = sp.ceiling(tiles * sp.ceiling(k / depth) / rates.multiprocessors)
-    mma = clocked_time(blocks_per_unit * rates.multiprocessors * FLOPS_PER_MAC * rows * cols
-                       * depth / (rates.peak_flops * rates.matmul_efficiency),
-                       rates.boost, rates.power_window)
+    mma = context_clocked_time(blocks_per_unit * rates.multiprocessors * FLOPS_PER_MAC * rows
+                               * cols * depth / (rates.peak_flops * rates.matmul_efficiency),
+                               rates)
     traffic = ((m + n) * k * operand_bytes + m * n * output_bytes
                + WRITE_AND_READ * rates.multiprocessors * rows * cols * PARTIAL_BYTES)
     stream = traffic / (rates.hbm_bandwidth * rates.memory_efficiency)
@@ -273,19 +297,61 @@ def decode_attention_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_he
     return roofline + waves * block_overhead + kernel_overhead
 
 
+#: TensorRT-LLM's XQA multi-block mode (its decoderXQAConstants.h and computeMultiBlockCount;
+#: earlier releases took 512 tokens per block): one block per
+#: ``XQA_HISTORY_TOKENS_PER_BLOCK`` tokens of a sequence's cache (kMinHistoryTokensPerBlock),
+#: at most ``round(sqrt(XQA_SQRT_FACTOR * n))`` of the ``n`` that gives (the partial results'
+#: final reduction would otherwise dominate), and no more blocks in all than
+#: ``XQA_TARGET_WAVES`` waves of the multiprocessors (kTargetWaveFactor).
+XQA_HISTORY_TOKENS_PER_BLOCK = 128
+XQA_SQRT_FACTOR = 8
+XQA_TARGET_WAVES = 8
+#: Query heads of a group the grouped decode kernel's tensor-core MMA computes at least: the
+#: narrow side of the instruction (8 of mma.m16n8k16; Hopper's XQA kernel swaps the operands
+#: so that the cache tokens fill the wide side and pads the group to 8). Against padding to
+#: 16 rows and against dot products on the CUDA cores it gave the least fitted loss summed
+#: over the measured tables of five GPUs (docs/calibration.md).
+DECODE_MMA_GROUP_ROWS = 8
+#: The rules by which a decode kernel cuts each (sequence, head) cache into blocks
+#: (:func:`decode_kernel_time`'s ``multi_block``).
+DECODE_MULTI_BLOCK_RULES = ("fill", "xqa")
+
+
+def filling_chunks(batch: sp.Expr, kv_len: sp.Expr, readers: sp.Expr,
+                   multiprocessors: sp.Expr, kv_chunk: sp.Expr) -> sp.Expr:
+    """Blocks per (sequence, head) of a multi-block mode that cuts a cache into chunks of at
+    least ``kv_chunk`` tokens only as far as they fill the idle multiprocessors (one wave;
+    TensorRT-LLM's masked multi-head attention balances its sequence tiles this way)."""
+    return sp.Max(1, sp.Min(sp.ceiling((kv_len + 1) / kv_chunk),
+                            sp.floor(multiprocessors / (batch * readers))))
+
+
+def xqa_chunks(batch: sp.Expr, kv_len: sp.Expr, kv_heads: sp.Expr,
+               multiprocessors: sp.Expr) -> sp.Expr:
+    """Blocks per (sequence, KV head) of TensorRT-LLM's grouped-query XQA kernel: one per
+    128 tokens of the ``kv_len + 1`` cached, at most the rounded square root of 8 times that
+    many, and at most 8 waves of blocks in all (the constants above). Unlike
+    :func:`filling_chunks` it cuts a long cache even where the sequences alone fill the
+    multiprocessors: 16 sequences x 8 KV heads (128 blocks on 132 multiprocessors) run a
+    1024-token cache as 8 blocks each, and every block pays its fixed work."""
+    per_history = sp.floor((kv_len + 1) / XQA_HISTORY_TOKENS_PER_BLOCK)
+    capped = sp.Min(per_history, sp.floor(sp.sqrt(XQA_SQRT_FACTOR * per_history)
+                                          + sp.Rational(1, 2)))
+    return sp.Max(1, sp.Min(capped, sp.floor(XQA_TARGET_WAVES * multiprocessors
+                                             / (batch * kv_heads))))
+
+
 def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads: sp.Expr,
                       head_dim: sp.Expr, kv_bytes: sp.Expr, activation_bytes: sp.Expr,
                       hbm_bandwidth: sp.Expr, memory_efficiency: sp.Expr,
-                      vector_rate: sp.Expr, multiprocessors: sp.Expr,
-                      block_overhead: sp.Expr, kv_chunk: sp.Expr,
+                      dot_rate: sp.Expr, computed_heads: sp.Expr, multiprocessors: sp.Expr,
+                      block_overhead: sp.Expr, chunks: sp.Expr,
                       readers: sp.Expr, block_stream_share: sp.Expr,
                       overlap: sp.Expr) -> sp.Expr:
     """Roofline and fixed work of a decode kernel whose blocks each serve one of
     ``readers`` heads per sequence (KV heads for a grouped kernel, query heads for the
-    per-head fallback)."""
-    # Multi-block mode splits a cache only as far as it fills the idle multiprocessors.
-    chunks = sp.Max(1, sp.Min(sp.ceiling((kv_len + 1) / kv_chunk),
-                              sp.floor(multiprocessors / (batch * readers))))
+    per-head fallback), each head's cache cut into ``chunks`` blocks, its dot products for
+    ``computed_heads`` query heads per sequence (padding included) at ``dot_rate``."""
     blocks = batch * readers * chunks
     # The query heads of one KV head read its cache together (the fallback's blocks of one
     # group share it through the L2 cache): HBM streams each KV head's cache once.
@@ -297,8 +363,8 @@ def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads:
     # blocks per sequence reach less than the occupied multiprocessors' share.
     stream_rate = sp.Min(hbm_bandwidth * memory_efficiency * busy,
                          blocks * block_stream_share * hbm_bandwidth / multiprocessors)
-    flops = decode_attention_flops(batch, kv_len, heads, head_dim)
-    roofline = sp.Max((cache + rows) / stream_rate, flops / (vector_rate * busy),
+    flops = decode_attention_flops(batch, kv_len, computed_heads, head_dim)
+    roofline = sp.Max((cache + rows) / stream_rate, flops / (dot_rate * busy),
                       evaluate=False)
     # Blocks finish at different times and the scheduler refills a multiprocessor as soon
     # as one does, so the blocks' fixed work spreads over all multiprocessors rather than
@@ -314,31 +380,37 @@ def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads:
 def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads: sp.Expr,
                        head_dim: sp.Expr, kv_bytes: sp.Expr, activation_bytes: sp.Expr,
                        hbm_bandwidth: sp.Expr, memory_efficiency: sp.Expr,
-                       vector_flops: sp.Expr, vector_efficiency: sp.Expr,
+                       vector_flops: sp.Expr, matmul_efficiency: sp.Expr,
                        fallback_efficiency: sp.Expr, multiprocessors: sp.Expr,
                        block_overhead: sp.Expr, fallback_block_overhead: sp.Expr,
                        kernel_overhead: sp.Expr, group_limit: sp.Expr,
                        kv_chunk: sp.Expr, fallback_kernel_overhead: sp.Expr,
-                       block_stream_share: sp.Expr, overlap: sp.Expr) -> sp.Expr:
+                       block_stream_share: sp.Expr, overlap: sp.Expr,
+                       matmul_flops: sp.Expr, multi_block: str = "fill") -> sp.Expr:
     """One decode step's attention as a serving engine's decode kernels run it
     (TensorRT-LLM's grouped-query "XQA" kernel and its masked multi-head attention
     fallback; FlashDecoding, Dao et al. 2023):
 
     * a query group of 2 to ``group_limit`` heads per KV head runs the grouped kernel:
       one block per (sequence, KV head) streams that head's cache once for the whole group,
-      its dot products at ``vector_efficiency`` of ``vector_flops`` (the fp32 peak), each
-      block's fixed work taking ``block_overhead`` of a multiprocessor, the kernel
-      ``kernel_overhead``;
+      its dot products on the tensor cores at ``matmul_efficiency`` of ``matmul_flops``
+      (the dense bf16 peak), the group's query heads padded to the
+      :data:`DECODE_MMA_GROUP_ROWS` of the MMA's narrow side, each block's fixed work taking
+      ``block_overhead`` of a multiprocessor, the kernel ``kernel_overhead``;
     * multi-head attention (a group of one) and a larger group run the per-head kernel: one
       block per (sequence, query head), the blocks of one group sharing their KV head's
-      cache through the L2 cache, its dot products at ``fallback_efficiency`` of that peak,
+      cache through the L2 cache, its dot products on the CUDA cores (one query row per
+      block, too few for the tensor cores) at ``fallback_efficiency`` of ``vector_flops``
+      (the fp32 peak),
       each block's fixed work ``fallback_block_overhead``, the kernel
       ``fallback_kernel_overhead`` (a kernel of its own, with its own set-up: with an fp8
       cache the tables show the grouped kernel's smallest calls 3-4 us faster than the
       per-head kernel's);
-    * where there are fewer blocks than multiprocessors, a long cache is cut into chunks of
-      at least ``kv_chunk`` tokens, each a block of its own (multi-block mode), as far as
-      they fill the idle multiprocessors;
+    * a long cache is cut into blocks of its own (multi-block mode): the per-head kernel's
+      into chunks of at least ``kv_chunk`` tokens as far as they fill the idle
+      multiprocessors (:func:`filling_chunks`); the grouped kernel's by the same rule
+      (``multi_block`` "fill") or by TensorRT-LLM's XQA rule, one block per 128 cached
+      tokens up to 8 waves ("xqa", :func:`xqa_chunks`);
     * with fewer blocks than multiprocessors only that fraction of the chip streams and
       computes (occupancy), and no block streams faster than ``block_stream_share`` of one
       multiprocessor's share of the HBM bandwidth;
@@ -347,12 +419,20 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
       the stream in part: the ``overlap``-norm of the two (1: their sum)."""
     common = (batch, kv_len, heads, kv_heads, head_dim, kv_bytes, activation_bytes,
               hbm_bandwidth, memory_efficiency)
-    grouped = _decode_path_time(*common, vector_flops * vector_efficiency, multiprocessors,
-                                block_overhead, kv_chunk, kv_heads, block_stream_share,
-                                overlap)
-    fallback = _decode_path_time(*common, vector_flops * fallback_efficiency,
-                                 multiprocessors, fallback_block_overhead, kv_chunk, heads,
-                                 block_stream_share, overlap)
+    if multi_block not in DECODE_MULTI_BLOCK_RULES:
+        raise ValueError(f"multi_block must be one of {DECODE_MULTI_BLOCK_RULES}, "
+                         f"not {multi_block!r}")
+    grouped_chunks = (xqa_chunks(batch, kv_len, kv_heads, multiprocessors)
+                      if multi_block == "xqa"
+                      else filling_chunks(batch, kv_len, kv_heads, multiprocessors, kv_chunk))
+    padded_group = DECODE_MMA_GROUP_ROWS * sp.ceiling(heads / (kv_heads * DECODE_MMA_GROUP_ROWS))
+    grouped = _decode_path_time(*common, matmul_flops * matmul_efficiency,
+                                kv_heads * padded_group, multiprocessors, block_overhead,
+                                grouped_chunks, kv_heads, block_stream_share, overlap)
+    fallback = _decode_path_time(*common, vector_flops * fallback_efficiency, heads,
+                                 multiprocessors, fallback_block_overhead,
+                                 filling_chunks(batch, kv_len, heads, multiprocessors, kv_chunk),
+                                 heads, block_stream_share, overlap)
     grouping = sp.And(heads > kv_heads, heads <= group_limit * kv_heads)
     return sp.Piecewise((grouped + kernel_overhead, grouping),
                         (fallback + fallback_kernel_overhead, True))

@@ -34,18 +34,32 @@ from pydantic import BeforeValidator
 Precision = Literal["bf16", "fp8", "fp8_block", "fp4"]
 #: Largest clock boost of a short kernel over the sustained clock an entry may state.
 MAX_BOOST = 2.0
+#: Largest exponent of the decode kernel's overlap norm an entry may state (the fits land at
+#: 1.0-2.8; at 3 the norm is within 26 % of the larger term even where both are equal).
+MAX_DECODE_OVERLAP = 3.0
 
 
-def _boost(value: Any) -> float:
-    expected = f"expected a number from 1 to {MAX_BOOST:g}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(expected)
-    if not math.isfinite(value) or not 1.0 <= value <= MAX_BOOST:
-        raise ValueError(expected)
-    return float(value)
+def _from_one_to(limit: float) -> Any:
+    """A validator of a number from 1 to ``limit``."""
+    expected = f"expected a number from 1 to {limit:g}"
+
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(expected)
+        if not math.isfinite(value) or not 1.0 <= value <= limit:
+            raise ValueError(expected)
+        return float(value)
+
+    return check
 
 
-Boost = Annotated[float, BeforeValidator(_boost), Expect(f"a number from 1 to {MAX_BOOST:g}")]
+Boost = Annotated[float, BeforeValidator(_from_one_to(MAX_BOOST)),
+                  Expect(f"a number from 1 to {MAX_BOOST:g}")]
+#: The exponent of the norm by which a decode block's fixed work and its cache stream
+#: combine (formulations.kernels.decode_kernel_time): 1 adds them; the larger it is, the
+#: closer to the larger of the two. The database fit searches the same range.
+DecodeOverlap = Annotated[float, BeforeValidator(_from_one_to(MAX_DECODE_OVERLAP)),
+                          Expect(f"a number from 1 to {MAX_DECODE_OVERLAP:g}")]
 
 
 class PrecisionEfficiency(Strict):
@@ -62,8 +76,10 @@ class PrecisionEfficiency(Strict):
     quantised_activations: bool = False
     # The kernel-choice GEMM model (formulations.kernels.chosen_gemm_time): the tiles and
     # split-K counts a shape's fastest configuration is chosen from; `gemm_efficiency` the
-    # sustained tensor-core efficiency of a long GEMM, a short kernel running `boost` times
-    # faster (clock under the power limit, averaged over `power_window`). `matmul` stays the
+    # sustained tensor-core efficiency of a long GEMM, a GPU busy for much less than
+    # `power_window` running `boost` times faster (the clock under the power limit: the
+    # busy time is the kernel's context, formulations.kernels.clocked_time; the database
+    # fit states the collector's, solver.studies.database_fit.DATABASE_CONTEXT). `matmul` stays the
     # achieved efficiency of a large square GEMM (8192^3, its cast included) that this model
     # predicts. Absent: the model of `gemm_tile` alone (formulations.compute).
     gemm_efficiency: Fraction | None = None
@@ -81,20 +97,35 @@ class PrecisionEfficiency(Strict):
     prefill_memory: Fraction | None = None
     # The Q/K/V preprocessing kernel before prefill attention (formulations.kernels).
     prefill_preprocess_memory: Fraction | None = None
+    # Decode attention (formulations.kernels.decode_kernel_time). The grouped kernel (query
+    # groups of 2 to `decode_group_limit` heads): its dot products on the tensor cores as a
+    # fraction of the dense bf16 peak, the fixed work of each (sequence, KV head) block, its
+    # launch.
     decode_memory: Fraction | None = None
-    # Decode attention's dot products on the CUDA cores, as a fraction of the fp32 peak, and
-    # its fixed cost per wave of (sequence, KV head) blocks.
+    decode_matmul: Fraction | None = None
+    # The single-roofline decode model's dot products (formulations.kernels.
+    # decode_attention_time) as a fraction of the fp32 peak: entries fitted before the
+    # two-kernel model (the A100's) carry it.
     decode_vector: Fraction | None = None
     decode_block_overhead: Duration = 0.0
     decode_kernel_overhead: Duration = 0.0
-    # formulations.kernels.decode_kernel_time: multi-head attention and query groups above
-    # `decode_group_limit` run the per-head kernel at `decode_fallback_vector` of the fp32
-    # peak, paying `decode_fallback_block_overhead` per wave of blocks; a long cache is cut
-    # into chunks of `decode_kv_chunk` tokens to fill idle multiprocessors.
+    # Multi-head attention and larger groups run the per-head kernel: its dot products on
+    # the CUDA cores (a fraction of the fp32 peak), fixed work per (sequence, query head)
+    # block and launch.
     decode_fallback_vector: Fraction | None = None
     decode_fallback_block_overhead: Duration = 0.0
+    decode_fallback_kernel_overhead: Duration = 0.0
     decode_group_limit: PositiveInt | None = None
+    # A long cache is cut into blocks: by the per-head kernel into chunks of `decode_kv_chunk`
+    # tokens to fill idle multiprocessors, by the grouped kernel the same way ("fill") or by
+    # TensorRT-LLM's XQA rule ("xqa": a block per 128 cached tokens, up to 8 waves); no block
+    # streams faster than `decode_block_stream_share` of one multiprocessor's part of the HBM
+    # bandwidth; a block's fixed work and the stream combine as their `decode_overlap`-norm
+    # (1: their sum).
     decode_kv_chunk: PositiveInt | None = None
+    decode_multi_block: Literal["fill", "xqa"] = "fill"
+    decode_block_stream_share: Fraction | None = None
+    decode_overlap: DecodeOverlap = 1.0
     # The MoE layer (formulations.kernels.moe_layer_time): its grouped GEMMs' fractions of the
     # peak and of the HBM bandwidth, the token permutation's bandwidth, the fixed cost.
     moe_matmul: Fraction | None = None

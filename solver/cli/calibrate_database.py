@@ -105,6 +105,12 @@ def _kinds(text: str | None, known: tuple[str, ...]) -> frozenset[str] | None:
     return chosen
 
 
+#: GEMMs of at least this many FLOPs take more than about 15 us on a Hopper GPU, clear of the
+#: host dispatch time an eagerly timed call adds (the shared H200 file's calls of 2-9 GFLOP
+#: all take about 24 us): the check reports them apart as well.
+ABOVE_DISPATCH_FLOPS = 10e9
+
+
 def _check(fit: Any, path: str) -> dict[str, Any]:
     """Predictions of an independent kernel file (docs/kernels.md) from the database fit."""
     import numpy as np
@@ -117,9 +123,14 @@ def _check(fit: Any, path: str) -> dict[str, Any]:
              "error": predicted / measured - 1}
             for kind, shape, measured, predicted in fitting.predict_kernel_file(fit, kernels)]
     summary = {}
+    gemms = [r for r in rows if r["kind"] == "gemm"]
     for label, chosen in (
-            (">= 1 GFLOP GEMMs", [r for r in rows if r["kind"] == "gemm"
-                                  and flops[r["shape"]] >= fitting.FIT_MIN_FLOPS]),
+            (">= 1 GFLOP GEMMs", [r for r in gemms
+                                  if flops[r["shape"]] >= fitting.FIT_MIN_FLOPS]),
+            # An eager call's host dispatch sets a floor under a short GEMM's measured time
+            # that no GPU model predicts (docs/calibration.md); these GEMMs are clear of it.
+            (">= 10 GFLOP GEMMs", [r for r in gemms
+                                   if flops[r["shape"]] >= ABOVE_DISPATCH_FLOPS]),
             ("FlashAttention forward", [r for r in rows if r["kind"] == "flash forward"])):
         errors = np.abs([r["error"] for r in chosen])
         if errors.size:
@@ -134,7 +145,9 @@ def _print_check(checked: dict[str, Any], path: str) -> None:
     from perfcost.solver.report import tables as report
     from rich.table import Table
 
-    table = Table(title=f"{Path(path).name}: predicted from the database fit (not fitted)")
+    table = Table(title=f"{Path(path).name}: predicted from the database fit (not fitted); "
+                        "GEMMs at the sustained clock of a GPU kept busy, FlashAttention-2 at "
+                        "its published rate")
     for column in ("kind", "shape", "measured", "predicted", "error"):
         table.add_column(column, justify="left" if column in ("kind", "shape") else "right")
     for r in checked["rows"]:

@@ -7,7 +7,8 @@ expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
 
 * GEMMs, per precision: the kernel-choice model of :func:`formulations.kernels.
   quantised_gemm_time` (per shape the fastest of the candidate tiles x split-K counts), its
-  sustained ``matmul_efficiency``, clock ``boost`` and ``power_window``,
+  sustained ``matmul_efficiency``, clock ``boost`` and ``power_window`` (a busy time: the
+  GEMMs run in the context the database's collector times them in, :class:`ClockContext`),
   ``memory_efficiency``, ``kernel_overhead`` and ``wave_overhead``, by the median plus half
   the 90th percentile of the absolute log errors over the GEMMs of at least
   :data:`FIT_MIN_FLOPS` (differential evolution).
@@ -17,17 +18,20 @@ expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
 * Decode (generation) attention, per KV-cache precision (formulations.kernels.
   decode_kernel_time): the achieved HBM bandwidth (as a fraction of the peak) and the
   share of a multiprocessor's part of it one block streams at most, the fractions of the
-  fp32 peak the grouped and the per-head kernels' dot products reach, each kernel's fixed
-  cost per block and its kernel overhead, how far that fixed work overlaps the stream, by
-  least squares on the log errors for every candidate group limit and cache chunk; the
-  pair of least loss wins.
+  dense bf16 (tensor-core) peak and of the fp32 peak the grouped and the per-head kernels'
+  dot products reach, each kernel's fixed cost per block and its kernel overhead, how far
+  that fixed work overlaps the stream, by least squares on the log errors for every
+  candidate multi-block rule, group limit and cache chunk; the combination of least loss
+  wins.
 * MoE layers, per precision: the grouped GEMMs' fraction of the peak and of the HBM
   bandwidth, the bandwidth of the token permutation and the layer's fixed cost
   (formulations.kernels.moe_layer_time), by least squares on the log errors.
 * Collectives, per table and rank count: a few size ranges (NCCL switches algorithm and
   protocol with the size), each with the latency and bandwidth of the pipelined alpha-beta
   form of the algorithm (:data:`COLLECTIVE_ALGORITHMS`); the ranges' number and breakpoints
-  chosen on the fitted rows alone (:mod:`perfcost.solver.studies.collective_ranges`).
+  chosen on the fitted rows alone, the last range's bus bandwidth held to the growth its
+  largest fitted sizes show, a size between two ranges on the alpha-beta bridge through
+  them (:mod:`perfcost.solver.studies.collective_ranges`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 
 import numpy as np
 from perfcost.solver.case.errors import MISSING, CaseError
+from perfcost.solver.case.measured_sections import MAX_DECODE_OVERLAP
 from perfcost.solver.studies.kernel_database import Database, Table
 
 #: Fraction of every table kept out of the fit, and the seed that picks it.
@@ -91,10 +96,11 @@ FLOPS_PER_MAC = 2
 GEMM_GENERATIONS = 30
 GEMM_BOUNDS: dict[str, tuple[float, float]] = {
     "matmul_efficiency": (0.2, 1.0),
-    # A short kernel's clock over the sustained one, and the run time over which the power
-    # limit pulls the clock down (milliseconds: the power controller's averaging).
+    # The boost clock over the sustained one, and the busy time over which the power limit
+    # pulls the clock down (the power controller's averaging; the database's GEMMs are
+    # busy for about ten times their own duration: COLLECTOR_BUSY_RUNS).
     "boost": (1.0, 1.5),
-    "power_window": (1e-5, 1e-2),
+    "power_window": (1e-4, 1.0),
     "memory_efficiency": (0.3, 1.0),
     "kernel_overhead": (0.0, 30e-6),
     "wave_overhead": (0.0, 10e-6),
@@ -108,7 +114,7 @@ CONTEXT_BOUNDS: dict[str, tuple[float, float]] = {
 }
 DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     "memory_efficiency": (0.05, 1.0),
-    "vector_efficiency": (0.01, 1.0),
+    "matmul_efficiency": (0.01, 1.0),
     "fallback_efficiency": (0.01, 1.0),
     "block_overhead": (0.0, 10e-6),
     "fallback_block_overhead": (0.0, 10e-6),
@@ -119,7 +125,7 @@ DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     "block_stream_share": (0.05, 1.0),
     # The exponent of the norm by which blocks' fixed work and the stream overlap: from
     # their sum (1) towards their maximum; the fits land at 1.0-2.8.
-    "overlap": (1.0, 3.0),
+    "overlap": (1.0, MAX_DECODE_OVERLAP),
 }
 #: Candidate query-group sizes up to which the grouped decode kernel runs (TensorRT-LLM's
 #: XQA kernels are compiled for groups of up to a power of two), and candidate cache chunks
@@ -128,6 +134,11 @@ DECODE_BOUNDS: dict[str, tuple[float, float]] = {
 #: and fp8); Blackwell's tables choose 32 or 64.
 DECODE_GROUP_LIMITS: tuple[int, ...] = (8, 16, 32, 64)
 DECODE_KV_CHUNKS: tuple[int, ...] = (32, 64, 128)
+#: Candidate rules by which the grouped kernel cuts a cache into blocks (formulations.kernels.
+#: DECODE_MULTI_BLOCK_RULES): filling one wave, or TensorRT-LLM's XQA rule. The fitted loss
+#: chooses XQA's on the A100, H100 and H200 tables and filling on B200 and GB200 (whose
+#: TensorRT-LLM runs other decode kernels).
+DECODE_MULTI_BLOCK: tuple[str, ...] = ("fill", "xqa")
 MOE_BOUNDS: dict[str, tuple[float, float]] = {
     "matmul_efficiency": (0.05, 1.0),
     "memory_efficiency": (0.05, 1.0),
@@ -246,31 +257,79 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
     m, n, k, e, e_act = sp.symbols("m n k e e_act", positive=True)
     peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh = sp.symbols(
         "peak eta boost window bw eta_mem sms k_oh w_oh", positive=True)
+    before, repeats = sp.symbols("busy_before busy_repeats", nonnegative=True)
     rates = kernels.GemmRates(peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh,
-                              sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE))
+                              sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE),
+                              before, repeats)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
                                        amax_pass, stream_k)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
-                        w_oh), expr, "numpy")
+                        w_oh, before, repeats), expr, "numpy")
+
+
+#: How aiconfigurator-core's collector times a GEMM (ai-dynamo/aiconfigurator,
+#: collector/helper.py ``benchmark_with_power`` and collector/trtllm/collect_gemm.py): 3
+#: eager warm-up calls, 3 warm-up replays of a CUDA graph, then 6 timed replays, back to
+#: back; each call runs the GEMM on as many weight copies as fill the L2 cache (1 to
+#: :data:`COLLECTOR_MAX_COPIES`). Half-way through the timed replays the GPU has run the
+#: GEMM 3 + 3 + 6 / 2 = 9 times per copy: the database's clock context.
+COLLECTOR_BUSY_RUNS = 3 + 3 + 6 / 2
+COLLECTOR_MAX_COPIES = 5
+
+
+@dataclass(frozen=True)
+class ClockContext:
+    """How long the GPU has been busy when a GEMM runs (formulations.kernels.GemmRates):
+    ``before`` seconds of other back-to-back work, plus ``repeats`` times the GEMM's own
+    duration (``None``: the database collector's repeats, :func:`collector_repeats`)."""
+
+    before: float = 0.0
+    repeats: float | None = None
+
+
+#: The database's own context: its collector's repeats, nothing before.
+DATABASE_CONTEXT = ClockContext()
+#: A GPU kept busy indefinitely (a training step of seconds, a long measurement loop): the
+#: sustained clock.
+STEADY_CONTEXT = ClockContext(before=float("inf"), repeats=0.0)
+
+
+def collector_repeats(table: Table, index: np.ndarray, machine: Machine) -> np.ndarray:
+    """The database collector's busy time per GEMM in multiples of the GEMM's duration:
+    :data:`COLLECTOR_BUSY_RUNS` runs of each of its weight copies (as many copies as the
+    L2 cache holds, 1 to :data:`COLLECTOR_MAX_COPIES`; one where the entry has no L2 size)."""
+    c = table.columns
+    weights = c["n"][index].astype(float) * c["k"][index] * OPERAND_BYTES[table.precision]
+    copies = np.ones(index.size)
+    if machine.l2_cache > 0:
+        copies = np.clip(np.ceil(machine.l2_cache / weights), 1, COLLECTOR_MAX_COPIES)
+    return COLLECTOR_BUSY_RUNS * copies
 
 
 def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
-                 params: dict[str, Any]) -> np.ndarray:
+                 params: dict[str, Any],
+                 context: ClockContext = DATABASE_CONTEXT) -> np.ndarray:
+    """GEMM times of the rows ``index`` in the clock ``context`` (by default the database's
+    own)."""
     c = table.columns
     tiles = tuple((int(a), int(b)) for a, b in params["tiles"])
     fn = _gemm_function(table.precision != "bf16", table.precision in AMAX_PASS, tiles,
                         split_counts(table.precision), bool(params.get("stream_k", False)))
     peak = machine.peak(table.precision)
+    repeats = (collector_repeats(table, index, machine) if context.repeats is None
+               else context.repeats)
     return np.asarray(fn(c["m"][index].astype(float), c["n"][index].astype(float),
                          c["k"][index].astype(float), OPERAND_BYTES[table.precision],
                          ACTIVATION_BYTES, peak, params["matmul_efficiency"],
                          params["boost"], params["power_window"], machine.hbm_bandwidth,
                          params["memory_efficiency"], machine.multiprocessors,
-                         params["kernel_overhead"], params["wave_overhead"]),
+                         params["kernel_overhead"], params["wave_overhead"],
+                         context.before, repeats),
                       dtype=float) * np.ones(index.size)
 
 
-def large_gemm_efficiency(precision: str, machine: Machine, params: dict[str, Any]) -> float:
+def large_gemm_efficiency(precision: str, machine: Machine, params: dict[str, Any],
+                          context: ClockContext = DATABASE_CONTEXT) -> float:
     """The fitted model's achieved fraction of the peak on :data:`REFERENCE_GEMM`, the cast of
     a low-precision GEMM's activations included: the "large-GEMM efficiency" of the
     precision that a hardware entry's ``matmul`` states (the maximum achievable matmul rate
@@ -278,7 +337,7 @@ def large_gemm_efficiency(precision: str, machine: Machine, params: dict[str, An
     m, n, k = REFERENCE_GEMM
     table = Table("gemm", precision, {"m": np.array([m]), "n": np.array([n]),
                                       "k": np.array([k])}, np.ones(1), "")
-    seconds = float(predict_gemm(table, np.arange(1), machine, params)[0])
+    seconds = float(predict_gemm(table, np.arange(1), machine, params, context)[0])
     return FLOPS_PER_MAC * m * n * k / seconds / float(machine.peak(precision) or 1.0)
 
 
@@ -372,29 +431,30 @@ def predict_context(table: Table, index: np.ndarray, machine: Machine,
 
 
 @functools.cache
-def _decode_function() -> Callable[..., Any]:
+def _decode_function(multi_block: str) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
-    names = ("b kv_len h kvh d e_kv e_act bw eta_mem vec eta_vec eta_fallback sms block_oh "
-             "fallback_oh k_oh group_limit kv_chunk fallback_k_oh stream_share overlap")
+    names = ("b kv_len h kvh d e_kv e_act bw eta_mem vec eta_mm eta_fallback sms block_oh "
+             "fallback_oh k_oh group_limit kv_chunk fallback_k_oh stream_share overlap mm")
     symbols = sp.symbols(names, positive=True)
-    return sp.lambdify(symbols, kernels.decode_kernel_time(*symbols), "numpy")
+    return sp.lambdify(symbols, kernels.decode_kernel_time(*symbols, multi_block=multi_block),
+                       "numpy")
 
 
 def predict_decode(table: Table, index: np.ndarray, machine: Machine,
                    params: dict[str, Any]) -> np.ndarray:
     c = table.columns
-    return np.asarray(_decode_function()(
+    return np.asarray(_decode_function(params["multi_block"])(
         c["b"][index].astype(float), c["kv_len"][index].astype(float),
         c["heads"][index].astype(float), c["kv_heads"][index].astype(float),
         c["d"][index].astype(float), OPERAND_BYTES[table.precision], ACTIVATION_BYTES,
         machine.hbm_bandwidth, params["memory_efficiency"], machine.peak("fp32"),
-        params["vector_efficiency"], params["fallback_efficiency"], machine.multiprocessors,
+        params["matmul_efficiency"], params["fallback_efficiency"], machine.multiprocessors,
         params["block_overhead"], params["fallback_block_overhead"],
         params["kernel_overhead"], params["group_limit"], params["kv_chunk"],
-        params["fallback_kernel_overhead"], params["block_stream_share"], params["overlap"]),
-        dtype=float) * np.ones(index.size)
+        params["fallback_kernel_overhead"], params["block_stream_share"], params["overlap"],
+        machine.peak("bf16")), dtype=float) * np.ones(index.size)
 
 
 def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[float, float]],
@@ -458,18 +518,24 @@ def fit_context(table: Table, machine: Machine) -> KindFit:
                               "context attention")
 
 
-def fit_decode(table: Table, machine: Machine) -> KindFit:
+def fit_decode(table: Table, machine: Machine,
+               multi_block: tuple[str, ...] = DECODE_MULTI_BLOCK,
+               group_limits: tuple[int, ...] = DECODE_GROUP_LIMITS,
+               kv_chunks: tuple[int, ...] = DECODE_KV_CHUNKS) -> KindFit:
     """The decode kernel model (formulations.kernels.decode_kernel_time) for every candidate
-    group limit and cache chunk; the one of least fitted loss wins (judged held out)."""
+    multi-block rule, group limit and cache chunk; the one of least fitted loss wins (judged
+    held out)."""
     best: tuple[float, KindFit] | None = None
-    for limit in DECODE_GROUP_LIMITS:
-        for chunk in DECODE_KV_CHUNKS:
-            fit = _least_squares_fit(table, machine, DECODE_BOUNDS, predict_decode,
-                                     "generation attention",
-                                     {"group_limit": limit, "kv_chunk": chunk})
-            if best is None or fit.loss < best[0]:
-                best = (fit.loss, fit)
-    assert best is not None  # both candidate lists are non-empty
+    for rule in multi_block:
+        for limit in group_limits:
+            for chunk in kv_chunks:
+                fit = _least_squares_fit(table, machine, DECODE_BOUNDS, predict_decode,
+                                         "generation attention",
+                                         {"group_limit": limit, "kv_chunk": chunk,
+                                          "multi_block": rule})
+                if best is None or fit.loss < best[0]:
+                    best = (fit.loss, fit)
+    assert best is not None  # the candidate lists are non-empty
     return best[1]
 
 
@@ -532,7 +598,8 @@ def fit_collective(table: Table, machine: Machine) -> list[KindFit]:
     alpha-beta form's latency and bandwidth; judged on large and small messages apart.
 
     A range's ``min_bytes``..``max_bytes`` are its fitted sizes, the first range's reaching
-    down to the table's smallest size and the last one's up to its largest."""
+    down to the table's smallest size and the last one's up to its largest, where it is
+    held to the saturation floor (:func:`collective_ranges.saturation_floor`)."""
     from perfcost.solver.studies import collective_ranges
 
     out = []
@@ -543,7 +610,8 @@ def fit_collective(table: Table, machine: Machine) -> list[KindFit]:
         fit_idx, test_idx = split(len(part))
         sizes = part.columns["bytes"].astype(float)
         choice = collective_ranges.choose_ranges(sizes[fit_idx], float(ranks), terms,
-                                                 part.seconds[fit_idx], COLLECTIVE_BOUNDS)
+                                                 part.seconds[fit_idx], COLLECTIVE_BOUNDS,
+                                                 cover_to=float(sizes.max()))
         low, high = int(sizes.min()), int(sizes.max())
         last = len(choice.ranges) - 1
         ranges = [{"min_bytes": low if i == 0 else int(r.start),
@@ -588,10 +656,14 @@ def fit_database(database: Database, machine: Machine,
     for table in database.tables:
         if kinds is not None and kind_group(table.kind) not in kinds:
             continue
-        needs = "fp32" if table.kind == "generation attention" else table.precision
-        if machine.peak(needs) is None:
+        # Decode attention's per-head kernel runs on the CUDA cores, its grouped kernel on
+        # the tensor cores.
+        needs = (("fp32", "bf16") if table.kind == "generation attention"
+                 else (table.precision,))
+        missing = next((n for n in needs if machine.peak(n) is None), None)
+        if missing is not None:
             skipped.append(f"{table.kind} {table.precision}: the hardware entry has no "
-                           f"{PEAK_KEY.get(needs, needs)} peak")
+                           f"{PEAK_KEY.get(missing, missing)} peak")
             continue
         if table.kind == "gemm":
             fits.append(fit_gemm(table, machine, tiles, generations))
@@ -621,12 +693,32 @@ def machine_of(hardware: Any) -> Machine:
 
 # -- an independent check: kernel files of other measurements -------------------------------
 
-def predict_kernel_file(fit: DatabaseFit, kernels: Any) -> list[tuple[str, str, float, float]]:
+#: FlashAttention-2's forward rate on Hopper as a fraction of the dense bf16 peak: "only 35%
+#: utilization on the H100 GPU" (Shah et al., "FlashAttention-3: Fast and Accurate Attention
+#: with Asynchrony and Low-precision", 2024, abstract). The H200 has the H100's multiprocessors,
+#: clocks and power limit.
+FA2_FORWARD_EFFICIENCY = 0.35
+#: The forward rate of the attention library behind each backend a kernel file names
+#: (docs/kernels.md: ``flash`` is PyTorch's FlashAttention-2); a backend not listed here
+#: (``fa3``) is predicted with the database's own context-attention kernel (TensorRT-LLM's
+#: fused multi-head attention).
+LIBRARY_FORWARD = {"flash": FA2_FORWARD_EFFICIENCY, "fa2": FA2_FORWARD_EFFICIENCY}
+
+
+def predict_kernel_file(fit: DatabaseFit, kernels: Any,
+                        context: ClockContext = STEADY_CONTEXT,
+                        ) -> list[tuple[str, str, float, float]]:
     """``(kind, shape, measured, predicted)`` of a kernel file's bf16 GEMMs and FlashAttention
     forward rows (:mod:`perfcost.solver.studies.calibrate`), from the database fit alone:
-    nothing of the file is fitted. The forward rows use the prefill rates without the
-    preprocessing kernel (a bare attention call runs none); the file's backward passes have
-    no counterpart in a serving database and are not predicted."""
+    nothing of the file is fitted.
+
+    The GEMMs run in the clock ``context``: by default a GPU kept busy (a kernel file's rows
+    are medians of repeated back-to-back calls, docs/kernels.md), where the database's
+    GEMMs run in its collector's context (:data:`DATABASE_CONTEXT`). The forward rows use
+    the prefill fit's overheads and memory rate without the preprocessing kernel (a bare
+    attention call runs none), at the forward rate of the row's attention library
+    (:data:`LIBRARY_FORWARD`); the file's backward passes have no counterpart in a serving
+    database and are not predicted."""
     out: list[tuple[str, str, float, float]] = []
     gemm = fit.of("gemm", "bf16")
     if gemm is not None and kernels.gemm:
@@ -634,7 +726,8 @@ def predict_kernel_file(fit: DatabaseFit, kernels: Any) -> list[tuple[str, str, 
         table = Table("gemm", "bf16", {
             "m": np.array([r.m for r in rows]), "n": np.array([r.n for r in rows]),
             "k": np.array([r.k for r in rows])}, np.array([r.seconds for r in rows]), "")
-        predicted = predict_gemm(table, np.arange(len(rows)), fit.machine, gemm.params)
+        predicted = predict_gemm(table, np.arange(len(rows)), fit.machine, gemm.params,
+                                 context)
         out += [("gemm", f"{r.m}x{r.n}x{r.k}", r.seconds, float(p))
                 for r, p in zip(rows, predicted, strict=True)]
     prefill = fit.of("context attention", "bf16")
@@ -646,7 +739,9 @@ def predict_kernel_file(fit: DatabaseFit, kernels: Any) -> list[tuple[str, str, 
                 "b": np.array([r.b]), "s": np.array([r.s]), "heads": np.array([r.heads]),
                 "kv_heads": np.array([r.kv_heads]), "d": np.array([r.d])},
                 np.array([r.fwd_s]), "")
-            bare = predict_context(table, np.arange(1), fit.machine, prefill.params,
+            params = {**prefill.params,
+                      "forward": LIBRARY_FORWARD.get(r.backend, prefill.params["forward"])}
+            bare = predict_context(table, np.arange(1), fit.machine, params,
                                    preprocess=False)[0]
             out.append(("flash forward", f"b{r.b} h{r.heads} s{r.s} d{r.d}", r.fwd_s,
                         float(bare)))

@@ -60,6 +60,22 @@ def provenance(fit: DatabaseFit, table_source: str) -> str:
             f"table {table_source}; fitted on a seeded 70 %, judged on the other 30 %")
 
 
+def decode_keys(decode: KindFit) -> dict[str, Any]:
+    """The decode attention keys of a ``[efficiency.precision.<p>]`` table
+    (formulations.kernels.decode_kernel_time's parameters, solver/case/measured_sections.py)."""
+    p = decode.params
+    return {"decode_memory": p["memory_efficiency"], "decode_matmul": p["matmul_efficiency"],
+            "decode_block_overhead": _us(p["block_overhead"]),
+            "decode_kernel_overhead": _us(p["kernel_overhead"]),
+            "decode_fallback_vector": p["fallback_efficiency"],
+            "decode_fallback_block_overhead": _us(p["fallback_block_overhead"]),
+            "decode_fallback_kernel_overhead": _us(p["fallback_kernel_overhead"]),
+            "decode_group_limit": int(p["group_limit"]), "decode_kv_chunk": int(p["kv_chunk"]),
+            "decode_multi_block": p["multi_block"],
+            "decode_block_stream_share": p["block_stream_share"],
+            "decode_overlap": p["overlap"]}
+
+
 def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
     """The ``[efficiency.precision.<p>]`` tables: one per precision with a GEMM fit."""
     tables: dict[str, dict[str, Any]] = {}
@@ -96,15 +112,7 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             residuals.append(f"prefill attention {_residuals(prefill)}")
         decode = fit.of("generation attention", gemm.precision)
         if decode is not None:
-            table.update(decode_memory=decode.params["memory_efficiency"],
-                         decode_vector=decode.params["vector_efficiency"],
-                         decode_block_overhead=_us(decode.params["block_overhead"]),
-                         decode_kernel_overhead=_us(decode.params["kernel_overhead"]),
-                         decode_fallback_vector=decode.params["fallback_efficiency"],
-                         decode_fallback_block_overhead=_us(
-                             decode.params["fallback_block_overhead"]),
-                         decode_group_limit=int(decode.params["group_limit"]),
-                         decode_kv_chunk=int(decode.params["kv_chunk"]))
+            table.update(decode_keys(decode))
             sources.append(decode.source)
             residuals.append(f"decode attention {_residuals(decode)}")
         moe = fit.of("moe", gemm.precision)
