@@ -39,7 +39,7 @@ def _checked_elsewhere(region: generate.Region) -> bool:
 #: own result.
 CHECKED_ELSEWHERE = {
     "perfcost evaluate deepseek-v3-pretrain-h800":
-        "tests/test_training_modern.py::test_deepseek_v3_gpu_hours_per_trillion_tokens",
+        "tests/test_validation.py::test_deepseek_v3_layout_fits_as_counted_by_hand",
     "serving_studies": "each row by the test it names (tests/test_serving_features.py, "
                        "tests/test_serving_wide_ep.py)",
 }
@@ -112,7 +112,7 @@ NOT_HERE = {
     "perfcost validate trtllm-ttft": "tests/test_serving_validation.py runs the suite",
     "perfcost evaluate cases/validation/deepseek-v3-pretrain-h800.toml":
         "tests/test_validation.py evaluates this case (suite deepseek-v3) and "
-        "tests/test_training_modern.py checks its memory breakdown; the report of a "
+        "tests/test_validation.py checks its memory breakdown; the report of a "
         "DeepSeek-V3 configuration is drawn in tests/test_solve.py (deepseek-v3-2048-h800)",
     "perfcost calibrate k.json --hardware h100-sxm":
         "k.json is what benchmarks/kernels.py measures on a GPU; tests/test_calibrate.py fits "

@@ -6,6 +6,7 @@ Run with ``pytest -s`` to see the error table.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from statistics import mean
@@ -15,6 +16,7 @@ import pytest
 from perfcost.solver.case import catalog
 from perfcost.solver.case import schema as case_mod
 from perfcost.solver.problem import specs as problem
+from perfcost.solver.problem.evaluate import evaluate_case
 from perfcost.solver.studies import validate
 
 #: A copy of the shared validation file (published measurements with their configurations), kept
@@ -287,3 +289,78 @@ def test_docs_suite_output_is_current(rows: list[validate.Row], region: Any,
     body = f"```\n$ {region.command}\n{generate._cut(output, region.lines)}\n```\n"
     assert generate.normalise(body) == generate.normalise(region.body), (
         f"{region.page}'s output of {region.command} is stale: run python docs/generate.py")
+
+
+# -- DeepSeek-V3: its layout in 80 GB (issue 15), beside the suite that evaluates it ----------
+
+def _deepseek_v3_bytes_per_token_per_moe_layer() -> float:
+    """The hand count of docs/training.md: what one token keeps per MoE layer of DeepSeek-V3
+    (TP1, EP64, FP8 with 1 x 128 tiles) with its norms, MLA up-projections and SwiGLU
+    recomputed (arXiv:2412.19437, Sec. 3.2.3 and 3.3.4)."""
+    h, heads, v_dim, latents = 7168, 128, 128, 1536 + 512 + 64
+    experts, top_k, expert_ffn = 256, 8, 2048
+    fp8 = 1 + 4 / 128  # one FP32 scale per 128 elements
+    # Ranks a token's 8 experts sit on: 4 experts per rank, uniformly among the 128 experts of
+    # the 4 nodes (32 ranks) node-limited routing lets it reach.
+    distinct = 32 * (1 - math.comb(128 - 4, top_k) / math.comb(128, top_k))
+    return (2 * 2 * h                              # the two norm inputs, BF16
+            + 2 * latents                          # c_Q, c_KV and the RoPE key, BF16
+            + heads * v_dim * (12 / 8 + 4 / 128)   # attention output in E5M6
+            + 4 * heads                            # FlashAttention's FP32 log-sum-exp
+            + 2 * experts                          # router scores
+            + fp8 * 2 * expert_ffn                 # shared expert's SwiGLU input
+            + fp8 * h * distinct                   # dispatched inputs, once per rank
+            + fp8 * 2 * expert_ffn * top_k)        # routed experts' SwiGLU inputs
+
+
+def test_deepseek_v3_layout_fits_as_counted_by_hand(rows: list[validate.Row],
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The published layout (PP16 DualPipe, EP64, ZeRO-1, FP8 block scaling) on 2048 H800s:
+    within 15 % of the reported 180K GPU-hours per trillion tokens, and within 80 GB with the
+    framework's reserve. Rank 0 holds chunks 0 (the embedding and the 3 dense layers) and 15
+    (2 MoE layers, the MTP module and the loss); its activations are the hand count, and it
+    holds the logits of both heads."""
+    # After ``rows``: this process has built the case's numeric functions already.
+    assert any(r.case == "deepseek-v3-pretrain-h800" for r in rows)
+    result = evaluate_case(case_mod.load("deepseek-v3-pretrain-h800"))
+    values = result.values
+    assert values["gpu_hours"] == pytest.approx(180_000, rel=0.15)
+    assert values["framework_reserve"] > 0
+    assert values["memory_per_gpu"] <= result.memory_capacity
+    # A dense layer keeps what an MoE layer keeps up to its MLP (norms, latents, E5M6 output,
+    # log-sum-exp), then its SwiGLU input in BF16 and the SwiGLU output as the FP8 input of
+    # the down projection (only the experts' SwiGLU is recomputed, Sec. 3.3.4).
+    h, heads, v_dim, latents, ffn = 7168, 128, 128, 1536 + 512 + 64, 18432
+    fp8 = 1 + 4 / 128
+    dense = (2 * 2 * h + 2 * latents + heads * v_dim * (12 / 8 + 4 / 128) + 4 * heads
+             + 2 * 2 * ffn + fp8 * ffn)
+    # PP + 1 = 17 micro-batches of one chunk (DualPipe README), 4096 tokens each: 16 of chunk 0
+    # (3 dense layers), where rank 0 is the first stage of one direction, and 1 of chunk 15
+    # (2 MoE layers and the MTP module), where it is the last stage of the other.
+    in_flight = 16 * 3 * dense + 1 * 3 * _deepseek_v3_bytes_per_token_per_moe_layer()
+    assert values["activations"] == pytest.approx(4096 * in_flight, rel=1e-9)
+    # The main head and the MTP module's head: BF16 logits and FP32 probabilities each.
+    assert values["logits_and_loss"] == pytest.approx(2 * 4096 * 129280 * (2 + 4))
+    _check_page_region("docs/training.md", "perfcost evaluate deepseek-v3-pretrain-h800",
+                       result, monkeypatch, capsys)
+
+
+def _check_page_region(page: str, command: str, result: object,
+                       monkeypatch: pytest.MonkeyPatch,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The page's output of ``command`` is the report of ``result``, printed as the command
+    prints it at the width and without the colour docs/generate.py runs it with
+    (tests/test_docs.py leaves this region here rather than evaluate the case again)."""
+    from docs_pages import generator
+    from perfcost.solver.report import tables as report
+
+    generate = generator()
+    (region,) = [r for r in generate.regions(page) if r.command == command]
+    monkeypatch.setenv("NO_COLOR", "1")
+    capsys.readouterr()
+    report.console().print(report.evaluation(result))
+    output = capsys.readouterr().out
+    body = f"```\n$ {command}\n{generate._cut(output, region.lines)}\n```\n"
+    assert generate.normalise(body) == generate.normalise(region.body), (
+        f"{page}'s output of {command} is stale: run python docs/generate.py")
