@@ -732,17 +732,22 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     first_is_last = (sp.Integer(1) if job.schedule in schedules.FIRST_RANK_HOLDS_LAST_STAGE
                      else indicator(pp, 1))
     heads = 1 + p_.get("mtp", 0)
+    def state_terms(params: sp.Expr, bf16: sp.Expr, experts: sp.Expr,
+                    held_copies: int) -> dict[str, sp.Expr]:
+        """Weights (and the FP8 copies of all but the ``bf16`` ones), gradients and optimizer
+        states of ``params`` sharded over dp and ``experts`` over expert dp, as the ZeRO
+        stage says, ``held_copies`` times."""
+        def share(count: sp.Expr, from_stage: int) -> sp.Expr:
+            return memory.sharded(count, d, z, from_stage) + (
+                memory.sharded(experts, edp, z, from_stage) if model.moe else 0)
+
+        return {"weights": held_copies * (share(params, 3) * p_["w_b"]
+                                          + share(params - bf16, 3) * fp8_copy_bytes),
+                "gradients": held_copies * share(params, 2) * p_["g_b"],
+                "optimizer_states": held_copies * share(params, 1) * p_["o_b"]}
+
     mem_terms = {
-        "weights": copies * ((memory.sharded(stage_params, d, z, 3)
-                              + (memory.sharded(expert_stage_params, edp, z, 3)
-                                 if model.moe else 0)) * p_["w_b"]
-                             + (memory.sharded(stage_params - bf16_stage_params, d, z, 3)
-                                + (memory.sharded(expert_stage_params, edp, z, 3)
-                                   if model.moe else 0)) * fp8_copy_bytes),
-        "gradients": copies * (memory.sharded(stage_params, d, z, 2)
-                               + (memory.sharded(expert_stage_params, edp, z, 2)
-                                  if model.moe else 0)) * p_["g_b"],
-        "optimizer_states": copies * optimizer_params * p_["o_b"],
+        **state_terms(stage_params, bf16_stage_params, expert_stage_params, copies),
         "activations": activations,
         # Where the first stage is also the last: one micro-batch's logits and the loss's
         # FP32 probabilities are live at the end of the forward pass (Megatron-LM's
@@ -777,17 +782,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
             if not pipeline_filled:
                 # Fewer micro-batches than the schedule keeps in flight: as many as there are.
                 activations *= sp.Min(1, m * content.chunks / content.count)
-            def expert_share(from_stage: int) -> sp.Expr:
-                """The rank's expert parameters, sharded over expert data parallelism."""
-                return (memory.sharded(experts, edp, z, from_stage) if model.moe
-                        else sp.Integer(0))
-
             return {
-                "weights": (memory.sharded(params, d, z, 3) + expert_share(3)) * p_["w_b"]
-                + (memory.sharded(params - bf16, d, z, 3) + expert_share(3)) * fp8_copy_bytes,
-                "gradients": (memory.sharded(params, d, z, 2) + expert_share(2)) * p_["g_b"],
-                "optimizer_states": (memory.sharded(params, d, z, 1) + expert_share(1)
-                                     ) * p_["o_b"],
+                **state_terms(params, bf16, experts, 1),
                 "activations": activations,
                 "logits_and_loss": (loss + mtp) * dims.tokens * p_["V"] / t * (
                     p_["e"] + transformer.LOSS_FP32_BYTES),
@@ -802,7 +798,9 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                                                + p_["frag"] * sp.Add(*held_terms.values()))
             per_rank.append(held_terms)
         mem_terms = memory.largest_rank(per_rank)
+        memory_terms = (*MEMORY_TERMS, "largest_rank_excess")
     else:
+        memory_terms = MEMORY_TERMS
         allocated = sp.Add(*mem_terms.values())
         mem_terms["framework_reserve"] = p_["reserve"] + p_["frag"] * allocated
     memory_per_gpu = sp.Add(*mem_terms.values())
@@ -864,7 +862,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     }
     units = {name: "s" for name in (*TIME_TERMS, "iteration_time", "per_layer_forward_time",
                                     "per_layer_backward_time", "time_to_train")}
-    units.update({name: "B" for name in (*mem_terms, "memory_per_gpu", "model_states",
+    units.update({name: "B" for name in (*memory_terms, "memory_per_gpu", "model_states",
                                                    "model_states_average")})
     units.update({f"tp_all_reduce_{name}": "s" for name in tp_algorithms})
     units["scale_up_reduction_available"] = "1"
@@ -902,7 +900,6 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         docs=docs,
         decisions=dec,
         parameters=ps.parameters,
-        groups={"iteration_time": TIME_TERMS,
-                "memory_per_gpu": tuple(name for name in mem_terms)},
+        groups={"iteration_time": TIME_TERMS, "memory_per_gpu": memory_terms},
     )
 
