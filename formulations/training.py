@@ -33,7 +33,7 @@ from . import (
     transformer,
 )
 from .collectives import Link, ring_all_reduce
-from .core import Decision, Formulation, ParameterSet, indicator, register
+from .core import Decision, Formulation, ParameterSet, exposed, indicator, register
 from .specs import (
     PLACEMENTS,
     RECOMPUTE_MODES,
@@ -423,13 +423,13 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     t_tp = parallelism.TP_ALL_REDUCES_PER_PASS * chosen
     t_tp_fwd_exposed, t_tp_bwd_exposed = t_tp, t_tp
     if job.tp_overlap:
-        t_tp_fwd_exposed = sp.Max(0, t_tp - t_linear_fwd)
-        t_tp_bwd_exposed = sp.Max(0, t_tp - t_linear_bwd)
+        t_tp_fwd_exposed = exposed(t_tp - t_linear_fwd)
+        t_tp_bwd_exposed = exposed(t_tp - t_linear_bwd)
     kv_chunk = dims.tokens * 2 * dims.local_kv_heads * dims.head_dim * p_["e"]
     t_cp_raw = parallelism.context_parallel_time(kv_chunk, c, t, N_up, up, out, fabric)
     # Ring attention overlaps each K/V pass with the attention kernels of the previous chunk.
     if job.cp_algorithm == "ring":
-        t_cp_fwd = sp.Max(0, t_cp_raw - t_core)
+        t_cp_fwd = exposed(t_cp_raw - t_core)
         t_cp = t_cp_fwd * (1 + 2 + full + selective)  # forward, backward (dK, dV), recompute
     elif job.cp_algorithm == "all_gather":
         # K and V gathered before the attention kernel (the same (c-1) chunks as the ring,
@@ -496,7 +496,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
         # Expert data parallelism. It is below 1 only where ep * etp exceeds the stage's
         # ranks, which the structural rules exclude; the floor keeps the compiled tables over
         # those combinations non-negative.
-        edp = sp.Max(1, t * c * d / (ep * p_["etp"]))
+        edp = sp.Max(1, t * c * d / (ep * p_["etp"]), evaluate=False)
 
     def per_stage(dense: sp.Expr, sparse: sp.Expr | None = None) -> sp.Expr:
         """A per-layer quantity summed over the stage's dense and MoE layers."""
@@ -518,7 +518,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
     if model.moe:
         # With overlap (DualPipe: one micro-batch's dispatch and combine run during another's
         # attention and experts), only the all-to-all time beyond the layer's compute shows.
-        t_ep = moe_stage * (sp.Max(0, t_ep_layer - (t_fwd_moe + t_bwd_moe + t_recompute_moe))
+        t_ep = moe_stage * (exposed(t_ep_layer - (t_fwd_moe + t_bwd_moe + t_recompute_moe))
                             if job.ep_overlap else t_ep_layer)
     stage += t_ep
     # The stage's forward share, and the weight-gradient GEMMs zero-bubble schedules defer.
@@ -586,7 +586,7 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                  + expert_all_reduce(expert_stage_params * p_["g_red"]))
     t_bwd_last = per_stage(t_bwd + t_recompute, (t_bwd_moe + t_recompute_moe + t_ep_layer / 2)
                            if model.moe else None) + layers_per_stage * per_layer_comm / 2
-    t_dp_step = sp.Max(0, t_dp_full - t_bwd_last) if job.dp_overlap else t_dp_full
+    t_dp_step = exposed(t_dp_full - t_bwd_last) if job.dp_overlap else t_dp_full
     # ZeRO-2 and ZeRO-3 as DeepSpeed and FSDP run them (Rajbhandari et al. 2020, Sec. 5 and
     # 7.2): the gradients are reduce-scattered after every micro-batch's backward -- a
     # reduce-scatter moves half of an all-reduce's volume -- and, ZeRO-2, the updated weights
@@ -607,8 +607,8 @@ def build_training(model: ModelSpec, hardware: HardwareSpec, network: NetworkSpe
                                       expert_stage_params * p_["gather_b"]) / 2
     first_gather = weights_ag / layers_per_stage
     if job.dp_overlap:
-        zero2_micro = sp.Max(0, grads_rs - (stage - stage_forward))
-        zero3_micro = sp.Max(0, 2 * weights_ag + grads_rs - stage_compute) + first_gather
+        zero2_micro = exposed(grads_rs - (stage - stage_forward))
+        zero3_micro = exposed(2 * weights_ag + grads_rs - stage_compute) + first_gather
     else:
         zero2_micro, zero3_micro = grads_rs, 2 * weights_ag + grads_rs
     zero2, zero3 = indicator(z, 2), indicator(z, 3)
