@@ -120,6 +120,14 @@ class FlashRates:
     #: spreads the FLOPs over the whole chip (the model the FlashAttention fits of kernel
     #: files use).
     wave_quantised: bool = False
+    #: Scores per second the whole chip's non-tensor units run the online softmax at
+    #: (exponential, max, rescale; in fp8 also the requantisation of P): the forward kernel's
+    #: elementwise work per score, which the tensor cores do not do. FlashAttention-3 (Shah
+    #: et al. 2024, Sec. 3.1) names it: the H100 has 989 TFLOP/s of bf16 matmul but 3.9
+    #: TFLOP/s of special functions, so for head dims of 64-128 the exponentials take a
+    #: large share of the time -- more the faster the tensor cores (fp8, Blackwell). None:
+    #: no such term (the FlashAttention efficiencies fitted as one all-in rate).
+    softmax_rate: sp.Expr | None = None
 
 
 def _masked(shape: AttentionShape) -> sp.Expr:
@@ -216,14 +224,21 @@ def backward_bytes(shape: AttentionShape, blocks: Blocks,
 
 
 def _kernel_time(flops: sp.Expr, bytes_: sp.Expr, efficiency: sp.Expr, tiles: sp.Expr,
-                 tile_overhead: sp.Expr, rates: FlashRates) -> sp.Expr:
-    """Roofline of one fused kernel plus its per-wave tile cost and launch overhead."""
+                 tile_overhead: sp.Expr, rates: FlashRates,
+                 scores: sp.Expr = sp.S.Zero) -> sp.Expr:
+    """Roofline of one fused kernel plus its per-wave tile cost and launch overhead; with a
+    ``softmax_rate``, the kernel's ``scores`` add their elementwise work to the compute time
+    (added, not overlapped: on TensorRT-LLM's tables a maximum or a norm of the two fitted
+    no better, and the added rate comes out near the special-function units' throughput)."""
     waves = sp.ceiling(tiles / rates.multiprocessors)
-    rate = rates.peak_flops * efficiency
+    occupied = sp.Integer(1)
     if rates.wave_quantised:
         # Only ``tiles`` of the ``waves x multiprocessors`` tile slots do work.
-        rate = rate * tiles / (waves * rates.multiprocessors)
+        occupied = tiles / (waves * rates.multiprocessors)
+    rate = rates.peak_flops * efficiency * occupied
     compute = flops / rate + waves * tile_overhead
+    if rates.softmax_rate is not None:
+        compute = compute + scores / (rates.softmax_rate * occupied)
     memory = bytes_ / (rates.hbm_bandwidth * rates.memory_efficiency)
     return sp.Max(compute, memory, evaluate=False) + rates.kernel_overhead
 
@@ -233,11 +248,19 @@ def executed(shape: AttentionShape, blocks: Blocks) -> sp.Expr:
     return _visited(shape, blocks) / _masked(shape)
 
 
+def forward_scores(shape: AttentionShape, blocks: Blocks) -> sp.Expr:
+    """Scores the forward kernel exponentiates: every (query, key) pair of the key blocks
+    it visits (with a causal mask the diagonal blocks whole, like their FLOPs)."""
+    return (shape.batch * shape.heads * shape.q_len * shape.kv_len
+            * _visited(shape, blocks))
+
+
 def flash_forward_time(shape: AttentionShape, blocks: Blocks, rates: FlashRates) -> sp.Expr:
     misses = reread_misses(shape, blocks, rates)
     return _kernel_time(forward_flops(shape) * executed(shape, blocks),
                         forward_bytes(shape, blocks, misses), rates.forward_efficiency,
-                        query_blocks(shape, blocks), rates.forward_tile_overhead, rates)
+                        query_blocks(shape, blocks), rates.forward_tile_overhead, rates,
+                        forward_scores(shape, blocks))
 
 
 def flash_backward_time(shape: AttentionShape, blocks: Blocks, rates: FlashRates) -> sp.Expr:

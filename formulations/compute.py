@@ -80,10 +80,12 @@ def gemm_tile_rows(op: Op, hw: ComputeParams) -> sp.Expr:
     ``m`` rounded up to the row granule (a small-M kernel)."""
     if hw.row_granule is None:
         return hw.tile_m
-    # Unevaluated: sympy would compare the two sides symbolically on every GEMM of a
-    # formulation (most of a serving build's time), for a minimum it leaves standing anyway.
-    return sp.Min(hw.tile_m, hw.row_granule * sp.ceiling(op.m / hw.row_granule),
-                  evaluate=False)
+    rows = hw.row_granule * sp.ceiling(op.m / hw.row_granule)
+    # Evaluated only between numbers: on symbols sympy would compare the two sides
+    # symbolically on every GEMM of a formulation (most of a serving build's time), for a
+    # minimum it leaves standing anyway.
+    numbers = rows.is_number and sp.sympify(hw.tile_m).is_number
+    return sp.Min(hw.tile_m, rows, evaluate=bool(numbers))
 
 
 def gemm_output_tiles(op: Op, hw: ComputeParams) -> sp.Expr:
@@ -96,8 +98,9 @@ def gemm_splits(op: Op, hw: ComputeParams) -> sp.Expr:
     if hw.split_k_granule is None:
         return sp.S.One
     room = sp.floor(hw.multiprocessors / gemm_output_tiles(op, hw))
-    return sp.Max(1, sp.Min(room, sp.ceiling(op.k / hw.split_k_granule), evaluate=False),
-                  evaluate=False)
+    slices = sp.ceiling(op.k / hw.split_k_granule)
+    numbers = bool(room.is_number and slices.is_number)
+    return sp.Max(1, sp.Min(room, slices, evaluate=numbers), evaluate=numbers)
 
 
 def gemm_waves(op: Op, hw: ComputeParams) -> sp.Expr:

@@ -126,6 +126,22 @@ def indicator(symbol: sp.Symbol, code: int) -> sp.Expr:
     return sp.Piecewise((sp.Integer(1), sp.Eq(symbol, code)), (sp.Integer(0), True))
 
 
+def _all_numbers(args: tuple[sp.Expr, ...]) -> bool:
+    return all(sp.sympify(a).is_number for a in args)
+
+
+def smallest(*args: sp.Expr) -> sp.Expr:
+    """min(args), evaluated only between numbers: on symbolic arguments sympy's evaluation
+    compares them symbolically (``factor_terms`` over each), which in a large formulation
+    costs seconds per call and leaves the minimum standing anyway."""
+    return sp.Min(*args, evaluate=_all_numbers(args))
+
+
+def largest(*args: sp.Expr) -> sp.Expr:
+    """max(args), evaluated only between numbers (see :func:`smallest`)."""
+    return sp.Max(*args, evaluate=_all_numbers(args))
+
+
 def exposed(remaining: sp.Expr) -> sp.Expr:
     """What of a time is not hidden behind overlapping work: max(0, remaining).
 

@@ -15,7 +15,8 @@
   the fly: Micikevicius et al., "FP8 Formats for Deep Learning", 2022, Sec. 4; DeepSeek-V3
   Sec. 3.3.2 for 1x128 block scales); a bf16 GEMM has no such kernel;
 * prefill attention: FlashAttention's causal forward (:func:`formulations.attention.
-  flash_forward_time`) with query and key length the prompt, after the memory-bound
+  flash_forward_time`) with query and key length the prompt, its online softmax at a rate
+  of its own (``FlashRates.softmax_rate``), after the memory-bound
   preprocessing kernel a serving engine runs first (TensorRT-LLM's attention op applies the
   rotary embedding to Q and K and writes K and V into the paged cache before its fused
   multi-head attention kernel): it reads the Q, K, V rows and writes them back;
@@ -43,6 +44,7 @@ import sympy as sp
 from . import algorithms
 from .attention import AttentionShape, Blocks, FlashRates, flash_forward_time
 from .compute import ComputeParams, op_time
+from .core import largest, smallest
 from .transformer import Op, gemm
 
 #: FLOPs of one multiply-accumulate.
@@ -92,7 +94,11 @@ class GemmRates:
     (:func:`clocked_time`): ``busy_before`` seconds of back-to-back work before it, plus
     ``busy_repeats`` times its own duration (a measurement loop repeating it). The defaults
     (0 and 1) are a kernel run on its own; a training step or a long measurement loop is
-    ``busy_before`` = infinity: the sustained clock."""
+    ``busy_before`` = infinity: the sustained clock.
+
+    ``kblock_time`` is the shortest time one main-loop step of a tile takes (one k-block of
+    :data:`K_BLOCK_BYTES` per operand row), whatever its MMA work: 0 (the default) for no
+    such bound (:func:`main_loop_time`)."""
 
     peak_flops: sp.Expr
     matmul_efficiency: sp.Expr
@@ -108,6 +114,7 @@ class GemmRates:
     split_k_granule: sp.Expr
     busy_before: sp.Expr = sp.S.Zero
     busy_repeats: sp.Expr = sp.S.One
+    kblock_time: sp.Expr = sp.S.Zero
 
 
 def clocked_time(sustained: sp.Expr, boost: sp.Expr, window: sp.Expr,
@@ -137,6 +144,22 @@ def context_clocked_time(sustained: sp.Expr, rates: GemmRates) -> sp.Expr:
                         rates.busy_before + rates.busy_repeats * fast)
 
 
+def main_loop_time(mma: sp.Expr, steps: sp.Expr, rates: GemmRates) -> sp.Expr:
+    """Sustained-clock time of a tile's main loop of ``steps`` k-blocks whose MMA work takes
+    ``mma``: no step shorter than ``rates.kblock_time``. A block-scaled GEMM (NVFP4's
+    16-element and DeepSeek-style 1x128 / 128x128 fp8 scales) loads each k-block's scale
+    factors beside its operands and applies them before or after the MMA (CUTLASS's
+    block-scaled SM100 main loop copies them into tensor memory per k-block; Hopper's
+    block-scaled fp8 kernels promote the partial sums with the scales on the CUDA cores per
+    k-block, DeepSeek-V3 Sec. 3.3.2), a fixed cost per step that a narrow tile (few rows or
+    columns: little MMA work per k-block) cannot hide behind its tensor cores. The database
+    fit states it for NVFP4 (solver.studies.database_fit.KBLOCK_PRECISIONS, where the
+    held-out errors say which formats show it)."""
+    if rates.kblock_time == 0:
+        return mma
+    return sp.Max(mma, steps * rates.kblock_time)
+
+
 def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                      output_bytes: sp.Expr, rates: GemmRates, tile: tuple[int, int],
                      splits: int) -> sp.Expr:
@@ -158,8 +181,10 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     waves = sp.ceiling(tiles / rates.multiprocessors)
     depth = sp.ceiling(k / splits)
     slots = waves * rates.multiprocessors
-    mma = context_clocked_time(slots * FLOPS_PER_MAC * rows * cols * depth
-                               / (rates.peak_flops * rates.matmul_efficiency), rates)
+    steps = waves * sp.ceiling(depth * operand_bytes / K_BLOCK_BYTES)
+    mma = context_clocked_time(main_loop_time(slots * FLOPS_PER_MAC * rows * cols * depth
+                                              / (rates.peak_flops * rates.matmul_efficiency),
+                                              steps, rates), rates)
     traffic = (m + n) * k * operand_bytes + m * n * output_bytes
     kernels = 1
     if splits > 1:
@@ -189,9 +214,9 @@ def stream_k_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     tiles = sp.ceiling(m / rows) * sp.ceiling(n / cols)
     depth = K_BLOCK_BYTES / operand_bytes
     blocks_per_unit = sp.ceiling(tiles * sp.ceiling(k / depth) / rates.multiprocessors)
-    mma = context_clocked_time(blocks_per_unit * rates.multiprocessors * FLOPS_PER_MAC * rows
-                               * cols * depth / (rates.peak_flops * rates.matmul_efficiency),
-                               rates)
+    mma = context_clocked_time(main_loop_time(
+        blocks_per_unit * rates.multiprocessors * FLOPS_PER_MAC * rows * cols * depth
+        / (rates.peak_flops * rates.matmul_efficiency), blocks_per_unit, rates), rates)
     traffic = ((m + n) * k * operand_bytes + m * n * output_bytes
                + WRITE_AND_READ * rates.multiprocessors * rows * cols * PARTIAL_BYTES)
     stream = traffic / (rates.hbm_bandwidth * rates.memory_efficiency)
@@ -312,6 +337,10 @@ XQA_TARGET_WAVES = 8
 #: 16 rows and against dot products on the CUDA cores it gave the least fitted loss summed
 #: over the measured tables of five GPUs (docs/calibration.md).
 DECODE_MMA_GROUP_ROWS = 8
+#: Head elements of the query row that the grouped kernel's ``row_overhead`` is stated for
+#: (:func:`decode_kernel_time`): a row of a 128-wide head, the commonest head size, so that
+#: the fitted value reads as the fixed work of one such row.
+DECODE_ROW_HEAD_ELEMENTS = 128
 #: The rules by which a decode kernel cuts each (sequence, head) cache into blocks
 #: (:func:`decode_kernel_time`'s ``multi_block``).
 DECODE_MULTI_BLOCK_RULES = ("fill", "xqa")
@@ -322,8 +351,8 @@ def filling_chunks(batch: sp.Expr, kv_len: sp.Expr, readers: sp.Expr,
     """Blocks per (sequence, head) of a multi-block mode that cuts a cache into chunks of at
     least ``kv_chunk`` tokens only as far as they fill the idle multiprocessors (one wave;
     TensorRT-LLM's masked multi-head attention balances its sequence tiles this way)."""
-    return sp.Max(1, sp.Min(sp.ceiling((kv_len + 1) / kv_chunk),
-                            sp.floor(multiprocessors / (batch * readers))))
+    return largest(1, smallest(sp.ceiling((kv_len + 1) / kv_chunk),
+                               sp.floor(multiprocessors / (batch * readers))))
 
 
 def xqa_chunks(batch: sp.Expr, kv_len: sp.Expr, kv_heads: sp.Expr,
@@ -335,10 +364,10 @@ def xqa_chunks(batch: sp.Expr, kv_len: sp.Expr, kv_heads: sp.Expr,
     multiprocessors: 16 sequences x 8 KV heads (128 blocks on 132 multiprocessors) run a
     1024-token cache as 8 blocks each, and every block pays its fixed work."""
     per_history = sp.floor((kv_len + 1) / XQA_HISTORY_TOKENS_PER_BLOCK)
-    capped = sp.Min(per_history, sp.floor(sp.sqrt(XQA_SQRT_FACTOR * per_history)
-                                          + sp.Rational(1, 2)))
-    return sp.Max(1, sp.Min(capped, sp.floor(XQA_TARGET_WAVES * multiprocessors
-                                             / (batch * kv_heads))))
+    capped = smallest(per_history, sp.floor(sp.sqrt(XQA_SQRT_FACTOR * per_history)
+                                            + sp.Rational(1, 2)))
+    return largest(1, smallest(capped, sp.floor(XQA_TARGET_WAVES * multiprocessors
+                                                / (batch * kv_heads))))
 
 
 def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads: sp.Expr,
@@ -357,12 +386,12 @@ def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads:
     # group share it through the L2 cache): HBM streams each KV head's cache once.
     cache = batch * kv_heads * (kv_len + 1) * KV_TENSORS * head_dim * kv_bytes
     rows = batch * heads * QUERY_AND_OUTPUT * head_dim * activation_bytes
-    busy = sp.Min(1, blocks / multiprocessors)
+    busy = smallest(1, blocks / multiprocessors)
     # One block keeps only so many loads in flight: it streams at most
     # ``block_stream_share`` of one multiprocessor's share of the HBM bandwidth, so a few
     # blocks per sequence reach less than the occupied multiprocessors' share.
-    stream_rate = sp.Min(hbm_bandwidth * memory_efficiency * busy,
-                         blocks * block_stream_share * hbm_bandwidth / multiprocessors)
+    stream_rate = smallest(hbm_bandwidth * memory_efficiency * busy,
+                           blocks * block_stream_share * hbm_bandwidth / multiprocessors)
     flops = decode_attention_flops(batch, kv_len, computed_heads, head_dim)
     roofline = sp.Max((cache + rows) / stream_rate, flops / (dot_rate * busy),
                       evaluate=False)
@@ -386,7 +415,8 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
                        kernel_overhead: sp.Expr, group_limit: sp.Expr,
                        kv_chunk: sp.Expr, fallback_kernel_overhead: sp.Expr,
                        block_stream_share: sp.Expr, overlap: sp.Expr,
-                       matmul_flops: sp.Expr, multi_block: str = "fill") -> sp.Expr:
+                       matmul_flops: sp.Expr, multi_block: str = "fill",
+                       row_overhead: sp.Expr = sp.S.Zero) -> sp.Expr:
     """One decode step's attention as a serving engine's decode kernels run it
     (TensorRT-LLM's grouped-query "XQA" kernel and its masked multi-head attention
     fallback; FlashDecoding, Dao et al. 2023):
@@ -396,7 +426,12 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
       its dot products on the tensor cores at ``matmul_efficiency`` of ``matmul_flops``
       (the dense bf16 peak), the group's query heads padded to the
       :data:`DECODE_MMA_GROUP_ROWS` of the MMA's narrow side, each block's fixed work taking
-      ``block_overhead`` of a multiprocessor, the kernel ``kernel_overhead``;
+      ``block_overhead`` of a multiprocessor plus ``row_overhead`` per padded query row of
+      :data:`DECODE_ROW_HEAD_ELEMENTS` head elements (the block's query tile, padded rows x
+      head size: loading the query rows and converting them to the MMA's operand type,
+      normalising the accumulator and writing the output rows, and in multi-block mode its
+      partial rows; TensorRT-LLM's XQA kernels mha.cu and mha_sm90.cu), the kernel
+      ``kernel_overhead``;
     * multi-head attention (a group of one) and a larger group run the per-head kernel: one
       block per (sequence, query head), the blocks of one group sharing their KV head's
       cache through the L2 cache, its dot products on the CUDA cores (one query row per
@@ -426,9 +461,14 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
                       if multi_block == "xqa"
                       else filling_chunks(batch, kv_len, kv_heads, multiprocessors, kv_chunk))
     padded_group = DECODE_MMA_GROUP_ROWS * sp.ceiling(heads / (kv_heads * DECODE_MMA_GROUP_ROWS))
+    # A grouped block's fixed work grows with its query tile (padded rows x head size): at
+    # 16384 blocks of one cached token (H100, fp8 cache, 128-wide heads) groups of 2, 8, 12
+    # and 16 heads take 178, 218, 285 and 334 us, 64-wide heads of 2 take 130 us.
+    tile_rows = padded_group * head_dim / DECODE_ROW_HEAD_ELEMENTS
     grouped = _decode_path_time(*common, matmul_flops * matmul_efficiency,
-                                kv_heads * padded_group, multiprocessors, block_overhead,
-                                grouped_chunks, kv_heads, block_stream_share, overlap)
+                                kv_heads * padded_group, multiprocessors,
+                                block_overhead + row_overhead * tile_rows, grouped_chunks,
+                                kv_heads, block_stream_share, overlap)
     fallback = _decode_path_time(*common, vector_flops * fallback_efficiency, heads,
                                  multiprocessors, fallback_block_overhead,
                                  filling_chunks(batch, kv_len, heads, multiprocessors, kv_chunk),

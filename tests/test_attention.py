@@ -168,6 +168,32 @@ def test_time_grows_with_sequence_and_exceeds_roofline(s: int, b: int) -> None:
     assert tb > t  # 2.5x the FLOPs at a lower rate
 
 
+@settings(max_examples=10, deadline=None)
+@given(s=st.sampled_from([256, 1024, 4096]), d=st.sampled_from([64, 128]),
+       rate=st.floats(1e12, 1e14))
+def test_softmax_adds_its_scores_at_its_own_rate(s: int, d: int, rate: float) -> None:
+    """FlashAttention-3 (Shah et al. 2024, Sec. 3.1): the exponentials run on units of their
+    own. With the memory side negligible, the softmax term adds exactly the scores the
+    causal kernel visits (diagonal tiles whole) over its rate, independent of the head dim."""
+    blocks = attention.Blocks(q=128, kv=128)
+    shape = attention.AttentionShape(sp.Integer(2), sp.Integer(8), sp.Integer(8),
+                                     sp.Integer(s), sp.Integer(s), sp.Integer(d),
+                                     sp.Integer(d), sp.Integer(E))
+
+    def forward(softmax_rate: sp.Expr | None) -> float:
+        rates = attention.FlashRates(sp.Float(989e12), sp.Float(0.6), sp.Float(0.5),
+                                     sp.Float(1e30), sp.Float(1), sp.Integer(132),
+                                     sp.Float(3e-6), sp.Float(0), sp.Float(5e-6),
+                                     softmax_rate=softmax_rate)
+        return float(attention.flash_forward_time(shape, blocks, rates))
+
+    # Hand count: b h s^2 (1 + 128 / s) / 2 scores (the lower triangle and the diagonal tiles).
+    scores = 2 * 8 * s * s * (1 + 128 / s) / 2
+    assert float(attention.forward_scores(shape, blocks)) == pytest.approx(scores)
+    assert forward(sp.Float(rate)) - forward(None) == pytest.approx(scores / rate, rel=1e-9)
+    assert forward(sp.Float(rate / 2)) > forward(sp.Float(rate))
+
+
 # -- training: memory and time ------------------------------------------------------------------
 
 BASE = "korthikanti2022-t4-baseline-no-recompute"  # GPT-22B layer, A100, tp 8, b 4, dropout

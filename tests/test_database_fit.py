@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import tomllib
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -239,14 +240,69 @@ def test_amax_pass_reads_the_activations_once_more() -> None:
     assert two - one == pytest.approx(4096 * 8192 * 2 / (4.8e12 * 0.8) + 3e-6, rel=1e-9)
 
 
+def test_main_loop_step_bounds_narrow_tiles_only() -> None:
+    """A main-loop step takes at least ``kblock_time``: a GEMM of 8 rows (narrow tiles, little
+    MMA work per k-block) runs at the steps' rate, a large one's steps stay MMA-bound."""
+    fp4, bf16 = sp.Rational(1, 2), sp.Integer(2)
+    plain = _rates()
+    stepped = replace(plain, kblock_time=sp.Float(0.5e-6))
+
+    def time(m: int, rates: kernels.GemmRates) -> float:
+        return float(kernels.gemm_config_time(sp.Integer(m), sp.Integer(4096),
+                                              sp.Integer(16384), fp4, bf16, rates,
+                                              (128, 128), 1))
+
+    # 32 tiles of 8 x 128 in one wave, 64 k-blocks of 256 fp4 elements each.
+    assert time(8, stepped) > time(8, plain)
+    assert time(8, stepped) >= 64 * 0.5e-6 / 1.2
+    assert time(8192, stepped) == pytest.approx(time(8192, plain), rel=1e-12)
+
+
+def test_written_entry_states_the_main_loop_step() -> None:
+    """A fitted ``kblock_time`` is written as the precision's ``gemm_kblock_time`` and read
+    back; the entry's ``matmul`` is the model's with it."""
+    params = {"tiles": ((128, 128),), "stream_k": False, "matmul_efficiency": 0.6,
+              "boost": 1.2, "power_window": 0.05, "memory_efficiency": 0.8,
+              "kernel_overhead": 2e-6, "wave_overhead": 0.5e-6, "kblock_time": 0.3e-6}
+    db = _database()
+    fit = fitting.DatabaseFit(db, _machine(), [fitting.KindFit(
+        "gemm", "fp8_block", params, "h200_sxm/gemm/extract", 1)], [])
+    original = catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8")
+    text = database_toml.hardware_text(original, fit, "2026-12-06")
+    entry = HardwareSection.model_validate(tomllib.loads(text))
+    block = entry.efficiency.precision["fp8_block"]
+    assert block.gemm_kblock_time == pytest.approx(0.3e-6, rel=1e-3)
+    assert 0 < block.matmul < 0.6 * 1.2
+
+
 def _decode(batch: int, kv_len: int, heads: int, kv_heads: int, limit: int = 32,
-            share: float = 1.0, overlap: float = 1.0, multi_block: str = "fill") -> float:
+            share: float = 1.0, overlap: float = 1.0, multi_block: str = "fill",
+            head_dim: int = 128, row: float = 0.0) -> float:
     return float(kernels.decode_kernel_time(
         sp.Integer(batch), sp.Integer(kv_len), sp.Integer(heads), sp.Integer(kv_heads),
-        sp.Integer(128), sp.Integer(2), sp.Integer(2), sp.Float(4.8e12), sp.Float(0.8),
+        sp.Integer(head_dim), sp.Integer(2), sp.Integer(2), sp.Float(4.8e12), sp.Float(0.8),
         sp.Float(67e12), sp.Float(0.5), sp.Float(0.1), sp.Integer(132), sp.Float(4e-6),
         sp.Float(1e-6), sp.Float(5e-6), sp.Integer(limit), sp.Integer(512), sp.Float(7e-6),
-        sp.Float(share), sp.Float(overlap), sp.Float(1000e12), multi_block=multi_block))
+        sp.Float(share), sp.Float(overlap), sp.Float(1000e12), multi_block=multi_block,
+        row_overhead=sp.Float(row)))
+
+
+@pytest.mark.parametrize(("heads", "head_dim", "rows"), [
+    (16, 128, 8),  # a group of 2 is padded to the MMA's 8 rows
+    (64, 128, 8),
+    (96, 128, 16),  # 12 rows padded to 16
+    (64, 256, 16),  # 8 rows of a 256-wide head: twice the tile of a 128-wide one
+])
+def test_grouped_decode_blocks_pay_for_their_query_tile(heads: int, head_dim: int,
+                                                        rows: int) -> None:
+    """512 sequences x 8 KV heads of one cached token: 4096 grouped blocks, each paying the
+    row overhead per padded query row of a 128-wide head on top of its fixed work, spread
+    over the 132 multiprocessors (added to the rest: overlap 1). The per-head kernel
+    (multi-head attention) pays none."""
+    extra = (_decode(512, 1, heads, 8, head_dim=head_dim, row=1e-7)
+             - _decode(512, 1, heads, 8, head_dim=head_dim))
+    assert extra == pytest.approx(4096 / 132 * 1e-7 * rows, rel=1e-9)
+    assert _decode(512, 1, 8, 8, row=1e-7) == _decode(512, 1, 8, 8)
 
 
 @pytest.mark.parametrize(("batch", "kv_len", "kv_heads", "blocks"), [
@@ -358,11 +414,13 @@ def test_decode_fit_on_the_extract() -> None:
 
 
 def test_prefill_attention_fit_on_the_extract() -> None:
-    fit = fitting.fit_context(_table("context attention"), _machine())
+    # Two of the candidate tiles keep the test short; the full fit tries every one.
+    fit = fitting.fit_context(_table("context attention"), _machine(), (64, 128))
     errors = np.abs(fit.judged[0].errors)
-    print(fit.judged[0].row())
-    assert np.median(errors) <= 0.12
+    print(fit.judged[0].row(), fit.params)
+    assert np.median(errors) <= 0.08  # issue 14: attention median <= 8 % held out
     assert 0.2 <= fit.params["forward"] <= 1.0
+    assert fit.params["query_tile"] in (64, 128) and fit.params["softmax"] is not None
 
 
 def test_moe_fit_on_the_extract() -> None:
@@ -430,6 +488,8 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
     after = HardwareSection.model_validate(tomllib.loads(text))
     fp8 = after.efficiency.precision["fp8"]
     assert fp8.quantised_activations and fp8.prefill_forward is not None
+    assert fp8.prefill_softmax is not None
+    assert fp8.prefill_query_tile in fitting.PREFILL_QUERY_TILES
     assert fp8.decode_matmul is not None and fp8.moe_matmul is not None
     assert fp8.gemm_tiles == [(64, 128)] and fp8.amax_pass and fp8.boost >= 1.0
     # matmul: the model's achieved efficiency on a large GEMM, its cast included, never
@@ -446,6 +506,7 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
         decode.params["block_stream_share"], abs=1e-4)
     assert fp8.decode_fallback_kernel_overhead == pytest.approx(
         decode.params["fallback_kernel_overhead"], abs=1e-9)
+    assert fp8.decode_row_overhead == pytest.approx(decode.params["row_overhead"], abs=1e-9)
     assert "aiconfigurator-core" in fp8.source and "held-out" in fp8.residuals
     # Everything outside the per-precision tables is as it was: validation cannot move.
     assert after.efficiency.model_dump(exclude={"precision"}) == before.efficiency.model_dump(

@@ -91,12 +91,22 @@ class PrecisionEfficiency(Strict):
     power_window: Duration = 0.0
     # Per-tensor scaling: a pass over the activations takes their absolute maximum first.
     amax_pass: bool = False
+    # The shortest main-loop step (one k-block) of a block-scaled GEMM kernel, whose scale
+    # factors cost a fixed time per k-block (formulations.kernels.main_loop_time). Absent:
+    # no such bound.
+    gemm_kblock_time: Duration | None = None
     prefill_forward: Fraction | None = None
     prefill_tile_overhead: Duration = 0.0
     prefill_kernel_overhead: Duration = 0.0
     prefill_memory: Fraction | None = None
     # The Q/K/V preprocessing kernel before prefill attention (formulations.kernels).
     prefill_preprocess_memory: Fraction | None = None
+    # The online softmax's scores per second as a fraction of the fp32 peak (formulations.
+    # attention.FlashRates.softmax_rate), and the query rows of one attention tile (the
+    # wave quantisation's and the causal diagonal's unit). Absent: no softmax term, the
+    # tiles of the SRAM rule (formulations.attention.block_sizes).
+    prefill_softmax: Fraction | None = None
+    prefill_query_tile: PositiveInt | None = None
     # Decode attention (formulations.kernels.decode_kernel_time). The grouped kernel (query
     # groups of 2 to `decode_group_limit` heads): its dot products on the tensor cores as a
     # fraction of the dense bf16 peak, the fixed work of each (sequence, KV head) block, its
@@ -108,6 +118,9 @@ class PrecisionEfficiency(Strict):
     # two-kernel model (the A100's) carry it.
     decode_vector: Fraction | None = None
     decode_block_overhead: Duration = 0.0
+    # A grouped block's fixed work grows by this much per padded query row of a 128-wide
+    # head (formulations.kernels.DECODE_ROW_HEAD_ELEMENTS; the block's query tile).
+    decode_row_overhead: Duration = 0.0
     decode_kernel_overhead: Duration = 0.0
     # Multi-head attention and larger groups run the per-head kernel: its dot products on
     # the CUDA cores (a fraction of the fp32 peak), fixed work per (sequence, query head)

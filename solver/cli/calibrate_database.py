@@ -198,7 +198,8 @@ def _show(key: str, value: Any) -> str:
                          for r in value)
     if key == "leave_one_out":
         return " ".join(f"{count}:{error * 100:.1f}%" for count, error in value.items())
-    if isinstance(value, float) and ("overhead" in key or key in ("latency", "power_window")):
+    if isinstance(value, float) and ("overhead" in key or key in ("latency", "power_window",
+                                                                  "kblock_time")):
         return f"{value * 1e6:.2f} us"
     if isinstance(value, float) and key == "bandwidth":
         return f"{value / 1e9:.0f} GB/s"

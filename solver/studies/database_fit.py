@@ -19,7 +19,8 @@ expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
   decode_kernel_time): the achieved HBM bandwidth (as a fraction of the peak) and the
   share of a multiprocessor's part of it one block streams at most, the fractions of the
   dense bf16 (tensor-core) peak and of the fp32 peak the grouped and the per-head kernels'
-  dot products reach, each kernel's fixed cost per block and its kernel overhead, how far
+  dot products reach, each kernel's fixed cost per block (the grouped kernel's growing with
+  its padded query rows x head size) and its kernel overhead, how far
   that fixed work overlaps the stream, by least squares on the log errors for every
   candidate multi-block rule, group limit and cache chunk; the combination of least loss
   wins.
@@ -84,6 +85,18 @@ NO_SPLIT_K = frozenset({"fp8_block"})
 #: construction (dynamic per-tensor scaling); TensorRT-LLM's block-scaled fp8 by the
 #: measurements (held-out median of the H100 table 11.1 % with one pass, 7.4 % with two).
 AMAX_PASS = frozenset({"fp8", "fp8_block"})
+#: Precisions whose GEMM main loop has a shortest step (formulations.kernels.main_loop_time),
+#: fitted as ``kblock_time``: NVFP4, whose 16-element blocks bring 16 scale factors per
+#: operand row into every 256-deep k-block. Held out against the model without it (median /
+#: p90 %, GEMMs >= 1 GFLOP; < 1 GFLOP, not fitted, in brackets): B200 9.9 / 37.9 -> 6.0 /
+#: 30.0 (29.4 -> 13.6), GB200 11.3 / 38.4 -> 7.4 / 30.2 (26.3 -> 21.1). Block-scaled fp8
+#: was mixed (>= 1 GFLOP: GB200 7.5 -> 7.0, H100 7.1 -> 7.0, H200 8.6 -> 8.6, B200 8.0 ->
+#: 8.7; < 1 GFLOP: GB200 18.0 -> 8.7, B200 11.1 -> 9.3, but H100 23.2 -> 38.0 and H200
+#: 28.8 -> 39.7); bf16 and per-tensor fp8 moved no median by more than 0.5 point and took
+#: the sustained clock with them (H200 bf16: the independent file 9.0 -> 22.6 %).
+KBLOCK_PRECISIONS = frozenset({"fp4"})
+#: Range of the fitted ``kblock_time`` (seconds): the NVFP4 fits land at 0.42-0.57 us.
+KBLOCK_BOUNDS = (0.0, 2e-6)
 
 
 def split_counts(precision: str) -> tuple[int, ...]:
@@ -111,7 +124,19 @@ CONTEXT_BOUNDS: dict[str, tuple[float, float]] = {
     "kernel_overhead": (0.0, 50e-6),
     "memory_efficiency": (0.2, 1.0),
     "preprocess_efficiency": (0.05, 1.0),
+    # The online softmax's scores per second as a fraction of the fp32 (CUDA-core) peak in
+    # FLOP/s (formulations.attention.FlashRates.softmax_rate); Hopper's and Blackwell's
+    # fits land at 0.055-0.092 (14-24 scores per clock per multiprocessor).
+    "softmax": (0.01, 1.0),
 }
+#: Candidate query rows of a prefill attention tile (one CTA's share of the queries): the
+#: 128-row tiles of FlashAttention-3 and TensorRT-LLM's Hopper kernels (two 64-row warpgroup
+#: MMAs), 64 rows, and the 256 rows (two 128-row softmax warpgroups) of CUTLASS's Blackwell
+#: FMHA (examples/77_blackwell_fmha). The fit keeps the one of least fitted loss (the tiles
+#: that Dao et al.'s SRAM rule gives, ``formulations.attention.block_sizes``, fitted worse
+#: than the best fixed tile on every Hopper and Blackwell table once the softmax has its own
+#: term).
+PREFILL_QUERY_TILES: tuple[int, ...] = (64, 128, 256)
 DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     "memory_efficiency": (0.05, 1.0),
     "matmul_efficiency": (0.01, 1.0),
@@ -126,6 +151,9 @@ DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     # The exponent of the norm by which blocks' fixed work and the stream overlap: from
     # their sum (1) towards their maximum; the fits land at 1.0-2.8.
     "overlap": (1.0, MAX_DECODE_OVERLAP),
+    # The grouped kernel's fixed work per padded query row of 128 head elements
+    # (formulations.kernels.DECODE_ROW_HEAD_ELEMENTS); the fits land at 0.07-0.5 us.
+    "row_overhead": (0.0, 2e-6),
 }
 #: Candidate query-group sizes up to which the grouped decode kernel runs (TensorRT-LLM's
 #: XQA kernels are compiled for groups of up to a power of two), and candidate cache chunks
@@ -250,7 +278,8 @@ def _log_objective(err: np.ndarray) -> float:
 
 @functools.cache
 def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int], ...],
-                   splits: tuple[int, ...], stream_k: bool) -> Callable[..., Any]:
+                   splits: tuple[int, ...], stream_k: bool,
+                   kblock: bool = False) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
@@ -258,13 +287,15 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
     peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh = sp.symbols(
         "peak eta boost window bw eta_mem sms k_oh w_oh", positive=True)
     before, repeats = sp.symbols("busy_before busy_repeats", nonnegative=True)
+    # Without ``kblock`` the step bound is absent from the expression (the argument unused).
+    step = sp.Symbol("kblock_time", positive=True)
     rates = kernels.GemmRates(peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh,
                               sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE),
-                              before, repeats)
+                              before, repeats, step if kblock else sp.S.Zero)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
                                        amax_pass, stream_k)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
-                        w_oh, before, repeats), expr, "numpy")
+                        w_oh, before, repeats, step), expr, "numpy")
 
 
 #: How aiconfigurator-core's collector times a GEMM (ai-dynamo/aiconfigurator,
@@ -313,8 +344,10 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
     own)."""
     c = table.columns
     tiles = tuple((int(a), int(b)) for a, b in params["tiles"])
+    kblock_time = float(params.get("kblock_time", 0.0))
     fn = _gemm_function(table.precision != "bf16", table.precision in AMAX_PASS, tiles,
-                        split_counts(table.precision), bool(params.get("stream_k", False)))
+                        split_counts(table.precision), bool(params.get("stream_k", False)),
+                        kblock_time > 0)
     peak = machine.peak(table.precision)
     repeats = (collector_repeats(table, index, machine) if context.repeats is None
                else context.repeats)
@@ -324,7 +357,7 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
                          params["boost"], params["power_window"], machine.hbm_bandwidth,
                          params["memory_efficiency"], machine.multiprocessors,
                          params["kernel_overhead"], params["wave_overhead"],
-                         context.before, repeats),
+                         context.before, repeats, kblock_time),
                       dtype=float) * np.ones(index.size)
 
 
@@ -361,7 +394,10 @@ def fit_gemm(table: Table, machine: Machine,
     if rows.size == 0:
         raise CaseError(f"{table.source}", len(table),
                         f"expected GEMMs of at least {FIT_MIN_FLOPS:.0e} FLOPs")
-    names = list(GEMM_BOUNDS)
+    bounds = dict(GEMM_BOUNDS)
+    if table.precision in KBLOCK_PRECISIONS:
+        bounds["kblock_time"] = KBLOCK_BOUNDS
+    names = list(bounds)
     best: tuple[float, dict[str, Any]] | None = None
     # With and without stream-K kernels among the configurations (never for a precision
     # whose kernels do not split k): the library's kernel families, chosen by the fitted
@@ -374,7 +410,7 @@ def fit_gemm(table: Table, machine: Machine,
             pred = predict_gemm(table, rows, machine, params)
             return _log_objective(np.abs(np.log(pred / table.seconds[rows])))
 
-        result = differential_evolution(objective, list(GEMM_BOUNDS.values()), seed=SEED,
+        result = differential_evolution(objective, list(bounds.values()), seed=SEED,
                                         maxiter=generations, tol=1e-6, polish=False)
         if best is None or result.fun < best[0]:
             best = (float(result.fun),
@@ -393,39 +429,52 @@ def fit_gemm(table: Table, machine: Machine,
 
 @functools.cache
 def _context_function(machine: Machine, head_dim: int, element_bytes: float,
-                      preprocess: bool = True) -> Callable[..., Any]:
+                      preprocess: bool = True, query_tile: int | None = None,
+                      softmax: bool = False) -> Callable[..., Any]:
+    """The lambdified prefill model; ``query_tile`` None: the SRAM rule's blocks;
+    ``softmax``: the softmax's own term (its rate the last argument)."""
     import sympy as sp
     from perfcost.formulations import attention, kernels
 
     blocks = attention.block_sizes(machine.shared_memory, head_dim, head_dim, element_bytes)
+    if query_tile is not None:
+        blocks = attention.Blocks(q=query_tile, kv=blocks.kv)
     b, h, kvh, s, peak = sp.symbols("b h kvh s peak", positive=True)
-    fwd, tile, k_oh, eta_mem = sp.symbols("fwd tile k_oh eta_mem", positive=True)
+    fwd, tile, k_oh, eta_mem, scores = sp.symbols("fwd tile k_oh eta_mem scores",
+                                                  positive=True)
     shape = attention.AttentionShape(b, h, kvh, s, s, sp.Integer(head_dim),
                                      sp.Integer(head_dim), sp.Float(element_bytes), True)
     rates = attention.FlashRates(peak, fwd, fwd, sp.Float(machine.hbm_bandwidth), eta_mem,
                                  sp.Integer(machine.multiprocessors), tile, tile, k_oh,
-                                 sp.Float(machine.l2_cache), wave_quantised=True)
+                                 sp.Float(machine.l2_cache), wave_quantised=True,
+                                 softmax_rate=scores if softmax else None)
     pre = sp.Symbol("eta_pre", positive=True)
     expr = (kernels.prefill_attention_time(shape, blocks, rates, pre) if preprocess
             else attention.flash_forward_time(shape, blocks, rates))
-    return sp.lambdify((b, h, kvh, s, peak, fwd, tile, k_oh, eta_mem, pre), expr, "numpy")
+    return sp.lambdify((b, h, kvh, s, peak, fwd, tile, k_oh, eta_mem, pre, scores), expr,
+                       "numpy")
 
 
 def predict_context(table: Table, index: np.ndarray, machine: Machine,
                     params: dict[str, Any], preprocess: bool = True) -> np.ndarray:
-    """Prefill attention times; ``preprocess=False``: the attention kernel alone."""
+    """Prefill attention times; ``preprocess=False``: the attention kernel alone. Without
+    ``query_tile`` and ``softmax`` in ``params``: the SRAM rule's tiles and no softmax term."""
     c = table.columns
     out = np.empty(index.size)
     dims = c["d"][index]
+    softmax = params.get("softmax")
+    scores_per_second = 1.0 if softmax is None else softmax * (machine.peak("fp32") or 0.0)
     for d in np.unique(dims):
         sel = dims == d
         rows = index[sel]
-        fn = _context_function(machine, int(d), OPERAND_BYTES[table.precision], preprocess)
+        fn = _context_function(machine, int(d), OPERAND_BYTES[table.precision], preprocess,
+                               params.get("query_tile"), softmax is not None)
         out[sel] = np.asarray(fn(c["b"][rows].astype(float), c["heads"][rows].astype(float),
                                  c["kv_heads"][rows].astype(float), c["s"][rows].astype(float),
                                  machine.peak(table.precision), params["forward"],
                                  params["forward_tile_overhead"], params["kernel_overhead"],
-                                 params["memory_efficiency"], params["preprocess_efficiency"]),
+                                 params["memory_efficiency"], params["preprocess_efficiency"],
+                                 scores_per_second),
                               dtype=float)
     return out
 
@@ -438,8 +487,9 @@ def _decode_function(multi_block: str) -> Callable[..., Any]:
     names = ("b kv_len h kvh d e_kv e_act bw eta_mem vec eta_mm eta_fallback sms block_oh "
              "fallback_oh k_oh group_limit kv_chunk fallback_k_oh stream_share overlap mm")
     symbols = sp.symbols(names, positive=True)
-    return sp.lambdify(symbols, kernels.decode_kernel_time(*symbols, multi_block=multi_block),
-                       "numpy")
+    row = sp.Symbol("row_oh", nonnegative=True)
+    return sp.lambdify((*symbols, row), kernels.decode_kernel_time(
+        *symbols, multi_block=multi_block, row_overhead=row), "numpy")
 
 
 def predict_decode(table: Table, index: np.ndarray, machine: Machine,
@@ -454,7 +504,7 @@ def predict_decode(table: Table, index: np.ndarray, machine: Machine,
         params["block_overhead"], params["fallback_block_overhead"],
         params["kernel_overhead"], params["group_limit"], params["kv_chunk"],
         params["fallback_kernel_overhead"], params["block_stream_share"], params["overlap"],
-        machine.peak("bf16")), dtype=float) * np.ones(index.size)
+        machine.peak("bf16"), params["row_overhead"]), dtype=float) * np.ones(index.size)
 
 
 def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[float, float]],
@@ -513,9 +563,15 @@ def fit_moe(table: Table, machine: Machine) -> KindFit:
     return _least_squares_fit(table, machine, MOE_BOUNDS, predict_moe, "moe")
 
 
-def fit_context(table: Table, machine: Machine) -> KindFit:
-    return _least_squares_fit(table, machine, CONTEXT_BOUNDS, predict_context,
-                              "context attention")
+def fit_context(table: Table, machine: Machine,
+                query_tiles: tuple[int, ...] = PREFILL_QUERY_TILES) -> KindFit:
+    """The prefill model (formulations.kernels.prefill_attention_time, the softmax with its
+    own rate) for every candidate query tile; the one of least fitted loss wins (judged held
+    out)."""
+    fits = [_least_squares_fit(table, machine, CONTEXT_BOUNDS, predict_context,
+                               "context attention", {"query_tile": tile})
+            for tile in query_tiles]
+    return min(fits, key=lambda fit: fit.loss)
 
 
 def fit_decode(table: Table, machine: Machine,
@@ -657,8 +713,9 @@ def fit_database(database: Database, machine: Machine,
         if kinds is not None and kind_group(table.kind) not in kinds:
             continue
         # Decode attention's per-head kernel runs on the CUDA cores, its grouped kernel on
-        # the tensor cores.
+        # the tensor cores; prefill's softmax runs on the CUDA cores.
         needs = (("fp32", "bf16") if table.kind == "generation attention"
+                 else (table.precision, "fp32") if table.kind == "context attention"
                  else (table.precision,))
         missing = next((n for n in needs if machine.peak(n) is None), None)
         if missing is not None:
@@ -741,6 +798,9 @@ def predict_kernel_file(fit: DatabaseFit, kernels: Any,
                 np.array([r.fwd_s]), "")
             params = {**prefill.params,
                       "forward": LIBRARY_FORWARD.get(r.backend, prefill.params["forward"])}
+            if r.backend in LIBRARY_FORWARD:
+                # A published utilisation is all-in: its softmax is inside the rate.
+                params["softmax"] = None
             bare = predict_context(table, np.arange(1), fit.machine, params,
                                    preprocess=False)[0]
             out.append(("flash forward", f"b{r.b} h{r.heads} s{r.s} d{r.d}", r.fwd_s,

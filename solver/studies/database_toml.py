@@ -66,6 +66,7 @@ def decode_keys(decode: KindFit) -> dict[str, Any]:
     p = decode.params
     return {"decode_memory": p["memory_efficiency"], "decode_matmul": p["matmul_efficiency"],
             "decode_block_overhead": _us(p["block_overhead"]),
+            "decode_row_overhead": _us(p["row_overhead"]),
             "decode_kernel_overhead": _us(p["kernel_overhead"]),
             "decode_fallback_vector": p["fallback_efficiency"],
             "decode_fallback_block_overhead": _us(p["fallback_block_overhead"]),
@@ -100,6 +101,9 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             "quantised_activations": gemm.precision != "bf16",
             "amax_pass": gemm.precision in AMAX_PASS,
         }
+        if "kblock_time" in p:
+            # The shortest main-loop step of a block-scaled kernel (its scales per k-block).
+            table["gemm_kblock_time"] = _us(p["kblock_time"])
         prefill = fit.of("context attention", gemm.precision)
         if prefill is not None:
             q = prefill.params
@@ -107,7 +111,9 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
                          prefill_tile_overhead=_us(q["forward_tile_overhead"]),
                          prefill_kernel_overhead=_us(q["kernel_overhead"]),
                          prefill_memory=q["memory_efficiency"],
-                         prefill_preprocess_memory=q["preprocess_efficiency"])
+                         prefill_preprocess_memory=q["preprocess_efficiency"],
+                         prefill_softmax=q["softmax"],
+                         prefill_query_tile=int(q["query_tile"]))
             sources.append(prefill.source)
             residuals.append(f"prefill attention {_residuals(prefill)}")
         decode = fit.of("generation attention", gemm.precision)
