@@ -42,10 +42,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from . import algorithms, attention, compute, mla, moe, parallelism, transformer
+from . import algorithms, attention, compute, kernels, mla, moe, parallelism, transformer
 from .collectives import Link, point_to_point
 from .core import ParameterSet, indicator
-from .specs import HardwareSpec, ModelSpec, ServingPoolSpec
+from .specs import DecodeKernelSpec, HardwareSpec, ModelSpec, ServingPoolSpec
 
 #: Weight formats a replica may serve in, in the order of their integer codes.
 WEIGHT_PRECISIONS: tuple[str, ...] = ("bf16", "fp8", "int4")
@@ -74,6 +74,27 @@ def weight_bytes(code: sp.Expr) -> sp.Expr:
     int4 = WEIGHT_ELEMENT_BYTES["int4"] + SCALE_BYTES / INT4_GROUP_SIZE
     return sp.Piecewise((WEIGHT_ELEMENT_BYTES["bf16"], sp.Eq(code, 0)),
                         (WEIGHT_ELEMENT_BYTES["fp8"], sp.Eq(code, 1)), (int4, True))
+
+
+@dataclass(frozen=True)
+class DecodeRates:
+    """The symbols of a pool's measured decode-attention kernels
+    (:class:`~perfcost.formulations.specs.DecodeKernelSpec`; kernels.decode_kernel_time)."""
+
+    memory: sp.Expr
+    matmul: sp.Expr
+    fallback_vector: sp.Expr
+    block_overhead: sp.Expr
+    row_overhead: sp.Expr
+    kernel_overhead: sp.Expr
+    fallback_block_overhead: sp.Expr
+    fallback_kernel_overhead: sp.Expr
+    block_stream_share: sp.Expr
+    overlap: sp.Expr
+    group_limit: sp.Expr
+    kv_chunk: sp.Expr
+    fp32_peak: sp.Expr
+    multi_block: str
 
 
 @dataclass(frozen=True)
@@ -120,6 +141,9 @@ class Pool:
     #: ``t`` GPUs, and the experts are sharded over all ``t dp`` GPUs (wide expert
     #: parallelism across scale-up domains). 1: attention tensor parallel only.
     dp: sp.Expr = sp.S.One
+    #: The measured decode-attention kernels for the job's KV-cache format, where the
+    #: hardware entry has them; None: decode attention is a roofline.
+    decode: DecodeRates | None = None
 
     @property
     def expert_tp(self) -> sp.Expr:
@@ -222,7 +246,45 @@ def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
         eta_mm_fp8=(add("matmul_efficiency_fp8", spec.matmul_efficiency_fp8, "1",
                         "achievable fraction of the fp8 peak for large fp8 GEMMs")
                     if spec.matmul_efficiency_fp8 else None),
+        decode=(_decode_rates(add, spec.decode_kernel) if spec.decode_kernel is not None
+                else None),
     )
+
+
+def _decode_rates(add: Callable[[str, float, str, str], sp.Symbol],
+                  spec: DecodeKernelSpec) -> DecodeRates:
+    """The measured decode kernels' parameters (their values: the hardware entry's fit)."""
+    return DecodeRates(
+        memory=add("decode_memory_efficiency", spec.memory, "1",
+                   "fraction of HBM bandwidth the decode kernels stream the cache at"),
+        matmul=add("decode_matmul_efficiency", spec.matmul, "1",
+                   "fraction of the bf16 peak of the grouped decode kernel's dot products"),
+        fallback_vector=add("decode_fallback_vector_efficiency", spec.fallback_vector, "1",
+                            "fraction of the fp32 peak of the per-head decode kernel's dot "
+                            "products"),
+        block_overhead=add("decode_block_overhead", spec.block_overhead, "s",
+                           "fixed work of one grouped decode block"),
+        row_overhead=add("decode_row_overhead", spec.row_overhead, "s",
+                         "fixed work per padded query row of a grouped decode block"),
+        kernel_overhead=add("decode_kernel_overhead", spec.kernel_overhead, "s",
+                            "fixed time of the grouped decode kernel"),
+        fallback_block_overhead=add("decode_fallback_block_overhead",
+                                    spec.fallback_block_overhead, "s",
+                                    "fixed work of one per-head decode block"),
+        fallback_kernel_overhead=add("decode_fallback_kernel_overhead",
+                                     spec.fallback_kernel_overhead, "s",
+                                     "fixed time of the per-head decode kernel"),
+        block_stream_share=add("decode_block_stream_share", spec.block_stream_share, "1",
+                               "most of a multiprocessor's share of HBM one decode block "
+                               "streams"),
+        overlap=add("decode_overlap", spec.overlap, "1",
+                    "norm by which a decode block's fixed work and its stream combine"),
+        group_limit=add("decode_group_limit", spec.group_limit, "1",
+                        "largest query group the grouped decode kernel takes"),
+        kv_chunk=add("decode_kv_chunk", spec.kv_chunk, "1",
+                     "cache tokens per block of the per-head decode kernel's multi-block mode"),
+        fp32_peak=add("peak_flops_fp32", spec.fp32_peak, "FLOP/s", "dense fp32 peak FLOP rate"),
+        multi_block=spec.multi_block)
 
 
 def _flash_rates(add: Callable[[str, float, str, str], sp.Symbol], hw: HardwareSpec,
@@ -521,6 +583,8 @@ def decode_attention_time(ms: ModelSymbols, pool: Pool, sequences: sp.Expr,
     them, the cache is still read once (Leviathan et al. 2023, Sec. 3: verification costs
     one forward pass of the target)."""
     d = ms.dims(pool.t)
+    if pool.decode is not None and ms.latent is None:
+        return _measured_decode_time(ms, pool, pool.decode, sequences, context, queries)
     if ms.latent is not None:
         width = mla.kv_cache_elements_per_token(ms.latent) + ms.latent.kv_lora
     else:
@@ -530,6 +594,30 @@ def decode_attention_time(ms: ModelSymbols, pool: Pool, sequences: sp.Expr,
     # The queries in, the outputs out.
     io = cache + sequences * queries * d.local_heads * width * ms.e
     return _attention_roofline(pool, flops, io)
+
+
+def _measured_decode_time(ms: ModelSymbols, pool: Pool, rates: DecodeRates,
+                          sequences: sp.Expr, context: sp.Expr, queries: sp.Expr) -> sp.Expr:
+    """One layer's decode attention by the hardware entry's measured decode kernels
+    (kernels.decode_kernel_time: TensorRT-LLM's grouped XQA kernel and its per-head
+    fallback, fitted on the kernel database). The step attends to ``context`` tokens, the
+    kernel's ``kv_len`` cached ones and the new one; a verification step's ``queries`` tokens
+    of a sequence are more query rows of each KV head's group (XQA's multi-token mode), so
+    its cache is still read once."""
+    d = ms.dims(pool.t)
+    return kernels.decode_kernel_time(
+        batch=sequences, kv_len=context - 1, heads=d.local_heads * queries,
+        kv_heads=d.local_kv_heads, head_dim=d.head_dim, kv_bytes=ms.kv_bytes,
+        activation_bytes=ms.e, hbm_bandwidth=pool.hbm_bandwidth,
+        memory_efficiency=rates.memory, vector_flops=rates.fp32_peak,
+        matmul_efficiency=rates.matmul, fallback_efficiency=rates.fallback_vector,
+        multiprocessors=pool.sms, block_overhead=rates.block_overhead,
+        fallback_block_overhead=rates.fallback_block_overhead,
+        kernel_overhead=rates.kernel_overhead, group_limit=rates.group_limit,
+        kv_chunk=rates.kv_chunk, fallback_kernel_overhead=rates.fallback_kernel_overhead,
+        block_stream_share=rates.block_stream_share, overlap=rates.overlap,
+        matmul_flops=pool.peak_bf16, multi_block=rates.multi_block,
+        row_overhead=rates.row_overhead)
 
 
 def prefill_attention_time(ms: ModelSymbols, pool: Pool, tokens: sp.Expr,

@@ -240,6 +240,32 @@ class TrainingSpec:
 
 
 @dataclass(frozen=True)
+class DecodeKernelSpec:
+    """A hardware entry's fitted decode-attention kernels for one KV-cache format (its
+    ``[efficiency.precision.<p>]`` decode keys; formulations.kernels.decode_kernel_time):
+    fractions of the HBM bandwidth, of the bf16 peak (the grouped kernel's dot products) and
+    of the fp32 peak (the per-head kernel's), fixed times in seconds, the largest group the
+    grouped kernel takes, the per-head kernel's cache chunk in tokens and the grouped
+    kernel's multi-block rule."""
+
+    memory: float
+    matmul: float
+    fallback_vector: float
+    block_overhead: float
+    row_overhead: float
+    kernel_overhead: float
+    fallback_block_overhead: float
+    fallback_kernel_overhead: float
+    block_stream_share: float
+    overlap: float
+    group_limit: int
+    kv_chunk: int
+    multi_block: str
+    #: The fp32 (CUDA-core) peak the per-head kernel's dot products run on, FLOP/s.
+    fp32_peak: float
+
+
+@dataclass(frozen=True)
 class ServingPoolSpec:
     """One pool of serving replicas: its accelerator, network and price (formulations.serving).
     ``peak_flops_fp8`` is the dense fp8 peak (the bf16 one where the chip has none);
@@ -252,6 +278,9 @@ class ServingPoolSpec:
     gpu_price: float  # USD per GPU-second
     #: Fraction of the fp8 peak large fp8 GEMMs reach, where measured (0: the bf16 one).
     matmul_efficiency_fp8: float = 0.0
+    #: The measured decode-attention kernels for the job's KV-cache format, where the
+    #: hardware entry has them (None: the roofline of formulations.inference).
+    decode_kernel: DecodeKernelSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,17 @@ import functools
 import json
 import math
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from perfcost.formulations import inference as inf
 from perfcost.formulations import serving
+from perfcost.formulations.core import ParameterSet
 from perfcost.solver.case import schema as case_mod
 from perfcost.solver.case import serving_section as serving_case
 from perfcost.solver.serving.evaluate import ServingModel
@@ -148,6 +151,48 @@ def test_max_batch_is_the_paged_cache_beside_the_weights(tmp_path: Path) -> None
     assert beyond["memory_per_gpu"] > beyond["memory_capacity"]
 
 
+def test_decode_attention_is_the_entrys_measured_kernels(tmp_path: Path) -> None:
+    """Where the hardware entry has decode keys fitted for the KV-cache format, a decode
+    layer's attention is the fitted kernel model (kernels.decode_kernel_time at the entry's
+    values), not the roofline; the entry without them falls back to the roofline,
+    which at a small batch leaves out the blocks' fixed work and comes out faster."""
+    from perfcost.formulations import kernels
+
+    text = serving_case_text("llama3-8b", "h100-sxm", kv_precision='"fp8"')
+    hw = load(tmp_path, text).hardware
+    table = hw.efficiency.precision["fp8"]
+    heads, kv_heads, head_dim = 32, 8, 128
+    context = 1024 + 256 / 2  # the prompt and half the output, the step's average history
+    per_layer = kernels.decode_kernel_time(
+        batch=16, kv_len=context - 1, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+        kv_bytes=1, activation_bytes=2, hbm_bandwidth=hw.hbm_bandwidth,
+        memory_efficiency=table.decode_memory, vector_flops=hw.peak_flops["fp32"],
+        matmul_efficiency=table.decode_matmul, fallback_efficiency=table.decode_fallback_vector,
+        multiprocessors=hw.multiprocessors, block_overhead=table.decode_block_overhead,
+        fallback_block_overhead=table.decode_fallback_block_overhead,
+        kernel_overhead=table.decode_kernel_overhead, group_limit=table.decode_group_limit,
+        kv_chunk=table.decode_kv_chunk,
+        fallback_kernel_overhead=table.decode_fallback_kernel_overhead,
+        block_stream_share=table.decode_block_stream_share, overlap=table.decode_overlap,
+        matmul_flops=hw.peak_flops["bf16"], multi_block=table.decode_multi_block,
+        row_overhead=table.decode_row_overhead)
+    # The same layer on the same pool without the entry's decode kernels: the roofline.
+    model = ServingModel(load(tmp_path, text))
+    spec = model.pools[model.hardware_names[0]]
+    assert spec.decode_kernel is not None
+    times = []
+    for pool_spec in (spec, replace(spec, decode_kernel=None)):
+        ps = ParameterSet()
+        ms = inf.model_symbols(ps, model.model_spec, activation_bytes=2, kv_bytes=1)
+        pool = inf.pool_parameters(ps, "", pool_spec, sp.Integer(1), sp.Integer(1),
+                                   sp.Integer(0))
+        layer = inf.decode_attention_time(ms, pool, sp.Integer(16), sp.Float(context))
+        times.append(float(layer.xreplace({p.symbol: p.value for p in ps.parameters.values()})))
+    kernel, roofline = times
+    assert kernel == pytest.approx(float(per_layer), rel=1e-9)
+    assert roofline < 0.9 * kernel
+
+
 def test_prefill_is_compute_bound_and_decode_memory_bound(tmp_path: Path) -> None:
     case = load(tmp_path, serving_case_text("llama3-70b", "h100-sxm", batching='"static"',
                                             prompt_len=4096))
@@ -219,8 +264,11 @@ def test_properties_of_a_continuous_deployment(batch: int, tp: int) -> None:
            "precision": "bf16"}
     v = continuous().evaluate({**cfg, "batch": batch})
     bigger = continuous().evaluate({**cfg, "batch": batch + 1})
-    # A bigger batch never makes a step faster (throughput may dip: tile quantisation).
-    assert bigger["tpot"] >= v["tpot"]
+    # A bigger batch makes a step faster only where the decode kernel's multi-block rule
+    # cuts every sequence's cache into fewer blocks (XQA keeps to 8 waves of blocks in all:
+    # on the H100 entry a step of 45 sequences is 1.3 % faster than one of 44, 7 such steps
+    # up to 512), saving their fixed work -- never by more than 2 % over this domain.
+    assert bigger["tpot"] >= 0.98 * v["tpot"]
     assert bigger["memory_per_gpu"] > v["memory_per_gpu"]
     # Whole replicas serve the rate: never fewer than the rate needs, never a spare one.
     need = 1.0 / v["requests_per_s_per_replica"]

@@ -7,6 +7,7 @@ from typing import Any
 from perfcost.formulations.inference import KV_ELEMENT_BYTES
 from perfcost.formulations.queueing import arrival_scv
 from perfcost.formulations.specs import (
+    DecodeKernelSpec,
     HardwareSpec,
     InferenceSpec,
     LinkLevel,
@@ -95,7 +96,35 @@ def pool_spec(case: Any, hw: HardwareSection) -> ServingPoolSpec:
         hardware=hardware_spec(hw), network=network_spec(network_entry(case)),
         peak_flops_fp8=hw.peak_flops.get("fp8", hw.peak_flops["bf16"]),
         kernel_overhead=overhead, gpu_price=gpu_price(case, hw),
-        matmul_efficiency_fp8=fp8_matmul_efficiency(hw))
+        matmul_efficiency_fp8=fp8_matmul_efficiency(hw),
+        decode_kernel=decode_kernel_spec(hw, sv.kv_precision))
+
+
+#: The decode keys a precision table must state for the fitted decode kernels to be used.
+DECODE_KEYS = ("decode_memory", "decode_matmul", "decode_fallback_vector",
+               "decode_group_limit", "decode_kv_chunk", "decode_block_stream_share")
+
+
+def decode_kernel_spec(hw: HardwareSection, kv_precision: str) -> DecodeKernelSpec | None:
+    """The decode-attention kernels the hardware entry measured for this KV-cache format
+    ([efficiency.precision.<kv_precision>], fitted on a kernel database by ``perfcost
+    calibrate --database``), or None where it has no such table, the table predates the
+    two-kernel decode model, or the entry states no fp32 peak: the decode attention is then
+    the roofline of formulations.inference."""
+    table = getattr(hw.efficiency, "precision", {}).get(kv_precision)
+    fp32 = hw.peak_flops.get("fp32")
+    if table is None or fp32 is None or any(getattr(table, k) is None for k in DECODE_KEYS):
+        return None
+    return DecodeKernelSpec(
+        memory=table.decode_memory, matmul=table.decode_matmul,
+        fallback_vector=table.decode_fallback_vector,
+        block_overhead=table.decode_block_overhead, row_overhead=table.decode_row_overhead,
+        kernel_overhead=table.decode_kernel_overhead,
+        fallback_block_overhead=table.decode_fallback_block_overhead,
+        fallback_kernel_overhead=table.decode_fallback_kernel_overhead,
+        block_stream_share=table.decode_block_stream_share, overlap=table.decode_overlap,
+        group_limit=table.decode_group_limit, kv_chunk=table.decode_kv_chunk,
+        multi_block=table.decode_multi_block, fp32_peak=fp32)
 
 
 def fp8_matmul_efficiency(hw: HardwareSection) -> float:
