@@ -602,8 +602,9 @@ def _measured_decode_time(ms: ModelSymbols, pool: Pool, rates: DecodeRates,
     (kernels.decode_kernel_time: TensorRT-LLM's grouped XQA kernel and its per-head
     fallback, fitted on the kernel database). The step attends to ``context`` tokens, the
     kernel's ``kv_len`` cached ones and the new one; a verification step's ``queries`` tokens
-    of a sequence are more query rows of each KV head's group (XQA's multi-token mode), so
-    its cache is still read once."""
+    of a sequence are more query rows of each KV head's group (XQA's multi-token mode for
+    speculative decoding), so its cache is still read once and the grouped kernel, whose
+    limit counts the query heads of one token, takes ``queries`` times as many rows."""
     d = ms.dims(pool.t)
     return kernels.decode_kernel_time(
         batch=sequences, kv_len=context - 1, heads=d.local_heads * queries,
@@ -613,7 +614,7 @@ def _measured_decode_time(ms: ModelSymbols, pool: Pool, rates: DecodeRates,
         matmul_efficiency=rates.matmul, fallback_efficiency=rates.fallback_vector,
         multiprocessors=pool.sms, block_overhead=rates.block_overhead,
         fallback_block_overhead=rates.fallback_block_overhead,
-        kernel_overhead=rates.kernel_overhead, group_limit=rates.group_limit,
+        kernel_overhead=rates.kernel_overhead, group_limit=rates.group_limit * queries,
         kv_chunk=rates.kv_chunk, fallback_kernel_overhead=rates.fallback_kernel_overhead,
         block_stream_share=rates.block_stream_share, overlap=rates.overlap,
         matmul_flops=pool.peak_bf16, multi_block=rates.multi_block,
