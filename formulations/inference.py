@@ -251,40 +251,42 @@ def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
     )
 
 
+#: The measured decode kernels' parameters: the field of :class:`DecodeRates` (and of
+#: :class:`~perfcost.formulations.specs.DecodeKernelSpec`), the parameter's name, unit and
+#: description.
+DECODE_PARAMETERS: tuple[tuple[str, str, str, str], ...] = (
+    ("memory", "decode_memory_efficiency", "1",
+     "fraction of HBM bandwidth the decode kernels stream the cache at"),
+    ("matmul", "decode_matmul_efficiency", "1",
+     "fraction of the bf16 peak of the grouped decode kernel's dot products"),
+    ("fallback_vector", "decode_fallback_vector_efficiency", "1",
+     "fraction of the fp32 peak of the per-head decode kernel's dot products"),
+    ("block_overhead", "decode_block_overhead", "s", "fixed work of one grouped decode block"),
+    ("row_overhead", "decode_row_overhead", "s",
+     "fixed work per padded query row of a grouped decode block"),
+    ("kernel_overhead", "decode_kernel_overhead", "s", "fixed time of the grouped decode kernel"),
+    ("fallback_block_overhead", "decode_fallback_block_overhead", "s",
+     "fixed work of one per-head decode block"),
+    ("fallback_kernel_overhead", "decode_fallback_kernel_overhead", "s",
+     "fixed time of the per-head decode kernel"),
+    ("block_stream_share", "decode_block_stream_share", "1",
+     "most of a multiprocessor's share of HBM one decode block streams"),
+    ("overlap", "decode_overlap", "1",
+     "norm by which a decode block's fixed work and its stream combine"),
+    ("group_limit", "decode_group_limit", "1",
+     "largest query group the grouped decode kernel takes"),
+    ("kv_chunk", "decode_kv_chunk", "1",
+     "cache tokens per block of the per-head decode kernel's multi-block mode"),
+    ("fp32_peak", "peak_flops_fp32", "FLOP/s", "dense fp32 peak FLOP rate"),
+)
+
+
 def _decode_rates(add: Callable[[str, float, str, str], sp.Symbol],
                   spec: DecodeKernelSpec) -> DecodeRates:
     """The measured decode kernels' parameters (their values: the hardware entry's fit)."""
-    return DecodeRates(
-        memory=add("decode_memory_efficiency", spec.memory, "1",
-                   "fraction of HBM bandwidth the decode kernels stream the cache at"),
-        matmul=add("decode_matmul_efficiency", spec.matmul, "1",
-                   "fraction of the bf16 peak of the grouped decode kernel's dot products"),
-        fallback_vector=add("decode_fallback_vector_efficiency", spec.fallback_vector, "1",
-                            "fraction of the fp32 peak of the per-head decode kernel's dot "
-                            "products"),
-        block_overhead=add("decode_block_overhead", spec.block_overhead, "s",
-                           "fixed work of one grouped decode block"),
-        row_overhead=add("decode_row_overhead", spec.row_overhead, "s",
-                         "fixed work per padded query row of a grouped decode block"),
-        kernel_overhead=add("decode_kernel_overhead", spec.kernel_overhead, "s",
-                            "fixed time of the grouped decode kernel"),
-        fallback_block_overhead=add("decode_fallback_block_overhead",
-                                    spec.fallback_block_overhead, "s",
-                                    "fixed work of one per-head decode block"),
-        fallback_kernel_overhead=add("decode_fallback_kernel_overhead",
-                                     spec.fallback_kernel_overhead, "s",
-                                     "fixed time of the per-head decode kernel"),
-        block_stream_share=add("decode_block_stream_share", spec.block_stream_share, "1",
-                               "most of a multiprocessor's share of HBM one decode block "
-                               "streams"),
-        overlap=add("decode_overlap", spec.overlap, "1",
-                    "norm by which a decode block's fixed work and its stream combine"),
-        group_limit=add("decode_group_limit", spec.group_limit, "1",
-                        "largest query group the grouped decode kernel takes"),
-        kv_chunk=add("decode_kv_chunk", spec.kv_chunk, "1",
-                     "cache tokens per block of the per-head decode kernel's multi-block mode"),
-        fp32_peak=add("peak_flops_fp32", spec.fp32_peak, "FLOP/s", "dense fp32 peak FLOP rate"),
-        multi_block=spec.multi_block)
+    symbols = {field: add(name, getattr(spec, field), unit, doc)
+               for field, name, unit, doc in DECODE_PARAMETERS}
+    return DecodeRates(**symbols, multi_block=spec.multi_block)
 
 
 def _flash_rates(add: Callable[[str, float, str, str], sp.Symbol], hw: HardwareSpec,
