@@ -66,7 +66,7 @@ tokens) stay resident in the KV pool, held once and shared.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
@@ -564,9 +564,10 @@ def build_disaggregated(model: ModelSpec, prefill_spec: ServingPoolSpec,
     dec = {**_decisions("prefill_", model), **_decisions("", model, job.dp_attention)}
     dec["batch"] = Decision(sp.Symbol("batch", integer=True, positive=True), BATCH_DOC)
     B = dec["batch"].symbol
-    pre = inf.pool_parameters(ps, "prefill_", prefill_spec, dec["prefill_tp"].symbol,
-                              dec["prefill_pp"].symbol, dec["prefill_precision"].symbol,
-                              _ep(dec, "prefill_"))
+    # The prefill pool runs no decode step: its decode kernels would be parameters of nothing.
+    pre = inf.pool_parameters(ps, "prefill_", replace(prefill_spec, decode_kernel=None),
+                              dec["prefill_tp"].symbol, dec["prefill_pp"].symbol,
+                              dec["prefill_precision"].symbol, _ep(dec, "prefill_"))
     dcd = inf.pool_parameters(ps, "", decode_spec, dec["tp"].symbol, dec["pp"].symbol,
                               dec["precision"].symbol, _ep(dec, ""), _dp(dec))
     # The sequences of one attention rank of the decode pool (see build_serving).
