@@ -382,6 +382,8 @@ HELD_OUT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("decode fp8", "generation attention", "fp8", "all"),
     ("prefill attn bf16", "context attention", "bf16", "all"),
     ("prefill fp8", "context attention", "fp8", "all"),
+    ("MLA decode bf16", "generation mla", "bf16", "all"),
+    ("MLA decode fp8", "generation mla", "fp8", "all"),
     ("NCCL >= 1 MiB", "nccl (all)", "pooled", ">= 1 MiB"),
     ("NCCL < 1 MiB", "nccl (all)", "pooled", "< 1 MiB"),
 )

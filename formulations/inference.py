@@ -39,13 +39,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
 from . import algorithms, attention, compute, kernels, mla, moe, parallelism, transformer
 from .collectives import Link, point_to_point
 from .core import ParameterSet, indicator
-from .specs import DecodeKernelSpec, HardwareSpec, ModelSpec, ServingPoolSpec
+from .specs import HardwareSpec, ModelSpec, ServingPoolSpec
 
 #: Weight formats a replica may serve in, in the order of their integer codes.
 WEIGHT_PRECISIONS: tuple[str, ...] = ("bf16", "fp8", "int4")
@@ -98,6 +99,18 @@ class DecodeRates:
 
 
 @dataclass(frozen=True)
+class MlaDecodeRates:
+    """The symbols of a pool's measured MLA decode kernel
+    (:class:`~perfcost.formulations.specs.MlaDecodeKernelSpec`; kernels.mla_decode_time)."""
+
+    memory: sp.Expr
+    matmul: sp.Expr
+    split_overhead: sp.Expr
+    kernel_overhead: sp.Expr
+    matmul_peak: sp.Expr
+
+
+@dataclass(frozen=True)
 class Pool:
     """Symbols of one pool's accelerator, network and split (``prefix`` keeps two pools of a
     disaggregated deployment apart)."""
@@ -144,6 +157,8 @@ class Pool:
     #: The measured decode-attention kernels for the job's KV-cache format, where the
     #: hardware entry has them; None: decode attention is a roofline.
     decode: DecodeRates | None = None
+    #: The same for MLA's decode on a latent cache (:class:`MlaDecodeRates`).
+    mla_decode: MlaDecodeRates | None = None
 
     @property
     def expert_tp(self) -> sp.Expr:
@@ -246,8 +261,12 @@ def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
         eta_mm_fp8=(add("matmul_efficiency_fp8", spec.matmul_efficiency_fp8, "1",
                         "achievable fraction of the fp8 peak for large fp8 GEMMs")
                     if spec.matmul_efficiency_fp8 else None),
-        decode=(_decode_rates(add, spec.decode_kernel) if spec.decode_kernel is not None
-                else None),
+        decode=(_measured_rates(add, DecodeRates, DECODE_PARAMETERS, spec.decode_kernel,
+                                multi_block=spec.decode_kernel.multi_block)
+                if spec.decode_kernel is not None else None),
+        mla_decode=(_measured_rates(add, MlaDecodeRates, MLA_DECODE_PARAMETERS,
+                                    spec.mla_decode_kernel)
+                    if spec.mla_decode_kernel is not None else None),
     )
 
 
@@ -281,12 +300,29 @@ DECODE_PARAMETERS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _decode_rates(add: Callable[[str, float, str, str], sp.Symbol],
-                  spec: DecodeKernelSpec) -> DecodeRates:
-    """The measured decode kernels' parameters (their values: the hardware entry's fit)."""
+#: The measured MLA decode kernel's parameters, as :data:`DECODE_PARAMETERS`.
+MLA_DECODE_PARAMETERS: tuple[tuple[str, str, str, str], ...] = (
+    ("memory", "mla_decode_memory_efficiency", "1",
+     "fraction of HBM bandwidth the MLA decode kernel streams the latent cache at"),
+    ("matmul", "mla_decode_matmul_efficiency", "1",
+     "fraction of the tensor-core peak of the MLA decode kernel's dot products"),
+    ("split_overhead", "mla_decode_split_overhead", "s",
+     "fixed work per sequence piece of an MLA decode block"),
+    ("kernel_overhead", "mla_decode_kernel_overhead", "s",
+     "fixed time of an MLA decode step's kernels"),
+    ("matmul_peak", "mla_decode_matmul_peak", "FLOP/s",
+     "tensor-core peak of the KV cache's format, the MLA decode kernel's dot products"),
+)
+
+
+def _measured_rates(add: Callable[[str, float, str, str], sp.Symbol], rates: type[Any],
+                    parameters: tuple[tuple[str, str, str, str], ...], spec: Any,
+                    **structure: str) -> Any:
+    """A measured kernel's parameters (their values: the hardware entry's fit) as the
+    ``rates`` dataclass of their symbols; ``structure``: its fields that are no parameters."""
     symbols = {field: add(name, getattr(spec, field), unit, doc)
-               for field, name, unit, doc in DECODE_PARAMETERS}
-    return DecodeRates(**symbols, multi_block=spec.multi_block)
+               for field, name, unit, doc in parameters}
+    return rates(**symbols, **structure)
 
 
 def _flash_rates(add: Callable[[str, float, str, str], sp.Symbol], hw: HardwareSpec,
@@ -587,6 +623,9 @@ def decode_attention_time(ms: ModelSymbols, pool: Pool, sequences: sp.Expr,
     d = ms.dims(pool.t)
     if pool.decode is not None and ms.latent is None:
         return _measured_decode_time(ms, pool, pool.decode, sequences, context, queries)
+    if pool.mla_decode is not None and ms.latent is not None:
+        return _measured_mla_decode_time(ms, pool, pool.mla_decode, sequences, context,
+                                         queries)
     if ms.latent is not None:
         width = mla.kv_cache_elements_per_token(ms.latent) + ms.latent.kv_lora
     else:
@@ -621,6 +660,27 @@ def _measured_decode_time(ms: ModelSymbols, pool: Pool, rates: DecodeRates,
         block_stream_share=rates.block_stream_share, overlap=rates.overlap,
         matmul_flops=pool.peak_bf16, multi_block=rates.multi_block,
         row_overhead=rates.row_overhead)
+
+
+def _measured_mla_decode_time(ms: ModelSymbols, pool: Pool, rates: MlaDecodeRates,
+                              sequences: sp.Expr, context: sp.Expr, queries: sp.Expr
+                              ) -> sp.Expr:
+    """One layer's MLA decode attention by the hardware entry's measured kernel
+    (kernels.mla_decode_time: FlashMLA as TensorRT-LLM runs it, fitted on the kernel
+    database): the rank's query heads, ``queries`` rows each in a verification step (FlashMLA
+    counts draft tokens times heads as query rows), on the latent cache of ``context`` tokens
+    (``kv_len`` cached and the new one)."""
+    d = ms.dims(pool.t)
+    latent = ms.latent
+    if latent is None:
+        raise ValueError("MLA decode needs a model with a latent KV cache")
+    return kernels.mla_decode_time(
+        batch=sequences, kv_len=context - 1, heads=d.local_heads * queries,
+        kv_lora=latent.kv_lora, rope=latent.rope, kv_bytes=ms.kv_bytes, activation_bytes=ms.e,
+        hbm_bandwidth=pool.hbm_bandwidth, memory_efficiency=rates.memory,
+        matmul_flops=rates.matmul_peak, matmul_efficiency=rates.matmul,
+        multiprocessors=pool.sms, split_overhead=rates.split_overhead,
+        kernel_overhead=rates.kernel_overhead)
 
 
 def prefill_attention_time(ms: ModelSymbols, pool: Pool, tokens: sp.Expr,

@@ -27,6 +27,8 @@
   decoding (FlashDecoding, Dao et al. 2023; "Efficient Memory Management for LLM Serving
   with PagedAttention", Kwon et al. SOSP 2023, Sec. 2.3), or its dot products on the CUDA
   cores where a large query group per KV head makes them the bound, plus fixed costs;
+* multi-head latent attention's decode (DeepSeek-V3's absorbed MLA on the latent cache) as
+  FlashMLA runs it (:func:`mla_decode_time`);
 * an MoE layer on one rank: grouped GEMMs over the touched experts (rows padded to a tile)
   and the token permutation around them (:func:`moe_layer_time`);
 * a collective on one scale-up level: the pipelined alpha-beta form of one algorithm of
@@ -476,6 +478,66 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
     grouping = sp.And(heads > kv_heads, heads <= group_limit * kv_heads)
     return sp.Piecewise((grouped + kernel_overhead, grouping),
                         (fallback + fallback_kernel_overhead, True))
+
+
+#: Query rows of one FlashMLA decode tile: a sequence's query heads (all sharing its one
+#: latent "KV head") are computed 64 rows at a time, a smaller group padded to 64; and cached
+#: tokens per page and per main-loop step of a tile (deepseek-ai/FlashMLA,
+#: csrc/sm90/decode/dense/config.h: BLOCK_SIZE_M = 64, PAGE_BLOCK_SIZE = 64; TensorRT-LLM
+#: runs its copy, cpp/tensorrt_llm/kernels/flashMLA, with 64-token KV-cache pages).
+MLA_QUERY_TILE_ROWS = 64
+MLA_KV_BLOCK_TOKENS = 64
+
+
+def mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_lora: sp.Expr,
+                    rope: sp.Expr, kv_bytes: sp.Expr, activation_bytes: sp.Expr,
+                    hbm_bandwidth: sp.Expr, memory_efficiency: sp.Expr,
+                    matmul_flops: sp.Expr, matmul_efficiency: sp.Expr,
+                    multiprocessors: sp.Expr, split_overhead: sp.Expr,
+                    kernel_overhead: sp.Expr) -> sp.Expr:
+    """One decode step's multi-head latent attention (DeepSeek-V2/V3 MLA in its absorbed
+    form) on one rank's ``heads`` query heads, as FlashMLA runs it (deepseek-ai/FlashMLA; the
+    copy TensorRT-LLM runs on Hopper, cpp/tensorrt_llm/kernels/flashMLA):
+
+    * every sequence caches one latent row per token, ``kv_lora + rope`` elements of
+      ``kv_bytes`` (512 + 64 in DeepSeek-V3): the scores take the whole row, the values its
+      first ``kv_lora`` elements, and all query heads of the sequence share it;
+    * the query heads run in tiles of :data:`MLA_QUERY_TILE_ROWS` rows (padded); each tile's
+      blocks step through the cache one :data:`MLA_KV_BLOCK_TOKENS`-token page at a time,
+      both dot products on the tensor cores (``matmul_efficiency`` of ``matmul_flops``);
+    * the cache is cut into spans across ``multiprocessors / tiles`` blocks per tile
+      ("num_sm_parts", sms // kv_heads // ceil(rows / 64)), the pages of all sequences dealt
+      out evenly (get_mla_metadata's tile scheduler: a sequence may be split across blocks,
+      a block may take several sequences); each block pays ``split_overhead`` per sequence
+      piece it holds (loading its query tile, normalising and writing its partial output for
+      the combine kernel); the tiles of one span read the same pages, from L2 after the first;
+    * a page step of a block takes the longer of streaming the page at its share of the HBM
+      bandwidth (the blocks with work share it) and its MMAs at one multiprocessor's share of
+      the tensor-core rate (FlashMLA overlaps the next page's loads with this page's MMAs);
+    * before it, TensorRT-LLM's MLA generation preprocessing (mla_rope_generation) reads the
+      query rows in the activations' format and writes them in the cache's; the attention
+      kernel reads them and writes ``kv_lora``-wide output rows: memory-bound traffic at the
+      same achieved bandwidth; ``kernel_overhead`` covers the step's launches (preprocessing,
+      scheduler metadata, attention, combine)."""
+    tile = sp.Integer(MLA_QUERY_TILE_ROWS)
+    page = sp.Integer(MLA_KV_BLOCK_TOKENS)
+    tiles = sp.ceiling(heads / tile)
+    parts = largest(1, sp.floor(multiprocessors / tiles))
+    pages = sp.ceiling((kv_len + 1) / page)
+    # The busiest block's page steps and sequence pieces (the scheduler balances the pages).
+    steps = sp.ceiling(batch * pages / parts)
+    pieces = sp.ceiling(batch / parts)
+    active = smallest(parts, batch * pages)
+    row = kv_lora + rope
+    page_bytes = page * row * kv_bytes
+    page_flops = FLOPS_PER_MAC * tile * page * (row + kv_lora)
+    stream = page_bytes * active / (hbm_bandwidth * memory_efficiency)
+    mma = page_flops * multiprocessors / (matmul_flops * matmul_efficiency)
+    # Query rows: read in the activations' format and written in the cache's by the
+    # preprocessing, read again by the attention kernel; output rows written.
+    rows = batch * heads * (row * (activation_bytes + 2 * kv_bytes) + kv_lora * activation_bytes)
+    return (kernel_overhead + rows / (hbm_bandwidth * memory_efficiency)
+            + steps * sp.Max(stream, mma, evaluate=False) + pieces * split_overhead)
 
 
 def moe_layer_time(tokens: sp.Expr, hidden: sp.Expr, inter: sp.Expr, topk: sp.Expr,

@@ -266,6 +266,20 @@ class DecodeKernelSpec:
 
 
 @dataclass(frozen=True)
+class MlaDecodeKernelSpec:
+    """A hardware entry's fitted MLA decode kernel for one KV-cache format (its
+    ``mla_decode_*`` keys; formulations.kernels.mla_decode_time): fractions of the HBM
+    bandwidth and of ``matmul_peak`` (the tensor-core peak of the cache's format, FLOP/s), the
+    fixed time per sequence piece of a block and the step's launches, in seconds."""
+
+    memory: float
+    matmul: float
+    split_overhead: float
+    kernel_overhead: float
+    matmul_peak: float
+
+
+@dataclass(frozen=True)
 class ServingPoolSpec:
     """One pool of serving replicas: its accelerator, network and price (formulations.serving).
     ``peak_flops_fp8`` is the dense fp8 peak (the bf16 one where the chip has none);
@@ -281,6 +295,9 @@ class ServingPoolSpec:
     #: The measured decode-attention kernels for the job's KV-cache format, where the
     #: hardware entry has them (None: the roofline of formulations.inference).
     decode_kernel: DecodeKernelSpec | None = None
+    #: The measured MLA decode kernel for the job's KV-cache format (models with a latent
+    #: cache), where the hardware entry has it (None: the roofline).
+    mla_decode_kernel: MlaDecodeKernelSpec | None = None
 
 
 @dataclass(frozen=True)

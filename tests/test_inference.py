@@ -193,6 +193,44 @@ def test_decode_attention_is_the_entrys_measured_kernels(tmp_path: Path) -> None
     assert roofline < 0.9 * kernel
 
 
+def test_mla_decode_attention_is_the_entrys_measured_kernel(tmp_path: Path) -> None:
+    """DeepSeek-V3's decode on the H200 entry: a layer's MLA attention is the fitted FlashMLA
+    model (kernels.mla_decode_time at the entry's mla_decode keys, the latent cache of 512 +
+    64 elements, 16 query heads per rank at tp 8, the fp8 tensor cores of an fp8 cache); the
+    same pool without the keys falls back to the roofline."""
+    from perfcost.formulations import kernels
+
+    text = serving_case_text("deepseek-v3", "h200-sxm", kv_precision='"fp8"',
+                             prompt_len=2048, output_len=512)
+    hw = load(tmp_path, text).hardware
+    table = hw.efficiency.precision["fp8"]
+    context = 2048 + 512 / 2
+    per_layer = kernels.mla_decode_time(
+        batch=64, kv_len=context - 1, heads=128 / 8, kv_lora=512, rope=64, kv_bytes=1,
+        activation_bytes=2, hbm_bandwidth=hw.hbm_bandwidth,
+        memory_efficiency=table.mla_decode_memory, matmul_flops=hw.peak_flops["fp8"],
+        matmul_efficiency=table.mla_decode_matmul, multiprocessors=hw.multiprocessors,
+        split_overhead=table.mla_decode_split_overhead,
+        kernel_overhead=table.mla_decode_kernel_overhead)
+    model = ServingModel(load(tmp_path, text))
+    spec = model.pools[model.hardware_names[0]]
+    assert spec.mla_decode_kernel is not None
+    times = []
+    for pool_spec in (spec, replace(spec, mla_decode_kernel=None)):
+        ps = ParameterSet()
+        ms = inf.model_symbols(ps, model.model_spec, activation_bytes=2, kv_bytes=1)
+        pool = inf.pool_parameters(ps, "", pool_spec, sp.Integer(8), sp.Integer(1),
+                                   sp.Integer(1))
+        layer = inf.decode_attention_time(ms, pool, sp.Integer(64), sp.Float(context))
+        times.append(float(layer.xreplace({p.symbol: p.value for p in ps.parameters.values()})))
+    kernel, roofline = times
+    assert kernel == pytest.approx(float(per_layer), rel=1e-9)
+    print(f"\nMLA layer: kernel {kernel * 1e6:.1f} us, roofline {roofline * 1e6:.1f} us")
+    # 16 heads fill a quarter of FlashMLA's 64-row query tile, and each block pays its fixed
+    # work: the measured kernel is far slower than the roofline (43 against 22 us).
+    assert kernel > 1.5 * roofline
+
+
 def test_prefill_is_compute_bound_and_decode_memory_bound(tmp_path: Path) -> None:
     case = load(tmp_path, serving_case_text("llama3-70b", "h100-sxm", batching='"static"',
                                             prompt_len=4096))

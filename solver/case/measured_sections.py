@@ -2,8 +2,8 @@
 (``perfcost calibrate --database``; docs/calibration.md).
 
 * ``[efficiency.precision.<p>]`` of a hardware entry: one precision's GEMM efficiency model
-  (tiles, split-K, clock boost, overheads), its prefill FlashAttention rate and its decode
-  attention's achieved bandwidth. An entry without these tables behaves exactly as before:
+  (tiles, split-K, clock boost, overheads), its prefill FlashAttention rate, its decode
+  attention's and its MLA decode's rates. An entry without these tables behaves exactly as before:
   the top-level ``[efficiency]`` values serve every precision.
 * ``[[scale_up.collectives]]`` of a network entry: the latency and bandwidth of one measured
   collective at one rank count over one range of sizes, in the pipelined alpha-beta form of
@@ -139,6 +139,14 @@ class PrecisionEfficiency(Strict):
     decode_multi_block: Literal["fill", "xqa"] = "fill"
     decode_block_stream_share: Fraction | None = None
     decode_overlap: DecodeOverlap = 1.0
+    # MLA decode on a latent cache of this precision (formulations.kernels.mla_decode_time,
+    # FlashMLA's tiling): the achieved fraction of the HBM bandwidth, the tensor cores'
+    # fraction of the cache precision's peak (bf16's on a GPU without it), the fixed work per
+    # sequence piece of a block, the step's launches. Absent: the serving model's roofline.
+    mla_decode_memory: Fraction | None = None
+    mla_decode_matmul: Fraction | None = None
+    mla_decode_split_overhead: Duration | None = None
+    mla_decode_kernel_overhead: Duration | None = None
     # The MoE layer (formulations.kernels.moe_layer_time): its grouped GEMMs' fractions of the
     # peak and of the HBM bandwidth, the token permutation's bandwidth, the fixed cost.
     moe_matmul: Fraction | None = None

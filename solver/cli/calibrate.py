@@ -43,7 +43,8 @@ def calibrate(
                         "the fit, without fitting on it")] = None,
     kinds: Annotated[str | None, typer.Option(
         "--kinds", help="with --database: fit only these kinds of table, comma-separated, of "
-                        "gemm, prefill, decode, moe, collectives (default: all)")] = None,
+                        "gemm, prefill, decode, decode_mla, moe, collectives (default: "
+                        "all)")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:

@@ -11,6 +11,7 @@ from perfcost.formulations.specs import (
     HardwareSpec,
     InferenceSpec,
     LinkLevel,
+    MlaDecodeKernelSpec,
     ModelSpec,
     NetworkSpec,
     ServingPoolSpec,
@@ -97,7 +98,8 @@ def pool_spec(case: Any, hw: HardwareSection) -> ServingPoolSpec:
         peak_flops_fp8=hw.peak_flops.get("fp8", hw.peak_flops["bf16"]),
         kernel_overhead=overhead, gpu_price=gpu_price(case, hw),
         matmul_efficiency_fp8=fp8_matmul_efficiency(hw),
-        decode_kernel=decode_kernel_spec(hw, sv.kv_precision))
+        decode_kernel=decode_kernel_spec(hw, sv.kv_precision),
+        mla_decode_kernel=mla_decode_kernel_spec(hw, sv.kv_precision))
 
 
 #: The decode keys a precision table must state for the fitted decode kernels to be used.
@@ -125,6 +127,23 @@ def decode_kernel_spec(hw: HardwareSection, kv_precision: str) -> DecodeKernelSp
         block_stream_share=table.decode_block_stream_share, overlap=table.decode_overlap,
         group_limit=table.decode_group_limit, kv_chunk=table.decode_kv_chunk,
         multi_block=table.decode_multi_block, fp32_peak=fp32)
+
+
+def mla_decode_kernel_spec(hw: HardwareSection, kv_precision: str
+                           ) -> MlaDecodeKernelSpec | None:
+    """The MLA decode kernel the hardware entry measured for this KV-cache format
+    ([efficiency.precision.<kv_precision>] ``mla_decode_*``), or None (the roofline). Its dot
+    products run on the tensor cores of the cache's format (fp8 where the chip has them)."""
+    table = getattr(hw.efficiency, "precision", {}).get(kv_precision)
+    keys = ("mla_decode_memory", "mla_decode_matmul", "mla_decode_split_overhead",
+            "mla_decode_kernel_overhead")
+    if table is None or any(getattr(table, k) is None for k in keys):
+        return None
+    peak = hw.peak_flops.get(kv_precision, hw.peak_flops["bf16"])
+    return MlaDecodeKernelSpec(
+        memory=table.mla_decode_memory, matmul=table.mla_decode_matmul,
+        split_overhead=table.mla_decode_split_overhead,
+        kernel_overhead=table.mla_decode_kernel_overhead, matmul_peak=peak)
 
 
 def fp8_matmul_efficiency(hw: HardwareSection) -> float:

@@ -24,6 +24,11 @@ expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
   that fixed work overlaps the stream, by least squares on the log errors for every
   candidate multi-block rule, group limit and cache chunk; the combination of least loss
   wins.
+* MLA decode (DeepSeek's multi-head latent attention on its latent cache), per cache
+  precision (formulations.kernels.mla_decode_time, FlashMLA's tiling and scheduling): the
+  achieved HBM bandwidth, the tensor cores' fraction of the cache precision's peak, the fixed
+  cost per sequence piece of a block and the step's launches, by least squares on the log
+  errors.
 * MoE layers, per precision: the grouped GEMMs' fraction of the peak and of the HBM
   bandwidth, the bandwidth of the token permutation and the layer's fixed cost
   (formulations.kernels.moe_layer_time), by least squares on the log errors.
@@ -167,6 +172,20 @@ DECODE_KV_CHUNKS: tuple[int, ...] = (32, 64, 128)
 #: chooses XQA's on the A100, H100 and H200 tables and filling on B200 and GB200 (whose
 #: TensorRT-LLM runs other decode kernels).
 DECODE_MULTI_BLOCK: tuple[str, ...] = ("fill", "xqa")
+MLA_DECODE_BOUNDS: dict[str, tuple[float, float]] = {
+    "memory_efficiency": (0.05, 1.0),
+    "matmul_efficiency": (0.01, 1.0),
+    # A block's fixed work per sequence piece; the Hopper and Blackwell fits land at 2-4 us.
+    "split_overhead": (0.0, 10e-6),
+    # The tables' smallest calls take 9-15 us (four launches: formulations.kernels.
+    # mla_decode_time).
+    "kernel_overhead": (0.0, 30e-6),
+}
+#: The latent cache row of the measured MLA tables: DeepSeek-V3's kv_lora_rank and
+#: qk_rope_head_dim (its config.json; the database collector's scenario, ai-dynamo/
+#: aiconfigurator collector/trtllm/collect_mla*.py, runs them).
+MLA_KV_LORA = 512
+MLA_ROPE = 64
 MOE_BOUNDS: dict[str, tuple[float, float]] = {
     "matmul_efficiency": (0.05, 1.0),
     "memory_efficiency": (0.05, 1.0),
@@ -537,6 +556,42 @@ def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[f
 
 
 @functools.cache
+def _mla_decode_function() -> Callable[..., Any]:
+    import sympy as sp
+    from perfcost.formulations import kernels
+
+    names = "b kv_len h kv_lora rope e_kv e_act bw eta_mem mm eta_mm sms split_oh k_oh"
+    symbols = sp.symbols(names, positive=True)
+    return sp.lambdify(symbols, kernels.mla_decode_time(*symbols), "numpy")
+
+
+def mla_matmul_peak(precision: str, machine: Machine) -> float:
+    """The tensor-core peak of an MLA decode kernel on a cache of ``precision``: the cache's
+    own (TensorRT-LLM's FlashMLA runs an fp8 cache's dot products in fp8,
+    cpp/tensorrt_llm/kernels/flashMLA/flash_fwd_mla_fp8_sm90.cu), the bf16 one on a GPU
+    without that precision (the cache converted on load)."""
+    return float(machine.peak(precision) or machine.peak("bf16") or 0.0)
+
+
+def predict_mla_decode(table: Table, index: np.ndarray, machine: Machine,
+                       params: dict[str, Any]) -> np.ndarray:
+    c = table.columns
+    return np.asarray(_mla_decode_function()(
+        c["b"][index].astype(float), c["kv_len"][index].astype(float),
+        c["heads"][index].astype(float), MLA_KV_LORA, MLA_ROPE,
+        OPERAND_BYTES[table.precision], ACTIVATION_BYTES, machine.hbm_bandwidth,
+        params["memory_efficiency"], mla_matmul_peak(table.precision, machine),
+        params["matmul_efficiency"], machine.multiprocessors, params["split_overhead"],
+        params["kernel_overhead"]), dtype=float) * np.ones(index.size)
+
+
+def fit_mla_decode(table: Table, machine: Machine) -> KindFit:
+    """The MLA decode model (formulations.kernels.mla_decode_time), judged held out."""
+    return _least_squares_fit(table, machine, MLA_DECODE_BOUNDS, predict_mla_decode,
+                              "generation mla")
+
+
+@functools.cache
 def _moe_function() -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
@@ -690,14 +745,15 @@ def fit_collective(table: Table, machine: Machine) -> list[KindFit]:
 # -- the whole database ----------------------------------------------------------------------
 
 #: The kinds of table ``perfcost calibrate --database --kinds`` can restrict the fit to.
-KIND_GROUPS = ("gemm", "prefill", "decode", "moe", "collectives")
+KIND_GROUPS = ("gemm", "prefill", "decode", "decode_mla", "moe", "collectives")
 
 
 def kind_group(kind: str) -> str:
     """The :data:`KIND_GROUPS` name of a table's kind."""
     if kind.split(" ", 1)[0] in ("nccl", "custom"):
         return "collectives"
-    return {"context attention": "prefill", "generation attention": "decode"}.get(kind, kind)
+    return {"context attention": "prefill", "generation attention": "decode",
+            "generation mla": "decode_mla"}.get(kind, kind)
 
 
 def fit_database(database: Database, machine: Machine,
@@ -716,6 +772,8 @@ def fit_database(database: Database, machine: Machine,
         # the tensor cores; prefill's softmax runs on the CUDA cores.
         needs = (("fp32", "bf16") if table.kind == "generation attention"
                  else (table.precision, "fp32") if table.kind == "context attention"
+                 # An MLA cache without tensor cores of its precision converts to bf16.
+                 else ("bf16",) if table.kind == "generation mla"
                  else (table.precision,))
         missing = next((n for n in needs if machine.peak(n) is None), None)
         if missing is not None:
@@ -728,6 +786,8 @@ def fit_database(database: Database, machine: Machine,
             fits.append(fit_context(table, machine))
         elif table.kind == "generation attention":
             fits.append(fit_decode(table, machine))
+        elif table.kind == "generation mla":
+            fits.append(fit_mla_decode(table, machine))
         elif table.kind == "moe":
             fits.append(fit_moe(table, machine))
         elif table.kind.split(" ", 1)[0] in ("nccl", "custom") and (

@@ -77,6 +77,16 @@ def decode_keys(decode: KindFit) -> dict[str, Any]:
             "decode_overlap": p["overlap"]}
 
 
+def mla_decode_keys(mla: KindFit) -> dict[str, Any]:
+    """The MLA decode keys of a ``[efficiency.precision.<p>]`` table (formulations.kernels.
+    mla_decode_time's parameters, solver/case/measured_sections.py)."""
+    p = mla.params
+    return {"mla_decode_memory": p["memory_efficiency"],
+            "mla_decode_matmul": p["matmul_efficiency"],
+            "mla_decode_split_overhead": _us(p["split_overhead"]),
+            "mla_decode_kernel_overhead": _us(p["kernel_overhead"])}
+
+
 def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
     """The ``[efficiency.precision.<p>]`` tables: one per precision with a GEMM fit."""
     tables: dict[str, dict[str, Any]] = {}
@@ -121,6 +131,11 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             table.update(decode_keys(decode))
             sources.append(decode.source)
             residuals.append(f"decode attention {_residuals(decode)}")
+        mla = fit.of("generation mla", gemm.precision)
+        if mla is not None:
+            table.update(mla_decode_keys(mla))
+            sources.append(mla.source)
+            residuals.append(f"mla decode {_residuals(mla)}")
         moe = fit.of("moe", gemm.precision)
         if moe is not None:
             table.update(moe_matmul=moe.params["matmul_efficiency"],

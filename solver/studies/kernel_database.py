@@ -14,6 +14,9 @@ package's layout:
 * ``context attention`` (prefill, causal): ``b, s, heads, kv_heads, d``, full attention only.
 * ``generation attention`` (decode of one token per sequence): ``b, kv_len, heads,
   kv_heads, d``; the precision is the KV cache's.
+* ``generation mla`` (DeepSeek's multi-head latent attention decoding one token per
+  sequence on its 512 + 64 wide latent cache): ``b, kv_len, heads`` (one rank's query heads);
+  the precision is the cache's.
 * ``moe``: ``tokens, hidden, inter, topk, experts, tp, ep`` of the balanced routing rows, and
   ``matrices`` per expert (3 gated, 2 for the kernels without a gate).
 * ``nccl <op>`` and ``custom all_reduce``: ``ranks, bytes``. The tables' ``message_size``
@@ -190,6 +193,14 @@ def read_database(gpu: str, framework: str = "trtllm") -> Database:
                              ATTENTION_PRECISIONS,
                              {"b": "batch_size", "kv_len": "step", "heads": "num_heads",
                               "kv_heads": "num_key_value_heads", "d": "head_dim"}, found[1])
+    found = newest("mla", "generation_mla_perf.parquet")
+    if found:
+        # The attention kernel alone on the latent cache (mla_generation_module_perf adds the
+        # projections around it); ``num_heads`` is one rank's query heads.
+        tables += _tables_of(_read(found[0]), "generation mla", "kv_cache_dtype",
+                             ATTENTION_PRECISIONS,
+                             {"b": "batch_size", "kv_len": "step", "heads": "num_heads"},
+                             found[1])
     found = newest("moe", "moe_perf.parquet")
     if found:
         frame = _read(found[0])
