@@ -565,7 +565,8 @@ def build_disaggregated(model: ModelSpec, prefill_spec: ServingPoolSpec,
     dec["batch"] = Decision(sp.Symbol("batch", integer=True, positive=True), BATCH_DOC)
     B = dec["batch"].symbol
     # The prefill pool runs no decode step: its decode kernels would be parameters of nothing.
-    pre = inf.pool_parameters(ps, "prefill_", replace(prefill_spec, decode_kernel=None),
+    pre = inf.pool_parameters(ps, "prefill_", replace(prefill_spec, decode_kernel=None,
+                                                      mla_decode_kernel=None),
                               dec["prefill_tp"].symbol, dec["prefill_pp"].symbol,
                               dec["prefill_precision"].symbol, _ep(dec, "prefill_"))
     dcd = inf.pool_parameters(ps, "", decode_spec, dec["tp"].symbol, dec["pp"].symbol,

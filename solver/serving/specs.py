@@ -98,8 +98,19 @@ def pool_spec(case: Any, hw: HardwareSection) -> ServingPoolSpec:
         peak_flops_fp8=hw.peak_flops.get("fp8", hw.peak_flops["bf16"]),
         kernel_overhead=overhead, gpu_price=gpu_price(case, hw),
         matmul_efficiency_fp8=fp8_matmul_efficiency(hw),
-        decode_kernel=decode_kernel_spec(hw, sv.kv_precision),
-        mla_decode_kernel=mla_decode_kernel_spec(hw, sv.kv_precision))
+        # Each decode kernel only where a model of the case decodes with it, so that a
+        # formulation declares no parameter it never reads.
+        decode_kernel=(decode_kernel_spec(hw, sv.kv_precision)
+                       if False in latent_caches(case) else None),
+        mla_decode_kernel=(mla_decode_kernel_spec(hw, sv.kv_precision)
+                           if True in latent_caches(case) else None))
+
+
+def latent_caches(case: Any) -> set[bool]:
+    """Whether each model the case decodes (the target, and a draft model) caches an MLA
+    latent (True) or keys and values (False)."""
+    models = [case.model, draft_model_section(case.serving)]
+    return {bool(m.kv_lora_rank) for m in models if m is not None}
 
 
 #: The decode keys a precision table must state for the fitted decode kernels to be used.
