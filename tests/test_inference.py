@@ -151,6 +151,25 @@ def test_max_batch_is_the_paged_cache_beside_the_weights(tmp_path: Path) -> None
     assert beyond["memory_per_gpu"] > beyond["memory_capacity"]
 
 
+def _decode_layer_with_and_without(case: Any, kernel: str, tp: int, precision: int,
+                                   batch: int, context: float) -> tuple[float, float]:
+    """One layer's decode attention on the case's first pool (bf16 activations, an fp8
+    cache), with the entry's measured ``kernel`` (a field of the pool spec) and without it
+    (the roofline)."""
+    model = ServingModel(case)
+    spec = model.pools[model.hardware_names[0]]
+    assert getattr(spec, kernel) is not None
+    times = []
+    for pool_spec in (spec, replace(spec, **{kernel: None})):
+        ps = ParameterSet()
+        ms = inf.model_symbols(ps, model.model_spec, activation_bytes=2, kv_bytes=1)
+        pool = inf.pool_parameters(ps, "", pool_spec, sp.Integer(tp), sp.Integer(1),
+                                   sp.Integer(precision))
+        layer = inf.decode_attention_time(ms, pool, sp.Integer(batch), sp.Float(context))
+        times.append(float(layer.xreplace({p.symbol: p.value for p in ps.parameters.values()})))
+    return times[0], times[1]
+
+
 def test_decode_attention_is_the_entrys_measured_kernels(tmp_path: Path) -> None:
     """Where the hardware entry has decode keys fitted for the KV-cache format, a decode
     layer's attention is the fitted kernel model (kernels.decode_kernel_time at the entry's
@@ -176,19 +195,8 @@ def test_decode_attention_is_the_entrys_measured_kernels(tmp_path: Path) -> None
         block_stream_share=table.decode_block_stream_share, overlap=table.decode_overlap,
         matmul_flops=hw.peak_flops["bf16"], multi_block=table.decode_multi_block,
         row_overhead=table.decode_row_overhead)
-    # The same layer on the same pool without the entry's decode kernels: the roofline.
-    model = ServingModel(load(tmp_path, text))
-    spec = model.pools[model.hardware_names[0]]
-    assert spec.decode_kernel is not None
-    times = []
-    for pool_spec in (spec, replace(spec, decode_kernel=None)):
-        ps = ParameterSet()
-        ms = inf.model_symbols(ps, model.model_spec, activation_bytes=2, kv_bytes=1)
-        pool = inf.pool_parameters(ps, "", pool_spec, sp.Integer(1), sp.Integer(1),
-                                   sp.Integer(0))
-        layer = inf.decode_attention_time(ms, pool, sp.Integer(16), sp.Float(context))
-        times.append(float(layer.xreplace({p.symbol: p.value for p in ps.parameters.values()})))
-    kernel, roofline = times
+    kernel, roofline = _decode_layer_with_and_without(
+        load(tmp_path, text), "decode_kernel", tp=1, precision=0, batch=16, context=context)
     assert kernel == pytest.approx(float(per_layer), rel=1e-9)
     assert roofline < 0.9 * kernel
 
@@ -212,18 +220,9 @@ def test_mla_decode_attention_is_the_entrys_measured_kernel(tmp_path: Path) -> N
         matmul_efficiency=table.mla_decode_matmul, multiprocessors=hw.multiprocessors,
         split_overhead=table.mla_decode_split_overhead,
         kernel_overhead=table.mla_decode_kernel_overhead)
-    model = ServingModel(load(tmp_path, text))
-    spec = model.pools[model.hardware_names[0]]
-    assert spec.mla_decode_kernel is not None
-    times = []
-    for pool_spec in (spec, replace(spec, mla_decode_kernel=None)):
-        ps = ParameterSet()
-        ms = inf.model_symbols(ps, model.model_spec, activation_bytes=2, kv_bytes=1)
-        pool = inf.pool_parameters(ps, "", pool_spec, sp.Integer(8), sp.Integer(1),
-                                   sp.Integer(1))
-        layer = inf.decode_attention_time(ms, pool, sp.Integer(64), sp.Float(context))
-        times.append(float(layer.xreplace({p.symbol: p.value for p in ps.parameters.values()})))
-    kernel, roofline = times
+    kernel, roofline = _decode_layer_with_and_without(
+        load(tmp_path, text), "mla_decode_kernel", tp=8, precision=1, batch=64,
+        context=context)
     assert kernel == pytest.approx(float(per_layer), rel=1e-9)
     print(f"\nMLA layer: kernel {kernel * 1e6:.1f} us, roofline {roofline * 1e6:.1f} us")
     # 16 heads fill a quarter of FlashMLA's 64-row query tile, and each block pays its fixed
