@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .attention import FlashOp, FlashRates, flash_op_time
+from .core import largest, smallest
 from .transformer import Op
 
 
@@ -80,12 +81,9 @@ def gemm_tile_rows(op: Op, hw: ComputeParams) -> sp.Expr:
     ``m`` rounded up to the row granule (a small-M kernel)."""
     if hw.row_granule is None:
         return hw.tile_m
-    rows = hw.row_granule * sp.ceiling(op.m / hw.row_granule)
-    # Evaluated only between numbers: on symbols sympy would compare the two sides
-    # symbolically on every GEMM of a formulation (most of a serving build's time), for a
-    # minimum it leaves standing anyway.
-    numbers = rows.is_number and sp.sympify(hw.tile_m).is_number
-    return sp.Min(hw.tile_m, rows, evaluate=bool(numbers))
+    # smallest: evaluated only between numbers (on every GEMM of a formulation, sympy's
+    # symbolic comparison was most of a serving build's time).
+    return smallest(hw.tile_m, hw.row_granule * sp.ceiling(op.m / hw.row_granule))
 
 
 def gemm_output_tiles(op: Op, hw: ComputeParams) -> sp.Expr:
@@ -98,9 +96,7 @@ def gemm_splits(op: Op, hw: ComputeParams) -> sp.Expr:
     if hw.split_k_granule is None:
         return sp.S.One
     room = sp.floor(hw.multiprocessors / gemm_output_tiles(op, hw))
-    slices = sp.ceiling(op.k / hw.split_k_granule)
-    numbers = bool(room.is_number and slices.is_number)
-    return sp.Max(1, sp.Min(room, slices, evaluate=numbers), evaluate=numbers)
+    return largest(1, smallest(room, sp.ceiling(op.k / hw.split_k_granule)))
 
 
 def gemm_waves(op: Op, hw: ComputeParams) -> sp.Expr:

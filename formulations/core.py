@@ -145,10 +145,9 @@ def largest(*args: sp.Expr) -> sp.Expr:
 def exposed(remaining: sp.Expr) -> sp.Expr:
     """What of a time is not hidden behind overlapping work: max(0, remaining).
 
-    Left unevaluated: evaluating a Max makes sympy compare its arguments symbolically
-    (``factor_terms`` over both), which on a large formulation (DeepSeek-V3's) took most of a
-    minute and changes no value."""
-    return sp.Max(0, remaining, evaluate=False)
+    Left unevaluated on symbols (:func:`largest`): on DeepSeek-V3's formulation sympy's
+    symbolic comparison took most of a minute and changes no value."""
+    return largest(0, remaining)
 
 
 _REGISTRY: dict[str, Callable[..., Formulation]] = {}

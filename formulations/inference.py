@@ -624,8 +624,8 @@ def decode_attention_time(ms: ModelSymbols, pool: Pool, sequences: sp.Expr,
     if pool.decode is not None and ms.latent is None:
         return _measured_decode_time(ms, pool, pool.decode, sequences, context, queries)
     if pool.mla_decode is not None and ms.latent is not None:
-        return _measured_mla_decode_time(ms, pool, pool.mla_decode, sequences, context,
-                                         queries)
+        return _measured_mla_decode_time(ms, ms.latent, pool, pool.mla_decode, sequences,
+                                         context, queries)
     if ms.latent is not None:
         width = mla.kv_cache_elements_per_token(ms.latent) + ms.latent.kv_lora
     else:
@@ -662,18 +662,15 @@ def _measured_decode_time(ms: ModelSymbols, pool: Pool, rates: DecodeRates,
         row_overhead=rates.row_overhead)
 
 
-def _measured_mla_decode_time(ms: ModelSymbols, pool: Pool, rates: MlaDecodeRates,
-                              sequences: sp.Expr, context: sp.Expr, queries: sp.Expr
-                              ) -> sp.Expr:
+def _measured_mla_decode_time(ms: ModelSymbols, latent: mla.LatentDims, pool: Pool,
+                              rates: MlaDecodeRates, sequences: sp.Expr, context: sp.Expr,
+                              queries: sp.Expr) -> sp.Expr:
     """One layer's MLA decode attention by the hardware entry's measured kernel
     (kernels.mla_decode_time: FlashMLA as TensorRT-LLM runs it, fitted on the kernel
     database): the rank's query heads, ``queries`` rows each in a verification step (FlashMLA
     counts draft tokens times heads as query rows), on the latent cache of ``context`` tokens
     (``kv_len`` cached and the new one)."""
     d = ms.dims(pool.t)
-    latent = ms.latent
-    if latent is None:
-        raise ValueError("MLA decode needs a model with a latent KV cache")
     return kernels.mla_decode_time(
         batch=sequences, kv_len=context - 1, heads=d.local_heads * queries,
         kv_lora=latent.kv_lora, rope=latent.rope, kv_bytes=ms.kv_bytes, activation_bytes=ms.e,

@@ -93,6 +93,7 @@ def pool_spec(case: Any, hw: HardwareSection) -> ServingPoolSpec:
     sv: ServingSection = case.serving
     overhead = (sv.kernel_overhead if sv.kernel_overhead is not None
                 else hw.efficiency.kernel_overhead)
+    caches = latent_caches(case)
     return ServingPoolSpec(
         hardware=hardware_spec(hw), network=network_spec(network_entry(case)),
         peak_flops_fp8=hw.peak_flops.get("fp8", hw.peak_flops["bf16"]),
@@ -101,9 +102,9 @@ def pool_spec(case: Any, hw: HardwareSection) -> ServingPoolSpec:
         # Each decode kernel only where a model of the case decodes with it, so that a
         # formulation declares no parameter it never reads.
         decode_kernel=(decode_kernel_spec(hw, sv.kv_precision)
-                       if False in latent_caches(case) else None),
+                       if False in caches else None),
         mla_decode_kernel=(mla_decode_kernel_spec(hw, sv.kv_precision)
-                           if True in latent_caches(case) else None))
+                           if True in caches else None))
 
 
 def latent_caches(case: Any) -> set[bool]:
