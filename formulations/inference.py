@@ -95,6 +95,7 @@ class DecodeRates:
     group_limit: sp.Expr
     kv_chunk: sp.Expr
     fp32_peak: sp.Expr
+    shared_memory: sp.Expr
     multi_block: str
 
 
@@ -297,6 +298,8 @@ DECODE_PARAMETERS: tuple[tuple[str, str, str, str], ...] = (
     ("kv_chunk", "decode_kv_chunk", "1",
      "cache tokens per block of the per-head decode kernel's multi-block mode"),
     ("fp32_peak", "peak_flops_fp32", "FLOP/s", "dense fp32 peak FLOP rate"),
+    ("shared_memory", "shared_memory_per_multiprocessor", "B",
+     "shared memory per multiprocessor, bounding the cache span of a per-head decode block"),
 )
 
 
@@ -659,7 +662,7 @@ def _measured_decode_time(ms: ModelSymbols, pool: Pool, rates: DecodeRates,
         kv_chunk=rates.kv_chunk, fallback_kernel_overhead=rates.fallback_kernel_overhead,
         block_stream_share=rates.block_stream_share, overlap=rates.overlap,
         matmul_flops=pool.peak_bf16, multi_block=rates.multi_block,
-        row_overhead=rates.row_overhead)
+        row_overhead=rates.row_overhead, shared_memory=rates.shared_memory)
 
 
 def _measured_mla_decode_time(ms: ModelSymbols, latent: mla.LatentDims, pool: Pool,

@@ -348,13 +348,51 @@ DECODE_ROW_HEAD_ELEMENTS = 128
 DECODE_MULTI_BLOCK_RULES = ("fill", "xqa")
 
 
+#: TensorRT-LLM's masked multi-head attention keeps a block's scores in shared memory, 16
+#: bytes for every 4 timesteps plus 4 bytes a timestep per byte of the 16-bit logits: 24
+#: bytes per 4 timesteps (decoderMaskedMultiheadAttention.h, estimate_min_multi_block_count).
+MMHA_TIMESTEPS_PER_ELEMENT = 4
+MMHA_SHARED_BYTES_PER_ELEMENT = 24
+#: Shared memory the attention op keeps back from a block's opt-in maximum (attentionOp.cpp:
+#: ``mMaxSharedMemoryPerBlockOptin - 2048``), and what CUDA reserves of a multiprocessor's
+#: shared memory, so that a block may opt in to the rest (CUDA C++ Programming Guide,
+#: technical specifications: 1 KB per multiprocessor on compute capability 8.0 to 10.0).
+MMHA_SHARED_RESERVE = 2048
+CUDA_SHARED_RESERVED = 1024
+
+
 def filling_chunks(batch: sp.Expr, kv_len: sp.Expr, readers: sp.Expr,
                    multiprocessors: sp.Expr, kv_chunk: sp.Expr) -> sp.Expr:
     """Blocks per (sequence, head) of a multi-block mode that cuts a cache into chunks of at
-    least ``kv_chunk`` tokens only as far as they fill the idle multiprocessors (one wave;
-    TensorRT-LLM's masked multi-head attention balances its sequence tiles this way)."""
+    least ``kv_chunk`` tokens only as far as they fill the idle multiprocessors (one wave)."""
     return largest(1, smallest(sp.ceiling((kv_len + 1) / kv_chunk),
                                sp.floor(multiprocessors / (batch * readers))))
+
+
+def mmha_span(shared_memory: sp.Expr) -> sp.Expr:
+    """The most timesteps (cached tokens) one block of TensorRT-LLM's masked multi-head
+    attention holds the scores of: its opt-in shared memory (a multiprocessor's
+    ``shared_memory`` less CUDA's reserve, less the attention op's reserve) over
+    :data:`MMHA_SHARED_BYTES_PER_ELEMENT` per :data:`MMHA_TIMESTEPS_PER_ELEMENT` timesteps
+    (27,476 on an A100, 38,400 on an H100)."""
+    usable = shared_memory - CUDA_SHARED_RESERVED - MMHA_SHARED_RESERVE
+    return MMHA_TIMESTEPS_PER_ELEMENT * sp.floor(usable / MMHA_SHARED_BYTES_PER_ELEMENT)
+
+
+def mmha_chunks(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, multiprocessors: sp.Expr,
+                kv_chunk: sp.Expr, shared_memory: sp.Expr) -> sp.Expr:
+    """Blocks per (sequence, query head) of TensorRT-LLM's masked multi-head attention
+    (decoderMaskedMultiheadAttentionLaunch.h, multi_block_grid_setup, with the bounds the
+    attention op sets, attentionOp.cpp): as many as fill one wave of the multiprocessors,
+    ``ceil(SMs / (batch x heads))`` (the op's largest tile count), but no block shorter
+    than ``kv_chunk`` tokens (one pass of its loop over the cache), and at least as many as
+    keep each block's span within :func:`mmha_span`. The kernel's own target counts its
+    resident blocks per multiprocessor too, but the op's largest count caps it, so the
+    occupancy drops out."""
+    span = sp.ceiling((kv_len + 1) / mmha_span(shared_memory))
+    filling = smallest(sp.ceiling(multiprocessors / (batch * heads)),
+                       sp.ceiling((kv_len + 1) / kv_chunk))
+    return largest(1, span, filling)
 
 
 def xqa_chunks(batch: sp.Expr, kv_len: sp.Expr, kv_heads: sp.Expr,
@@ -378,15 +416,16 @@ def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads:
                       dot_rate: sp.Expr, computed_heads: sp.Expr, multiprocessors: sp.Expr,
                       block_overhead: sp.Expr, chunks: sp.Expr,
                       readers: sp.Expr, block_stream_share: sp.Expr,
-                      overlap: sp.Expr) -> sp.Expr:
+                      overlap: sp.Expr, cached_tensors: sp.Expr = KV_TENSORS) -> sp.Expr:
     """Roofline and fixed work of a decode kernel whose blocks each serve one of
     ``readers`` heads per sequence (KV heads for a grouped kernel, query heads for the
     per-head fallback), each head's cache cut into ``chunks`` blocks, its dot products for
-    ``computed_heads`` query heads per sequence (padding included) at ``dot_rate``."""
+    ``computed_heads`` query heads per sequence (padding included) at ``dot_rate``;
+    ``cached_tensors`` of the cache (K and V) streamed from HBM per token and KV head."""
     blocks = batch * readers * chunks
     # The query heads of one KV head read its cache together (the fallback's blocks of one
     # group share it through the L2 cache): HBM streams each KV head's cache once.
-    cache = batch * kv_heads * (kv_len + 1) * KV_TENSORS * head_dim * kv_bytes
+    cache = batch * kv_heads * (kv_len + 1) * cached_tensors * head_dim * kv_bytes
     rows = batch * heads * QUERY_AND_OUTPUT * head_dim * activation_bytes
     busy = smallest(1, blocks / multiprocessors)
     # One block keeps only so many loads in flight: it streams at most
@@ -418,7 +457,9 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
                        kv_chunk: sp.Expr, fallback_kernel_overhead: sp.Expr,
                        block_stream_share: sp.Expr, overlap: sp.Expr,
                        matmul_flops: sp.Expr, multi_block: str = "fill",
-                       row_overhead: sp.Expr = sp.S.Zero) -> sp.Expr:
+                       row_overhead: sp.Expr = sp.S.Zero,
+                       shared_memory: sp.Expr | None = None,
+                       grouped_cache_tensors: sp.Expr = KV_TENSORS) -> sp.Expr:
     """One decode step's attention as a serving engine's decode kernels run it
     (TensorRT-LLM's grouped-query "XQA" kernel and its masked multi-head attention
     fallback; FlashDecoding, Dao et al. 2023):
@@ -444,10 +485,17 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
       cache the tables show the grouped kernel's smallest calls 3-4 us faster than the
       per-head kernel's);
     * a long cache is cut into blocks of its own (multi-block mode): the per-head kernel's
-      into chunks of at least ``kv_chunk`` tokens as far as they fill the idle
-      multiprocessors (:func:`filling_chunks`); the grouped kernel's by the same rule
-      (``multi_block`` "fill") or by TensorRT-LLM's XQA rule, one block per 128 cached
-      tokens up to 8 waves ("xqa", :func:`xqa_chunks`);
+      into chunks of at least ``kv_chunk`` tokens as far as they fill one wave of the
+      multiprocessors, and into as many as keep a block's span within what its
+      ``shared_memory`` (per multiprocessor, bytes) holds the scores of (TensorRT-LLM's
+      rule, :func:`mmha_chunks`; None: no such bound, :func:`filling_chunks`); the grouped
+      kernel's by filling one wave (``multi_block`` "fill") or by TensorRT-LLM's XQA rule,
+      one block per 128 cached tokens up to 8 waves ("xqa", :func:`xqa_chunks`);
+    * the grouped kernel streams ``grouped_cache_tensors`` tensors of the cache per token
+      and KV head: K and V (2) where the cache holds both, as a serving engine's does; a
+      measurement on a K-only cache pool reads its "V" from K's lines, 1 (the kernel
+      database's older TensorRT-LLM tables: solver.studies.database_fit.
+      grouped_cache_tensors);
     * with fewer blocks than multiprocessors only that fraction of the chip streams and
       computes (occupancy), and no block streams faster than ``block_stream_share`` of one
       multiprocessor's share of the HBM bandwidth;
@@ -470,10 +518,12 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
     grouped = _decode_path_time(*common, matmul_flops * matmul_efficiency,
                                 kv_heads * padded_group, multiprocessors,
                                 block_overhead + row_overhead * tile_rows, grouped_chunks,
-                                kv_heads, block_stream_share, overlap)
+                                kv_heads, block_stream_share, overlap, grouped_cache_tensors)
+    fallback_chunks = (
+        filling_chunks(batch, kv_len, heads, multiprocessors, kv_chunk) if shared_memory is None
+        else mmha_chunks(batch, kv_len, heads, multiprocessors, kv_chunk, shared_memory))
     fallback = _decode_path_time(*common, vector_flops * fallback_efficiency, heads,
-                                 multiprocessors, fallback_block_overhead,
-                                 filling_chunks(batch, kv_len, heads, multiprocessors, kv_chunk),
+                                 multiprocessors, fallback_block_overhead, fallback_chunks,
                                  heads, block_stream_share, overlap)
     grouping = sp.And(heads > kv_heads, heads <= group_limit * kv_heads)
     return sp.Piecewise((grouped + kernel_overhead, grouping),

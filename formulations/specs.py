@@ -263,6 +263,8 @@ class DecodeKernelSpec:
     multi_block: str
     #: The fp32 (CUDA-core) peak the per-head kernel's dot products run on, FLOP/s.
     fp32_peak: float
+    #: Shared memory per multiprocessor, bytes: bounds the cache span of one per-head block.
+    shared_memory: float
 
 
 @dataclass(frozen=True)

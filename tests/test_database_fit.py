@@ -85,7 +85,7 @@ def test_message_sizes_are_bytes_of_half_elements() -> None:
 
 def test_versions_order_release_after_its_candidates() -> None:
     ordered = ["0.5.9", "0.5.10", "1.3.0rc9", "1.3.0rc20", "1.3.0", "2.23", "2.27.3"]
-    assert sorted(reversed(ordered), key=kdb._version_key) == ordered
+    assert sorted(reversed(ordered), key=kdb.version_key) == ordered
 
 
 def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -397,6 +397,54 @@ def test_gemm_fit_on_the_extract_holds_out_rows() -> None:
     assert np.median(errors) <= 0.08
     assert 0.5 <= fit.params["matmul_efficiency"] <= 1.0
     assert 1.0 <= fit.params["boost"] <= 1.5
+
+
+@pytest.mark.parametrize(("batch", "heads", "kv_len", "expected"), [
+    # 64 blocks on 108 multiprocessors fill a wave at 2 per head; 131,072 cached tokens
+    # need 5 blocks of at most 27,476 (the A100's 164 KiB of shared memory).
+    (8, 8, 131071, 5),
+    (1, 8, 1023, 8),  # 14 blocks would fill the wave; 1024 tokens give 8 of 128
+    (64, 32, 4095, 1),  # 2048 blocks fill the multiprocessors already
+    (16, 8, 300000, 11),  # 128 blocks fill the wave; the span bound: 300,001 / 27,476
+])
+def test_per_head_decode_blocks_follow_tensorrt_llms_rule(batch: int, heads: int,
+                                                         kv_len: int, expected: int) -> None:
+    """TensorRT-LLM's masked multi-head attention: a wave's worth of blocks per (sequence,
+    head), none shorter than a 128-token pass, and at least as many as keep each block's
+    scores in its shared memory."""
+    chunks = kernels.mmha_chunks(sp.Integer(batch), sp.Integer(kv_len), sp.Integer(heads),
+                                 sp.Integer(108), sp.Integer(128), sp.Integer(164 * 1024))
+    assert int(chunks) == expected
+    assert int(kernels.mmha_span(sp.Integer(164 * 1024))) == 27476
+
+
+def test_a_k_only_cache_pool_halves_the_grouped_stream() -> None:
+    """The database's TensorRT-LLM tables older than 1.3.0rc20 were measured on a K-only
+    cache pool, where the grouped kernel streams K alone; the per-head kernel, and every
+    newer or other framework's table, stream K and V."""
+    def table(source: str, heads: int) -> kdb.Table:
+        columns = {"b": np.array([64]), "kv_len": np.array([8191]), "heads": np.array([heads]),
+                   "kv_heads": np.array([8]), "d": np.array([128])}
+        return kdb.Table("generation attention", "bf16", columns, np.ones(1), source)
+
+    old, new = "a100_sxm/attention/trtllm/1.0.0/x", "a100_sxm/attention/trtllm/1.3.0rc20/x"
+    assert fitting.grouped_cache_tensors(table(old, 64)) == 1.0
+    assert fitting.grouped_cache_tensors(table(new, 64)) == 2.0
+    assert fitting.grouped_cache_tensors(table("a100_sxm/attention/vllm/0.14.0/x", 64)) == 2.0
+    params = {"group_limit": 32, "kv_chunk": 128, "multi_block": "xqa",
+              "memory_efficiency": 0.8, "matmul_efficiency": 0.5, "fallback_efficiency": 0.2,
+              "block_overhead": 0.0, "fallback_block_overhead": 0.0, "kernel_overhead": 0.0,
+              "fallback_kernel_overhead": 0.0, "block_stream_share": 1.0, "overlap": 1.0,
+              "row_overhead": 0.0}
+    machine = _machine()
+    one = np.arange(1)
+    # A group of 8 on 64 x 8 x 8192 tokens: memory-bound, half the bytes on the K-only pool.
+    grouped = [float(fitting.predict_decode(table(s, 64), one, machine, params)[0])
+               for s in (old, new)]
+    assert grouped[0] == pytest.approx(grouped[1] / 2, rel=0.02)
+    per_head = [float(fitting.predict_decode(table(s, 8), one, machine, params)[0])
+                for s in (old, new)]
+    assert per_head[0] == per_head[1]
 
 
 def test_decode_fit_on_the_extract() -> None:

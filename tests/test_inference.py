@@ -194,7 +194,7 @@ def test_decode_attention_is_the_entrys_measured_kernels(tmp_path: Path) -> None
         fallback_kernel_overhead=table.decode_fallback_kernel_overhead,
         block_stream_share=table.decode_block_stream_share, overlap=table.decode_overlap,
         matmul_flops=hw.peak_flops["bf16"], multi_block=table.decode_multi_block,
-        row_overhead=table.decode_row_overhead)
+        row_overhead=table.decode_row_overhead, shared_memory=hw.shared_memory)
     kernel, roofline = _decode_layer_with_and_without(
         load(tmp_path, text), "decode_kernel", tp=1, precision=0, batch=16, context=context)
     assert kernel == pytest.approx(float(per_layer), rel=1e-9)

@@ -129,12 +129,13 @@ class PrecisionEfficiency(Strict):
     decode_fallback_block_overhead: Duration = 0.0
     decode_fallback_kernel_overhead: Duration = 0.0
     decode_group_limit: PositiveInt | None = None
-    # A long cache is cut into blocks: by the per-head kernel into chunks of `decode_kv_chunk`
-    # tokens to fill idle multiprocessors, by the grouped kernel the same way ("fill") or by
-    # TensorRT-LLM's XQA rule ("xqa": a block per 128 cached tokens, up to 8 waves); no block
-    # streams faster than `decode_block_stream_share` of one multiprocessor's part of the HBM
-    # bandwidth; a block's fixed work and the stream combine as their `decode_overlap`-norm
-    # (1: their sum).
+    # A long cache is cut into blocks: by the per-head kernel into chunks of at least
+    # `decode_kv_chunk` tokens to fill one wave, and as many as keep a block's span within its
+    # shared memory (TensorRT-LLM's rule, formulations.kernels.mmha_chunks); by the grouped
+    # kernel filling one wave ("fill") or by TensorRT-LLM's XQA rule ("xqa": a block per 128
+    # cached tokens, up to 8 waves); no block streams faster than `decode_block_stream_share`
+    # of one multiprocessor's part of the HBM bandwidth; a block's fixed work and the stream
+    # combine as their `decode_overlap`-norm (1: their sum).
     decode_kv_chunk: PositiveInt | None = None
     decode_multi_block: Literal["fill", "xqa"] = "fill"
     decode_block_stream_share: Fraction | None = None

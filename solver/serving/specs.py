@@ -123,11 +123,12 @@ def decode_kernel_spec(hw: HardwareSection, kv_precision: str) -> DecodeKernelSp
     """The decode-attention kernels the hardware entry measured for this KV-cache format
     ([efficiency.precision.<kv_precision>], fitted on a kernel database by ``perfcost
     calibrate --database``), or None where it has no such table, the table predates the
-    two-kernel decode model, or the entry states no fp32 peak: the decode attention is then
-    the roofline of formulations.inference."""
+    two-kernel decode model, or the entry states no fp32 peak or shared memory: the decode
+    attention is then the roofline of formulations.inference."""
     table = getattr(hw.efficiency, "precision", {}).get(kv_precision)
     fp32 = hw.peak_flops.get("fp32")
-    if table is None or fp32 is None or any(getattr(table, k) is None for k in DECODE_KEYS):
+    if (table is None or fp32 is None or hw.shared_memory is None
+            or any(getattr(table, k) is None for k in DECODE_KEYS)):
         return None
     return DecodeKernelSpec(
         memory=table.decode_memory, matmul=table.decode_matmul,
@@ -138,7 +139,7 @@ def decode_kernel_spec(hw: HardwareSection, kv_precision: str) -> DecodeKernelSp
         fallback_kernel_overhead=table.decode_fallback_kernel_overhead,
         block_stream_share=table.decode_block_stream_share, overlap=table.decode_overlap,
         group_limit=table.decode_group_limit, kv_chunk=table.decode_kv_chunk,
-        multi_block=table.decode_multi_block, fp32_peak=fp32)
+        multi_block=table.decode_multi_block, fp32_peak=fp32, shared_memory=hw.shared_memory)
 
 
 def mla_decode_kernel_spec(hw: HardwareSection, kv_precision: str

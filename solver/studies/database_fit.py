@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 from perfcost.solver.case.errors import MISSING, CaseError
 from perfcost.solver.case.measured_sections import MAX_DECODE_OVERLAP
-from perfcost.solver.studies.kernel_database import Database, Table
+from perfcost.solver.studies.kernel_database import Database, Table, version_key
 
 #: Fraction of every table kept out of the fit, and the seed that picks it.
 HELD_OUT = 0.3
@@ -507,12 +507,43 @@ def _decode_function(multi_block: str) -> Callable[..., Any]:
              "fallback_oh k_oh group_limit kv_chunk fallback_k_oh stream_share overlap mm")
     symbols = sp.symbols(names, positive=True)
     row = sp.Symbol("row_oh", nonnegative=True)
-    return sp.lambdify((*symbols, row), kernels.decode_kernel_time(
-        *symbols, multi_block=multi_block, row_overhead=row), "numpy")
+    shared, tensors = sp.symbols("shared_memory grouped_tensors", positive=True)
+    return sp.lambdify((*symbols, row, shared, tensors), kernels.decode_kernel_time(
+        *symbols, multi_block=multi_block, row_overhead=row, shared_memory=shared,
+        grouped_cache_tensors=tensors), "numpy")
+
+
+#: The first TensorRT-LLM version whose generation-attention tables the database collector
+#: measured on a cache pool of K and V. Before it (aiconfigurator's collector up to its
+#: 1.3.0rc20 upgrade, ai-dynamo/aiconfigurator PR 1356, 2026-08-03) collect_attn.py built
+#: the pool as ``CacheType.SELFKONLY``, a K-only pool meant for MLA; the collector now notes
+#: that GQA/MHA "must benchmark the full serving layout".
+FULL_CACHE_POOL_SINCE = "1.3.0rc20"
+
+
+def grouped_cache_tensors(table: Table) -> float:
+    """Cache tensors per token and KV head the grouped decode kernel streams from HBM in the
+    measurement of ``table`` (formulations.kernels.decode_kernel_time): 2 (K and V), but 1
+    for a TensorRT-LLM table older than :data:`FULL_CACHE_POOL_SINCE`. On such a K-only
+    pool the grouped kernel's V reads land on K's lines: the A100 table (TensorRT-LLM
+    1.0.0) has 64 sequences x 8 KV heads x 4096 cached bf16 tokens take 342 us with groups
+    of 8 -- 3.1 TB/s counting K and V, 1.54 times the A100's HBM peak -- and 686 us in the
+    per-head kernel (1.56 TB/s, 77 % of it), where the H100's and H200's tables (K and V
+    pools) run both kernels within 5 % of each other at about 90 % of their peaks."""
+    from perfcost.formulations.kernels import KV_TENSORS
+
+    parts = table.source.split("/")
+    framework, version = (parts[2], parts[3]) if len(parts) >= 4 else ("", "")
+    if framework == "trtllm" and version_key(version) < version_key(FULL_CACHE_POOL_SINCE):
+        return 1.0
+    return float(KV_TENSORS)
 
 
 def predict_decode(table: Table, index: np.ndarray, machine: Machine,
                    params: dict[str, Any]) -> np.ndarray:
+    """Decode-attention times of the rows ``index``: TensorRT-LLM's two decode kernels
+    (formulations.kernels.decode_kernel_time) on the machine's shared memory, in the
+    cache layout the table was measured on (:func:`grouped_cache_tensors`)."""
     c = table.columns
     return np.asarray(_decode_function(params["multi_block"])(
         c["b"][index].astype(float), c["kv_len"][index].astype(float),
@@ -523,7 +554,8 @@ def predict_decode(table: Table, index: np.ndarray, machine: Machine,
         params["block_overhead"], params["fallback_block_overhead"],
         params["kernel_overhead"], params["group_limit"], params["kv_chunk"],
         params["fallback_kernel_overhead"], params["block_stream_share"], params["overlap"],
-        machine.peak("bf16"), params["row_overhead"]), dtype=float) * np.ones(index.size)
+        machine.peak("bf16"), params["row_overhead"], machine.shared_memory,
+        grouped_cache_tensors(table)), dtype=float) * np.ones(index.size)
 
 
 def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[float, float]],

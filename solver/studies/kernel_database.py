@@ -79,7 +79,7 @@ class Database:
         return [t for t in self.tables if t.kind == kind]
 
 
-def _version_key(text: str) -> tuple[tuple[int, str], ...]:
+def version_key(text: str) -> tuple[tuple[int, str], ...]:
     """Order versions like 1.3.0rc9 < 1.3.0rc20 < 1.3.0 (numbers compare as numbers)."""
     parts = re.findall(r"\d+|[a-z]+", text.lower())
     # A release sorts after its pre-releases: pad with a marker above any letter.
@@ -123,7 +123,7 @@ def _newest_files(folder: Path, file: str) -> list[Path]:
                 ] if folder.is_dir() else []
     if not versions:
         return []
-    newest = max(versions, key=lambda p: _version_key(p.name))
+    newest = max(versions, key=lambda p: version_key(p.name))
     files = [newest / file] if (newest / file).is_file() else []
     older = _reused(newest, table)
     if older is not None and (folder / older / file).is_file():
