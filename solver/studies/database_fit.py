@@ -532,8 +532,7 @@ def grouped_cache_tensors(table: Table) -> float:
     pools) run both kernels within 5 % of each other at about 90 % of their peaks."""
     from perfcost.formulations.kernels import KV_TENSORS
 
-    parts = table.source.split("/")
-    framework, version = (parts[2], parts[3]) if len(parts) >= 4 else ("", "")
+    framework, version = table.framework_version
     if framework == "trtllm" and version_key(version) < version_key(FULL_CACHE_POOL_SINCE):
         return 1.0
     return float(KV_TENSORS)

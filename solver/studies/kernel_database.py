@@ -67,6 +67,13 @@ class Table:
         return Table(self.kind, self.precision, {k: v[index] for k, v in self.columns.items()},
                      self.seconds[index], self.source)
 
+    @property
+    def framework_version(self) -> tuple[str, str]:
+        """The framework and its version that measured the table, from :attr:`source`
+        (empty strings for a source of another form)."""
+        parts = self.source.split("/")
+        return (parts[2], parts[3]) if len(parts) >= 4 else ("", "")
+
 
 @dataclass(frozen=True)
 class Database:
