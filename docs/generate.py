@@ -3,6 +3,7 @@
     python docs/generate.py            # rewrite the generated regions (and images) in place
     python docs/generate.py --check    # exit 1 and show the difference where a page is stale
     python docs/generate.py --cheap    # only the regions marked cheap (what the tests re-run)
+    python docs/generate.py --page README.md   # one page (repeatable)
 
 A generated region sits between two HTML comments (invisible on a rendered page):
 
@@ -449,9 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="compare, write nothing")
     parser.add_argument("--cheap", action="store_true", help="only the regions marked cheap")
+    parser.add_argument("--page", action="append", choices=PAGES, metavar="PAGE",
+                        help="only this page (repeatable); its formulation pages are left")
     options = parser.parse_args(argv)
     stale = 0
-    for page in PAGES:
+    for page in options.page or PAGES:
         old = (ROOT / page).read_text(encoding="utf-8")
         new = regenerate(page, options.cheap)
         if normalise(new) == normalise(old):
@@ -463,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             (ROOT / page).write_text(new, encoding="utf-8")
             print(f"rewrote {page}")
-    if not options.cheap:
+    if not options.cheap and not options.page:
         for page, export_argv in formulation_pages():
             if options.check:
                 continue  # tests/test_export.py compares these pages with the command's output

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 from perfcost.formulations.core import Formulation
+from perfcost.solver.problem.expressions import free_symbols, lambdify
 from perfcost.solver.problem.search import SearchProblem
 
 #: Largest joint domain a single table may span before products of sums are distributed.
@@ -132,8 +133,7 @@ def _numeric(formulation: Formulation, expr: sp.Expr) -> Any:
     if fn is None:
         symbols = [d.symbol for d in formulation.decisions.values()] + [
             p.symbol for p in formulation.parameters.values()]
-        # No docstring: printing each atom into it costs more than generating its code.
-        fn = _NUMERIC[key] = sp.lambdify(symbols, expr, modules="numpy", docstring_limit=0)
+        fn = _NUMERIC[key] = lambdify(symbols, expr)
     return fn
 
 
@@ -175,7 +175,7 @@ class _Builder:
         # more often than in what the time model reads.
         systems = range(len(problem.system_parameters))
         if free_system:
-            used = set().union(*(f.expressions[q].free_symbols for q in
+            used = set().union(*(free_symbols(f.expressions[q]) for q in
                                  [problem.quantity, *(c.quantity for c in problem.constraints)]))
             names = [n for n in problem.system_parameters[0]
                      if f.parameters[n].symbol in self.system_dependent & used]
@@ -205,7 +205,7 @@ class _Builder:
     def variables(self, expr: sp.Expr) -> frozenset[str]:
         cached = self._vars_cache.get(expr)
         if cached is None:
-            free = expr.free_symbols
+            free = free_symbols(expr)
             names = {self.decision_symbols[s] for s in free if s in self.decision_symbols}
             if free & self.system_dependent:
                 names.add(SYSTEM)
@@ -273,7 +273,7 @@ class _Builder:
             # Evaluate once per distinct value of the system parameters this table reads
             # (a table of the scale-up bandwidth has as many as there are link counts), then
             # lay the result out over the system axis.
-            free = product.free_symbols
+            free = free_symbols(product)
             read = [n for n, p in f.parameters.items()
                     if p.symbol in self.system_dependent and p.symbol in free]
             rows = np.array([[ps[n] for n in read] for ps in self.system_rows])

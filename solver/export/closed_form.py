@@ -49,6 +49,7 @@ from perfcost.solver.case.schema import Case
 from perfcost.solver.cost.case import CostCase
 from perfcost.solver.export import escape
 from perfcost.solver.export import latex as tex
+from perfcost.solver.problem.expressions import common_subexpressions
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.latex import LatexPrinter, greek_letters_set, translate
 from sympy.printing.pycode import PythonCodePrinter
@@ -538,7 +539,7 @@ def _code_forms(formulation: Formulation, chosen: Sequence[str],
     exprs = [formulation.expressions[n] for n in formulation.expressions]
     if subs:
         exprs = substitute(exprs, subs)
-    replacements, reduced = sp.cse(exprs, list=False)
+    replacements, reduced = common_subexpressions(exprs)
     defined = dict(replacements)
     order = {s: i for i, (s, _e) in enumerate(replacements)}
     out = []
@@ -565,8 +566,7 @@ def _document_form(formulation: Formulation, name: str,
     expr = formulation.expressions[name]
     if subs:
         (expr,) = substitute([expr], subs)
-    symbols = sp.numbered_symbols("x")
-    replacements, (result,) = sp.cse([expr], symbols=symbols)
+    replacements, (result,) = common_subexpressions([expr])
     # Inline the small ones (1/t, 2 h): a name for them costs the reader more than it saves.
     kept: list[tuple[sp.Symbol, sp.Expr]] = []
     inline: dict[sp.Symbol, sp.Expr] = {}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from perfcost.solver.case.schema import Case
 from perfcost.solver.problem import specs as problem
+from perfcost.solver.problem.expressions import lambdify
 from perfcost.solver.problem.numeric import NumericFormulation, numeric_formulation
 
 if TYPE_CHECKING:
@@ -49,9 +50,7 @@ class Evaluator:
     def function(self) -> Callable[..., Any]:
         if self._fn is None:
             exprs = [self.formulation.expressions[n] for n in self.names]
-            import sympy as sp
-
-            self._fn = sp.lambdify(self.argument_symbols, exprs, modules="numpy", cse=True)
+            self._fn = lambdify(self.argument_symbols, exprs, cse=True)
         return self._fn
 
     def __call__(self, decisions: Mapping[str, Any],

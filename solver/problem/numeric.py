@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from perfcost.solver.problem import cache
+from perfcost.solver.problem.expressions import lambdify
 
 #: Where a global name of lambdify's generated code may come from: numpy's namespace, or
 #: these (the printer emits ``reduce`` for n-ary min/max and a few constants).
@@ -133,13 +134,11 @@ def from_formulation(formulation: Any, only: Sequence[str] = ()) -> NumericFormu
     result is not cached."""
     import inspect
 
-    import sympy as sp
 
     names = tuple(only or formulation.expressions)
     symbols = [p.symbol for p in formulation.parameters.values()] + [
         d.symbol for d in formulation.decisions.values()]
-    fn = sp.lambdify(symbols, [formulation.expressions[n] for n in names],
-                     modules="numpy", cse=True, docstring_limit=0)
+    fn = lambdify(symbols, [formulation.expressions[n] for n in names], cse=True)
     source = inspect.getsource(fn)
     global_names = _global_names(source)
     if any(name not in _OTHER_GLOBALS and getattr(np, name, None) is not fn.__globals__.get(name)

@@ -52,6 +52,7 @@ import numpy as np
 import sympy as sp
 from perfcost.formulations.core import Formulation, Parameter
 from perfcost.formulations.specs import ModelSpec
+from perfcost.solver.problem.expressions import free_symbols
 
 #: Widest factor a stability range looks for, each way (the range is open beyond it).
 RANGE_FACTOR = 16.0
@@ -290,7 +291,7 @@ def _elasticities(formulation: Formulation, quantities: Sequence[str],
     for quantity in quantities:
         expr = formulation.expressions[quantity]
         f0, grad = forward.value(expr), forward.grad(expr)
-        depends = expr.free_symbols
+        depends = free_symbols(expr)
         rows = []
         for n, d in zip(names, grad, strict=True):
             p = formulation.parameters[n]
