@@ -216,6 +216,8 @@ def _mean_remainder(pr: Program, rho: sp.Expr, m: sp.Expr) -> sp.Expr:
 #: Evaluations with at least this many points are made on the distinct argument tuples only
 #: (a search repeats the same utilisation and slots across many deployments).
 DISTINCT_FROM = 64
+#: How many argument tuples each function remembers the value of (then it starts afresh).
+REMEMBERED = 1 << 18
 
 
 class _Defined(sp.Function):
@@ -235,9 +237,11 @@ class _Defined(sp.Function):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
 
+        remembered: dict[tuple[float, ...], float] = {}
+
         def implementation(*args: Any) -> Any:
             if cls.distinct:
-                return _distinct(numeric(cls), args)
+                return _distinct(numeric(cls), args, remembered)
             return numeric(cls)(*args)
 
         implementation.__name__ = cls.__name__
@@ -395,9 +399,13 @@ def numeric(function: type[_Defined]) -> Callable[..., Any]:
                        cse=lambda result: (pr.steps, result))
 
 
-def _distinct(fn: Callable[..., Any], args: Sequence[Any]) -> Any:
+def _distinct(fn: Callable[..., Any], args: Sequence[Any],
+              remembered: dict[tuple[float, ...], float]) -> Any:
     """``fn(*args)``, broadcast, computed once per distinct argument tuple (a lexicographic
-    sort of the tuples: far cheaper than ``numpy.unique`` along an axis)."""
+    sort of the tuples: far cheaper than ``numpy.unique`` along an axis) and, across calls,
+    once per tuple while ``remembered`` holds it: a sensitivity range or a sweep evaluates the
+    same deployments again with one parameter moved, and most of the waits' arguments recur.
+    ``fn`` works point by point, so a value does not depend on the points beside it."""
     arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in args))
     shape = arrays[0].shape
     if arrays[0].size < DISTINCT_FROM:
@@ -409,7 +417,18 @@ def _distinct(fn: Callable[..., Any], args: Sequence[Any]) -> Any:
     first[0] = True
     for c in ordered:
         first[1:] |= c[1:] != c[:-1]  # NaN differs from itself: computed as given
-    values = np.broadcast_to(fn(*(c[first] for c in ordered)), (int(first.sum()),))
+    points = [c[first] for c in ordered]
+    keys = list(zip(*(p.tolist() for p in points), strict=True))
+    known = [remembered.get(k) for k in keys]
+    missing = np.array([v is None for v in known])
+    values = np.array([np.nan if v is None else v for v in known])
+    if missing.any():
+        fresh = np.broadcast_to(fn(*(p[missing] for p in points)), (int(missing.sum()),))
+        values[missing] = fresh
+        if len(remembered) + fresh.size > REMEMBERED:
+            remembered.clear()
+        remembered.update(zip([k for k, m in zip(keys, missing, strict=True) if m],
+                              fresh.tolist(), strict=True))
     out = np.empty(order.size)
     out[order] = values[np.cumsum(first) - 1]
     return out.reshape(shape)

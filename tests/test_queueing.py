@@ -300,6 +300,22 @@ def test_expressions_stay_short_and_evaluate_vectorised() -> None:
     np.testing.assert_allclose(together[:50], apart, rtol=1e-12)
 
 
+def test_remembered_values_are_what_a_fresh_evaluation_gives() -> None:
+    """Across calls a function computes each argument tuple once (``_imp_`` remembers it): a
+    second batch that shares half its points with the first gives, on every point, exactly
+    what the vectorised definition gives on that batch alone."""
+    rng = np.random.default_rng(1)
+    rho = np.round(rng.uniform(0.3, 0.95, 400), 3)
+    shape = rng.integers(1, 65, 400).astype(float)
+    implementation = queueing.WaitQuantile._imp_
+    first = implementation(0.99, rho[:300], shape[:300])
+    second = implementation(0.99, rho[150:], shape[150:])
+    direct = queueing.WaitQuantile.vectorised
+    np.testing.assert_array_equal(first, direct(0.99, rho[:300], shape[:300]))
+    np.testing.assert_array_equal(second, direct(0.99, rho[150:], shape[150:]))
+    np.testing.assert_array_equal(first[150:], second[:150])
+
+
 def test_code_definitions_match_numpy() -> None:
     """The Python definitions the code export writes give the numbers lambdify does, and those
     of the vectorised numpy definitions (what a large evaluation runs)."""
