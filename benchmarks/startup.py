@@ -1,6 +1,6 @@
 """Start-up cost of the command line: CPU seconds (user + system, interpreter start included)
 and wall seconds of a few commands, with the disk cache cold (a fresh, empty folder) and warm
-(the same command again).
+(the same command again); then two heavier serving commands, cold.
 
     python benchmarks/startup.py [--repeat 3] [--perfcost PATH/TO/perfcost]
 
@@ -30,6 +30,12 @@ COMMANDS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("perfcost solve gpt3-175b-4096-a100 (cold cache)", ("solve", "gpt3-175b-4096-a100"), True),
     ("perfcost solve gpt3-175b-4096-a100 (warm cache)", ("solve", "gpt3-175b-4096-a100"),
      False),
+    # Heavier: a serving formulation compiled, its closed forms printed as C, and a serving
+    # optimum's elasticities and stability ranges (re-solves with one parameter moved).
+    ("perfcost export serve-llama3.1-70b-eagle-h200 --format c",
+     ("export", "serve-llama3.1-70b-eagle-h200", "--format", "c"), True),
+    ("perfcost solve serve-llama3-70b-disagg-wins --sensitivities",
+     ("solve", "serve-llama3-70b-disagg-wins", "--sensitivities"), True),
 )
 #: The targets of issue 13, CPU seconds with the cache warm.
 TARGETS = {"perfcost --help": 0.3, "perfcost evaluate gpt3-175b-a100 (warm cache)": 0.6,
@@ -54,7 +60,8 @@ def main() -> None:
     options = parser.parse_args()
     cache = Path(tempfile.mkdtemp(prefix="perfcost-startup-"))
     env = {**os.environ, "PERFCOST_CACHE_DIR": str(cache), "COLUMNS": "120"}
-    print(f"{'command':<50} {'CPU s':>7} {'wall s':>7} {'target':>7}")
+    width = max(len(label) for label, _args, _cold in COMMANDS)
+    print(f"{'command':<{width}} {'CPU s':>7} {'wall s':>7} {'target':>7}")
     try:
         for label, args, cold in COMMANDS:
             samples = []
@@ -66,7 +73,7 @@ def main() -> None:
             wall = statistics.median(s[1] for s in samples)
             target = TARGETS.get(label)
             mark = "" if target is None else f"<= {target:.1f}" + ("" if cpu <= target else " !")
-            print(f"{label:<50} {cpu:>7.2f} {wall:>7.2f} {mark:>7}")
+            print(f"{label:<{width}} {cpu:>7.2f} {wall:>7.2f} {mark:>7}")
     finally:
         shutil.rmtree(cache, ignore_errors=True)
 

@@ -43,6 +43,7 @@ import sympy as sp
 
 from .attention import flash_activation_bytes, layer_shape
 from .mla import RECOMPUTED_UP_PROJECTIONS
+from .specs import DEFAULT_RECOMPUTE_MODULES
 from .transformer import Dims, Op
 
 #: Tensors kept outside the TP regions per layer: 2 norm inputs, QKV and fc1 inputs.
@@ -66,9 +67,6 @@ RECOMPUTE_CONSUMERS: dict[str, tuple[str, ...]] = {
     "layernorm": ("qkv", "q_proj", "q_down", "kv_down", "fc1", "shared_fc1", "q_up", "kv_up"),
     "moe_act": ("expert_fc2", "shared_fc2"),
 }
-#: What selective recomputation redoes unless the case names its modules: the attention core
-#: (Korthikanti et al.) and, in MLA models, the up-projections (Megatron-Core's defaults).
-DEFAULT_RECOMPUTE_MODULES: tuple[str, ...] = ("core_attn", "mla_up_proj")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,12 @@ RECOMPUTE_MODES: tuple[str, ...] = ("none", "selective", "full")
 PLACEMENTS: tuple[str, ...] = ("tp-cp-dp-pp", "tp-cp-pp-dp")
 
 
+#: What selective recomputation redoes unless the case names its modules: the attention core
+#: (Korthikanti et al.) and, in MLA models, the up-projections (Megatron-Core's defaults). Kept
+#: here, beside the specs and away from sympy, so that reading a case imports no sympy.
+DEFAULT_RECOMPUTE_MODULES: tuple[str, ...] = ("core_attn", "mla_up_proj")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A decoder-only transformer (GPT: MHA + GeLU 4h; Llama: GQA + SwiGLU)."""
@@ -223,7 +229,7 @@ class TrainingSpec:
     step_overhead: float = 0.0
     micro_batch_overhead: float = 0.0
     #: What selective recomputation redoes (formulations.memory.RECOMPUTE_MODULES).
-    recompute_modules: tuple[str, ...] = ("core_attn", "mla_up_proj")
+    recompute_modules: tuple[str, ...] = DEFAULT_RECOMPUTE_MODULES
     #: Format the attention output is cached in for backward in FP8 training
     #: (formulations.precision.CACHE_FORMAT_BITS); "": the linear-input width.
     attention_output_format: str = ""

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfcost.formulations import pipeline_layout
-from perfcost.formulations.memory import DEFAULT_RECOMPUTE_MODULES
 from perfcost.formulations.pipeline_layout import Layout
 from perfcost.formulations.specs import (
+    DEFAULT_RECOMPUTE_MODULES,
     HOPS,
     NON_BLOCKING,
     PLACEMENTS,
