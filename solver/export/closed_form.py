@@ -577,10 +577,14 @@ def _document_form(formulation: Formulation, name: str,
         else:
             kept.append((symbol, value))
     result = sp.sympify(result).xreplace(inline)
+    # Renamed with substitute, not xreplace: a new name simplifies nothing, and xreplace
+    # would rebuild every max/min on the way evaluated, ordering their long branches
+    # symbolically again (most of an export's time).
     renumber = {s: sp.Symbol(f"x_{i}") for i, (s, _v) in enumerate(kept)}
-    kept = [(renumber[s], v.xreplace(renumber)) for s, v in kept]
+    *values, result = substitute([v for _s, v in kept] + [result], renumber)
+    kept = [(renumber[s], v) for (s, _v), v in zip(kept, values, strict=True)]
     return ClosedForm(name, formulation.units.get(name, ""), formulation.docs.get(name, ""),
-                      tuple(kept), result.xreplace(renumber))
+                      tuple(kept), result)
 
 
 # -- Python --------------------------------------------------------------------------------
