@@ -216,8 +216,9 @@ def _mean_remainder(pr: Program, rho: sp.Expr, m: sp.Expr) -> sp.Expr:
 #: Evaluations with at least this many points are made on the distinct argument tuples only
 #: (a search repeats the same utilisation and slots across many deployments).
 DISTINCT_FROM = 64
-#: How many argument tuples each function remembers the value of (then it starts afresh).
-REMEMBERED = 1 << 18
+#: How many argument tuples each function remembers the value of, then it starts afresh
+#: (about 17 MB each when full; a serving solve with sensitivities fills 10,000).
+REMEMBERED = 1 << 16
 
 
 class _Defined(sp.Function):
