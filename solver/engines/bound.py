@@ -147,14 +147,11 @@ class _SystemRange:
         # fmin/fmax skip nan: a system whose entry cannot be evaluated is not a system the
         # configuration can run on. Reduced over the rows asked for when they are fewer than
         # the table's (a branch late in the search asks for a few).
-        if rows.size < self.lo.shape[0]:
-            cells = np.ix_(rows, columns)
-            lo = np.fmin.reduce(self.lo[cells], axis=1)
-            hi = np.fmax.reduce(self.hi[cells], axis=1)
-            return lo, hi
-        lo = np.fmin.reduce(self.lo[:, columns], axis=1)
-        hi = np.fmax.reduce(self.hi[:, columns], axis=1)
-        return lo[rows], hi[rows]
+        few = rows.size < self.lo.shape[0]
+        cells = np.ix_(rows, columns) if few else (slice(None), columns)
+        lo = np.fmin.reduce(self.lo[cells], axis=1)
+        hi = np.fmax.reduce(self.hi[cells], axis=1)
+        return (lo, hi) if few else (lo[rows], hi[rows])
 
 
 @dataclass(frozen=True)

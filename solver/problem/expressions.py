@@ -23,9 +23,6 @@ def implementations(exprs: Sequence[Any]) -> dict[str, Callable[..., Any]]:
     stack = list(exprs)
     while stack:
         expr = stack.pop()
-        if isinstance(expr, list | tuple):
-            stack.extend(expr)
-            continue
         if expr in seen:
             continue
         seen.add(expr)
