@@ -96,6 +96,10 @@ class DecodeRates:
     kv_chunk: sp.Expr
     fp32_peak: sp.Expr
     shared_memory: sp.Expr
+    token_time: sp.Expr
+    row_token_time: sp.Expr
+    kv_tile: sp.Expr | None
+    fallback_stream_share: sp.Expr | None
     multi_block: str
 
 
@@ -300,6 +304,13 @@ DECODE_PARAMETERS: tuple[tuple[str, str, str, str], ...] = (
     ("fp32_peak", "peak_flops_fp32", "FLOP/s", "dense fp32 peak FLOP rate"),
     ("shared_memory", "shared_memory_per_multiprocessor", "B",
      "shared memory per multiprocessor, bounding the cache span of a per-head decode block"),
+    ("token_time", "decode_token_time", "s",
+     "least time of a grouped decode block per cached token it reads"),
+    ("row_token_time", "decode_row_token_time", "s",
+     "growth of that time per padded query row"),
+    ("kv_tile", "decode_kv_tile", "1", "cache tokens per tile of the grouped decode kernel"),
+    ("fallback_stream_share", "decode_fallback_stream_share", "1",
+     "most of a multiprocessor's share of HBM one per-head decode block streams"),
 )
 
 
@@ -322,8 +333,10 @@ def _measured_rates(add: Callable[[str, float, str, str], sp.Symbol], rates: typ
                     parameters: tuple[tuple[str, str, str, str], ...], spec: Any,
                     **structure: str) -> Any:
     """A measured kernel's parameters (their values: the hardware entry's fit) as the
-    ``rates`` dataclass of their symbols; ``structure``: its fields that are no parameters."""
-    symbols = {field: add(name, getattr(spec, field), unit, doc)
+    ``rates`` dataclass of their symbols (None for an optional one the entry does not
+    state); ``structure``: its fields that are no parameters."""
+    symbols = {field: (None if getattr(spec, field) is None
+                       else add(name, getattr(spec, field), unit, doc))
                for field, name, unit, doc in parameters}
     return rates(**symbols, **structure)
 
@@ -662,7 +675,9 @@ def _measured_decode_time(ms: ModelSymbols, pool: Pool, rates: DecodeRates,
         kv_chunk=rates.kv_chunk, fallback_kernel_overhead=rates.fallback_kernel_overhead,
         block_stream_share=rates.block_stream_share, overlap=rates.overlap,
         matmul_flops=pool.peak_bf16, multi_block=rates.multi_block,
-        row_overhead=rates.row_overhead, shared_memory=rates.shared_memory)
+        row_overhead=rates.row_overhead, shared_memory=rates.shared_memory,
+        token_time=rates.token_time, row_token_time=rates.row_token_time,
+        kv_tile=rates.kv_tile, fallback_stream_share=rates.fallback_stream_share)
 
 
 def _measured_mla_decode_time(ms: ModelSymbols, latent: mla.LatentDims, pool: Pool,

@@ -416,16 +416,28 @@ def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads:
                       dot_rate: sp.Expr, computed_heads: sp.Expr, multiprocessors: sp.Expr,
                       block_overhead: sp.Expr, chunks: sp.Expr,
                       readers: sp.Expr, block_stream_share: sp.Expr,
-                      overlap: sp.Expr, cached_tensors: sp.Expr = KV_TENSORS) -> sp.Expr:
+                      overlap: sp.Expr, cached_tensors: sp.Expr = KV_TENSORS,
+                      token_time: sp.Expr = sp.S.Zero,
+                      kv_tile: sp.Expr | None = None) -> sp.Expr:
     """Roofline and fixed work of a decode kernel whose blocks each serve one of
     ``readers`` heads per sequence (KV heads for a grouped kernel, query heads for the
     per-head fallback), each head's cache cut into ``chunks`` blocks, its dot products for
     ``computed_heads`` query heads per sequence (padding included) at ``dot_rate``;
-    ``cached_tensors`` of the cache (K and V) streamed from HBM per token and KV head."""
+    ``cached_tensors`` of the cache (K and V) streamed from HBM per token and KV head; a
+    block reading its part of the cache in whole tiles of ``kv_tile`` tokens (None: token
+    by token) and taking at least ``token_time`` per token it reads."""
     blocks = batch * readers * chunks
+    # A tiled kernel loads and multiplies whole tiles, masking the tokens past the end, and
+    # deals a sequence's tiles out to its blocks in turn (mha_sm90.cu: a block of
+    # sub-sequence i takes tiles i, i + chunks, ...): the longest block takes the ceiling.
+    if kv_tile is None:
+        tokens, block_tokens = kv_len + 1, (kv_len + 1) / chunks
+    else:
+        tiles = sp.ceiling((kv_len + 1) / kv_tile)
+        tokens, block_tokens = kv_tile * tiles, kv_tile * sp.ceiling(tiles / chunks)
     # The query heads of one KV head read its cache together (the fallback's blocks of one
     # group share it through the L2 cache): HBM streams each KV head's cache once.
-    cache = batch * kv_heads * (kv_len + 1) * cached_tensors * head_dim * kv_bytes
+    cache = batch * kv_heads * tokens * cached_tensors * head_dim * kv_bytes
     rows = batch * heads * QUERY_AND_OUTPUT * head_dim * activation_bytes
     busy = smallest(1, blocks / multiprocessors)
     # One block keeps only so many loads in flight: it streams at most
@@ -433,9 +445,14 @@ def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads:
     # blocks per sequence reach less than the occupied multiprocessors' share.
     stream_rate = smallest(hbm_bandwidth * memory_efficiency * busy,
                            blocks * block_stream_share * hbm_bandwidth / multiprocessors)
-    flops = decode_attention_flops(batch, kv_len, computed_heads, head_dim)
-    roofline = sp.Max((cache + rows) / stream_rate, flops / (dot_rate * busy),
-                      evaluate=False)
+    flops = decode_attention_flops(batch, tokens - 1, computed_heads, head_dim)
+    bounds = [(cache + rows) / stream_rate, flops / (dot_rate * busy)]
+    if token_time != 0:
+        # A block steps through its tiles one after another (load, two MMAs, the softmax
+        # between them): with few blocks per multiprocessor that chain, not the bandwidth,
+        # sets its pace.
+        bounds.append(block_tokens * token_time)
+    roofline = sp.Max(*bounds, evaluate=False)
     # Blocks finish at different times and the scheduler refills a multiprocessor as soon
     # as one does, so the blocks' fixed work spreads over all multiprocessors rather than
     # being paid per whole wave (the tables' smallest calls: 8 blocks of one sequence take
@@ -459,7 +476,11 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
                        matmul_flops: sp.Expr, multi_block: str = "fill",
                        row_overhead: sp.Expr = sp.S.Zero,
                        shared_memory: sp.Expr | None = None,
-                       grouped_cache_tensors: sp.Expr = KV_TENSORS) -> sp.Expr:
+                       grouped_cache_tensors: sp.Expr = KV_TENSORS,
+                       token_time: sp.Expr = sp.S.Zero,
+                       row_token_time: sp.Expr = sp.S.Zero,
+                       kv_tile: sp.Expr | None = None,
+                       fallback_stream_share: sp.Expr | None = None) -> sp.Expr:
     """One decode step's attention as a serving engine's decode kernels run it
     (TensorRT-LLM's grouped-query "XQA" kernel and its masked multi-head attention
     fallback; FlashDecoding, Dao et al. 2023):
@@ -498,7 +519,18 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
       grouped_cache_tensors);
     * with fewer blocks than multiprocessors only that fraction of the chip streams and
       computes (occupancy), and no block streams faster than ``block_stream_share`` of one
-      multiprocessor's share of the HBM bandwidth;
+      multiprocessor's share of the HBM bandwidth (the per-head kernel's blocks no faster
+      than ``fallback_stream_share`` of it, where given: a different kernel keeps a
+      different number of loads in flight);
+    * the grouped kernel reads a block's part of the cache in whole tiles of ``kv_tile``
+      tokens where given (the Hopper XQA kernel for an fp8 cache, mha_sm90.cu, loads and
+      multiplies 64-token tiles, ``gemm0CtaTileNbTokens``, masking the tokens past the
+      end), and a block takes at least ``token_time + row_token_time x padded query rows``
+      per token it reads: its tiles run one after another (load, the two MMAs and the
+      softmax between them), so a few blocks per sequence are paced by that chain, not by
+      the bandwidth. On the H100's fp8 table one sequence of one KV head reads a
+      131,072-token cache in 31 us with 64- and with 128-wide heads: per block and token
+      the same time for half the bytes;
     * a block's fixed work (query rows, softmax rescale, output rows) spreads over the
       multiprocessors: ``blocks / multiprocessors`` times the cost per block, and overlaps
       the stream in part: the ``overlap``-norm of the two (1: their sum)."""
@@ -518,13 +550,15 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
     grouped = _decode_path_time(*common, matmul_flops * matmul_efficiency,
                                 kv_heads * padded_group, multiprocessors,
                                 block_overhead + row_overhead * tile_rows, grouped_chunks,
-                                kv_heads, block_stream_share, overlap, grouped_cache_tensors)
+                                kv_heads, block_stream_share, overlap, grouped_cache_tensors,
+                                token_time + row_token_time * padded_group, kv_tile)
     fallback_chunks = (
         filling_chunks(batch, kv_len, heads, multiprocessors, kv_chunk) if shared_memory is None
         else mmha_chunks(batch, kv_len, heads, multiprocessors, kv_chunk, shared_memory))
     fallback = _decode_path_time(*common, vector_flops * fallback_efficiency, heads,
                                  multiprocessors, fallback_block_overhead, fallback_chunks,
-                                 heads, block_stream_share, overlap)
+                                 heads, (block_stream_share if fallback_stream_share is None
+                                         else fallback_stream_share), overlap)
     grouping = sp.And(heads > kv_heads, heads <= group_limit * kv_heads)
     return sp.Piecewise((grouped + kernel_overhead, grouping),
                         (fallback + fallback_kernel_overhead, True))

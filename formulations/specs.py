@@ -271,6 +271,13 @@ class DecodeKernelSpec:
     fp32_peak: float
     #: Shared memory per multiprocessor, bytes: bounds the cache span of one per-head block.
     shared_memory: float
+    #: The grouped kernel's cache tile (tokens; None: token by token) and its least time per
+    #: token a block reads, fixed and per padded query row (seconds).
+    kv_tile: int | None = None
+    token_time: float = 0.0
+    row_token_time: float = 0.0
+    #: The per-head kernel's bound on a block's stream (None: ``block_stream_share``).
+    fallback_stream_share: float | None = None
 
 
 @dataclass(frozen=True)

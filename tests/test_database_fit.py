@@ -278,14 +278,83 @@ def test_written_entry_states_the_main_loop_step() -> None:
 
 def _decode(batch: int, kv_len: int, heads: int, kv_heads: int, limit: int = 32,
             share: float = 1.0, overlap: float = 1.0, multi_block: str = "fill",
-            head_dim: int = 128, row: float = 0.0) -> float:
+            head_dim: int = 128, row: float = 0.0, kv_tile: int | None = None,
+            token_time: float = 0.0, row_token_time: float = 0.0,
+            fallback_share: float | None = None) -> float:
     return float(kernels.decode_kernel_time(
         sp.Integer(batch), sp.Integer(kv_len), sp.Integer(heads), sp.Integer(kv_heads),
         sp.Integer(head_dim), sp.Integer(2), sp.Integer(2), sp.Float(4.8e12), sp.Float(0.8),
         sp.Float(67e12), sp.Float(0.5), sp.Float(0.1), sp.Integer(132), sp.Float(4e-6),
         sp.Float(1e-6), sp.Float(5e-6), sp.Integer(limit), sp.Integer(512), sp.Float(7e-6),
         sp.Float(share), sp.Float(overlap), sp.Float(1000e12), multi_block=multi_block,
-        row_overhead=sp.Float(row)))
+        row_overhead=sp.Float(row),
+        kv_tile=None if kv_tile is None else sp.Integer(kv_tile),
+        token_time=sp.Float(token_time) if token_time else sp.S.Zero,
+        row_token_time=sp.Float(row_token_time) if row_token_time else sp.S.Zero,
+        fallback_stream_share=None if fallback_share is None else sp.Float(fallback_share)))
+
+
+@given(st.sampled_from([1, 16, 256]), st.integers(1, 3), st.integers(0, 63))
+@settings(max_examples=20, deadline=None)
+def test_the_grouped_decode_kernel_reads_whole_tiles(batch: int, tiles: int,
+                                                     short: int) -> None:
+    """A grouped kernel that reads 64-token tiles takes as long for a cache that ends
+    anywhere inside its last tile as for one that fills it (it loads and multiplies the
+    tile and masks the rest), and longer once the cache spills into one more tile; the
+    per-head kernel reads no tiles."""
+    full = 64 * tiles - 1  # kv_len: the cache holds kv_len + 1 tokens
+    ends_inside = _decode(batch, full - short, 32, 8, kv_tile=64)
+    assert ends_inside == pytest.approx(_decode(batch, full, 32, 8, kv_tile=64), rel=1e-12)
+    assert _decode(batch, full + 1, 32, 8, kv_tile=64) > ends_inside
+    assert _decode(batch, full, 8, 8, kv_tile=64) == _decode(batch, full, 8, 8)
+
+
+def test_a_sequences_tiles_are_dealt_out_to_its_blocks() -> None:
+    """1,152 cached tokens are 18 tiles of 64: cut into 7 blocks (XQA's rule at 150
+    sequences of one KV head) the longest block takes 3 tiles and the stream reads the 18
+    tiles once -- as at 6 blocks (151 sequences), where each takes exactly 3. A stream-bound
+    step (no fixed costs, no pacing) then reads the same bytes per sequence: one more
+    sequence costs one more sequence's cache, not the 7 x 3 tiles rounded per block."""
+    def step(batch: int) -> float:
+        return float(kernels.decode_kernel_time(
+            sp.Integer(batch), sp.Integer(1151), sp.Integer(4), sp.Integer(1),
+            sp.Integer(128), sp.Integer(2), sp.Integer(2), sp.Float(3.35e12), sp.Float(0.9),
+            sp.Float(67e12), sp.Float(1.0), sp.Float(0.1), sp.Integer(132), sp.S.Zero,
+            sp.S.Zero, sp.S.Zero, sp.Integer(32), sp.Integer(128), sp.S.Zero, sp.Float(1.0),
+            sp.Float(1.0), sp.Float(1000e12), multi_block="xqa", kv_tile=sp.Integer(64)))
+
+    assert [int(kernels.xqa_chunks(b, 1151, 1, 132)) for b in (150, 151)] == [7, 6]
+    assert step(151) / step(150) == pytest.approx(151 / 150, rel=1e-3)
+
+
+@pytest.mark.parametrize("head_dim", [64, 128, 256])
+def test_one_decode_block_is_paced_by_its_tiles(head_dim: int) -> None:
+    """One sequence of one KV head (a group of 4, padded to 8 rows) and 131,072 cached
+    tokens, no fixed costs, a fast stream: the grouped kernel's blocks (XQA's rule: 91,
+    the longest of 23 tiles) take 15 ns + 8 x 1 ns per token, whatever the head size -- the
+    pipeline of one block, not its bytes (the H100's fp8 table: 31 us for 64- and for
+    128-wide heads); without the bound the 64-wide head is twice as fast."""
+    kv_len, per_token = 131071, 15e-9 + 8 * 1e-9
+    chunks = 91
+    # The sequence's 2,048 tiles dealt out to 91 blocks: the longest takes 23.
+    tokens = 64 * -(-((kv_len + 1) // 64) // chunks)
+    paced = _decode(1, kv_len, 4, 1, multi_block="xqa", head_dim=head_dim, kv_tile=64,
+                    token_time=15e-9, row_token_time=1e-9) - 5e-6  # less the launch
+    blocks_fixed = chunks / 132 * 4e-6
+    stream = _decode(1, kv_len, 4, 1, multi_block="xqa", head_dim=head_dim, kv_tile=64) - 5e-6
+    assert paced == pytest.approx(max(tokens * per_token, stream - blocks_fixed)
+                                  + blocks_fixed, rel=1e-9)
+    if head_dim <= 128:
+        assert paced == pytest.approx(tokens * per_token + blocks_fixed, rel=1e-9)
+
+
+def test_the_per_head_kernel_streams_at_its_own_share() -> None:
+    """``fallback_stream_share`` bounds the per-head kernel's blocks (multi-head attention
+    here) and leaves the grouped kernel's alone."""
+    assert _decode(1, 65535, 8, 8, share=0.8, fallback_share=0.4) > _decode(
+        1, 65535, 8, 8, share=0.8)
+    assert _decode(1, 65535, 32, 8, share=0.8, fallback_share=0.4) == _decode(
+        1, 65535, 32, 8, share=0.8)
 
 
 @pytest.mark.parametrize(("heads", "head_dim", "rows"), [
@@ -435,7 +504,8 @@ def test_a_k_only_cache_pool_halves_the_grouped_stream() -> None:
               "memory_efficiency": 0.8, "matmul_efficiency": 0.5, "fallback_efficiency": 0.2,
               "block_overhead": 0.0, "fallback_block_overhead": 0.0, "kernel_overhead": 0.0,
               "fallback_kernel_overhead": 0.0, "block_stream_share": 1.0, "overlap": 1.0,
-              "row_overhead": 0.0}
+              "row_overhead": 0.0, "kv_tile": 64, "token_time": 0.0, "row_token_time": 0.0,
+              "fallback_stream_share": 1.0}
     machine = _machine()
     one = np.arange(1)
     # A group of 8 on 64 x 8 x 8192 tokens: memory-bound, half the bytes on the K-only pool.
@@ -448,17 +518,18 @@ def test_a_k_only_cache_pool_halves_the_grouped_stream() -> None:
 
 
 def test_decode_fit_on_the_extract() -> None:
-    # One group limit and cache chunk (those the full tables choose) keep the test short;
-    # both multi-block rules compete.
+    # One group limit, cache chunk and cache tile (those the full tables choose) keep the
+    # test short; both multi-block rules compete.
     table, machine = _table("generation attention"), _machine()
-    fit = fitting.fit_decode(table, machine, group_limits=(32,), kv_chunks=(128,))
+    fit = fitting.fit_decode(table, machine, group_limits=(32,), kv_chunks=(128,),
+                             kv_tiles=(64,))
     errors = np.abs(fit.judged[0].errors)
     print(fit.judged[0].row(), fit.params)
     assert np.median(errors) <= 0.20
     assert fit.params["fallback_efficiency"] <= 1.0
     # The rule of least fitted loss wins.
     other = next(r for r in fitting.DECODE_MULTI_BLOCK if r != fit.params["multi_block"])
-    rival = fitting.fit_decode(table, machine, (other,), (32,), (128,))
+    rival = fitting.fit_decode(table, machine, (other,), (32,), (128,), (64,))
     assert fit.loss <= rival.loss
 
 

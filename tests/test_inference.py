@@ -194,7 +194,11 @@ def test_decode_attention_is_the_entrys_measured_kernels(tmp_path: Path) -> None
         fallback_kernel_overhead=table.decode_fallback_kernel_overhead,
         block_stream_share=table.decode_block_stream_share, overlap=table.decode_overlap,
         matmul_flops=hw.peak_flops["bf16"], multi_block=table.decode_multi_block,
-        row_overhead=table.decode_row_overhead, shared_memory=hw.shared_memory)
+        row_overhead=table.decode_row_overhead, shared_memory=hw.shared_memory,
+        token_time=table.decode_token_time, row_token_time=table.decode_row_token_time,
+        kv_tile=table.decode_kv_tile,
+        fallback_stream_share=table.decode_fallback_stream_share)
+    assert table.decode_kv_tile is not None and table.decode_token_time > 0
     kernel, roofline = _decode_layer_with_and_without(
         load(tmp_path, text), "decode_kernel", tp=1, precision=0, batch=16, context=context)
     assert kernel == pytest.approx(float(per_layer), rel=1e-9)

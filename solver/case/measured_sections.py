@@ -140,6 +140,15 @@ class PrecisionEfficiency(Strict):
     decode_multi_block: Literal["fill", "xqa"] = "fill"
     decode_block_stream_share: Fraction | None = None
     decode_overlap: DecodeOverlap = 1.0
+    # The grouped kernel reads a block's cache in whole tiles of `decode_kv_tile` tokens
+    # and takes at least `decode_token_time` plus `decode_row_token_time` per padded query
+    # row for each token it reads; the per-head kernel's blocks stream at most
+    # `decode_fallback_stream_share` of a multiprocessor's part of the HBM bandwidth.
+    # Absent: token by token, no such bound, the grouped kernel's share.
+    decode_kv_tile: PositiveInt | None = None
+    decode_token_time: Duration = 0.0
+    decode_row_token_time: Duration = 0.0
+    decode_fallback_stream_share: Fraction | None = None
     # MLA decode on a latent cache of this precision (formulations.kernels.mla_decode_time,
     # FlashMLA's tiling): the achieved fraction of the HBM bandwidth, the tensor cores'
     # fraction of the cache precision's peak (bf16's on a GPU without it), the fixed work per

@@ -139,7 +139,10 @@ def decode_kernel_spec(hw: HardwareSection, kv_precision: str) -> DecodeKernelSp
         fallback_kernel_overhead=table.decode_fallback_kernel_overhead,
         block_stream_share=table.decode_block_stream_share, overlap=table.decode_overlap,
         group_limit=table.decode_group_limit, kv_chunk=table.decode_kv_chunk,
-        multi_block=table.decode_multi_block, fp32_peak=fp32, shared_memory=hw.shared_memory)
+        multi_block=table.decode_multi_block, fp32_peak=fp32, shared_memory=hw.shared_memory,
+        kv_tile=table.decode_kv_tile, token_time=table.decode_token_time,
+        row_token_time=table.decode_row_token_time,
+        fallback_stream_share=table.decode_fallback_stream_share)
 
 
 def mla_decode_kernel_spec(hw: HardwareSection, kv_precision: str

@@ -43,6 +43,7 @@ expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,6 +160,13 @@ DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     # The grouped kernel's fixed work per padded query row of 128 head elements
     # (formulations.kernels.DECODE_ROW_HEAD_ELEMENTS); the fits land at 0.07-0.5 us.
     "row_overhead": (0.0, 2e-6),
+    # A grouped block's least time per cached token it reads, and its growth per padded
+    # query row (formulations.kernels.decode_kernel_time): one sequence of one KV head
+    # takes 15-16 ns per token on the H100's fp8 table.
+    "token_time": (0.0, 40e-9),
+    "row_token_time": (0.0, 4e-9),
+    # The per-head kernel's own bound on a block's stream.
+    "fallback_stream_share": (0.05, 1.0),
 }
 #: Candidate query-group sizes up to which the grouped decode kernel runs (TensorRT-LLM's
 #: XQA kernels are compiled for groups of up to a power of two), and candidate cache chunks
@@ -172,6 +180,11 @@ DECODE_KV_CHUNKS: tuple[int, ...] = (32, 64, 128)
 #: chooses XQA's on the A100, H100 and H200 tables and filling on B200 and GB200 (whose
 #: TensorRT-LLM runs other decode kernels).
 DECODE_MULTI_BLOCK: tuple[str, ...] = ("fill", "xqa")
+#: Candidate cache tiles (tokens) of the grouped decode kernel: the fit keeps the one of
+#: least loss. TensorRT-LLM's Hopper XQA kernel for an fp8 cache reads 64-token tiles
+#: (mha_sm90.cu, gemm0CtaTileNbTokens); the others run kernels whose tiles the package
+#: does not say.
+DECODE_KV_TILES: tuple[int, ...] = (32, 64, 128)
 MLA_DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     "memory_efficiency": (0.05, 1.0),
     "matmul_efficiency": (0.01, 1.0),
@@ -499,18 +512,21 @@ def predict_context(table: Table, index: np.ndarray, machine: Machine,
 
 
 @functools.cache
-def _decode_function(multi_block: str) -> Callable[..., Any]:
+def _decode_function(multi_block: str, kv_tile: int | None) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
     names = ("b kv_len h kvh d e_kv e_act bw eta_mem vec eta_mm eta_fallback sms block_oh "
              "fallback_oh k_oh group_limit kv_chunk fallback_k_oh stream_share overlap mm")
     symbols = sp.symbols(names, positive=True)
-    row = sp.Symbol("row_oh", nonnegative=True)
-    shared, tensors = sp.symbols("shared_memory grouped_tensors", positive=True)
-    return sp.lambdify((*symbols, row, shared, tensors), kernels.decode_kernel_time(
+    row, token, row_token = sp.symbols("row_oh token_time row_token_time", nonnegative=True)
+    shared, tensors, fallback_share = sp.symbols("shared_memory grouped_tensors fallback_share",
+                                                 positive=True)
+    return sp.lambdify((*symbols, row, shared, tensors, token, row_token, fallback_share),
+                       kernels.decode_kernel_time(
         *symbols, multi_block=multi_block, row_overhead=row, shared_memory=shared,
-        grouped_cache_tensors=tensors), "numpy")
+        grouped_cache_tensors=tensors, token_time=token, row_token_time=row_token,
+        kv_tile=kv_tile, fallback_stream_share=fallback_share), "numpy")
 
 
 #: The first TensorRT-LLM version whose generation-attention tables the database collector
@@ -544,7 +560,7 @@ def predict_decode(table: Table, index: np.ndarray, machine: Machine,
     (formulations.kernels.decode_kernel_time) on the machine's shared memory, in the
     cache layout the table was measured on (:func:`grouped_cache_tensors`)."""
     c = table.columns
-    return np.asarray(_decode_function(params["multi_block"])(
+    return np.asarray(_decode_function(params["multi_block"], params["kv_tile"])(
         c["b"][index].astype(float), c["kv_len"][index].astype(float),
         c["heads"][index].astype(float), c["kv_heads"][index].astype(float),
         c["d"][index].astype(float), OPERAND_BYTES[table.precision], ACTIVATION_BYTES,
@@ -554,7 +570,8 @@ def predict_decode(table: Table, index: np.ndarray, machine: Machine,
         params["kernel_overhead"], params["group_limit"], params["kv_chunk"],
         params["fallback_kernel_overhead"], params["block_stream_share"], params["overlap"],
         machine.peak("bf16"), params["row_overhead"], machine.shared_memory,
-        grouped_cache_tensors(table)), dtype=float) * np.ones(index.size)
+        grouped_cache_tensors(table), params["token_time"], params["row_token_time"],
+        params["fallback_stream_share"]), dtype=float) * np.ones(index.size)
 
 
 def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[float, float]],
@@ -663,22 +680,18 @@ def fit_context(table: Table, machine: Machine,
 def fit_decode(table: Table, machine: Machine,
                multi_block: tuple[str, ...] = DECODE_MULTI_BLOCK,
                group_limits: tuple[int, ...] = DECODE_GROUP_LIMITS,
-               kv_chunks: tuple[int, ...] = DECODE_KV_CHUNKS) -> KindFit:
+               kv_chunks: tuple[int, ...] = DECODE_KV_CHUNKS,
+               kv_tiles: tuple[int, ...] = DECODE_KV_TILES) -> KindFit:
     """The decode kernel model (formulations.kernels.decode_kernel_time) for every candidate
-    multi-block rule, group limit and cache chunk; the one of least fitted loss wins (judged
-    held out)."""
-    best: tuple[float, KindFit] | None = None
-    for rule in multi_block:
-        for limit in group_limits:
-            for chunk in kv_chunks:
-                fit = _least_squares_fit(table, machine, DECODE_BOUNDS, predict_decode,
-                                         "generation attention",
-                                         {"group_limit": limit, "kv_chunk": chunk,
-                                          "multi_block": rule})
-                if best is None or fit.loss < best[0]:
-                    best = (fit.loss, fit)
-    assert best is not None  # the candidate lists are non-empty
-    return best[1]
+    multi-block rule, group limit, cache chunk and cache tile; the one of least fitted loss
+    wins (judged held out)."""
+    fits = (_least_squares_fit(table, machine, DECODE_BOUNDS, predict_decode,
+                               "generation attention",
+                               {"group_limit": limit, "kv_chunk": chunk, "multi_block": rule,
+                                "kv_tile": tile})
+            for rule, limit, chunk, tile in itertools.product(multi_block, group_limits,
+                                                              kv_chunks, kv_tiles))
+    return min(fits, key=lambda fit: fit.loss)
 
 
 # -- collectives -----------------------------------------------------------------------------

@@ -43,6 +43,10 @@ def _us(seconds: float) -> str:
     return f"{seconds * 1e6:.3f} us"
 
 
+def _ns(seconds: float) -> str:
+    return f"{seconds * 1e9:.3f} ns"
+
+
 def _residuals(fit: KindFit) -> str:
     parts = []
     for judged in fit.judged:
@@ -74,7 +78,10 @@ def decode_keys(decode: KindFit) -> dict[str, Any]:
             "decode_group_limit": int(p["group_limit"]), "decode_kv_chunk": int(p["kv_chunk"]),
             "decode_multi_block": p["multi_block"],
             "decode_block_stream_share": p["block_stream_share"],
-            "decode_overlap": p["overlap"]}
+            "decode_overlap": p["overlap"], "decode_kv_tile": int(p["kv_tile"]),
+            "decode_token_time": _ns(p["token_time"]),
+            "decode_row_token_time": _ns(p["row_token_time"]),
+            "decode_fallback_stream_share": p["fallback_stream_share"]}
 
 
 def mla_decode_keys(mla: KindFit) -> dict[str, Any]:
