@@ -101,6 +101,7 @@ class DecodeRates:
     kv_tile: sp.Expr | None
     fallback_stream_share: sp.Expr | None
     multi_block: str
+    fixed_rows: str
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class MlaDecodeRates:
     split_overhead: sp.Expr
     kernel_overhead: sp.Expr
     matmul_peak: sp.Expr
+    tile_reread: sp.Expr
+    tiling: str
 
 
 @dataclass(frozen=True)
@@ -267,10 +270,12 @@ def pool_parameters(ps: ParameterSet, prefix: str, spec: ServingPoolSpec,
                         "achievable fraction of the fp8 peak for large fp8 GEMMs")
                     if spec.matmul_efficiency_fp8 else None),
         decode=(_measured_rates(add, DecodeRates, DECODE_PARAMETERS, spec.decode_kernel,
-                                multi_block=spec.decode_kernel.multi_block)
+                                multi_block=spec.decode_kernel.multi_block,
+                                fixed_rows=spec.decode_kernel.fixed_rows)
                 if spec.decode_kernel is not None else None),
         mla_decode=(_measured_rates(add, MlaDecodeRates, MLA_DECODE_PARAMETERS,
-                                    spec.mla_decode_kernel)
+                                    spec.mla_decode_kernel,
+                                    tiling=spec.mla_decode_kernel.tiling)
                     if spec.mla_decode_kernel is not None else None),
     )
 
@@ -287,7 +292,7 @@ DECODE_PARAMETERS: tuple[tuple[str, str, str, str], ...] = (
      "fraction of the fp32 peak of the per-head decode kernel's dot products"),
     ("block_overhead", "decode_block_overhead", "s", "fixed work of one grouped decode block"),
     ("row_overhead", "decode_row_overhead", "s",
-     "fixed work per padded query row of a grouped decode block"),
+     "fixed work per query row of a grouped decode block"),
     ("kernel_overhead", "decode_kernel_overhead", "s", "fixed time of the grouped decode kernel"),
     ("fallback_block_overhead", "decode_fallback_block_overhead", "s",
      "fixed work of one per-head decode block"),
@@ -326,6 +331,8 @@ MLA_DECODE_PARAMETERS: tuple[tuple[str, str, str, str], ...] = (
      "fixed time of an MLA decode step's kernels"),
     ("matmul_peak", "mla_decode_matmul_peak", "FLOP/s",
      "tensor-core peak of the KV cache's format, the MLA decode kernel's dot products"),
+    ("tile_reread", "mla_decode_tile_reread", "1",
+     "share of the latent cache a span's later query tiles read from HBM again"),
 )
 
 
@@ -677,7 +684,8 @@ def _measured_decode_time(ms: ModelSymbols, pool: Pool, rates: DecodeRates,
         matmul_flops=pool.peak_bf16, multi_block=rates.multi_block,
         row_overhead=rates.row_overhead, shared_memory=rates.shared_memory,
         token_time=rates.token_time, row_token_time=rates.row_token_time,
-        kv_tile=rates.kv_tile, fallback_stream_share=rates.fallback_stream_share)
+        kv_tile=rates.kv_tile, fallback_stream_share=rates.fallback_stream_share,
+        fixed_rows_of=rates.fixed_rows)
 
 
 def _measured_mla_decode_time(ms: ModelSymbols, latent: mla.LatentDims, pool: Pool,
@@ -695,7 +703,8 @@ def _measured_mla_decode_time(ms: ModelSymbols, latent: mla.LatentDims, pool: Po
         hbm_bandwidth=pool.hbm_bandwidth, memory_efficiency=rates.memory,
         matmul_flops=rates.matmul_peak, matmul_efficiency=rates.matmul,
         multiprocessors=pool.sms, split_overhead=rates.split_overhead,
-        kernel_overhead=rates.kernel_overhead)
+        kernel_overhead=rates.kernel_overhead, tiling=rates.tiling,
+        tile_reread=rates.tile_reread)
 
 
 def prefill_attention_time(ms: ModelSymbols, pool: Pool, tokens: sp.Expr,

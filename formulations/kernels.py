@@ -343,9 +343,20 @@ DECODE_MMA_GROUP_ROWS = 8
 #: (:func:`decode_kernel_time`): a row of a 128-wide head, the commonest head size, so that
 #: the fitted value reads as the fixed work of one such row.
 DECODE_ROW_HEAD_ELEMENTS = 128
+#: Head sizes the XQA kernels are compiled for: a head is computed padded to the first of
+#: these that holds it (TensorRT-LLM, cpp/kernels/xqa/mha.h: ``headElems`` is 64, 128 or
+#: 256 for ``validElemsPerHead`` up to each), while the cache holds and streams only its
+#: own elements. A wider head (Blackwell's 512) is computed as it is.
+XQA_HEAD_SIZES = (64, 128, 256)
 #: The rules by which a decode kernel cuts each (sequence, head) cache into blocks
 #: (:func:`decode_kernel_time`'s ``multi_block``).
 DECODE_MULTI_BLOCK_RULES = ("fill", "xqa")
+#: The query rows a grouped decode block's fixed work counts (:func:`decode_kernel_time`'s
+#: ``fixed_rows_of``): the MMA's padded tile, or the group's own rows (Hopper's XQA kernel for
+#: an fp8 cache loads the group's bf16 query rows and converts them to fp8, row by row:
+#: mha_sm90.cu, ``F16QToF8Converter``, ``headGrpSize`` rows; the padding is only zeros in
+#: shared memory).
+DECODE_FIXED_ROWS = ("padded", "group")
 
 
 #: TensorRT-LLM's masked multi-head attention keeps a block's scores in shared memory, 16
@@ -410,6 +421,13 @@ def xqa_chunks(batch: sp.Expr, kv_len: sp.Expr, kv_heads: sp.Expr,
                                                 / (batch * kv_heads))))
 
 
+def xqa_head_elements(head_dim: sp.Expr) -> sp.Expr:
+    """Head elements the grouped decode kernel computes for a head of ``head_dim``: the
+    first of :data:`XQA_HEAD_SIZES` that holds it, a wider head as it is."""
+    pieces = [(size, head_dim <= size) for size in XQA_HEAD_SIZES]
+    return sp.Piecewise(*pieces, (head_dim, True))
+
+
 def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads: sp.Expr,
                       head_dim: sp.Expr, kv_bytes: sp.Expr, activation_bytes: sp.Expr,
                       hbm_bandwidth: sp.Expr, memory_efficiency: sp.Expr,
@@ -418,14 +436,17 @@ def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads:
                       readers: sp.Expr, block_stream_share: sp.Expr,
                       overlap: sp.Expr, cached_tensors: sp.Expr = KV_TENSORS,
                       token_time: sp.Expr = sp.S.Zero,
-                      kv_tile: sp.Expr | None = None) -> sp.Expr:
+                      kv_tile: sp.Expr | None = None,
+                      computed_head_dim: sp.Expr | None = None) -> sp.Expr:
     """Roofline and fixed work of a decode kernel whose blocks each serve one of
     ``readers`` heads per sequence (KV heads for a grouped kernel, query heads for the
     per-head fallback), each head's cache cut into ``chunks`` blocks, its dot products for
     ``computed_heads`` query heads per sequence (padding included) at ``dot_rate``;
     ``cached_tensors`` of the cache (K and V) streamed from HBM per token and KV head; a
     block reading its part of the cache in whole tiles of ``kv_tile`` tokens (None: token
-    by token) and taking at least ``token_time`` per token it reads."""
+    by token) and taking at least ``token_time`` per token it reads; its dot products over
+    ``computed_head_dim`` head elements (None: ``head_dim``; a kernel compiled for a wider
+    head computes the padding too)."""
     blocks = batch * readers * chunks
     # A tiled kernel loads and multiplies whole tiles, masking the tokens past the end, and
     # deals a sequence's tiles out to its blocks in turn (mha_sm90.cu: a block of
@@ -445,7 +466,8 @@ def _decode_path_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads:
     # blocks per sequence reach less than the occupied multiprocessors' share.
     stream_rate = smallest(hbm_bandwidth * memory_efficiency * busy,
                            blocks * block_stream_share * hbm_bandwidth / multiprocessors)
-    flops = decode_attention_flops(batch, tokens - 1, computed_heads, head_dim)
+    flops = decode_attention_flops(batch, tokens - 1, computed_heads,
+                                   head_dim if computed_head_dim is None else computed_head_dim)
     bounds = [(cache + rows) / stream_rate, flops / (dot_rate * busy)]
     if token_time != 0:
         # A block steps through its tiles one after another (load, two MMAs, the softmax
@@ -480,7 +502,10 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
                        token_time: sp.Expr = sp.S.Zero,
                        row_token_time: sp.Expr = sp.S.Zero,
                        kv_tile: sp.Expr | None = None,
-                       fallback_stream_share: sp.Expr | None = None) -> sp.Expr:
+                       fallback_stream_share: sp.Expr | None = None,
+                       rotary_dim: sp.Expr | None = None,
+                       rope_kernel_overhead: sp.Expr = sp.S.Zero,
+                       fixed_rows_of: str = "padded") -> sp.Expr:
     """One decode step's attention as a serving engine's decode kernels run it
     (TensorRT-LLM's grouped-query "XQA" kernel and its masked multi-head attention
     fallback; FlashDecoding, Dao et al. 2023):
@@ -490,12 +515,21 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
       its dot products on the tensor cores at ``matmul_efficiency`` of ``matmul_flops``
       (the dense bf16 peak), the group's query heads padded to the
       :data:`DECODE_MMA_GROUP_ROWS` of the MMA's narrow side, each block's fixed work taking
-      ``block_overhead`` of a multiprocessor plus ``row_overhead`` per padded query row of
-      :data:`DECODE_ROW_HEAD_ELEMENTS` head elements (the block's query tile, padded rows x
-      head size: loading the query rows and converting them to the MMA's operand type,
+      ``block_overhead`` of a multiprocessor plus ``row_overhead`` per query row of
+      :data:`DECODE_ROW_HEAD_ELEMENTS` head elements (the block's query tile, rows x head
+      size: loading the query rows and converting them to the MMA's operand type,
       normalising the accumulator and writing the output rows, and in multi-block mode its
-      partial rows; TensorRT-LLM's XQA kernels mha.cu and mha_sm90.cu), the kernel
-      ``kernel_overhead``;
+      partial rows; TensorRT-LLM's XQA kernels mha.cu and mha_sm90.cu), the rows the padded
+      tile's (``fixed_rows_of`` "padded") or the group's own ("group"), the kernel
+      ``kernel_overhead``; the kernels are compiled for heads of 64, 128 or 256 elements
+      and compute a head padded to the first that holds it (:func:`xqa_head_elements`: a
+      192-wide head as 256), streaming only its own elements;
+    * where the rotary span ``rotary_dim`` is given and wider than the head, the grouped
+      kernel cannot rotate the new query and key itself and the QKV preprocessing kernel
+      runs before it, ``rope_kernel_overhead`` more (Hopper's kernel for an fp8 cache
+      rotates them itself where the span fits; a serving engine's rotary span never
+      exceeds its head, so only a measurement with a wider span, the kernel database's,
+      sees it);
     * multi-head attention (a group of one) and a larger group run the per-head kernel: one
       block per (sequence, query head), the blocks of one group sharing their KV head's
       cache through the L2 cache, its dot products on the CUDA cores (one query row per
@@ -539,6 +573,9 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
     if multi_block not in DECODE_MULTI_BLOCK_RULES:
         raise ValueError(f"multi_block must be one of {DECODE_MULTI_BLOCK_RULES}, "
                          f"not {multi_block!r}")
+    if fixed_rows_of not in DECODE_FIXED_ROWS:
+        raise ValueError(f"fixed_rows_of must be one of {DECODE_FIXED_ROWS}, "
+                         f"not {fixed_rows_of!r}")
     grouped_chunks = (xqa_chunks(batch, kv_len, kv_heads, multiprocessors)
                       if multi_block == "xqa"
                       else filling_chunks(batch, kv_len, kv_heads, multiprocessors, kv_chunk))
@@ -546,12 +583,23 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
     # A grouped block's fixed work grows with its query tile (padded rows x head size): at
     # 16384 blocks of one cached token (H100, fp8 cache, 128-wide heads) groups of 2, 8, 12
     # and 16 heads take 178, 218, 285 and 334 us, 64-wide heads of 2 take 130 us.
-    tile_rows = padded_group * head_dim / DECODE_ROW_HEAD_ELEMENTS
+    head_elements = xqa_head_elements(head_dim)
+    # The block's query tile: padded rows x head size, or, where the kernel loads and
+    # converts only the group's own rows (``fixed_rows`` "group"), those rows.
+    fixed_rows = padded_group if fixed_rows_of == "padded" else heads / kv_heads
+    tile_rows = fixed_rows * head_elements / DECODE_ROW_HEAD_ELEMENTS
     grouped = _decode_path_time(*common, matmul_flops * matmul_efficiency,
                                 kv_heads * padded_group, multiprocessors,
                                 block_overhead + row_overhead * tile_rows, grouped_chunks,
                                 kv_heads, block_stream_share, overlap, grouped_cache_tensors,
-                                token_time + row_token_time * padded_group, kv_tile)
+                                token_time + row_token_time * padded_group, kv_tile,
+                                head_elements)
+    if rotary_dim is not None:
+        # Hopper's grouped kernel rotates the new query and key itself only where the rotary
+        # span fits in the head (TensorRT-LLM, decoderXQAImplJIT.cpp: in-kernel RoPE needs
+        # rotary_embedding_dim <= head_size); otherwise the QKV preprocessing kernel runs
+        # first, a launch of its own.
+        grouped += sp.Piecewise((rope_kernel_overhead, rotary_dim > head_dim), (0, True))
     fallback_chunks = (
         filling_chunks(batch, kv_len, heads, multiprocessors, kv_chunk) if shared_memory is None
         else mmha_chunks(batch, kv_len, heads, multiprocessors, kv_chunk, shared_memory))
@@ -571,6 +619,40 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
 #: runs its copy, cpp/tensorrt_llm/kernels/flashMLA, with 64-token KV-cache pages).
 MLA_QUERY_TILE_ROWS = 64
 MLA_KV_BLOCK_TOKENS = 64
+#: The MLA decode kernels' query tilings (:func:`mla_decode_time`'s ``tiling``): FlashMLA's
+#: 64-row tiles (Hopper), or the tile TensorRT-LLM's trtllm-gen kernels pick per call
+#: (Blackwell, :func:`trtllm_gen_mla_query_tile`).
+MLA_TILINGS = ("flashmla", "trtllm-gen")
+#: TensorRT-LLM's choice of trtllm-gen MLA generation kernel (cpp/tensorrt_llm/kernels/
+#: trtllmGenKernels/fmha/fmhaKernels.h, selectMlaGenerationKernel and
+#: useSwapsMmaAbMlaGenKernel): the low-latency kernel (operands swapped, query tiles of 8
+#: rows up to 8 heads, else 16) for up to 32 query heads per KV head, or where its blocks
+#: (sequences x 16-row tiles, each cache cut into at most one piece per 256 tokens and no
+#: more pieces than fill the multiprocessors) fit in one wave with at most 1,024 cached
+#: tokens each; otherwise the high-throughput kernel's 64-row tiles.
+TRTLLM_GEN_MLA_NARROW_ROWS = 8
+TRTLLM_GEN_MLA_SWAP_ROWS = 16
+TRTLLM_GEN_MLA_SWAP_HEADS = 32
+TRTLLM_GEN_MLA_STEP_TOKENS = 256
+TRTLLM_GEN_MLA_SWAP_SPAN = 1024
+TRTLLM_GEN_MLA_WIDE_ROWS = 64
+
+
+def trtllm_gen_mla_query_tile(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr,
+                              multiprocessors: sp.Expr) -> sp.Expr:
+    """Query rows per tile of the trtllm-gen MLA generation kernel TensorRT-LLM runs for
+    ``batch`` sequences of ``kv_len`` cached tokens (and the new one) and ``heads`` query
+    heads sharing the latent cache (the rule of the constants above)."""
+    tokens = kv_len + 1
+    ctas = batch * sp.ceiling(heads / TRTLLM_GEN_MLA_SWAP_ROWS)
+    pieces = smallest(sp.ceiling(tokens / TRTLLM_GEN_MLA_STEP_TOKENS),
+                      largest(1, sp.floor(multiprocessors / ctas)))
+    swapped = sp.And(sp.ceiling(tokens / pieces) <= TRTLLM_GEN_MLA_SWAP_SPAN,
+                     ctas <= multiprocessors)
+    return sp.Piecewise((TRTLLM_GEN_MLA_NARROW_ROWS, heads <= TRTLLM_GEN_MLA_NARROW_ROWS),
+                        (TRTLLM_GEN_MLA_SWAP_ROWS, heads <= TRTLLM_GEN_MLA_SWAP_HEADS),
+                        (TRTLLM_GEN_MLA_SWAP_ROWS, swapped),
+                        (TRTLLM_GEN_MLA_WIDE_ROWS, True))
 
 
 def mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_lora: sp.Expr,
@@ -578,7 +660,8 @@ def mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_lora: sp
                     hbm_bandwidth: sp.Expr, memory_efficiency: sp.Expr,
                     matmul_flops: sp.Expr, matmul_efficiency: sp.Expr,
                     multiprocessors: sp.Expr, split_overhead: sp.Expr,
-                    kernel_overhead: sp.Expr) -> sp.Expr:
+                    kernel_overhead: sp.Expr, tiling: str = "flashmla",
+                    tile_reread: sp.Expr = sp.S.Zero) -> sp.Expr:
     """One decode step's multi-head latent attention (DeepSeek-V2/V3 MLA in its absorbed
     form) on one rank's ``heads`` query heads, as FlashMLA runs it (deepseek-ai/FlashMLA; the
     copy TensorRT-LLM runs on Hopper, cpp/tensorrt_llm/kernels/flashMLA):
@@ -594,7 +677,13 @@ def mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_lora: sp
       out evenly (get_mla_metadata's tile scheduler: a sequence may be split across blocks,
       a block may take several sequences); each block pays ``split_overhead`` per sequence
       piece it holds (loading its query tile, normalising and writing its partial output for
-      the combine kernel); the tiles of one span read the same pages, from L2 after the first;
+      the combine kernel); the tiles of one span read the same pages, from L2 after the
+      first but for ``tile_reread`` of them (0: every later tile hits L2; 1: each reads
+      the cache from HBM again);
+    * ``tiling`` "trtllm-gen": Blackwell's TensorRT-LLM runs trtllm-gen kernels instead,
+      whose query tile it picks per call (:func:`trtllm_gen_mla_query_tile`: 8 or 16 rows
+      for up to 32 heads or a wave of short pieces, 64 otherwise); the rest of the model as
+      above, with that tile;
     * a page step of a block takes the longer of streaming the page at its share of the HBM
       bandwidth (the blocks with work share it) and its MMAs at one multiprocessor's share of
       the tensor-core rate (FlashMLA overlaps the next page's loads with this page's MMAs);
@@ -603,7 +692,10 @@ def mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_lora: sp
       kernel reads them and writes ``kv_lora``-wide output rows: memory-bound traffic at the
       same achieved bandwidth; ``kernel_overhead`` covers the step's launches (preprocessing,
       scheduler metadata, attention, combine)."""
-    tile = sp.Integer(MLA_QUERY_TILE_ROWS)
+    if tiling not in MLA_TILINGS:
+        raise ValueError(f"tiling must be one of {MLA_TILINGS}, not {tiling!r}")
+    tile = (sp.Integer(MLA_QUERY_TILE_ROWS) if tiling == "flashmla"
+            else trtllm_gen_mla_query_tile(batch, kv_len, heads, multiprocessors))
     page = sp.Integer(MLA_KV_BLOCK_TOKENS)
     tiles = sp.ceiling(heads / tile)
     parts = largest(1, sp.floor(multiprocessors / tiles))
@@ -615,7 +707,10 @@ def mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_lora: sp
     row = kv_lora + rope
     page_bytes = page * row * kv_bytes
     page_flops = FLOPS_PER_MAC * tile * page * (row + kv_lora)
-    stream = page_bytes * active / (hbm_bandwidth * memory_efficiency)
+    # The tiles of one span read the same pages: the first from HBM, the others from L2 but
+    # for ``tile_reread`` of them.
+    reads = 1 + tile_reread * (tiles - 1)
+    stream = page_bytes * active * reads / (hbm_bandwidth * memory_efficiency)
     mma = page_flops * multiprocessors / (matmul_flops * matmul_efficiency)
     # Query rows: read in the activations' format and written in the cache's by the
     # preprocessing, read again by the attention kernel; output rows written.

@@ -278,6 +278,9 @@ class DecodeKernelSpec:
     row_token_time: float = 0.0
     #: The per-head kernel's bound on a block's stream (None: ``block_stream_share``).
     fallback_stream_share: float | None = None
+    #: The query rows a grouped block's fixed work counts: "padded" (the MMA's tile) or
+    #: "group" (the group's own rows; formulations.kernels.DECODE_FIXED_ROWS).
+    fixed_rows: str = "padded"
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,10 @@ class MlaDecodeKernelSpec:
     split_overhead: float
     kernel_overhead: float
     matmul_peak: float
+    #: The share of the cache a span's later query tiles read from HBM again, and the
+    #: kernel's query tiling (formulations.kernels.MLA_TILINGS).
+    tile_reread: float = 0.0
+    tiling: str = "flashmla"
 
 
 @dataclass(frozen=True)

@@ -280,7 +280,8 @@ def _decode(batch: int, kv_len: int, heads: int, kv_heads: int, limit: int = 32,
             share: float = 1.0, overlap: float = 1.0, multi_block: str = "fill",
             head_dim: int = 128, row: float = 0.0, kv_tile: int | None = None,
             token_time: float = 0.0, row_token_time: float = 0.0,
-            fallback_share: float | None = None) -> float:
+            fallback_share: float | None = None, rotary_dim: int | None = None,
+            rope: float = 0.0, fixed_rows: str = "padded") -> float:
     return float(kernels.decode_kernel_time(
         sp.Integer(batch), sp.Integer(kv_len), sp.Integer(heads), sp.Integer(kv_heads),
         sp.Integer(head_dim), sp.Integer(2), sp.Integer(2), sp.Float(4.8e12), sp.Float(0.8),
@@ -291,7 +292,9 @@ def _decode(batch: int, kv_len: int, heads: int, kv_heads: int, limit: int = 32,
         kv_tile=None if kv_tile is None else sp.Integer(kv_tile),
         token_time=sp.Float(token_time) if token_time else sp.S.Zero,
         row_token_time=sp.Float(row_token_time) if row_token_time else sp.S.Zero,
-        fallback_stream_share=None if fallback_share is None else sp.Float(fallback_share)))
+        fallback_stream_share=None if fallback_share is None else sp.Float(fallback_share),
+        rotary_dim=None if rotary_dim is None else sp.Integer(rotary_dim),
+        rope_kernel_overhead=sp.Float(rope), fixed_rows_of=fixed_rows))
 
 
 @given(st.sampled_from([1, 16, 256]), st.integers(1, 3), st.integers(0, 63))
@@ -359,22 +362,70 @@ def test_the_per_head_kernel_streams_at_its_own_share() -> None:
         1, 65535, 32, 8, share=0.8)
 
 
-@pytest.mark.parametrize(("heads", "head_dim", "rows"), [
-    (16, 128, 8),  # a group of 2 is padded to the MMA's 8 rows
-    (64, 128, 8),
-    (96, 128, 16),  # 12 rows padded to 16
-    (64, 256, 16),  # 8 rows of a 256-wide head: twice the tile of a 128-wide one
+@pytest.mark.parametrize(("heads", "head_dim", "fixed_rows", "rows"), [
+    (16, 128, "padded", 8),  # a group of 2 is padded to the MMA's 8 rows
+    (64, 128, "padded", 8),
+    (96, 128, "padded", 16),  # 12 rows padded to 16
+    (64, 256, "padded", 16),  # 8 rows of a 256-wide head: twice the tile of a 128-wide one
+    (64, 192, "padded", 16),  # a 192-wide head is computed as a 256-wide one
+    (16, 128, "group", 2),  # the group's own rows: 2
+    (96, 128, "group", 12),
+    (24, 64, "group", 1.5),  # 3 rows of a 64-wide head
 ])
 def test_grouped_decode_blocks_pay_for_their_query_tile(heads: int, head_dim: int,
-                                                        rows: int) -> None:
+                                                        fixed_rows: str, rows: float) -> None:
     """512 sequences x 8 KV heads of one cached token: 4096 grouped blocks, each paying the
-    row overhead per padded query row of a 128-wide head on top of its fixed work, spread
-    over the 132 multiprocessors (added to the rest: overlap 1). The per-head kernel
-    (multi-head attention) pays none."""
-    extra = (_decode(512, 1, heads, 8, head_dim=head_dim, row=1e-7)
-             - _decode(512, 1, heads, 8, head_dim=head_dim))
+    row overhead per query row of a 128-wide head (the padded tile's rows or the group's
+    own) on top of its fixed work, spread over the 132 multiprocessors (added to the rest:
+    overlap 1). The per-head kernel (multi-head attention) pays none."""
+    extra = (_decode(512, 1, heads, 8, head_dim=head_dim, row=1e-7, fixed_rows=fixed_rows)
+             - _decode(512, 1, heads, 8, head_dim=head_dim, fixed_rows=fixed_rows))
     assert extra == pytest.approx(4096 / 132 * 1e-7 * rows, rel=1e-9)
     assert _decode(512, 1, 8, 8, row=1e-7) == _decode(512, 1, 8, 8)
+
+
+@pytest.mark.parametrize(("head_dim", "computed"), [
+    (48, 64), (64, 64), (96, 128), (128, 128), (192, 256), (256, 256), (512, 512)])
+def test_xqa_computes_a_head_padded_to_its_compiled_size(head_dim: int,
+                                                         computed: int) -> None:
+    assert kernels.xqa_head_elements(sp.Integer(head_dim)) == computed
+
+
+def test_a_192_wide_head_computes_as_256_and_streams_its_own() -> None:
+    """Compute-bound (dot products at 0.1 % of the peak), a 192-wide head takes as long as a
+    256-wide one; with its dot products free it streams three quarters of the bytes."""
+    def step(head_dim: int, matmul: float) -> float:
+        return float(kernels.decode_kernel_time(
+            sp.Integer(64), sp.Integer(8191), sp.Integer(32), sp.Integer(8),
+            sp.Integer(head_dim), sp.Integer(2), sp.Integer(2), sp.Float(3.35e12),
+            sp.Float(0.9), sp.Float(67e12), sp.Float(matmul), sp.Float(0.1),
+            sp.Integer(132), sp.S.Zero, sp.S.Zero, sp.S.Zero, sp.Integer(32), sp.Integer(128),
+            sp.S.Zero, sp.Float(1.0), sp.Float(1.0), sp.Float(1000e12), multi_block="xqa"))
+
+    assert step(192, 1e-3) == pytest.approx(step(256, 1e-3), rel=1e-9)
+    assert step(192, 1.0) == pytest.approx(0.75 * step(256, 1.0), rel=1e-2)
+
+
+@pytest.mark.parametrize(("heads", "kv_heads", "head_dim", "extra"), [
+    (32, 8, 64, 2e-6),  # a 128-wide rotary span does not fit a 64-wide head
+    (32, 8, 128, 0.0),  # it fits a 128-wide one: the kernel rotates in place
+    (8, 8, 64, 0.0),  # multi-head attention runs the per-head kernel, which rotates itself
+])
+def test_a_head_narrower_than_the_rotary_span_runs_the_preprocessing_kernel(
+        heads: int, kv_heads: int, head_dim: int, extra: float) -> None:
+    base = _decode(16, 1023, heads, kv_heads, head_dim=head_dim)
+    assert _decode(16, 1023, heads, kv_heads, head_dim=head_dim, rotary_dim=128,
+                   rope=2e-6) == pytest.approx(base + extra, rel=1e-12)
+
+
+def test_only_hoppers_fp8_decode_kernel_rotates_in_place() -> None:
+    """The extract's GPU is SM 90 (its database.txt): its fp8 decode table is fitted with
+    the preprocessing kernel's launch, its bf16 table without; Blackwell's with neither."""
+    assert _database().sm_version == 90
+    assert fitting.rotates_in_kernel(90, "fp8")
+    assert not fitting.rotates_in_kernel(90, "bf16")
+    assert not fitting.rotates_in_kernel(100, "fp8")
+    assert not fitting.rotates_in_kernel(None, "fp8")
 
 
 @pytest.mark.parametrize(("batch", "kv_len", "kv_heads", "blocks"), [
@@ -507,7 +558,7 @@ def test_a_k_only_cache_pool_halves_the_grouped_stream() -> None:
               "block_overhead": 0.0, "fallback_block_overhead": 0.0, "kernel_overhead": 0.0,
               "fallback_kernel_overhead": 0.0, "block_stream_share": 1.0, "overlap": 1.0,
               "row_overhead": 0.0, "kv_tile": 64, "token_time": 0.0, "row_token_time": 0.0,
-              "fallback_stream_share": 1.0}
+              "fallback_stream_share": 1.0, "fixed_rows": "padded", "rope_kernel_overhead": 0.0}
     machine = _machine()
     one = np.arange(1)
     # A group of 8 on 64 x 8 x 8192 tokens: memory-bound, half the bytes on the K-only pool.
@@ -545,12 +596,51 @@ def test_mla_decode_at_a_long_cache_streams_the_latent_cache(
     latent cache's pages (whole 64-token pages of 576 elements) plus the query and output
     rows, over the achieved bandwidth: hand arithmetic of FlashMLA's traffic."""
     batch, bw, eta = 132 * sequences_per_block, 4.8e12, 0.9
-    seconds = fitting._mla_decode_function()(
-        batch, kv_len, heads, 512, 64, kv_bytes, 2.0, bw, eta, 1e30, 1.0, 132, 0.0, 0.0)
+    seconds = fitting._mla_decode_function("flashmla")(
+        batch, kv_len, heads, 512, 64, kv_bytes, 2.0, bw, eta, 1e30, 1.0, 132, 0.0, 0.0, 0.0)
     pages = -(-(kv_len + 1) // 64)
     cache = batch * pages * 64 * 576 * kv_bytes
     rows = batch * heads * (576 * (2.0 + 2 * kv_bytes) + 512 * 2.0)
     assert float(seconds) == pytest.approx((cache + rows) / (bw * eta), rel=1e-9)
+
+
+@pytest.mark.parametrize(("batch", "kv_len", "heads", "rows"), [
+    (64, 4095, 8, 8),  # up to 8 heads: the low-latency kernel's 8-row tile
+    (64, 4095, 32, 16),  # up to 32 heads: its 16-row tile
+    (1, 8191, 64, 16),  # 4 blocks of 16 rows, 32 pieces of 256 tokens: still swapped
+    (64, 4095, 64, 64),  # 256 blocks of 16 rows exceed 148: the high-throughput kernel
+    (1, 131071, 64, 64),  # 37 pieces of 3,543 tokens exceed 1,024: the same
+    (8, 1023, 128, 16),  # 64 blocks, 2 pieces of 512 tokens
+])
+def test_trtllm_gen_picks_its_mla_query_tile(batch: int, kv_len: int, heads: int,
+                                             rows: int) -> None:
+    """TensorRT-LLM's choice of trtllm-gen MLA kernel on a 148-multiprocessor B200, worked
+    by hand from selectMlaGenerationKernel and useSwapsMmaAbMlaGenKernel."""
+    assert kernels.trtllm_gen_mla_query_tile(batch, kv_len, heads, 148) == rows
+
+
+@pytest.mark.parametrize("reread", [0.0, 0.5, 1.0])
+def test_later_mla_query_tiles_reread_a_share_of_the_cache(reread: float) -> None:
+    """128 heads in FlashMLA's 64-row tiles are two tiles per span: a stream-bound step
+    (tensor cores too fast to matter, no fixed costs) reads the cache 1 + reread times;
+    64 heads, one tile, read it once whatever the share."""
+    def step(heads: int, share: float) -> float:
+        return float(fitting._mla_decode_function("flashmla")(
+            132, 65535, heads, 512, 64, 1.0, 2.0, 4.8e12, 0.9, 1e30, 1.0, 132, 0.0, 0.0,
+            share))
+
+    rows = 132 * (576 * (2.0 + 2.0) + 512 * 2.0) / (4.8e12 * 0.9)
+    assert step(128, reread) - 128 * rows == pytest.approx(
+        (1 + reread) * (step(128, 0.0) - 128 * rows), rel=1e-9)
+    assert step(64, reread) == step(64, 0.0)
+
+
+def test_blackwell_runs_trtllm_gen_mla_and_hopper_flashmla() -> None:
+    assert fitting.mla_tiling(100) == fitting.mla_tiling(103) == "trtllm-gen"
+    assert fitting.mla_tiling(90) == fitting.mla_tiling(None) == "flashmla"
+    with pytest.raises(ValueError, match="tiling"):
+        kernels.mla_decode_time(*sp.symbols("b l h r e k a w m f n s p o", positive=True),
+                                tiling="flash")
 
 
 def test_mla_decode_fit_on_the_extract() -> None:
@@ -627,7 +717,8 @@ def _small_fit() -> fitting.DatabaseFit:
             ("generation mla", "fp8"), ("moe", "fp8"), ("nccl all_reduce", "bf16")}
     db = _database()
     tables = tuple(t for t in db.tables if (t.kind, t.precision) in keep)
-    return fitting.fit_database(kdb.Database(db.gpu, db.framework, db.package_version, tables),
+    return fitting.fit_database(kdb.Database(db.gpu, db.framework, db.package_version, tables,
+                                             db.sm_version),
                                 _machine(), tiles=((64, 128),), generations=SHORT_SEARCH)
 
 
@@ -658,6 +749,12 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
     assert fp8.decode_fallback_kernel_overhead == pytest.approx(
         decode.params["fallback_kernel_overhead"], abs=1e-9)
     assert fp8.decode_row_overhead == pytest.approx(decode.params["row_overhead"], abs=1e-9)
+    assert fp8.decode_fixed_rows == decode.params["fixed_rows"]
+    # The H200's fp8 kernel rotates in place: the extract's 64-wide heads pay the
+    # preprocessing kernel the collector's 128-wide rotary span forces (1-3 us on the full
+    # tables), a key of the measurement, not of serving, so no key of the entry.
+    assert 0 < decode.params["rope_kernel_overhead"] < 5e-6
+    assert "rope" not in " ".join(fp8.model_dump())
     mla = _small_fit().of("generation mla", "fp8")
     assert mla is not None and fp8.mla_decode_matmul is not None
     assert fp8.mla_decode_split_overhead == pytest.approx(mla.params["split_overhead"],
@@ -674,7 +771,8 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
 @pytest.mark.parametrize(("key", "value", "expected"), [
     ("decode_overlap", 0.5, "from 1 to 3"), ("decode_overlap", True, "from 1 to 3"),
     ("decode_block_stream_share", 1.5, "to 1"), ("decode_multi_block", "tiles", "fill"),
-    ("mla_decode_memory", 1.5, "to 1"),
+    ("mla_decode_memory", 1.5, "to 1"), ("mla_decode_tile_reread", 1.5, "to 1"),
+    ("mla_decode_tiling", "flash", "flashmla"), ("decode_fixed_rows", "tile", "padded"),
 ])
 def test_decode_keys_are_checked(key: str, value: object, expected: str) -> None:
     raw = tomllib.loads(catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8"))

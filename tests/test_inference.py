@@ -205,15 +205,20 @@ def test_decode_attention_is_the_entrys_measured_kernels(tmp_path: Path) -> None
     assert roofline < 0.9 * kernel
 
 
-def test_mla_decode_attention_is_the_entrys_measured_kernel(tmp_path: Path) -> None:
-    """DeepSeek-V3's decode on the H200 entry: a layer's MLA attention is the fitted FlashMLA
-    model (kernels.mla_decode_time at the entry's mla_decode keys, the latent cache of 512 +
-    64 elements, 16 query heads per rank at tp 8, the fp8 tensor cores of an fp8 cache); the
-    same pool without the keys falls back to the roofline."""
+@pytest.mark.parametrize(("hardware", "tiling"), [("h200-sxm", "flashmla"),
+                                                  ("b200", "trtllm-gen")])
+def test_mla_decode_attention_is_the_entrys_measured_kernel(tmp_path: Path, hardware: str,
+                                                            tiling: str) -> None:
+    """DeepSeek-V3's decode: a layer's MLA attention is the entry's fitted kernel model
+    (kernels.mla_decode_time at the entry's mla_decode keys, the latent cache of 512 + 64
+    elements, 16 query heads per rank at tp 8, the fp8 tensor cores of an fp8 cache):
+    FlashMLA's tiles on the H200, trtllm-gen's on the B200; the same pool without the keys
+    falls back to the roofline."""
     from perfcost.formulations import kernels
 
-    text = serving_case_text("deepseek-v3", "h200-sxm", kv_precision='"fp8"',
-                             prompt_len=2048, output_len=512)
+    text = serving_case_text("deepseek-v3", hardware, kv_precision='"fp8"',
+                             prompt_len=2048, output_len=512,
+                             prices=f'{{ "{hardware}" = "4 USD/h" }}')
     hw = load(tmp_path, text).hardware
     table = hw.efficiency.precision["fp8"]
     context = 2048 + 512 / 2
@@ -223,15 +228,18 @@ def test_mla_decode_attention_is_the_entrys_measured_kernel(tmp_path: Path) -> N
         memory_efficiency=table.mla_decode_memory, matmul_flops=hw.peak_flops["fp8"],
         matmul_efficiency=table.mla_decode_matmul, multiprocessors=hw.multiprocessors,
         split_overhead=table.mla_decode_split_overhead,
-        kernel_overhead=table.mla_decode_kernel_overhead)
+        kernel_overhead=table.mla_decode_kernel_overhead, tiling=table.mla_decode_tiling,
+        tile_reread=table.mla_decode_tile_reread)
+    assert table.mla_decode_tiling == tiling
     kernel, roofline = _decode_layer_with_and_without(
         load(tmp_path, text), "mla_decode_kernel", tp=8, precision=1, batch=64,
         context=context)
     assert kernel == pytest.approx(float(per_layer), rel=1e-9)
     print(f"\nMLA layer: kernel {kernel * 1e6:.1f} us, roofline {roofline * 1e6:.1f} us")
     # 16 heads fill a quarter of FlashMLA's 64-row query tile, and each block pays its fixed
-    # work: the measured kernel is far slower than the roofline (43 against 22 us).
-    assert kernel > 1.5 * roofline
+    # work: the measured kernel is far slower than the roofline (43 against 22 us); on the
+    # B200 they fill trtllm-gen's 16-row tile.
+    assert kernel > (1.5 if tiling == "flashmla" else 1.0) * roofline
 
 
 def test_prefill_is_compute_bound_and_decode_memory_bound(tmp_path: Path) -> None:

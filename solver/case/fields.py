@@ -215,6 +215,8 @@ Experts = Annotated[int, BeforeValidator(_experts),
                     Expect(f"{POSITIVE_INT} of at most {MAX_EXPERTS:,}")]
 Fraction = Annotated[float, BeforeValidator(_number(MIN_EFFICIENCY, 1.0)),
                      Expect(f"a number from {MIN_EFFICIENCY:g} to 1")]
+#: A share that may be nothing at all (a fraction of traffic repeated, of work redone).
+Share = Annotated[float, BeforeValidator(_number(0.0, 1.0)), Expect("a number from 0 to 1")]
 Oversubscription = Annotated[float, BeforeValidator(_number(1.0, MAX_OVERSUBSCRIPTION)),
                              Expect(f"a number from 1 to {MAX_OVERSUBSCRIPTION:g}")]
 Tolerance = Annotated[float, BeforeValidator(_number(0.0, 1e6, low_open=True)),

@@ -25,6 +25,7 @@ from perfcost.solver.case.fields import (
     Fraction,
     IntPair,
     PositiveInt,
+    Share,
     Strict,
     Text,
 )
@@ -118,9 +119,11 @@ class PrecisionEfficiency(Strict):
     # two-kernel model (the A100's) carry it.
     decode_vector: Fraction | None = None
     decode_block_overhead: Duration = 0.0
-    # A grouped block's fixed work grows by this much per padded query row of a 128-wide
-    # head (formulations.kernels.DECODE_ROW_HEAD_ELEMENTS; the block's query tile).
+    # A grouped block's fixed work grows by this much per query row of a 128-wide head
+    # (formulations.kernels.DECODE_ROW_HEAD_ELEMENTS; the block's query tile), counting the
+    # MMA's padded rows ("padded") or only the group's own ("group").
     decode_row_overhead: Duration = 0.0
+    decode_fixed_rows: Literal["padded", "group"] = "padded"
     decode_kernel_overhead: Duration = 0.0
     # Multi-head attention and larger groups run the per-head kernel: its dot products on
     # the CUDA cores (a fraction of the fp32 peak), fixed work per (sequence, query head)
@@ -157,6 +160,11 @@ class PrecisionEfficiency(Strict):
     mla_decode_matmul: Fraction | None = None
     mla_decode_split_overhead: Duration | None = None
     mla_decode_kernel_overhead: Duration | None = None
+    # The share of the cache a span's second and later query tiles read from HBM again, and
+    # the kernel's query tiling: FlashMLA's 64-row tiles ("flashmla", Hopper) or the tile
+    # TensorRT-LLM's trtllm-gen kernels pick per call ("trtllm-gen", Blackwell).
+    mla_decode_tile_reread: Share = 0.0
+    mla_decode_tiling: Literal["flashmla", "trtllm-gen"] = "flashmla"
     # The MoE layer (formulations.kernels.moe_layer_time): its grouped GEMMs' fractions of the
     # peak and of the HBM bandwidth, the token permutation's bandwidth, the fixed cost.
     moe_matmul: Fraction | None = None

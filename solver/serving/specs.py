@@ -142,7 +142,8 @@ def decode_kernel_spec(hw: HardwareSection, kv_precision: str) -> DecodeKernelSp
         multi_block=table.decode_multi_block, fp32_peak=fp32, shared_memory=hw.shared_memory,
         kv_tile=table.decode_kv_tile, token_time=table.decode_token_time,
         row_token_time=table.decode_row_token_time,
-        fallback_stream_share=table.decode_fallback_stream_share)
+        fallback_stream_share=table.decode_fallback_stream_share,
+        fixed_rows=table.decode_fixed_rows)
 
 
 def mla_decode_kernel_spec(hw: HardwareSection, kv_precision: str
@@ -159,7 +160,8 @@ def mla_decode_kernel_spec(hw: HardwareSection, kv_precision: str
     return MlaDecodeKernelSpec(
         memory=table.mla_decode_memory, matmul=table.mla_decode_matmul,
         split_overhead=table.mla_decode_split_overhead,
-        kernel_overhead=table.mla_decode_kernel_overhead, matmul_peak=peak)
+        kernel_overhead=table.mla_decode_kernel_overhead, matmul_peak=peak,
+        tile_reread=table.mla_decode_tile_reread, tiling=table.mla_decode_tiling)
 
 
 def fp8_matmul_efficiency(hw: HardwareSection) -> float:

@@ -20,10 +20,11 @@ expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
   share of a multiprocessor's part of it one block streams at most, the fractions of the
   dense bf16 (tensor-core) peak and of the fp32 peak the grouped and the per-head kernels'
   dot products reach, each kernel's fixed cost per block (the grouped kernel's growing with
-  its padded query rows x head size) and its kernel overhead, how far
-  that fixed work overlaps the stream, by least squares on the log errors for every
-  candidate multi-block rule, group limit and cache chunk; the combination of least loss
-  wins.
+  its query rows x head size) and its kernel overhead, how far that fixed work overlaps the
+  stream, a grouped block's least time per token it reads, and on Hopper with an fp8 cache
+  the launch of the preprocessing kernel the collector's rotary span adds to 64-wide heads,
+  by least squares on the log errors for every candidate multi-block rule, group limit,
+  cache chunk, cache tile and rows of the fixed work; the combination of least loss wins.
 * MLA decode (DeepSeek's multi-head latent attention on its latent cache), per cache
   precision (formulations.kernels.mla_decode_time, FlashMLA's tiling and scheduling): the
   achieved HBM bandwidth, the tensor cores' fraction of the cache precision's peak, the fixed
@@ -157,7 +158,7 @@ DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     # The exponent of the norm by which blocks' fixed work and the stream overlap: from
     # their sum (1) towards their maximum; the fits land at 1.0-2.8.
     "overlap": (1.0, MAX_DECODE_OVERLAP),
-    # The grouped kernel's fixed work per padded query row of 128 head elements
+    # The grouped kernel's fixed work per query row of 128 head elements
     # (formulations.kernels.DECODE_ROW_HEAD_ELEMENTS); the fits land at 0.07-0.5 us.
     "row_overhead": (0.0, 2e-6),
     # A grouped block's least time per cached token it reads, and its growth per padded
@@ -165,6 +166,9 @@ DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     # takes 15-16 ns per token on the H100's fp8 table.
     "token_time": (0.0, 40e-9),
     "row_token_time": (0.0, 4e-9),
+    # The QKV preprocessing kernel that runs before the grouped kernel where that kernel
+    # cannot rotate the new query and key itself: a launch, like the kernels' overheads.
+    "rope_kernel_overhead": (0.0, 10e-6),
     # The per-head kernel's own bound on a block's stream.
     "fallback_stream_share": (0.05, 1.0),
 }
@@ -185,6 +189,15 @@ DECODE_MULTI_BLOCK: tuple[str, ...] = ("fill", "xqa")
 #: (mha_sm90.cu, gemm0CtaTileNbTokens); the others run kernels whose tiles the package
 #: does not say.
 DECODE_KV_TILES: tuple[int, ...] = (32, 64, 128)
+#: Candidate query rows of a grouped block's fixed work (formulations.kernels.
+#: DECODE_FIXED_ROWS): the padded tile's or the group's own; the fit keeps the one of least
+#: loss.
+DECODE_FIXED_ROWS: tuple[str, ...] = ("padded", "group")
+#: The compute capability whose grouped decode kernel for an fp8 cache rotates the new query
+#: and key itself: TensorRT-LLM runs Hopper's warp-specialised XQA kernel (mha_sm90.cu) only
+#: on SM 90 and, for heads up to 256 wide, only for an fp8 (E4M3) cache (decoderXQAImplJIT:
+#: supportConfigQGMMA); that kernel alone applies RoPE in-kernel (applyRoPEInXqaKernel).
+IN_KERNEL_ROPE_SM = 90
 MLA_DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     "memory_efficiency": (0.05, 1.0),
     "matmul_efficiency": (0.01, 1.0),
@@ -193,6 +206,9 @@ MLA_DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     # The tables' smallest calls take 9-15 us (four launches: formulations.kernels.
     # mla_decode_time).
     "kernel_overhead": (0.0, 30e-6),
+    # The share of the cache the second and later query tiles of a span read from HBM
+    # again (the rest from L2).
+    "tile_reread": (0.0, 1.0),
 }
 #: The latent cache row of the measured MLA tables: DeepSeek-V3's kv_lora_rank and
 #: qk_rope_head_dim (its config.json; the database collector's scenario, ai-dynamo/
@@ -512,7 +528,8 @@ def predict_context(table: Table, index: np.ndarray, machine: Machine,
 
 
 @functools.cache
-def _decode_function(multi_block: str, kv_tile: int | None) -> Callable[..., Any]:
+def _decode_function(multi_block: str, kv_tile: int | None,
+                     fixed_rows: str) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
@@ -520,13 +537,16 @@ def _decode_function(multi_block: str, kv_tile: int | None) -> Callable[..., Any
              "fallback_oh k_oh group_limit kv_chunk fallback_k_oh stream_share overlap mm")
     symbols = sp.symbols(names, positive=True)
     row, token, row_token = sp.symbols("row_oh token_time row_token_time", nonnegative=True)
-    shared, tensors, fallback_share = sp.symbols("shared_memory grouped_tensors fallback_share",
-                                                 positive=True)
-    return sp.lambdify((*symbols, row, shared, tensors, token, row_token, fallback_share),
+    shared, tensors, fallback_share, rotary = sp.symbols(
+        "shared_memory grouped_tensors fallback_share rotary_dim", positive=True)
+    rope = sp.Symbol("rope_kernel_overhead", nonnegative=True)
+    return sp.lambdify((*symbols, row, shared, tensors, token, row_token, fallback_share,
+                        rotary, rope),
                        kernels.decode_kernel_time(
         *symbols, multi_block=multi_block, row_overhead=row, shared_memory=shared,
         grouped_cache_tensors=tensors, token_time=token, row_token_time=row_token,
-        kv_tile=kv_tile, fallback_stream_share=fallback_share), "numpy")
+        kv_tile=kv_tile, fallback_stream_share=fallback_share, rotary_dim=rotary,
+        rope_kernel_overhead=rope, fixed_rows_of=fixed_rows), "numpy")
 
 
 #: The first TensorRT-LLM version whose generation-attention tables the database collector
@@ -535,6 +555,14 @@ def _decode_function(multi_block: str, kv_tile: int | None) -> Callable[..., Any
 #: the pool as ``CacheType.SELFKONLY``, a K-only pool meant for MLA; the collector now notes
 #: that GQA/MHA "must benchmark the full serving layout".
 FULL_CACHE_POOL_SINCE = "1.3.0rc20"
+
+
+#: The rotary span of every decode-attention measurement in the tables: the collector builds
+#: its attention layer with ``RopeParams(dim=128)`` whatever the head size
+#: (ai-dynamo/aiconfigurator, collector/trtllm/collect_attn.py), so a 64-wide head's rotary
+#: span is wider than the head and Hopper's grouped kernel leaves RoPE to a kernel of its own
+#: (formulations.kernels.decode_kernel_time).
+COLLECTOR_ROTARY_DIM = 128
 
 
 def grouped_cache_tensors(table: Table) -> float:
@@ -560,7 +588,8 @@ def predict_decode(table: Table, index: np.ndarray, machine: Machine,
     (formulations.kernels.decode_kernel_time) on the machine's shared memory, in the
     cache layout the table was measured on (:func:`grouped_cache_tensors`)."""
     c = table.columns
-    return np.asarray(_decode_function(params["multi_block"], params["kv_tile"])(
+    return np.asarray(_decode_function(params["multi_block"], params["kv_tile"],
+                                       params["fixed_rows"])(
         c["b"][index].astype(float), c["kv_len"][index].astype(float),
         c["heads"][index].astype(float), c["kv_heads"][index].astype(float),
         c["d"][index].astype(float), OPERAND_BYTES[table.precision], ACTIVATION_BYTES,
@@ -571,7 +600,8 @@ def predict_decode(table: Table, index: np.ndarray, machine: Machine,
         params["fallback_kernel_overhead"], params["block_stream_share"], params["overlap"],
         machine.peak("bf16"), params["row_overhead"], machine.shared_memory,
         grouped_cache_tensors(table), params["token_time"], params["row_token_time"],
-        params["fallback_stream_share"]), dtype=float) * np.ones(index.size)
+        params["fallback_stream_share"], COLLECTOR_ROTARY_DIM,
+        params["rope_kernel_overhead"]), dtype=float) * np.ones(index.size)
 
 
 def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[float, float]],
@@ -604,13 +634,26 @@ def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[f
 
 
 @functools.cache
-def _mla_decode_function() -> Callable[..., Any]:
+def _mla_decode_function(tiling: str) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
     names = "b kv_len h kv_lora rope e_kv e_act bw eta_mem mm eta_mm sms split_oh k_oh"
     symbols = sp.symbols(names, positive=True)
-    return sp.lambdify(symbols, kernels.mla_decode_time(*symbols), "numpy")
+    reread = sp.Symbol("tile_reread", nonnegative=True)
+    return sp.lambdify((*symbols, reread), kernels.mla_decode_time(
+        *symbols, tiling=tiling, tile_reread=reread), "numpy")
+
+
+#: The compute capabilities on which TensorRT-LLM runs its trtllm-gen MLA generation kernels
+#: (formulations.kernels.MLA_TILINGS "trtllm-gen"): Blackwell's SM 100 and 103 (its FMHA
+#: runner, TllmGenFmhaRunner, is built for them; Hopper runs FlashMLA's copy).
+TRTLLM_GEN_SMS = (100, 103)
+
+
+def mla_tiling(sm_version: int | None) -> str:
+    """The MLA decode kernel's query tiling on a GPU of compute capability ``sm_version``."""
+    return "trtllm-gen" if sm_version in TRTLLM_GEN_SMS else "flashmla"
 
 
 def mla_matmul_peak(precision: str, machine: Machine) -> float:
@@ -624,19 +667,27 @@ def mla_matmul_peak(precision: str, machine: Machine) -> float:
 def predict_mla_decode(table: Table, index: np.ndarray, machine: Machine,
                        params: dict[str, Any]) -> np.ndarray:
     c = table.columns
-    return np.asarray(_mla_decode_function()(
+    return np.asarray(_mla_decode_function(params["tiling"])(
         c["b"][index].astype(float), c["kv_len"][index].astype(float),
         c["heads"][index].astype(float), MLA_KV_LORA, MLA_ROPE,
         OPERAND_BYTES[table.precision], ACTIVATION_BYTES, machine.hbm_bandwidth,
         params["memory_efficiency"], mla_matmul_peak(table.precision, machine),
         params["matmul_efficiency"], machine.multiprocessors, params["split_overhead"],
-        params["kernel_overhead"]), dtype=float) * np.ones(index.size)
+        params["kernel_overhead"], params["tile_reread"]), dtype=float) * np.ones(index.size)
 
 
-def fit_mla_decode(table: Table, machine: Machine) -> KindFit:
-    """The MLA decode model (formulations.kernels.mla_decode_time), judged held out."""
+def fit_mla_decode(table: Table, machine: Machine, tiling: str = "flashmla") -> KindFit:
+    """The MLA decode model (formulations.kernels.mla_decode_time) with the kernel's query
+    ``tiling``, judged held out. The later query tiles' re-read of the cache is fitted for
+    trtllm-gen's tiles only: FlashMLA's tiles of one span share its pages through L2, and
+    its Hopper fits' tensor-core rate (0.64-0.66 of the bf16 peak) matches the 660 TFLOP/s
+    its README states on an H800, where a fitted re-read would put that rate at its bound."""
+    if tiling == "flashmla":
+        bounds = {k: v for k, v in MLA_DECODE_BOUNDS.items() if k != "tile_reread"}
+        return _least_squares_fit(table, machine, bounds, predict_mla_decode,
+                                  "generation mla", {"tiling": tiling, "tile_reread": 0.0})
     return _least_squares_fit(table, machine, MLA_DECODE_BOUNDS, predict_mla_decode,
-                              "generation mla")
+                              "generation mla", {"tiling": tiling})
 
 
 @functools.cache
@@ -677,20 +728,35 @@ def fit_context(table: Table, machine: Machine,
     return min(fits, key=lambda fit: fit.loss)
 
 
+def rotates_in_kernel(sm_version: int | None, precision: str) -> bool:
+    """Whether the grouped decode kernel that measured a table of this cache ``precision``
+    on a GPU of compute capability ``sm_version`` applies RoPE itself (see
+    :data:`IN_KERNEL_ROPE_SM`)."""
+    return sm_version == IN_KERNEL_ROPE_SM and precision == "fp8"
+
+
 def fit_decode(table: Table, machine: Machine,
                multi_block: tuple[str, ...] = DECODE_MULTI_BLOCK,
                group_limits: tuple[int, ...] = DECODE_GROUP_LIMITS,
                kv_chunks: tuple[int, ...] = DECODE_KV_CHUNKS,
-               kv_tiles: tuple[int, ...] = DECODE_KV_TILES) -> KindFit:
+               kv_tiles: tuple[int, ...] = DECODE_KV_TILES,
+               fixed_rows: tuple[str, ...] = DECODE_FIXED_ROWS,
+               in_kernel_rope: bool = False) -> KindFit:
     """The decode kernel model (formulations.kernels.decode_kernel_time) for every candidate
-    multi-block rule, group limit, cache chunk and cache tile; the one of least fitted loss
-    wins (judged held out)."""
-    fits = (_least_squares_fit(table, machine, DECODE_BOUNDS, predict_decode,
+    multi-block rule, group limit, cache chunk, cache tile and rows of the fixed work; the
+    one of least fitted loss wins (judged held out). Where the grouped kernel applies RoPE
+    itself (``in_kernel_rope``), the collector's rotary span wider than a head costs the
+    preprocessing kernel's launch (``rope_kernel_overhead``, fitted); elsewhere that
+    kernel always runs and its launch is part of ``kernel_overhead``."""
+    bounds = (DECODE_BOUNDS if in_kernel_rope
+              else {k: v for k, v in DECODE_BOUNDS.items() if k != "rope_kernel_overhead"})
+    rope = {} if in_kernel_rope else {"rope_kernel_overhead": 0.0}
+    fits = (_least_squares_fit(table, machine, bounds, predict_decode,
                                "generation attention",
                                {"group_limit": limit, "kv_chunk": chunk, "multi_block": rule,
-                                "kv_tile": tile})
-            for rule, limit, chunk, tile in itertools.product(multi_block, group_limits,
-                                                              kv_chunks, kv_tiles))
+                                "kv_tile": tile, "fixed_rows": rows, **rope})
+            for rule, limit, chunk, tile, rows in itertools.product(
+                multi_block, group_limits, kv_chunks, kv_tiles, fixed_rows))
     return min(fits, key=lambda fit: fit.loss)
 
 
@@ -829,9 +895,10 @@ def fit_database(database: Database, machine: Machine,
         elif table.kind == "context attention":
             fits.append(fit_context(table, machine))
         elif table.kind == "generation attention":
-            fits.append(fit_decode(table, machine))
+            fits.append(fit_decode(table, machine, in_kernel_rope=rotates_in_kernel(
+                database.sm_version, table.precision)))
         elif table.kind == "generation mla":
-            fits.append(fit_mla_decode(table, machine))
+            fits.append(fit_mla_decode(table, machine, mla_tiling(database.sm_version)))
         elif table.kind == "moe":
             fits.append(fit_moe(table, machine))
         elif table.kind.split(" ", 1)[0] in ("nccl", "custom") and (

@@ -81,7 +81,8 @@ def decode_keys(decode: KindFit) -> dict[str, Any]:
             "decode_overlap": p["overlap"], "decode_kv_tile": int(p["kv_tile"]),
             "decode_token_time": _ns(p["token_time"]),
             "decode_row_token_time": _ns(p["row_token_time"]),
-            "decode_fallback_stream_share": p["fallback_stream_share"]}
+            "decode_fallback_stream_share": p["fallback_stream_share"],
+            "decode_fixed_rows": p["fixed_rows"]}
 
 
 def mla_decode_keys(mla: KindFit) -> dict[str, Any]:
@@ -91,7 +92,8 @@ def mla_decode_keys(mla: KindFit) -> dict[str, Any]:
     return {"mla_decode_memory": p["memory_efficiency"],
             "mla_decode_matmul": p["matmul_efficiency"],
             "mla_decode_split_overhead": _us(p["split_overhead"]),
-            "mla_decode_kernel_overhead": _us(p["kernel_overhead"])}
+            "mla_decode_kernel_overhead": _us(p["kernel_overhead"]),
+            "mla_decode_tile_reread": p["tile_reread"], "mla_decode_tiling": p["tiling"]}
 
 
 def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:

@@ -81,6 +81,9 @@ class Database:
     framework: str
     package_version: str
     tables: tuple[Table, ...]
+    #: The GPU's compute capability as the package's system file states it (90 for SM 90),
+    #: None where it states none: which kernels the framework runs depends on it.
+    sm_version: int | None = None
 
     def of(self, kind: str) -> list[Table]:
         return [t for t in self.tables if t.kind == kind]
@@ -229,7 +232,18 @@ def read_database(gpu: str, framework: str = "trtllm") -> Database:
     if not tables:
         raise CaseError("--framework", framework,
                         f"expected a framework with measured tables for {gpu}")
-    return Database(gpu, framework, package_version, tuple(tables))
+    return Database(gpu, framework, package_version, tuple(tables), _sm_version(root, gpu))
+
+
+def _sm_version(root: Path, gpu: str) -> int | None:
+    """The compute capability in the package's system file of ``gpu`` (``systems/<gpu>.yaml``,
+    its ``sm_version``), None where the file or the key is missing."""
+    path = root.parent.parent / f"{gpu}.yaml"
+    if not path.is_file():
+        return None
+    match = re.search(r"^\s*sm_version:\s*(\d+)\s*$", path.read_text(encoding="utf-8"),
+                      re.MULTILINE)
+    return int(match.group(1)) if match else None
 
 
 def _comm_tables(frame, dtype_column: str, family: str, source: str) -> list[Table]:
@@ -268,7 +282,9 @@ def write_extract(database: Database, folder: Path, rows: int, seed: int = 0) ->
                                  repr(float(part.seconds[i]))])
     (folder / "database.txt").write_text(
         f"gpu = {database.gpu}\nframework = {database.framework}\n"
-        f"package = aiconfigurator-core {database.package_version}\n", encoding="utf-8")
+        f"package = aiconfigurator-core {database.package_version}\n"
+        + (f"sm_version = {database.sm_version}\n" if database.sm_version else ""),
+        encoding="utf-8")
 
 
 def read_extract(folder: str | Path) -> Database:
@@ -290,5 +306,6 @@ def read_extract(folder: str | Path) -> Database:
         tables.append(Table(kind.replace("_", " ", 1) if kind.startswith(("nccl", "custom"))
                             else kind.replace("_", " "), precision, columns, values[:, -1],
                             source))
+    sm = info.get("sm_version", "")
     return Database(info.get("gpu", folder.name), info.get("framework", ""),
-                    info.get("package", ""), tuple(tables))
+                    info.get("package", ""), tuple(tables), int(sm) if sm.isdigit() else None)
