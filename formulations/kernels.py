@@ -585,7 +585,7 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
     # and 16 heads take 178, 218, 285 and 334 us, 64-wide heads of 2 take 130 us.
     head_elements = xqa_head_elements(head_dim)
     # The block's query tile: padded rows x head size, or, where the kernel loads and
-    # converts only the group's own rows (``fixed_rows`` "group"), those rows.
+    # converts only the group's own rows (``fixed_rows_of`` "group"), those rows.
     fixed_rows = padded_group if fixed_rows_of == "padded" else heads / kv_heads
     tile_rows = fixed_rows * head_elements / DECODE_ROW_HEAD_ELEMENTS
     grouped = _decode_path_time(*common, matmul_flops * matmul_efficiency,
