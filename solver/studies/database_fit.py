@@ -611,8 +611,10 @@ def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[f
 
     fit_idx, test_idx = split(len(table))
     rows = _sample(fit_idx)
-    names = list(bounds)
     fixed = fixed or {}
+    # A parameter given in ``fixed`` is held there, not fitted (a term that does not apply).
+    bounds = {k: v for k, v in bounds.items() if k not in fixed}
+    names = list(bounds)
     # Parameters of very different magnitudes (seconds, fractions): solve in units of the
     # upper bound so the solver's steps are comparable.
     scale = np.array([hi for _, hi in bounds.values()])
@@ -682,12 +684,9 @@ def fit_mla_decode(table: Table, machine: Machine, tiling: str = "flashmla") -> 
     trtllm-gen's tiles only: FlashMLA's tiles of one span share its pages through L2, and
     its Hopper fits' tensor-core rate (0.64-0.66 of the bf16 peak) matches the 660 TFLOP/s
     its README states on an H800, where a fitted re-read would put that rate at its bound."""
-    if tiling == "flashmla":
-        bounds = {k: v for k, v in MLA_DECODE_BOUNDS.items() if k != "tile_reread"}
-        return _least_squares_fit(table, machine, bounds, predict_mla_decode,
-                                  "generation mla", {"tiling": tiling, "tile_reread": 0.0})
+    held = {"tile_reread": 0.0} if tiling == "flashmla" else {}
     return _least_squares_fit(table, machine, MLA_DECODE_BOUNDS, predict_mla_decode,
-                              "generation mla", {"tiling": tiling})
+                              "generation mla", {"tiling": tiling, **held})
 
 
 @functools.cache
@@ -748,10 +747,8 @@ def fit_decode(table: Table, machine: Machine,
     itself (``in_kernel_rope``), the collector's rotary span wider than a head costs the
     preprocessing kernel's launch (``rope_kernel_overhead``, fitted); elsewhere that
     kernel always runs and its launch is part of ``kernel_overhead``."""
-    bounds = (DECODE_BOUNDS if in_kernel_rope
-              else {k: v for k, v in DECODE_BOUNDS.items() if k != "rope_kernel_overhead"})
     rope = {} if in_kernel_rope else {"rope_kernel_overhead": 0.0}
-    fits = (_least_squares_fit(table, machine, bounds, predict_decode,
+    fits = (_least_squares_fit(table, machine, DECODE_BOUNDS, predict_decode,
                                "generation attention",
                                {"group_limit": limit, "kv_chunk": chunk, "multi_block": rule,
                                 "kv_tile": tile, "fixed_rows": rows, **rope})
