@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import os
 import re
@@ -258,11 +259,18 @@ def validation_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def _solved(argv: list[str]) -> dict[str, Any]:
+@functools.cache
+def _solved_text(argv: tuple[str, ...]) -> str:
+    # Cached: several tables read one command's answer (the held-out and floor tables one
+    # calibration per GPU, minutes each).
     code, output = run([*argv, "--json"])
     if code not in (0, 1):
         raise RuntimeError(f"perfcost {shlex.join(argv)} exited {code}: {output}")
-    data: dict[str, Any] = json.loads(output)
+    return output
+
+
+def _solved(argv: list[str]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(_solved_text(tuple(argv)))
     return data
 
 
@@ -396,7 +404,7 @@ def held_out_table(databases: list[str]) -> str:
     out = ["| GPU | " + " | ".join(c[0] for c in HELD_OUT_COLUMNS) + " |",
            "| --- |" + " --- |" * len(HELD_OUT_COLUMNS)]
     for database in databases:
-        data = _solved(["calibrate", "--database", database])
+        data = _solved(_calibration(database))
         found = {(r["kind"], r["precision"], r["subset"]): r for r in data["residuals"]}
         cells = []
         for _heading, *key in HELD_OUT_COLUMNS:
@@ -407,10 +415,40 @@ def held_out_table(databases: list[str]) -> str:
     return "\n".join(out)
 
 
+def _calibration(database: str) -> list[str]:
+    """The command behind the held-out and floor tables of one GPU (one run serves both)."""
+    return ["calibrate", "--database", database, "--floor"]
+
+
+#: The GEMM precisions of the ``floor`` table.
+FLOOR_PRECISIONS = ("bf16", "fp8", "fp8_block", "fp4")
+
+
+def floor_table(databases: list[str]) -> str:
+    """``floor DATABASE...``: the GEMM model's held-out median / 90th percentile beside the
+    interpolation floor's on the same rows (solver/studies/database_floor.py; needs the
+    kernels extra)."""
+    head = " | ".join(f"{p} model | {p} interpolated" for p in FLOOR_PRECISIONS)
+    out = [f"| GPU | {head} |", "| --- |" + " --- |" * (2 * len(FLOOR_PRECISIONS))]
+    for database in databases:
+        data = _solved(_calibration(database))
+        model = {r["precision"]: r for r in data["residuals"]
+                 if r["kind"] == "gemm" and r["subset"] == ">= 1 GFLOP"}
+        floor = {r["precision"]: r for r in data["floor"]}
+        cells = []
+        for precision in FLOOR_PRECISIONS:
+            for rows in (model, floor):
+                row = rows.get(precision)
+                cells.append("--" if row is None else
+                             f"{row['median_pct']:.1f} / {row['p90_pct']:.1f}")
+        out.append(f"| {database} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 #: Tables of several commands' answers (``<!-- table: NAME ARGS -->``).
 MULTI_TABLES: dict[str, Callable[[list[str]], str]] = {
     "splits": splits_table, "serving": serving_table, "serving_studies": serving_studies_table,
-    "heldout": held_out_table}
+    "heldout": held_out_table, "floor": floor_table}
 
 TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {
     "hbm": hbm_table, "budget": budget_table, "validation": validation_table}

@@ -117,6 +117,12 @@ class GemmRates:
     busy_before: sp.Expr = sp.S.Zero
     busy_repeats: sp.Expr = sp.S.One
     kblock_time: sp.Expr = sp.S.Zero
+    #: The fraction of the HBM bandwidth the kernels that quantise the activations reach
+    #: (:func:`quantised_gemm_time`); None: ``memory_efficiency``, the GEMM's own.
+    quantise_efficiency: sp.Expr | None = None
+    #: The norm by which a kernel's tensor-core time and its HBM traffic combine
+    #: (:func:`streamed_time`): 1 their sum, None the larger of the two.
+    overlap: sp.Expr | None = None
 
 
 def clocked_time(sustained: sp.Expr, boost: sp.Expr, window: sp.Expr,
@@ -162,6 +168,23 @@ def main_loop_time(mma: sp.Expr, steps: sp.Expr, rates: GemmRates) -> sp.Expr:
     return sp.Max(mma, steps * rates.kblock_time)
 
 
+def streamed_time(mma: sp.Expr, stream: sp.Expr, rates: GemmRates) -> sp.Expr:
+    """A GEMM kernel's time from its tensor cores' time ``mma`` and its HBM traffic's
+    ``stream``: the ``rates.overlap``-norm of the two (as decode's fixed work and stream,
+    :func:`decode_kernel_time`), the roofline's larger of the two where ``overlap`` is None.
+
+    A tile's main loop hides its operand loads behind its MMAs (the TMA pipeline), but not
+    its prologue (the first stages' loads) nor its epilogue (the output tile's store): those
+    overlap another tile's main loop only where one runs beside it on the multiprocessor
+    (CUTLASS's ping-pong and persistent schedules). Near the roofline's ridge, where the two
+    times are alike, neither bound is reached: GEMMs of a short reduction, which store much
+    more than they load, are predicted 12-20 % too fast by the larger of the two (H200 bf16,
+    k = 256: docs/calibration.md)."""
+    if rates.overlap is None:
+        return sp.Max(mma, stream, evaluate=False)
+    return (mma**rates.overlap + stream**rates.overlap) ** (1 / rates.overlap)
+
+
 def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                      output_bytes: sp.Expr, rates: GemmRates, tile: tuple[int, int],
                      splits: int) -> sp.Expr:
@@ -193,7 +216,7 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
         traffic = traffic + WRITE_AND_READ * splits * m * n * PARTIAL_BYTES
         kernels = 2
     stream = traffic / (rates.hbm_bandwidth * rates.memory_efficiency)
-    time = (sp.Max(mma, stream, evaluate=False) + waves * rates.wave_overhead
+    time = (streamed_time(mma, stream, rates) + waves * rates.wave_overhead
             + kernels * rates.kernel_overhead)
     if splits == 1:
         return time
@@ -225,7 +248,7 @@ def stream_k_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     # Each multiprocessor starts as many tiles as a wave-by-wave kernel would, and one more
     # where its share of k-blocks straddles two tiles.
     waves = sp.ceiling(tiles / rates.multiprocessors) + 1
-    return (sp.Max(mma, stream, evaluate=False) + waves * rates.wave_overhead
+    return (streamed_time(mma, stream, rates) + waves * rates.wave_overhead
             + rates.kernel_overhead)
 
 
@@ -246,6 +269,13 @@ def chosen_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     return sp.Min(*configs, evaluate=False)
 
 
+#: Launches of the amax pass before the cast: the reset of the scale (a memset: the
+#: reduction takes an atomic maximum into it) and the reduction kernel (TensorRT-LLM's
+#: dynamic per-tensor fp8 quantisation, cudaFp8Utils.cu ``invokeComputeScalesAndQuantizeMatrix``,
+#: ``QuantizeMode::PER_TENSOR``).
+AMAX_PASS_LAUNCHES = 2
+
+
 def quantised_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                         activation_bytes: sp.Expr, rates: GemmRates,
                         tiles: tuple[tuple[int, int], ...], splits: tuple[int, ...],
@@ -256,15 +286,24 @@ def quantised_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Ex
     :func:`low_precision_gemm_time`). With ``amax_pass`` the scale is the tensor's own
     absolute maximum, taken by a reading pass over the activations before the cast
     (dynamic per-tensor scaling; a block-scaled format takes each block's scale inside the
-    cast: DeepSeek-V3 Sec. 3.3.2)."""
+    cast: DeepSeek-V3 Sec. 3.3.2), :data:`AMAX_PASS_LAUNCHES` launches of its own.
+
+    The quantisation kernels stream at ``rates.quantise_efficiency`` of the HBM bandwidth,
+    not at the GEMM's rate: they are elementwise kernels of another kind (TensorRT-LLM's
+    per-tensor reduction and cast load one element per thread in a grid-stride loop over a
+    fixed grid of 1024 blocks, cudaFp8Utils.cu ``computeFP8QuantizeScale`` and
+    ``scaleMatrix``, where the GEMM moves whole tiles with TMA copies). One rate for both
+    held GEMMs of few columns, whose time is the cast, 20-27 % too fast (H200 fp8, n <= 128)
+    and weight-streaming GEMMs of few rows 5-11 % too slow."""
     time = chosen_gemm_time(m, n, k, operand_bytes, activation_bytes, rates, tiles, splits,
                             stream_k)
     if quantised:
         op = quantise_op(m, k, activation_bytes, operand_bytes)
         nbytes = op.bytes + (m * k * activation_bytes if amax_pass else 0)
-        kernels = 2 if amax_pass else 1
-        time = (time + nbytes / (rates.hbm_bandwidth * rates.memory_efficiency)
-                + kernels * rates.kernel_overhead)
+        kernels = 1 + (AMAX_PASS_LAUNCHES if amax_pass else 0)
+        rate = (rates.memory_efficiency if rates.quantise_efficiency is None
+                else rates.quantise_efficiency)
+        time = time + nbytes / (rates.hbm_bandwidth * rate) + kernels * rates.kernel_overhead
     return time
 
 

@@ -22,9 +22,15 @@ from hypothesis import strategies as st
 from perfcost.formulations import compute, kernels, transformer
 from perfcost.solver.case import catalog
 from perfcost.solver.case.errors import CaseError
+from perfcost.solver.case.measured_sections import PrecisionEfficiency
 from perfcost.solver.case.sections import HardwareSection, NetworkSection
 from perfcost.solver.cli.main import app
-from perfcost.solver.studies import collective, collective_ranges, database_toml
+from perfcost.solver.studies import (
+    collective,
+    collective_ranges,
+    database_floor,
+    database_toml,
+)
 from perfcost.solver.studies import database_fit as fitting
 from perfcost.solver.studies import kernel_database as kdb
 from typer.testing import CliRunner
@@ -233,12 +239,48 @@ def test_database_clock_context_follows_its_collector() -> None:
 
 
 def test_amax_pass_reads_the_activations_once_more() -> None:
+    """The amax pass reads the bf16 activations once more, after resetting the scale: two
+    launches (the memset and the reduction)."""
     m, n, k = sp.Integer(4096), sp.Integer(64), sp.Integer(8192)
     rates = _rates()
     one, two = (float(kernels.quantised_gemm_time(m, n, k, sp.Integer(1), sp.Integer(2), rates,
                                                   TILES, SPLITS, True, amax))
                 for amax in (False, True))
-    assert two - one == pytest.approx(4096 * 8192 * 2 / (4.8e12 * 0.8) + 3e-6, rel=1e-9)
+    assert two - one == pytest.approx(4096 * 8192 * 2 / (4.8e12 * 0.8) + 2 * 3e-6, rel=1e-9)
+
+
+@given(st.floats(0.2, 1.0))
+@settings(max_examples=20, deadline=None)
+def test_quantisation_kernels_stream_at_their_own_rate(efficiency: float) -> None:
+    """The cast and the amax pass stream at ``quantise_efficiency`` of the HBM bandwidth,
+    whatever the GEMM's own rate; the GEMM after them is unchanged."""
+    m, n, k = sp.Integer(4096), sp.Integer(1024), sp.Integer(8192)
+    rates = replace(_rates(), quantise_efficiency=sp.Float(efficiency))
+    gemm = float(kernels.chosen_gemm_time(m, n, k, sp.Integer(1), sp.Integer(2), rates, TILES,
+                                          SPLITS))
+    total = float(kernels.quantised_gemm_time(m, n, k, sp.Integer(1), sp.Integer(2), rates,
+                                              TILES, SPLITS, True, True))
+    # Read twice at 2 bytes, written once at 1 byte; three launches.
+    streamed = 4096 * 8192 * (2 + 2 + 1) / (4.8e12 * efficiency)
+    assert total - gemm == pytest.approx(streamed + 3 * 3e-6, rel=1e-9)
+
+
+@given(st.floats(1e-7, 1e-3), st.floats(1e-7, 1e-3), st.floats(1.0, 12.0))
+@settings(max_examples=60, deadline=None)
+def test_gemm_overlap_lies_between_the_larger_and_the_sum(mma: float, stream: float,
+                                                          overlap: float) -> None:
+    """The ``overlap``-norm of the tensor cores' time and the HBM traffic's: never below the
+    larger (the roofline), never above their sum (no overlap at all), the sum at 1, and
+    closer to the larger the larger the norm."""
+    rates = replace(_rates(), overlap=sp.Float(overlap))
+    a, b = sp.Float(mma), sp.Float(stream)
+    time = float(kernels.streamed_time(a, b, rates))
+    assert max(mma, stream) * (1 - 1e-12) <= time <= (mma + stream) * (1 + 1e-12)
+    tighter = float(kernels.streamed_time(a, b, replace(rates, overlap=sp.Float(overlap + 1))))
+    assert tighter <= time * (1 + 1e-12)
+    assert float(kernels.streamed_time(a, b, replace(rates, overlap=sp.Integer(1)))) == (
+        pytest.approx(mma + stream, rel=1e-12))
+    assert float(kernels.streamed_time(a, b, _rates())) == max(mma, stream)
 
 
 def test_main_loop_step_bounds_narrow_tiles_only() -> None:
@@ -274,6 +316,31 @@ def test_written_entry_states_the_main_loop_step() -> None:
     block = entry.efficiency.precision["fp8_block"]
     assert block.gemm_kblock_time == pytest.approx(0.3e-6, rel=1e-3)
     assert 0 < block.matmul < 0.6 * 1.2
+
+
+def test_written_entry_states_the_overlap_and_the_quantisation_rate() -> None:
+    """A fitted ``overlap`` and ``quantise_efficiency`` are written as the precision's
+    ``gemm_overlap`` and ``gemm_quantise_memory`` and read back; the entry's ``matmul`` is
+    the model's with them: a slower cast lowers it, a fuller overlap raises it."""
+    base = {"tiles": ((128, 128),), "stream_k": False, "matmul_efficiency": 0.6,
+            "boost": 1.2, "power_window": 0.05, "memory_efficiency": 0.8,
+            "kernel_overhead": 2e-6, "wave_overhead": 0.5e-6}
+    db = _database()
+    original = catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8")
+
+    def written(**extra: float) -> PrecisionEfficiency:
+        fit = fitting.DatabaseFit(db, _machine(), [fitting.KindFit(
+            "gemm", "fp8", {**base, **extra}, "h200_sxm/gemm/extract", 1)], [])
+        text = database_toml.hardware_text(original, fit, "2026-12-06")
+        return HardwareSection.model_validate(tomllib.loads(text)).efficiency.precision["fp8"]
+
+    plain = written()
+    assert plain.gemm_overlap is None and plain.gemm_quantise_memory is None
+    fp8 = written(overlap=2.5, quantise_efficiency=0.5)
+    assert fp8.gemm_overlap == pytest.approx(2.5, rel=1e-3)
+    assert fp8.gemm_quantise_memory == pytest.approx(0.5, rel=1e-3)
+    assert written(quantise_efficiency=0.5).matmul < plain.matmul
+    assert written(overlap=2.5).matmul < written(overlap=8.0).matmul <= plain.matmul
 
 
 def _decode(batch: int, kv_len: int, heads: int, kv_heads: int, limit: int = 32,
@@ -773,6 +840,7 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
     ("decode_block_stream_share", 1.5, "to 1"), ("decode_multi_block", "tiles", "fill"),
     ("mla_decode_memory", 1.5, "to 1"), ("mla_decode_tile_reread", 1.5, "to 1"),
     ("mla_decode_tiling", "flash", "flashmla"), ("decode_fixed_rows", "tile", "padded"),
+    ("gemm_overlap", 0.9, "from 1 to 12"), ("gemm_quantise_memory", 0.0, "to 1"),
 ])
 def test_decode_keys_are_checked(key: str, value: object, expected: str) -> None:
     raw = tomllib.loads(catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8"))
@@ -916,6 +984,41 @@ def test_kernel_file_is_predicted_without_fitting_on_it() -> None:
             fitting.FA2_FORWARD_EFFICIENCY * peak)
 
 
+# -- the interpolation floor -------------------------------------------------------------------
+
+@given(st.floats(1e-15, 1e-12), st.floats(0.5, 1.5), st.floats(0.5, 1.5))
+@settings(max_examples=10, deadline=None)
+def test_a_power_law_table_has_no_floor(scale: float, a: float, b: float) -> None:
+    """Times that are a power law of the shape interpolate exactly in log space: the floor
+    is zero, whatever the exponents, wherever a held-out shape lies inside the fitted ones
+    (outside them it takes the nearest fitted shape's time)."""
+    from scipy.spatial import Delaunay
+
+    rng = np.random.default_rng(1)
+    c = {name: 2 ** rng.integers(4, 14, 400) for name in ("m", "n", "k")}
+    seconds = scale * c["m"].astype(float) ** a * c["n"].astype(float) ** b * c["k"]
+    table = kdb.Table("gemm", "bf16", c, seconds, "")
+    floor = database_floor.gemm_floor(table)
+    fitted, judged = fitting.split(len(table))
+    judged = judged[fitting.gemm_flops(table)[judged] >= fitting.FIT_MIN_FLOPS]
+    shapes = np.log2(np.stack([c["m"], c["n"], c["k"]], axis=1).astype(float))
+    inside = Delaunay(shapes[fitted]).find_simplex(shapes[judged]) >= 0
+    assert floor.errors.size == judged.size and inside.sum() > judged.size / 2
+    assert np.abs(floor.errors[inside]).max() < 1e-9
+
+
+def test_floor_of_the_extract_is_judged_on_the_fits_held_out_rows() -> None:
+    """The floor judges the same held-out GEMMs the model is judged on, per precision."""
+    floors = database_floor.database_floors(_database())
+    assert {f.precision for f in floors} == {t.precision for t in _database().of("gemm")}
+    for floor in floors:
+        table = _table("gemm", floor.precision)
+        _, judged = fitting.split(len(table))
+        big = np.count_nonzero(fitting.gemm_flops(table)[judged] >= fitting.FIT_MIN_FLOPS)
+        assert floor.errors.size == big > 0
+        assert np.all(np.isfinite(floor.errors)) and floor.row()["rows"] == big
+
+
 # -- the command -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -924,6 +1027,7 @@ def test_kernel_file_is_predicted_without_fitting_on_it() -> None:
     (["calibrate", "--database", "h100_sxm", "--kinds", "gemm,nccl"], "--kinds"),
     (["calibrate", "--database", "h100_sxm", "--kinds", "collectives", "-o", "x.toml"],
      "expected gemm among the kinds"),
+    (["calibrate", "kernels.json", "--floor"], "expected --database GPU"),
 ])
 def test_cli_errors_are_one_line(args: list[str], fragment: str) -> None:
     result = CliRunner().invoke(app, args)

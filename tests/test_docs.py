@@ -48,7 +48,7 @@ CHECKED_ELSEWHERE = {
 ALL_REGIONS = [r for page in generate.PAGES for r in generate.regions(page)
                if not _checked_elsewhere(r)]
 #: Tables made from the measured kernel databases (pip install "perfcost[kernels]").
-NEEDS_KERNELS_EXTRA = {"heldout"}
+NEEDS_KERNELS_EXTRA = {"heldout", "floor"}
 #: Inline or fenced text that describes a command's syntax rather than running one.
 PLACEHOLDER = re.compile(r"\b[A-Z]{3,}\b|\[|\]|\.\.\.|<|>|\bNAME\b")
 #: Options whose value is a file the command writes: redirected to a temporary folder.
@@ -65,8 +65,8 @@ def test_generated_region_is_current(region: generate.Region, tmp_path: Path) ->
     if region.kind == "table" and region.argv[0] in NEEDS_KERNELS_EXTRA:
         # Not an install of the test extras: the measured tables are an optional extra that
         # CI does not install (tests/data holds extracts for the fitting tests).
-        pytest.importorskip("aiconfigurator_core", reason="the held-out table runs perfcost "
-                            "calibrate --database, which needs the kernels extra")
+        pytest.importorskip("aiconfigurator_core", reason="the held-out and floor tables run "
+                            "perfcost calibrate --database, which needs the kernels extra")
     argv = None
     if region.kind == "command" and any(w in region.argv for w in WRITES):
         # Draw the image into tmp_path: the test must not touch the committed one.

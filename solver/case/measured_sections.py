@@ -38,6 +38,9 @@ MAX_BOOST = 2.0
 #: Largest exponent of the decode kernel's overlap norm an entry may state (the fits land at
 #: 1.0-2.8; at 3 the norm is within 26 % of the larger term even where both are equal).
 MAX_DECODE_OVERLAP = 3.0
+#: The largest norm of a GEMM's tensor-core time and HBM traffic (GemmOverlap): at the
+#: roofline's ridge within 6 % of the larger of the two.
+MAX_GEMM_OVERLAP = 12.0
 
 
 def _from_one_to(limit: float) -> Any:
@@ -61,6 +64,10 @@ Boost = Annotated[float, BeforeValidator(_from_one_to(MAX_BOOST)),
 #: closer to the larger of the two. The database fit searches the same range.
 DecodeOverlap = Annotated[float, BeforeValidator(_from_one_to(MAX_DECODE_OVERLAP)),
                           Expect(f"a number from 1 to {MAX_DECODE_OVERLAP:g}")]
+#: The exponent of the norm by which a GEMM's tensor-core time and its HBM traffic combine
+#: (formulations.kernels.streamed_time); the database fit searches the same range.
+GemmOverlap = Annotated[float, BeforeValidator(_from_one_to(MAX_GEMM_OVERLAP)),
+                        Expect(f"a number from 1 to {MAX_GEMM_OVERLAP:g}")]
 
 
 class PrecisionEfficiency(Strict):
@@ -96,6 +103,12 @@ class PrecisionEfficiency(Strict):
     # factors cost a fixed time per k-block (formulations.kernels.main_loop_time). Absent:
     # no such bound.
     gemm_kblock_time: Duration | None = None
+    # The norm by which a GEMM's tensor-core time and its HBM traffic combine
+    # (formulations.kernels.streamed_time: 1 their sum). Absent: the larger of the two.
+    gemm_overlap: GemmOverlap | None = None
+    # The fraction of the HBM bandwidth the activations' quantisation kernels reach
+    # (formulations.kernels.quantised_gemm_time). Absent: `memory`, the GEMM's own.
+    gemm_quantise_memory: Fraction | None = None
     prefill_forward: Fraction | None = None
     prefill_tile_overhead: Duration = 0.0
     prefill_kernel_overhead: Duration = 0.0

@@ -45,6 +45,10 @@ def calibrate(
         "--kinds", help="with --database: fit only these kinds of table, comma-separated, of "
                         "gemm, prefill, decode, decode_mla, moe, collectives (default: "
                         "all)")] = None,
+    floor: Annotated[bool, typer.Option(
+        "--floor", help="with --database: also print how closely interpolating each GEMM "
+                        "table's fitted rows predicts its held-out rows (what no smooth "
+                        "model of the shape can beat)")] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -55,8 +59,11 @@ def calibrate(
         from perfcost.solver.cli import calibrate_database
 
         calibrate_database.run(database, framework, hardware, output, network,
-                               network_output, as_json, check, quiet, kinds)
+                               network_output, as_json, check, quiet, kinds, floor)
         return
+    if floor:
+        raise CaseError("--floor", "true", "expected --database GPU: the floor interpolates "
+                        "a measured kernel database")
     if kernels is None:
         raise CaseError("KERNELS", MISSING, "expected a kernel timings file, or --database GPU")
     if hardware is None:

@@ -44,7 +44,8 @@ def _write(path: str, text: str, option: str) -> None:
 
 def run(database: str, framework: str, hardware: str | None, output: str | None,
         network: str | None, network_output: str | None, as_json: bool,
-        check: str | None = None, quiet: bool = False, kinds: str | None = None) -> None:
+        check: str | None = None, quiet: bool = False, kinds: str | None = None,
+        floor: bool = False) -> None:
     import tomllib
 
     from perfcost.solver.case.sections import HardwareSection, NetworkSection
@@ -82,15 +83,23 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
         NetworkSection.model_validate(tomllib.loads(net_text))
         _write(network_output, net_text, "--network-output")
     checked = _check(fit, check) if check is not None else None
+    floors = None
+    if floor:
+        from perfcost.solver.studies import database_floor
+
+        floors = [f.row() for f in database_floor.database_floors(data)]
     if as_json:
         print_json({"database": data.gpu, "check": checked, "framework": data.framework,
                     "package": f"aiconfigurator-core {data.package_version}",
                     "hardware": section.name, "held_out": fitting.HELD_OUT,
                     "fits": [{"kind": f.kind, "precision": f.precision, "params": f.params,
                               "source": f.source, "fit_rows": f.fit_rows} for f in fit.fits],
-                    "residuals": fit.summary(), "skipped": fit.skipped})
+                    "residuals": fit.summary(), "skipped": fit.skipped,
+                    "floor": floors})
         return
     _print(fit, output, network_output)
+    if floors is not None:
+        _print_floor(floors)
     if checked is not None:
         _print_check(checked, check or "")
 
@@ -158,6 +167,21 @@ def _print_check(checked: dict[str, Any], path: str) -> None:
     for label, s in checked["summary"].items():
         console.print(f"{label}: {s['rows']} rows, median {s['median_pct']:.1f} %, "
                       f"p90 {s['p90_pct']:.1f} %, worst {s['max_pct']:.1f} %")
+
+
+def _print_floor(floors: list[dict[str, Any]]) -> None:
+    from perfcost.solver.report import tables as report
+    from rich.table import Table
+
+    table = Table(title="the same held-out GEMMs interpolated from the fitted rows (no model: "
+                        "the floor any smooth function of the shape meets)")
+    for column in ("precision", "subset", "rows", "median", "p90"):
+        table.add_column(column, justify="left" if column in ("precision", "subset")
+                         else "right")
+    for r in floors:
+        table.add_row(r["precision"], r["subset"], str(r["rows"]), f"{r['median_pct']:.1f}%",
+                      f"{r['p90_pct']:.1f}%")
+    report.console().print(table)
 
 
 def _print(fit: Any, output: str | None, network_output: str | None) -> None:

@@ -9,7 +9,9 @@ expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
   quantised_gemm_time` (per shape the fastest of the candidate tiles x split-K counts), its
   sustained ``matmul_efficiency``, clock ``boost`` and ``power_window`` (a busy time: the
   GEMMs run in the context the database's collector times them in, :class:`ClockContext`),
-  ``memory_efficiency``, ``kernel_overhead`` and ``wave_overhead``, by the median plus half
+  ``memory_efficiency``, ``kernel_overhead``, ``wave_overhead``, the ``overlap``-norm of
+  the tensor cores' time and the HBM traffic's, and for a quantised precision the HBM rate of
+  the activations' quantisation kernels (``quantise_efficiency``), by the median plus half
   the 90th percentile of the absolute log errors over the GEMMs of at least
   :data:`FIT_MIN_FLOPS` (differential evolution).
 * Prefill (context) attention, per precision: FlashAttention's forward efficiency, tile
@@ -51,7 +53,7 @@ from typing import Any
 
 import numpy as np
 from perfcost.solver.case.errors import MISSING, CaseError
-from perfcost.solver.case.measured_sections import MAX_DECODE_OVERLAP
+from perfcost.solver.case.measured_sections import MAX_DECODE_OVERLAP, MAX_GEMM_OVERLAP
 from perfcost.solver.studies.kernel_database import Database, Table, version_key
 
 #: Fraction of every table kept out of the fit, and the seed that picks it.
@@ -85,8 +87,14 @@ COLLECTIVE_OPS = {"alltoall": "all_to_all"}
 SPLIT_COUNTS: tuple[int, ...] = (1, 2, 4, 8, 16)
 #: Precisions whose GEMM kernels never split the reduction: TensorRT-LLM's block-scaled FP8
 #: GEMMs accumulate each 128-deep block with its own scales in one pass over k (on the
-#: H100 tables, allowing split-K predicts the deep GEMMs of 13-257 rows 2-4x too fast).
-NO_SPLIT_K = frozenset({"fp8_block"})
+#: H100 tables, allowing split-K predicts the deep GEMMs of 13-257 rows 2-4x too fast);
+#: its NVFP4 GEMMs on SM 100 choose among tile and cluster shapes of one data-parallel
+#: schedule, no split-K or stream-K configuration among them (fp4_gemm_template.h,
+#: ``CutlassFp4GemmRunner::getConfigs``). The NVFP4 tables show it: with k = 65536 a GEMM
+#: of 1-257 rows and 128-4096 columns takes 120-130 us on the GB200 whatever its size, one
+#: tile's 256 main-loop steps one after another (held out, GEMMs >= 1 GFLOP, median / p90:
+#: GB200 5.7 / 25.7 -> 3.1 / 10.7 %; below 1 GFLOP 14.8 -> 2.3 %).
+NO_SPLIT_K = frozenset({"fp8_block", "fp4"})
 #: Precisions whose activation cast is preceded by a pass over the activations that takes
 #: their absolute maxima (formulations.kernels.quantised_gemm_time): per-tensor fp8 by
 #: construction (dynamic per-tensor scaling); TensorRT-LLM's block-scaled fp8 by the
@@ -102,7 +110,7 @@ AMAX_PASS = frozenset({"fp8", "fp8_block"})
 #: 28.8 -> 39.7); bf16 and per-tensor fp8 moved no median by more than 0.5 point and took
 #: the sustained clock with them (H200 bf16: the independent file 9.0 -> 22.6 %).
 KBLOCK_PRECISIONS = frozenset({"fp4"})
-#: Range of the fitted ``kblock_time`` (seconds): the NVFP4 fits land at 0.42-0.57 us.
+#: Range of the fitted ``kblock_time`` (seconds): the NVFP4 fits land at 0.60-0.64 us.
 KBLOCK_BOUNDS = (0.0, 2e-6)
 
 
@@ -124,6 +132,9 @@ GEMM_BOUNDS: dict[str, tuple[float, float]] = {
     "memory_efficiency": (0.3, 1.0),
     "kernel_overhead": (0.0, 30e-6),
     "wave_overhead": (0.0, 10e-6),
+    # The norm of the tensor cores' time and the HBM traffic's (formulations.kernels.
+    # streamed_time): from their sum (1) to within 6 % of the larger at the ridge.
+    "overlap": (1.0, MAX_GEMM_OVERLAP),
 }
 CONTEXT_BOUNDS: dict[str, tuple[float, float]] = {
     "forward": (0.05, 1.0),
@@ -327,7 +338,7 @@ def _log_objective(err: np.ndarray) -> float:
 @functools.cache
 def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int], ...],
                    splits: tuple[int, ...], stream_k: bool,
-                   kblock: bool = False) -> Callable[..., Any]:
+                   kblock: bool = False, overlap: bool = False) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
@@ -337,13 +348,16 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
     before, repeats = sp.symbols("busy_before busy_repeats", nonnegative=True)
     # Without ``kblock`` the step bound is absent from the expression (the argument unused).
     step = sp.Symbol("kblock_time", positive=True)
+    eta_quant = sp.Symbol("eta_quant", positive=True)
+    ov = sp.Symbol("overlap", positive=True)
     rates = kernels.GemmRates(peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh,
                               sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE),
-                              before, repeats, step if kblock else sp.S.Zero)
+                              before, repeats, step if kblock else sp.S.Zero, eta_quant,
+                              ov if overlap else None)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
                                        amax_pass, stream_k)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
-                        w_oh, before, repeats, step), expr, "numpy")
+                        w_oh, before, repeats, step, eta_quant, ov), expr, "numpy")
 
 
 #: How aiconfigurator-core's collector times a GEMM (ai-dynamo/aiconfigurator,
@@ -395,7 +409,7 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
     kblock_time = float(params.get("kblock_time", 0.0))
     fn = _gemm_function(table.precision != "bf16", table.precision in AMAX_PASS, tiles,
                         split_counts(table.precision), bool(params.get("stream_k", False)),
-                        kblock_time > 0)
+                        kblock_time > 0, "overlap" in params)
     peak = machine.peak(table.precision)
     repeats = (collector_repeats(table, index, machine) if context.repeats is None
                else context.repeats)
@@ -405,7 +419,9 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
                          params["boost"], params["power_window"], machine.hbm_bandwidth,
                          params["memory_efficiency"], machine.multiprocessors,
                          params["kernel_overhead"], params["wave_overhead"],
-                         context.before, repeats, kblock_time),
+                         context.before, repeats, kblock_time,
+                         params.get("quantise_efficiency", params["memory_efficiency"]),
+                         params.get("overlap", 1.0)),
                       dtype=float) * np.ones(index.size)
 
 
@@ -445,6 +461,9 @@ def fit_gemm(table: Table, machine: Machine,
     bounds = dict(GEMM_BOUNDS)
     if table.precision in KBLOCK_PRECISIONS:
         bounds["kblock_time"] = KBLOCK_BOUNDS
+    if table.precision != "bf16":
+        # The activations' quantisation kernels stream at a rate of their own.
+        bounds["quantise_efficiency"] = GEMM_BOUNDS["memory_efficiency"]
     names = list(bounds)
     best: tuple[float, dict[str, Any]] | None = None
     # With and without stream-K kernels among the configurations (never for a precision

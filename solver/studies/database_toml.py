@@ -120,6 +120,12 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             "quantised_activations": gemm.precision != "bf16",
             "amax_pass": gemm.precision in AMAX_PASS,
         }
+        if "overlap" in p:
+            # The norm of the tensor cores' time and the HBM traffic's.
+            table["gemm_overlap"] = p["overlap"]
+        if "quantise_efficiency" in p:
+            # The HBM rate of the kernels that quantise the activations.
+            table["gemm_quantise_memory"] = p["quantise_efficiency"]
         if "kblock_time" in p:
             # The shortest main-loop step of a block-scaled kernel (its scales per k-block).
             table["gemm_kblock_time"] = _us(p["kblock_time"])
