@@ -174,7 +174,7 @@ def _print_floor(floors: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="the same held-out GEMMs interpolated from the fitted rows (no model: "
-                        "the floor any smooth function of the shape meets)")
+                        "what a smooth function of the shape can hardly beat)")
     for column in ("precision", "subset", "rows", "median", "p90"):
         table.add_column(column, justify="left" if column in ("precision", "subset")
                          else "right")
