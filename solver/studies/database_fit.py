@@ -200,10 +200,6 @@ DECODE_MULTI_BLOCK: tuple[str, ...] = ("fill", "xqa")
 #: (mha_sm90.cu, gemm0CtaTileNbTokens); the others run kernels whose tiles the package
 #: does not say.
 DECODE_KV_TILES: tuple[int, ...] = (32, 64, 128)
-#: Candidate query rows of a grouped block's fixed work (formulations.kernels.
-#: DECODE_FIXED_ROWS): the padded tile's or the group's own; the fit keeps the one of least
-#: loss.
-DECODE_FIXED_ROWS: tuple[str, ...] = ("padded", "group")
 #: The compute capability whose grouped decode kernel for an fp8 cache rotates the new query
 #: and key itself: TensorRT-LLM runs Hopper's warp-specialised XQA kernel (mha_sm90.cu) only
 #: on SM 90 and, for heads up to 256 wide, only for an fp8 (E4M3) cache (decoderXQAImplJIT:
@@ -338,7 +334,8 @@ def _log_objective(err: np.ndarray) -> float:
 @functools.cache
 def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int], ...],
                    splits: tuple[int, ...], stream_k: bool,
-                   kblock: bool = False, overlap: bool = False) -> Callable[..., Any]:
+                   kblock: bool = False, overlap: bool = False,
+                   quantise_rate: bool = False) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
@@ -346,14 +343,15 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
     peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh = sp.symbols(
         "peak eta boost window bw eta_mem sms k_oh w_oh", positive=True)
     before, repeats = sp.symbols("busy_before busy_repeats", nonnegative=True)
-    # Without ``kblock`` the step bound is absent from the expression (the argument unused).
+    # Without ``kblock``, ``quantise_rate`` or ``overlap`` their parameter is absent from the
+    # expression (the argument unused): the formulation's own default holds.
     step = sp.Symbol("kblock_time", positive=True)
     eta_quant = sp.Symbol("eta_quant", positive=True)
     ov = sp.Symbol("overlap", positive=True)
     rates = kernels.GemmRates(peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh,
                               sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE),
-                              before, repeats, step if kblock else sp.S.Zero, eta_quant,
-                              ov if overlap else None)
+                              before, repeats, step if kblock else sp.S.Zero,
+                              eta_quant if quantise_rate else None, ov if overlap else None)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
                                        amax_pass, stream_k)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
@@ -409,7 +407,7 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
     kblock_time = float(params.get("kblock_time", 0.0))
     fn = _gemm_function(table.precision != "bf16", table.precision in AMAX_PASS, tiles,
                         split_counts(table.precision), bool(params.get("stream_k", False)),
-                        kblock_time > 0, "overlap" in params)
+                        kblock_time > 0, "overlap" in params, "quantise_efficiency" in params)
     peak = machine.peak(table.precision)
     repeats = (collector_repeats(table, index, machine) if context.repeats is None
                else context.repeats)
@@ -420,8 +418,7 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
                          params["memory_efficiency"], machine.multiprocessors,
                          params["kernel_overhead"], params["wave_overhead"],
                          context.before, repeats, kblock_time,
-                         params.get("quantise_efficiency", params["memory_efficiency"]),
-                         params.get("overlap", 1.0)),
+                         params.get("quantise_efficiency", 1.0), params.get("overlap", 1.0)),
                       dtype=float) * np.ones(index.size)
 
 
@@ -758,14 +755,19 @@ def fit_decode(table: Table, machine: Machine,
                group_limits: tuple[int, ...] = DECODE_GROUP_LIMITS,
                kv_chunks: tuple[int, ...] = DECODE_KV_CHUNKS,
                kv_tiles: tuple[int, ...] = DECODE_KV_TILES,
-               fixed_rows: tuple[str, ...] = DECODE_FIXED_ROWS,
+               fixed_rows: tuple[str, ...] | None = None,
                in_kernel_rope: bool = False) -> KindFit:
     """The decode kernel model (formulations.kernels.decode_kernel_time) for every candidate
     multi-block rule, group limit, cache chunk, cache tile and rows of the fixed work; the
     one of least fitted loss wins (judged held out). Where the grouped kernel applies RoPE
     itself (``in_kernel_rope``), the collector's rotary span wider than a head costs the
     preprocessing kernel's launch (``rope_kernel_overhead``, fitted); elsewhere that
-    kernel always runs and its launch is part of ``kernel_overhead``."""
+    kernel always runs and its launch is part of ``kernel_overhead``. The candidate rows of
+    the fixed work are the formulation's (formulations.kernels.DECODE_FIXED_ROWS: the padded
+    tile's or the group's own) unless ``fixed_rows`` names some."""
+    from perfcost.formulations import kernels
+
+    fixed_rows = kernels.DECODE_FIXED_ROWS if fixed_rows is None else fixed_rows
     rope = {} if in_kernel_rope else {"rope_kernel_overhead": 0.0}
     fits = (_least_squares_fit(table, machine, DECODE_BOUNDS, predict_decode,
                                "generation attention",
