@@ -161,8 +161,9 @@ def main_loop_time(mma: sp.Expr, steps: sp.Expr, rates: GemmRates) -> sp.Expr:
     block-scaled fp8 kernels promote the partial sums with the scales on the CUDA cores per
     k-block, DeepSeek-V3 Sec. 3.3.2), a fixed cost per step that a narrow tile (few rows or
     columns: little MMA work per k-block) cannot hide behind its tensor cores. The database
-    fit states it for NVFP4 (solver.studies.database_fit.KBLOCK_PRECISIONS, where the
-    held-out errors say which formats show it)."""
+    fit states it for NVFP4 and, on the SM 100 family, for block-scaled fp8 (DeepGEMM's
+    block-scaled MMA: solver.studies.database_fit.has_kblock_step, where the held-out
+    errors say which formats show it)."""
     if rates.kblock_time == 0:
         return mma
     return sp.Max(mma, steps * rates.kblock_time)

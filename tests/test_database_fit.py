@@ -229,9 +229,9 @@ def test_database_clock_context_follows_its_collector() -> None:
     repeats = fitting.collector_repeats(table, np.arange(3), _machine())
     # 512 MiB of weights: one copy; 32 MiB: two in a 50 MiB L2; 128 KiB: the five at most.
     assert list(repeats) == [9.0, 18.0, 45.0]
-    params = {"tiles": ((128, 128),), "stream_k": False, "matmul_efficiency": 0.7,
-              "boost": 1.2, "power_window": 0.05, "memory_efficiency": 0.8,
-              "kernel_overhead": 2e-6, "wave_overhead": 0.5e-6}
+    params = {"tiles": ((128, 128),), "stream_k": False, "amax_pass": False,
+              "matmul_efficiency": 0.7, "boost": 1.2, "power_window": 0.05,
+              "memory_efficiency": 0.8, "kernel_overhead": 2e-6, "wave_overhead": 0.5e-6}
     database = fitting.predict_gemm(table, np.arange(3), _machine(), params)
     steady = fitting.predict_gemm(table, np.arange(3), _machine(), params,
                                   fitting.STEADY_CONTEXT)
@@ -304,9 +304,10 @@ def test_main_loop_step_bounds_narrow_tiles_only() -> None:
 def test_written_entry_states_the_main_loop_step() -> None:
     """A fitted ``kblock_time`` is written as the precision's ``gemm_kblock_time`` and read
     back; the entry's ``matmul`` is the model's with it."""
-    params = {"tiles": ((128, 128),), "stream_k": False, "matmul_efficiency": 0.6,
-              "boost": 1.2, "power_window": 0.05, "memory_efficiency": 0.8,
-              "kernel_overhead": 2e-6, "wave_overhead": 0.5e-6, "kblock_time": 0.3e-6}
+    params = {"tiles": ((128, 128),), "stream_k": False, "amax_pass": True,
+              "matmul_efficiency": 0.6, "boost": 1.2, "power_window": 0.05,
+              "memory_efficiency": 0.8, "kernel_overhead": 2e-6, "wave_overhead": 0.5e-6,
+              "kblock_time": 0.3e-6}
     db = _database()
     fit = fitting.DatabaseFit(db, _machine(), [fitting.KindFit(
         "gemm", "fp8_block", params, "h200_sxm/gemm/extract", 1)], [])
@@ -318,13 +319,53 @@ def test_written_entry_states_the_main_loop_step() -> None:
     assert 0 < block.matmul < 0.6 * 1.2
 
 
+def test_blackwell_block_scaled_fp8_runs_deepgemm_rules() -> None:
+    """Block-scaled fp8 on the SM 100 family (DeepGEMM) casts without an amax pass and has
+    a shortest main-loop step; on Hopper it keeps the amax pass and no step. The other
+    precisions do not depend on the GPU."""
+    assert fitting.takes_amax_pass("fp8_block", 90)
+    assert not fitting.has_kblock_step("fp8_block", 90)
+    assert not fitting.takes_amax_pass("fp8_block", 100)
+    assert fitting.has_kblock_step("fp8_block", 100)
+    for sm in (None, 80, 90, 100):
+        assert fitting.takes_amax_pass("fp8", sm) and not fitting.takes_amax_pass("bf16", sm)
+        assert fitting.has_kblock_step("fp4", sm) and not fitting.has_kblock_step("fp8", sm)
+        assert "fp8_block" in fitting.NO_SPLIT_K
+
+
+def test_written_entry_states_the_fitted_amax_pass() -> None:
+    """The entry's ``amax_pass`` is the fit's, not the precision's alone: a Blackwell
+    block-scaled fit writes none, and its cast-only time is then the shorter."""
+    base = {"tiles": ((128, 128),), "stream_k": False, "matmul_efficiency": 0.6,
+            "boost": 1.2, "power_window": 0.05, "memory_efficiency": 0.8,
+            "kernel_overhead": 2e-6, "wave_overhead": 0.5e-6}
+    db = _database()
+    original = catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8")
+    written = {}
+    for amax in (True, False):
+        fit = fitting.DatabaseFit(db, _machine(), [fitting.KindFit(
+            "gemm", "fp8_block", {**base, "amax_pass": amax}, "h200_sxm/gemm/extract", 1)], [])
+        text = database_toml.hardware_text(original, fit, "2026-12-06")
+        entry = HardwareSection.model_validate(tomllib.loads(text))
+        written[amax] = entry.efficiency.precision["fp8_block"]
+        assert written[amax].amax_pass is amax
+    assert written[False].matmul > written[True].matmul
+    # The model itself: one pass fewer over the activations is faster on every shape.
+    table = kdb.Table("gemm", "fp8_block", {"m": np.array([16, 4096]),
+                                            "n": np.array([4096, 4096]),
+                                            "k": np.array([4096, 4096])}, np.ones(2), "")
+    with_pass = fitting.predict_gemm(table, np.arange(2), _machine(), {**base, "amax_pass": True})
+    without = fitting.predict_gemm(table, np.arange(2), _machine(), {**base, "amax_pass": False})
+    assert np.all(without < with_pass)
+
+
 def test_written_entry_states_the_overlap_and_the_quantisation_rate() -> None:
     """A fitted ``overlap`` and ``quantise_efficiency`` are written as the precision's
     ``gemm_overlap`` and ``gemm_quantise_memory`` and read back; the entry's ``matmul`` is
     the model's with them: a slower cast lowers it, a fuller overlap raises it."""
-    base = {"tiles": ((128, 128),), "stream_k": False, "matmul_efficiency": 0.6,
-            "boost": 1.2, "power_window": 0.05, "memory_efficiency": 0.8,
-            "kernel_overhead": 2e-6, "wave_overhead": 0.5e-6}
+    base = {"tiles": ((128, 128),), "stream_k": False, "amax_pass": True,
+            "matmul_efficiency": 0.6, "boost": 1.2, "power_window": 0.05,
+            "memory_efficiency": 0.8, "kernel_overhead": 2e-6, "wave_overhead": 0.5e-6}
     db = _database()
     original = catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8")
 

@@ -97,7 +97,8 @@ class PrecisionEfficiency(Strict):
     stream_k: bool = False
     boost: Boost = 1.0
     power_window: Duration = 0.0
-    # Per-tensor scaling: a pass over the activations takes their absolute maximum first.
+    # A pass over the activations takes their absolute maxima before the cast (per-tensor
+    # fp8; block-scaled fp8 on Hopper, not on the SM 100 family's DeepGEMM path).
     amax_pass: bool = False
     # The shortest main-loop step (one k-block) of a block-scaled GEMM kernel, whose scale
     # factors cost a fixed time per k-block (formulations.kernels.main_loop_time). Absent:

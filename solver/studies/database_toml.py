@@ -13,7 +13,6 @@ import json
 from typing import Any
 
 from perfcost.solver.studies.database_fit import (
-    AMAX_PASS,
     ROW_GRANULE,
     SPLIT_K_GRANULE,
     DatabaseFit,
@@ -118,7 +117,7 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             "wave_overhead": _us(p["wave_overhead"]),
             "gemm_row_granule": ROW_GRANULE, "split_k_granule": SPLIT_K_GRANULE,
             "quantised_activations": gemm.precision != "bf16",
-            "amax_pass": gemm.precision in AMAX_PASS,
+            "amax_pass": bool(p["amax_pass"]),
         }
         if "overlap" in p:
             # The norm of the tensor cores' time and the HBM traffic's.
