@@ -137,19 +137,22 @@ KBLOCK_BOUNDS = (0.0, 2e-6)
 DEEPGEMM_FP8_BLOCK_SMS = frozenset({100, 103})
 
 
+def runs_deepgemm(precision: str, sm_version: int | None) -> bool:
+    """Whether ``precision``'s GEMMs on a GPU of compute capability ``sm_version`` run
+    DeepGEMM's block-scaled fp8 path (:data:`DEEPGEMM_FP8_BLOCK_SMS`)."""
+    return precision == "fp8_block" and sm_version in DEEPGEMM_FP8_BLOCK_SMS
+
+
 def takes_amax_pass(precision: str, sm_version: int | None) -> bool:
     """Whether the activations' cast of ``precision``'s GEMMs on a GPU of compute
     capability ``sm_version`` follows a pass that takes their absolute maxima."""
-    if precision == "fp8_block" and sm_version in DEEPGEMM_FP8_BLOCK_SMS:
-        return False
-    return precision in AMAX_PASS
+    return precision in AMAX_PASS and not runs_deepgemm(precision, sm_version)
 
 
 def has_kblock_step(precision: str, sm_version: int | None) -> bool:
     """Whether ``precision``'s GEMM kernels on a GPU of compute capability ``sm_version``
     have a shortest main-loop step (block-scaled tensor-core MMAs)."""
-    return precision in KBLOCK_PRECISIONS or (precision == "fp8_block"
-                                              and sm_version in DEEPGEMM_FP8_BLOCK_SMS)
+    return precision in KBLOCK_PRECISIONS or runs_deepgemm(precision, sm_version)
 
 
 def split_counts(precision: str) -> tuple[int, ...]:

@@ -14,30 +14,13 @@ that is a smooth function of the shape follows it. ``perfcost calibrate --databa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .database_fit import FIT_MIN_FLOPS, gemm_flops, split
+from .database_fit import FIT_MIN_FLOPS, Judged, gemm_flops, split
 from .kernel_database import Database, Table
 
 #: The shape columns a GEMM table is interpolated over.
 SHAPE_COLUMNS = ("m", "n", "k")
-
-
-@dataclass(frozen=True)
-class Floor:
-    """The interpolation's held-out errors on one GEMM table's GEMMs of at least
-    :data:`~perfcost.solver.studies.database_fit.FIT_MIN_FLOPS`."""
-
-    precision: str
-    errors: np.ndarray  # predicted / measured - 1
-
-    def row(self) -> dict[str, object]:
-        e = np.abs(self.errors)
-        return {"kind": "gemm", "precision": self.precision, "subset": ">= 1 GFLOP",
-                "rows": int(e.size), "median_pct": float(np.median(e) * 100),
-                "p90_pct": float(np.quantile(e, 0.9) * 100)}
 
 
 def interpolated_seconds(table: Table, fitted: np.ndarray, judged: np.ndarray) -> np.ndarray:
@@ -54,14 +37,15 @@ def interpolated_seconds(table: Table, fitted: np.ndarray, judged: np.ndarray) -
     return np.exp(inside)
 
 
-def gemm_floor(table: Table) -> Floor:
-    """The interpolation floor of one GEMM table, on the fit's own held-out rows."""
+def gemm_floor(table: Table) -> Judged:
+    """The interpolation floor of one GEMM table, on the fit's own held-out GEMMs of at least
+    :data:`~perfcost.solver.studies.database_fit.FIT_MIN_FLOPS` (judged as the model's are)."""
     fitted, judged = split(len(table))
     big = judged[gemm_flops(table)[judged] >= FIT_MIN_FLOPS]
     predicted = interpolated_seconds(table, fitted, big)
-    return Floor(table.precision, predicted / table.seconds[big] - 1)
+    return Judged("gemm", table.precision, ">= 1 GFLOP", predicted / table.seconds[big] - 1)
 
 
-def database_floors(database: Database) -> list[Floor]:
+def database_floors(database: Database) -> list[Judged]:
     """The interpolation floor of every GEMM table of ``database``."""
     return [gemm_floor(t) for t in database.of("gemm")]
