@@ -115,6 +115,7 @@ class MlaDecodeRates:
     kernel_overhead: sp.Expr
     matmul_peak: sp.Expr
     tile_reread: sp.Expr
+    step_time: sp.Expr
     tiling: str
 
 
@@ -333,6 +334,8 @@ MLA_DECODE_PARAMETERS: tuple[tuple[str, str, str, str], ...] = (
      "tensor-core peak of the KV cache's format, the MLA decode kernel's dot products"),
     ("tile_reread", "mla_decode_tile_reread", "1",
      "share of the latent cache a span's later query tiles read from HBM again"),
+    ("step_time", "mla_decode_step_time", "s",
+     "least time of one page step of an MLA decode CTA alone on its multiprocessor"),
 )
 
 
@@ -692,8 +695,8 @@ def _measured_mla_decode_time(ms: ModelSymbols, latent: mla.LatentDims, pool: Po
                               rates: MlaDecodeRates, sequences: sp.Expr, context: sp.Expr,
                               queries: sp.Expr) -> sp.Expr:
     """One layer's MLA decode attention by the hardware entry's measured kernel
-    (kernels.mla_decode_time: FlashMLA as TensorRT-LLM runs it, fitted on the kernel
-    database): the rank's query heads, ``queries`` rows each in a verification step (FlashMLA
+    (kernels.mla_decode_time: the kernel TensorRT-LLM runs on the entry's GPU, fitted on the
+    kernel database): the rank's query heads, ``queries`` rows each in a verification step (FlashMLA
     counts draft tokens times heads as query rows), on the latent cache of ``context`` tokens
     (``kv_len`` cached and the new one)."""
     d = ms.dims(pool.t)
@@ -704,7 +707,7 @@ def _measured_mla_decode_time(ms: ModelSymbols, latent: mla.LatentDims, pool: Po
         matmul_flops=rates.matmul_peak, matmul_efficiency=rates.matmul,
         multiprocessors=pool.sms, split_overhead=rates.split_overhead,
         kernel_overhead=rates.kernel_overhead, tiling=rates.tiling,
-        tile_reread=rates.tile_reread)
+        tile_reread=rates.tile_reread, step_time=rates.step_time)
 
 
 def prefill_attention_time(ms: ModelSymbols, pool: Pool, tokens: sp.Expr,

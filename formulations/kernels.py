@@ -28,7 +28,8 @@
   with PagedAttention", Kwon et al. SOSP 2023, Sec. 2.3), or its dot products on the CUDA
   cores where a large query group per KV head makes them the bound, plus fixed costs;
 * multi-head latent attention's decode (DeepSeek-V3's absorbed MLA on the latent cache) as
-  FlashMLA runs it (:func:`mla_decode_time`);
+  FlashMLA, TensorRT-LLM's trtllm-gen kernels or fmha_v2's tiled kernel run it
+  (:func:`mla_decode_time`);
 * an MoE layer on one rank: grouped GEMMs over the touched experts (rows padded to a tile)
   and the token permutation around them (:func:`moe_layer_time`);
 * a collective on one scale-up level: the pipelined alpha-beta form of one algorithm of
@@ -123,6 +124,9 @@ class GemmRates:
     #: The norm by which a kernel's tensor-core time and its HBM traffic combine
     #: (:func:`streamed_time`): 1 their sum, None the larger of the two.
     overlap: sp.Expr | None = None
+    #: The time a main-loop step of the last block of rows takes per row past the matrix's
+    #: last row (:func:`gemm_config_time`); 0: none.
+    padded_row_time: sp.Expr = sp.S.Zero
 
 
 def clocked_time(sustained: sp.Expr, boost: sp.Expr, window: sp.Expr,
@@ -199,7 +203,12 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     The roofline of the tensor cores over the launched waves of tiles (NVIDIA's "Matrix
     Multiplication Background" guide: tile and wave quantisation), at the clock
     :func:`clocked_time` gives, and of HBM (operands once, the output, split-K partials);
-    plus a cost per wave (a tile's prologue and epilogue) and per kernel."""
+    plus a cost per wave (a tile's prologue and epilogue) and per kernel, and with
+    ``rates.padded_row_time`` a cost per main-loop step for each row the last block of rows
+    holds past the matrix's end (DeepGEMM's Hopper kernels: its maintainers on the TMA
+    loads' bounds checks, deepseek-ai/DeepGEMM issue 35, "TMA load is faster for m=132 than
+    for m=68 due to boundary check"; the tables' times fall within each 128-row band as
+    its padding shrinks, H100 n = 16384, k = 10240: 133 us at 129 rows, 94 us at 256)."""
     tile_m, tile_n = sp.Integer(tile[0]), sp.Integer(tile[1])
     rows = sp.Min(tile_m, rates.row_granule * sp.ceiling(m / rates.row_granule))
     cols = sp.Min(tile_n, rates.row_granule * sp.ceiling(n / rates.row_granule))
@@ -207,10 +216,16 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     waves = sp.ceiling(tiles / rates.multiprocessors)
     depth = sp.ceiling(k / splits)
     slots = waves * rates.multiprocessors
-    steps = waves * sp.ceiling(depth * operand_bytes / K_BLOCK_BYTES)
+    tile_steps = sp.ceiling(depth * operand_bytes / K_BLOCK_BYTES)
+    steps = waves * tile_steps
+    # The last block of rows runs its tiles side by side in one wave: each of their steps
+    # pays for the padded rows once, beside the MMAs. (As a longer shortest step instead,
+    # hidden behind the MMAs where those are the longer, the H100 table fitted worse: loss
+    # 0.154 against 0.135.)
+    padding = (rows * sp.ceiling(m / rows) - m) * tile_steps * rates.padded_row_time
     mma = context_clocked_time(main_loop_time(slots * FLOPS_PER_MAC * rows * cols * depth
                                               / (rates.peak_flops * rates.matmul_efficiency),
-                                              steps, rates), rates)
+                                              steps, rates) + padding, rates)
     traffic = (m + n) * k * operand_bytes + m * n * output_bytes
     kernels = 1
     if splits > 1:
@@ -253,17 +268,42 @@ def stream_k_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
             + rates.kernel_overhead)
 
 
+#: DeepGEMM's Hopper heuristic for the rows of a tile (TensorRT-LLM's copy,
+#: cpp/include/tensorrt_llm/deep_gemm/jit_utils.cuh ``get_best_gemm_config``: 64 rows for at
+#: most 64, else 128), its columns chosen to fill the waves.
+DEEPGEMM_NARROW_ROWS = 64
+DEEPGEMM_WIDE_ROWS = 128
+
+
+def deepgemm_runs_tile(m: sp.Expr, tile_rows: int) -> sp.Expr:
+    """Whether DeepGEMM's Hopper heuristic gives a GEMM of ``m`` rows tiles of
+    ``tile_rows`` rows (:data:`DEEPGEMM_NARROW_ROWS`, :data:`DEEPGEMM_WIDE_ROWS`)."""
+    if tile_rows == DEEPGEMM_NARROW_ROWS:
+        return m <= DEEPGEMM_NARROW_ROWS
+    if tile_rows == DEEPGEMM_WIDE_ROWS:
+        return m > DEEPGEMM_NARROW_ROWS
+    raise ValueError(f"DeepGEMM's Hopper tiles have {DEEPGEMM_NARROW_ROWS} or "
+                     f"{DEEPGEMM_WIDE_ROWS} rows, not {tile_rows}")
+
+
 def chosen_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                      output_bytes: sp.Expr, rates: GemmRates,
                      tiles: tuple[tuple[int, int], ...], splits: tuple[int, ...],
-                     stream_k: bool = True) -> sp.Expr:
+                     stream_k: bool = True, deepgemm_rows: bool = False) -> sp.Expr:
     """A GEMM as a tuned library runs it: the fastest of its kernel configurations (every
     tile of ``tiles`` with every split-K count of ``splits``, and with ``stream_k`` every
     tile's stream-K kernel), as cuBLAS's heuristics and
     TensorRT-LLM's profiler pick one per shape (a heuristic that picks a slower one shows
-    as a residual: docs/calibration.md)."""
-    configs = [gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, tile, s)
-               for tile in tiles for s in splits]
+    as a residual: docs/calibration.md). With ``deepgemm_rows`` a tile runs only the shapes
+    whose rows DeepGEMM's Hopper heuristic gives it (:func:`deepgemm_runs_tile`): its
+    columns are still the fastest, as the heuristic's fewest and fullest waves."""
+    configs = []
+    for tile in tiles:
+        for s in splits:
+            time = gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, tile, s)
+            if deepgemm_rows:
+                time = sp.Piecewise((time, deepgemm_runs_tile(m, tile[0])), (sp.oo, True))
+            configs.append(time)
     if stream_k:
         configs += [stream_k_time(m, n, k, operand_bytes, output_bytes, rates, tile)
                     for tile in tiles]
@@ -281,7 +321,7 @@ def quantised_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Ex
                         activation_bytes: sp.Expr, rates: GemmRates,
                         tiles: tuple[tuple[int, int], ...], splits: tuple[int, ...],
                         quantised: bool, amax_pass: bool = False,
-                        stream_k: bool = True) -> sp.Expr:
+                        stream_k: bool = True, deepgemm_rows: bool = False) -> sp.Expr:
     """:func:`chosen_gemm_time` writing ``activation_bytes`` outputs, after the kernel that
     quantises the ``m x k`` activations to the operand format when ``quantised`` (as in
     :func:`low_precision_gemm_time`). With ``amax_pass`` the scale is the tensor's own
@@ -297,7 +337,7 @@ def quantised_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Ex
     held GEMMs of few columns, whose time is the cast, 20-27 % too fast (H200 fp8, n <= 128)
     and weight-streaming GEMMs of few rows 5-11 % too slow."""
     time = chosen_gemm_time(m, n, k, operand_bytes, activation_bytes, rates, tiles, splits,
-                            stream_k)
+                            stream_k, deepgemm_rows)
     if quantised:
         op = quantise_op(m, k, activation_bytes, operand_bytes)
         nbytes = op.bytes + (m * k * activation_bytes if amax_pass else 0)
@@ -660,9 +700,15 @@ def decode_kernel_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_heads
 MLA_QUERY_TILE_ROWS = 64
 MLA_KV_BLOCK_TOKENS = 64
 #: The MLA decode kernels' query tilings (:func:`mla_decode_time`'s ``tiling``): FlashMLA's
-#: 64-row tiles (Hopper), or the tile TensorRT-LLM's trtllm-gen kernels pick per call
-#: (Blackwell, :func:`trtllm_gen_mla_query_tile`).
-MLA_TILINGS = ("flashmla", "trtllm-gen")
+#: 64-row tiles (Hopper), the tile TensorRT-LLM's trtllm-gen kernels pick per call
+#: (Blackwell, :func:`trtllm_gen_mla_query_tile`), or fmha_v2's tiled flash-attention kernel
+#: with the query heads as its rows (Ampere and Ada).
+MLA_TILINGS = ("flashmla", "trtllm-gen", "fmha-v2")
+#: Value columns of one fmha_v2 CTA: a value row wider than this is cut into slices, one CTA
+#: each, every slice's CTA computing the scores again (cpp/kernels/fmha_v2, the kernel
+#: traits' output tile of at most 256 columns, and the launch grid's ``(dv + 255) / 256``
+#: CTAs per query tile in fused_multihead_attention_v2.cpp).
+FMHA_V2_VALUE_SLICE = 256
 #: TensorRT-LLM's choice of trtllm-gen MLA generation kernel (cpp/tensorrt_llm/kernels/
 #: trtllmGenKernels/fmha/fmhaKernels.h, selectMlaGenerationKernel and
 #: useSwapsMmaAbMlaGenKernel): the low-latency kernel (operands swapped, query tiles of 8
@@ -701,7 +747,8 @@ def mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_lora: sp
                     matmul_flops: sp.Expr, matmul_efficiency: sp.Expr,
                     multiprocessors: sp.Expr, split_overhead: sp.Expr,
                     kernel_overhead: sp.Expr, tiling: str = "flashmla",
-                    tile_reread: sp.Expr = sp.S.Zero) -> sp.Expr:
+                    tile_reread: sp.Expr = sp.S.Zero,
+                    step_time: sp.Expr = sp.S.Zero) -> sp.Expr:
     """One decode step's multi-head latent attention (DeepSeek-V2/V3 MLA in its absorbed
     form) on one rank's ``heads`` query heads, as FlashMLA runs it (deepseek-ai/FlashMLA; the
     copy TensorRT-LLM runs on Hopper, cpp/tensorrt_llm/kernels/flashMLA):
@@ -724,6 +771,19 @@ def mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_lora: sp
       whose query tile it picks per call (:func:`trtllm_gen_mla_query_tile`: 8 or 16 rows
       for up to 32 heads or a wave of short pieces, 64 otherwise); the rest of the model as
       above, with that tile;
+    * ``tiling`` "fmha-v2": on Ampere and Ada, which have neither kernel, TensorRT-LLM runs
+      fmha_v2's tiled flash-attention kernel with the query heads as its query rows
+      (cpp/tensorrt_llm/common/attentionOp.cpp, mlaGeneration's last branch;
+      fmhaRunner.cpp: tiled kernels for the 576 / 512 heads; setup.py: 64 query rows and 64
+      cached tokens per step). It does not cut a cache into spans: each CTA (a query tile and
+      one :data:`FMHA_V2_VALUE_SLICE`-column slice of the values) walks its sequence's whole
+      cache, the slices computing the scores again; the CTAs on the busiest multiprocessor
+      share its tensor cores, and one CTA alone takes at least ``step_time`` per page (its
+      loop's loads, MMAs and online softmax run one after another: a single sequence's step
+      takes the same time for 1 to 64 heads); the CTAs after a sequence's first read its
+      pages from L2 but for ``tile_reread`` of them; each CTA pays ``split_overhead`` once.
+      The preprocessing (mla_rope_generation) rotates the query rows' rotary part in place;
+      the attention reads the query rows and writes the output rows;
     * a page step of a block takes the longer of streaming the page at its share of the HBM
       bandwidth (the blocks with work share it) and its MMAs at one multiprocessor's share of
       the tensor-core rate (FlashMLA overlaps the next page's loads with this page's MMAs);
@@ -734,6 +794,12 @@ def mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_lora: sp
       scheduler metadata, attention, combine)."""
     if tiling not in MLA_TILINGS:
         raise ValueError(f"tiling must be one of {MLA_TILINGS}, not {tiling!r}")
+    if tiling == "fmha-v2":
+        return _fmha_v2_mla_decode_time(batch, kv_len, heads, kv_lora, rope, kv_bytes,
+                                        activation_bytes, hbm_bandwidth, memory_efficiency,
+                                        matmul_flops, matmul_efficiency, multiprocessors,
+                                        split_overhead, kernel_overhead, tile_reread,
+                                        step_time)
     tile = (sp.Integer(MLA_QUERY_TILE_ROWS) if tiling == "flashmla"
             else trtllm_gen_mla_query_tile(batch, kv_len, heads, multiprocessors))
     page = sp.Integer(MLA_KV_BLOCK_TOKENS)
@@ -757,6 +823,38 @@ def mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr, kv_lora: sp
     rows = batch * heads * (row * (activation_bytes + 2 * kv_bytes) + kv_lora * activation_bytes)
     return (kernel_overhead + rows / (hbm_bandwidth * memory_efficiency)
             + steps * sp.Max(stream, mma, evaluate=False) + pieces * split_overhead)
+
+
+def _fmha_v2_mla_decode_time(batch: sp.Expr, kv_len: sp.Expr, heads: sp.Expr,
+                             kv_lora: sp.Expr, rope: sp.Expr, kv_bytes: sp.Expr,
+                             activation_bytes: sp.Expr, hbm_bandwidth: sp.Expr,
+                             memory_efficiency: sp.Expr, matmul_flops: sp.Expr,
+                             matmul_efficiency: sp.Expr, multiprocessors: sp.Expr,
+                             cta_overhead: sp.Expr, kernel_overhead: sp.Expr,
+                             tile_reread: sp.Expr, step_time: sp.Expr) -> sp.Expr:
+    """:func:`mla_decode_time`'s "fmha-v2" kernel: one CTA per query tile and value slice
+    of a sequence, walking the whole cache one page at a time."""
+    tile = sp.Integer(MLA_QUERY_TILE_ROWS)
+    page = sp.Integer(MLA_KV_BLOCK_TOKENS)
+    slices = sp.ceiling(kv_lora / FMHA_V2_VALUE_SLICE)
+    per_sequence = sp.ceiling(heads / tile) * slices
+    resident = sp.ceiling(batch * per_sequence / multiprocessors)
+    pages = sp.ceiling((kv_len + 1) / page)
+    row = kv_lora + rope
+    # The busiest multiprocessor's CTAs share its tensor cores: each page step, every one
+    # of them computes the scores (the whole row) and its slice of the values.
+    mma = (resident * FLOPS_PER_MAC * tile * page * (row + kv_lora / slices) * multiprocessors
+           / (matmul_flops * matmul_efficiency))
+    # A sequence's first CTA reads a page from HBM, the others from L2 but for
+    # ``tile_reread`` of them.
+    reads = batch * (1 + tile_reread * (per_sequence - 1))
+    stream = page * row * kv_bytes * reads / (hbm_bandwidth * memory_efficiency)
+    # The preprocessing reads and writes the query rows' rotary part; the attention reads
+    # the query rows and writes the output rows.
+    rows = batch * heads * (row + kv_lora + READ_AND_WRITE * rope) * activation_bytes
+    return (kernel_overhead + rows / (hbm_bandwidth * memory_efficiency)
+            + pages * sp.Max(mma, stream, step_time, evaluate=False)
+            + resident * cta_overhead)
 
 
 def moe_layer_time(tokens: sp.Expr, hidden: sp.Expr, inter: sp.Expr, topk: sp.Expr,

@@ -299,6 +299,8 @@ class MlaDecodeKernelSpec:
     #: kernel's query tiling (formulations.kernels.MLA_TILINGS).
     tile_reread: float = 0.0
     tiling: str = "flashmla"
+    #: The least time of one page step of a CTA (fmha_v2's kernel; 0: none), seconds.
+    step_time: float = 0.0
 
 
 @dataclass(frozen=True)

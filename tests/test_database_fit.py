@@ -319,18 +319,55 @@ def test_written_entry_states_the_main_loop_step() -> None:
     assert 0 < block.matmul < 0.6 * 1.2
 
 
-def test_blackwell_block_scaled_fp8_runs_deepgemm_rules() -> None:
-    """Block-scaled fp8 on the SM 100 family (DeepGEMM) casts without an amax pass and has
-    a shortest main-loop step; on Hopper it keeps the amax pass and no step. The other
+def test_block_scaled_fp8_runs_deepgemm_rules() -> None:
+    """Block-scaled fp8 on Hopper and the SM 100 family (DeepGEMM) casts without an amax
+    pass and has a shortest main-loop step; only Hopper's picks its tiles' rows by the
+    heuristic. Elsewhere (no DeepGEMM) it keeps the amax pass and no step. The other
     precisions do not depend on the GPU."""
-    assert fitting.takes_amax_pass("fp8_block", 90)
-    assert not fitting.has_kblock_step("fp8_block", 90)
-    assert not fitting.takes_amax_pass("fp8_block", 100)
-    assert fitting.has_kblock_step("fp8_block", 100)
+    for sm in (90, 100, 103):
+        assert not fitting.takes_amax_pass("fp8_block", sm)
+        assert fitting.has_kblock_step("fp8_block", sm)
+        assert fitting.picks_deepgemm_rows("fp8_block", sm) is (sm == 90)
+    assert fitting.takes_amax_pass("fp8_block", 80)
+    assert not fitting.has_kblock_step("fp8_block", None)
     for sm in (None, 80, 90, 100):
         assert fitting.takes_amax_pass("fp8", sm) and not fitting.takes_amax_pass("bf16", sm)
         assert fitting.has_kblock_step("fp4", sm) and not fitting.has_kblock_step("fp8", sm)
+        assert not fitting.picks_deepgemm_rows("fp8", sm)
         assert "fp8_block" in fitting.NO_SPLIT_K
+
+
+@pytest.mark.parametrize(("m", "rows"), [(1, 64), (64, 64), (65, 128), (129, 128)])
+def test_deepgemm_hopper_tiles_follow_its_rows(m: int, rows: int) -> None:
+    """DeepGEMM's Hopper heuristic gives a GEMM of up to 64 rows 64-row tiles and a larger
+    one 128-row tiles: the chosen time is that tile's configuration alone, even where the
+    other would be faster."""
+    rates = kernels.GemmRates(sp.Float(1979e12), sp.Float(0.5), sp.S.One, sp.Float(1.0),
+                              sp.Float(3.35e12), sp.Float(0.9), sp.Integer(132),
+                              sp.Float(2e-6), sp.Float(1e-6), sp.Integer(8), sp.Integer(256))
+    args = (sp.Integer(m), sp.Integer(4096), sp.Integer(8192), 1, 2, rates)
+    chosen = kernels.chosen_gemm_time(*args, ((64, 128), (128, 128)), (1,), False, True)
+    alone = kernels.chosen_gemm_time(*args, ((rows, 128),), (1,), False)
+    assert float(chosen) == pytest.approx(float(alone), rel=1e-12)
+    with pytest.raises(ValueError, match="64 or 128 rows"):
+        kernels.deepgemm_runs_tile(sp.Integer(m), 256)
+
+
+@pytest.mark.parametrize("m", [129, 160, 255])
+def test_padded_rows_of_the_last_block_cost_each_step(m: int) -> None:
+    """With tensor cores too fast to matter and no HBM time (one GEMM of 128-row tiles,
+    k = 8192 in 64 steps of 128 fp8 bytes), the padded rows of the last block of rows add
+    their count times the steps times ``padded_row_time``, once (their tiles share one
+    wave): hand arithmetic against the same GEMM with no padding cost."""
+    def time(padded_row_time: float) -> float:
+        rates = kernels.GemmRates(sp.Float(1e30), sp.S.One, sp.S.One, sp.Float(1.0),
+                                  sp.Float(1e30), sp.S.One, sp.Integer(132), sp.S.Zero,
+                                  sp.S.Zero, sp.Integer(8), sp.Integer(256),
+                                  padded_row_time=sp.Float(padded_row_time))
+        return float(kernels.gemm_config_time(sp.Integer(m), sp.Integer(4096),
+                                              sp.Integer(8192), 1, 2, rates, (128, 128), 1))
+
+    assert time(3e-9) - time(0.0) == pytest.approx((256 - m) * 64 * 3e-9, rel=1e-9)
 
 
 def test_written_entry_states_the_fitted_amax_pass() -> None:
@@ -705,7 +742,8 @@ def test_mla_decode_at_a_long_cache_streams_the_latent_cache(
     rows, over the achieved bandwidth: hand arithmetic of FlashMLA's traffic."""
     batch, bw, eta = 132 * sequences_per_block, 4.8e12, 0.9
     seconds = fitting._mla_decode_function("flashmla")(
-        batch, kv_len, heads, 512, 64, kv_bytes, 2.0, bw, eta, 1e30, 1.0, 132, 0.0, 0.0, 0.0)
+        batch, kv_len, heads, 512, 64, kv_bytes, 2.0, bw, eta, 1e30, 1.0, 132, 0.0, 0.0, 0.0,
+        0.0)
     pages = -(-(kv_len + 1) // 64)
     cache = batch * pages * 64 * 576 * kv_bytes
     rows = batch * heads * (576 * (2.0 + 2 * kv_bytes) + 512 * 2.0)
@@ -735,7 +773,7 @@ def test_later_mla_query_tiles_reread_a_share_of_the_cache(reread: float) -> Non
     def step(heads: int, share: float) -> float:
         return float(fitting._mla_decode_function("flashmla")(
             132, 65535, heads, 512, 64, 1.0, 2.0, 4.8e12, 0.9, 1e30, 1.0, 132, 0.0, 0.0,
-            share))
+            share, 0.0))
 
     rows = 132 * (576 * (2.0 + 2.0) + 512 * 2.0) / (4.8e12 * 0.9)
     assert step(128, reread) - 128 * rows == pytest.approx(
@@ -746,9 +784,62 @@ def test_later_mla_query_tiles_reread_a_share_of_the_cache(reread: float) -> Non
 def test_blackwell_runs_trtllm_gen_mla_and_hopper_flashmla() -> None:
     assert fitting.mla_tiling(100) == fitting.mla_tiling(103) == "trtllm-gen"
     assert fitting.mla_tiling(90) == fitting.mla_tiling(None) == "flashmla"
+    assert fitting.mla_tiling(80) == fitting.mla_tiling(89) == "fmha-v2"
     with pytest.raises(ValueError, match="tiling"):
         kernels.mla_decode_time(*sp.symbols("b l h r e k a w m f n s p o", positive=True),
                                 tiling="flash")
+
+
+def _fmha_v2(batch: int, kv_len: int, heads: int, *, bw: float = 1e30, mma: float = 1e30,
+             step: float = 0.0, cta: float = 0.0, reread: float = 0.0) -> float:
+    """fmha_v2's MLA decode on a 108-multiprocessor A100 (bf16 cache, DeepSeek-V3's 512 +
+    64 latent row), no kernel overhead."""
+    return float(fitting._mla_decode_function("fmha-v2")(
+        batch, kv_len, heads, 512, 64, 2.0, 2.0, bw, 1.0, mma, 1.0, 108, cta, 0.0, reread,
+        step))
+
+
+@pytest.mark.parametrize("heads", [1, 16, 64])
+def test_fmha_v2_walks_a_whole_cache_per_cta(heads: int) -> None:
+    """Up to 54 sequences (two value slices each: 108 CTAs, one per multiprocessor), a step
+    that only its floor bounds takes the floor per 64-token page, whatever the sequences or
+    the heads (one padded 64-row tile): no CTA shares a cache with another's blocks."""
+    for batch in (1, 54):
+        assert _fmha_v2(batch, 8191, heads, step=7e-6, cta=1e-6) == pytest.approx(
+            128 * 7e-6 + 1e-6, rel=1e-12)
+
+
+def test_fmha_v2_ctas_share_their_multiprocessor() -> None:
+    """216 sequences of 128 heads are 216 x 2 tiles x 2 value slices = 864 CTAs, 8 on each
+    of 108 multiprocessors; tensor-core bound, a page step is their 8 times (scores over
+    576 columns, values over 256) at one multiprocessor's share of the peak."""
+    peak = 312e12
+    per_page = 8 * 2 * 64 * 64 * (576 + 256) * 108 / peak
+    assert _fmha_v2(216, 4095, 128, mma=peak) == pytest.approx(64 * per_page, rel=1e-12)
+
+
+@pytest.mark.parametrize("reread", [0.0, 0.5, 1.0])
+def test_fmha_v2_later_ctas_of_a_sequence_reread_a_share(reread: float) -> None:
+    """Stream-bound (tensor cores too fast to matter), 128 heads are four CTAs per sequence:
+    the first reads the cache from HBM, the three others ``reread`` of it; the query and
+    output rows (576 + 512 wide, the rotary 64 read and written) once."""
+    bw, batch, kv_len = 2.0e12, 8, 65535
+    rows = batch * 128 * (576 + 512 + 2 * 64) * 2.0 / bw
+    cache = batch * 1024 * 64 * 576 * 2.0 / bw
+    assert _fmha_v2(batch, kv_len, 128, bw=bw, reread=reread) == pytest.approx(
+        rows + cache * (1 + 3 * reread), rel=1e-12)
+
+
+def test_an_fp8_latent_cache_is_not_fitted_on_ampere() -> None:
+    """TensorRT-LLM runs no fp8 MLA generation on SM 80: the A100's "fp8" table ran a bf16
+    cache, and the fit says so instead of fitting it as fp8."""
+    db = _database()
+    tables = tuple(t for t in db.tables if t.kind == "generation mla")
+    fit = fitting.fit_database(kdb.Database(db.gpu, db.framework, db.package_version,
+                                            tables, 80), _machine())
+    assert [f.precision for f in fit.fits] == ["bf16"]
+    assert fit.fits[0].params["tiling"] == "fmha-v2"
+    assert any("fp8" in line and "SM 80" in line for line in fit.skipped)
 
 
 def test_mla_decode_fit_on_the_extract() -> None:

@@ -152,17 +152,18 @@ def test_max_batch_is_the_paged_cache_beside_the_weights(tmp_path: Path) -> None
 
 
 def _decode_layer_with_and_without(case: Any, kernel: str, tp: int, precision: int,
-                                   batch: int, context: float) -> tuple[float, float]:
-    """One layer's decode attention on the case's first pool (bf16 activations, an fp8
-    cache), with the entry's measured ``kernel`` (a field of the pool spec) and without it
-    (the roofline)."""
+                                   batch: int, context: float,
+                                   kv_bytes: int = 1) -> tuple[float, float]:
+    """One layer's decode attention on the case's first pool (bf16 activations, a cache of
+    ``kv_bytes`` per element), with the entry's measured ``kernel`` (a field of the pool
+    spec) and without it (the roofline)."""
     model = ServingModel(case)
     spec = model.pools[model.hardware_names[0]]
     assert getattr(spec, kernel) is not None
     times = []
     for pool_spec in (spec, replace(spec, **{kernel: None})):
         ps = ParameterSet()
-        ms = inf.model_symbols(ps, model.model_spec, activation_bytes=2, kv_bytes=1)
+        ms = inf.model_symbols(ps, model.model_spec, activation_bytes=2, kv_bytes=kv_bytes)
         pool = inf.pool_parameters(ps, "", pool_spec, sp.Integer(tp), sp.Integer(1),
                                    sp.Integer(precision))
         layer = inf.decode_attention_time(ms, pool, sp.Integer(batch), sp.Float(context))
@@ -205,41 +206,45 @@ def test_decode_attention_is_the_entrys_measured_kernels(tmp_path: Path) -> None
     assert roofline < 0.9 * kernel
 
 
-@pytest.mark.parametrize(("hardware", "tiling"), [("h200-sxm", "flashmla"),
-                                                  ("b200", "trtllm-gen")])
+@pytest.mark.parametrize(("hardware", "tiling", "cache"), [
+    ("h200-sxm", "flashmla", "fp8"), ("b200", "trtllm-gen", "fp8"),
+    ("a100-80gb", "fmha-v2", "bf16")])
 def test_mla_decode_attention_is_the_entrys_measured_kernel(tmp_path: Path, hardware: str,
-                                                            tiling: str) -> None:
+                                                            tiling: str, cache: str) -> None:
     """DeepSeek-V3's decode: a layer's MLA attention is the entry's fitted kernel model
     (kernels.mla_decode_time at the entry's mla_decode keys, the latent cache of 512 + 64
-    elements, 16 query heads per rank at tp 8, the fp8 tensor cores of an fp8 cache):
-    FlashMLA's tiles on the H200, trtllm-gen's on the B200; the same pool without the keys
-    falls back to the roofline."""
+    elements, 16 query heads per rank at tp 8, the tensor cores of the cache's format):
+    FlashMLA's tiles on the H200, trtllm-gen's on the B200 (an fp8 cache), fmha_v2's CTAs
+    walking whole caches on the A100 (bf16: TensorRT-LLM runs no fp8 latent cache there);
+    the same pool without the keys falls back to the roofline."""
     from perfcost.formulations import kernels
 
-    text = serving_case_text("deepseek-v3", hardware, kv_precision='"fp8"',
-                             prompt_len=2048, output_len=512,
+    fp8 = cache == "fp8"
+    text = serving_case_text("deepseek-v3", hardware, kv_precision=f'"{cache}"',
+                             precision=f'"{cache}"', prompt_len=2048, output_len=512,
                              prices=f'{{ "{hardware}" = "4 USD/h" }}')
     hw = load(tmp_path, text).hardware
-    table = hw.efficiency.precision["fp8"]
+    table = hw.efficiency.precision[cache]
     context = 2048 + 512 / 2
     per_layer = kernels.mla_decode_time(
-        batch=64, kv_len=context - 1, heads=128 / 8, kv_lora=512, rope=64, kv_bytes=1,
-        activation_bytes=2, hbm_bandwidth=hw.hbm_bandwidth,
-        memory_efficiency=table.mla_decode_memory, matmul_flops=hw.peak_flops["fp8"],
+        batch=64, kv_len=context - 1, heads=128 / 8, kv_lora=512, rope=64,
+        kv_bytes=1 if fp8 else 2, activation_bytes=2, hbm_bandwidth=hw.hbm_bandwidth,
+        memory_efficiency=table.mla_decode_memory, matmul_flops=hw.peak_flops[cache],
         matmul_efficiency=table.mla_decode_matmul, multiprocessors=hw.multiprocessors,
         split_overhead=table.mla_decode_split_overhead,
         kernel_overhead=table.mla_decode_kernel_overhead, tiling=table.mla_decode_tiling,
-        tile_reread=table.mla_decode_tile_reread)
+        tile_reread=table.mla_decode_tile_reread, step_time=table.mla_decode_step_time)
     assert table.mla_decode_tiling == tiling
     kernel, roofline = _decode_layer_with_and_without(
-        load(tmp_path, text), "mla_decode_kernel", tp=8, precision=1, batch=64,
-        context=context)
+        load(tmp_path, text), "mla_decode_kernel", tp=8, precision=int(fp8), batch=64,
+        context=context, kv_bytes=1 if fp8 else 2)
     assert kernel == pytest.approx(float(per_layer), rel=1e-9)
     print(f"\nMLA layer: kernel {kernel * 1e6:.1f} us, roofline {roofline * 1e6:.1f} us")
     # 16 heads fill a quarter of FlashMLA's 64-row query tile, and each block pays its fixed
     # work: the measured kernel is far slower than the roofline (43 against 22 us); on the
-    # B200 they fill trtllm-gen's 16-row tile.
-    assert kernel > (1.5 if tiling == "flashmla" else 1.0) * roofline
+    # B200 they fill trtllm-gen's 16-row tile; on the A100 each sequence's two CTAs walk
+    # its whole cache, 36 steps one after another.
+    assert kernel > (1.0 if tiling == "trtllm-gen" else 1.5) * roofline
 
 
 def test_prefill_is_compute_bound_and_decode_memory_bound(tmp_path: Path) -> None:

@@ -98,12 +98,17 @@ class PrecisionEfficiency(Strict):
     boost: Boost = 1.0
     power_window: Duration = 0.0
     # A pass over the activations takes their absolute maxima before the cast (per-tensor
-    # fp8; block-scaled fp8 on Hopper, not on the SM 100 family's DeepGEMM path).
+    # fp8; not block-scaled fp8 on DeepGEMM's path, Hopper's and the SM 100 family's).
     amax_pass: bool = False
     # The shortest main-loop step (one k-block) of a block-scaled GEMM kernel, whose scale
     # factors cost a fixed time per k-block (formulations.kernels.main_loop_time). Absent:
     # no such bound.
     gemm_kblock_time: Duration | None = None
+    # DeepGEMM's Hopper kernels (formulations.kernels.chosen_gemm_time): a tile's rows as its
+    # heuristic picks them (64 for up to 64 rows, else 128), and the cost per main-loop step
+    # of each row the last block of rows holds past the matrix's end.
+    gemm_deepgemm_rows: bool = False
+    gemm_padded_row_time: Duration | None = None
     # The norm by which a GEMM's tensor-core time and its HBM traffic combine
     # (formulations.kernels.streamed_time: 1 their sum). Absent: the larger of the two.
     gemm_overlap: GemmOverlap | None = None
@@ -175,10 +180,13 @@ class PrecisionEfficiency(Strict):
     mla_decode_split_overhead: Duration | None = None
     mla_decode_kernel_overhead: Duration | None = None
     # The share of the cache a span's second and later query tiles read from HBM again, and
-    # the kernel's query tiling: FlashMLA's 64-row tiles ("flashmla", Hopper) or the tile
-    # TensorRT-LLM's trtllm-gen kernels pick per call ("trtllm-gen", Blackwell).
+    # the kernel's query tiling: FlashMLA's 64-row tiles ("flashmla", Hopper), the tile
+    # TensorRT-LLM's trtllm-gen kernels pick per call ("trtllm-gen", Blackwell) or fmha_v2's
+    # tiled kernel, a CTA per query tile walking a whole cache ("fmha-v2", Ampere and Ada),
+    # with its least time per page step (absent: none).
     mla_decode_tile_reread: Share = 0.0
-    mla_decode_tiling: Literal["flashmla", "trtllm-gen"] = "flashmla"
+    mla_decode_tiling: Literal["flashmla", "trtllm-gen", "fmha-v2"] = "flashmla"
+    mla_decode_step_time: Duration = 0.0
     # The MoE layer (formulations.kernels.moe_layer_time): its grouped GEMMs' fractions of the
     # peak and of the HBM bandwidth, the token permutation's bandwidth, the fixed cost.
     moe_matmul: Fraction | None = None

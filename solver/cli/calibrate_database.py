@@ -223,7 +223,7 @@ def _show(key: str, value: Any) -> str:
     if key == "leave_one_out":
         return " ".join(f"{count}:{error * 100:.1f}%" for count, error in value.items())
     if isinstance(value, float) and ("overhead" in key or key in ("latency", "power_window",
-                                                                  "kblock_time")):
+                                                                  "kblock_time", "step_time")):
         return f"{value * 1e6:.2f} us"
     if isinstance(value, float) and key.endswith("token_time"):
         return f"{value * 1e9:.2f} ns"

@@ -161,7 +161,8 @@ def mla_decode_kernel_spec(hw: HardwareSection, kv_precision: str
         memory=table.mla_decode_memory, matmul=table.mla_decode_matmul,
         split_overhead=table.mla_decode_split_overhead,
         kernel_overhead=table.mla_decode_kernel_overhead, matmul_peak=peak,
-        tile_reread=table.mla_decode_tile_reread, tiling=table.mla_decode_tiling)
+        tile_reread=table.mla_decode_tile_reread, tiling=table.mla_decode_tiling,
+        step_time=table.mla_decode_step_time)
 
 
 def fp8_matmul_efficiency(hw: HardwareSection) -> float:

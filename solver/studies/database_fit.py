@@ -97,8 +97,10 @@ SPLIT_COUNTS: tuple[int, ...] = (1, 2, 4, 8, 16)
 NO_SPLIT_K = frozenset({"fp8_block", "fp4"})
 #: Precisions whose activation cast is preceded by a pass over the activations that takes
 #: their absolute maxima (formulations.kernels.quantised_gemm_time): per-tensor fp8 by
-#: construction (dynamic per-tensor scaling); TensorRT-LLM's block-scaled fp8 on Hopper by
-#: the measurements (held-out median of the H100 table 11.1 % with one pass, 7.4 % with two).
+#: construction (dynamic per-tensor scaling); block-scaled fp8 where it does not run
+#: DeepGEMM (:data:`DEEPGEMM_FP8_BLOCK_SMS`; chosen by the measurements before the
+#: framework's Hopper path was read: held-out median of the H100 table 11.1 % with one pass,
+#: 7.4 % with two).
 AMAX_PASS = frozenset({"fp8", "fp8_block"})
 #: Precisions whose GEMM main loop has a shortest step (formulations.kernels.main_loop_time),
 #: fitted as ``kblock_time``: NVFP4, whose 16-element blocks bring 16 scale factors per
@@ -113,28 +115,50 @@ KBLOCK_PRECISIONS = frozenset({"fp4"})
 #: Range of the fitted ``kblock_time`` (seconds): the NVFP4 fits land at 0.60-0.64 us, the
 #: block-scaled fp8 fits of the SM 100 family at 0.12-0.13 us.
 KBLOCK_BOUNDS = (0.0, 2e-6)
-#: Compute capabilities on which TensorRT-LLM's block-scaled fp8 ``Linear`` runs DeepGEMM
-#: (the SM 100 family; ai-dynamo/aiconfigurator collector/trtllm/collect_gemm.py labels
-#: these rows ``deepgemm``: TensorRT-LLM 1.3's ``trtllm::fp8_swap_ab_gemm``, which calls
-#: ``fp8_utils.per_token_quant_and_transform`` and then ``deep_gemm.fp8_gemm_nt``). Two
-#: things differ from Hopper's kernels there:
+#: Compute capabilities on which TensorRT-LLM's block-scaled fp8 ``Linear`` runs DeepGEMM.
 #:
-#: * the cast is one Triton kernel that takes each 128-element group's maximum in registers
-#:   and writes the fp8 values and the packed UE8M0 scales in the same pass: no amax pass
-#:   before it;
-#: * DeepGEMM's SM 100 kernel (deep_gemm/include/deep_gemm/impls/sm100_fp8_gemm_1d1d.cuh)
-#:   runs the block-scaled tensor-core MMA, loading each 128-deep k-block's scale factors by
-#:   TMA beside its operands and copying them into tensor memory (UTCCP), as NVFP4's
-#:   kernels do: a shortest main-loop step. Its persistent scheduler walks whole output
-#:   tiles over every k-block: no split-K (:data:`NO_SPLIT_K`).
+#: * The SM 100 family: ai-dynamo/aiconfigurator collector/trtllm/collect_gemm.py labels
+#:   these rows ``deepgemm``: TensorRT-LLM 1.3's ``trtllm::fp8_swap_ab_gemm``, which calls
+#:   ``fp8_utils.per_token_quant_and_transform`` (one Triton kernel that takes each
+#:   128-element group's maximum in registers and writes the fp8 values and the packed
+#:   UE8M0 scales in the same pass) and then ``deep_gemm.fp8_gemm_nt``, whose SM 100 kernel
+#:   (deep_gemm/include/deep_gemm/impls/sm100_fp8_gemm_1d1d.cuh) runs the block-scaled
+#:   tensor-core MMA, loading each 128-deep k-block's scale factors by TMA beside its
+#:   operands and copying them into tensor memory (UTCCP), as NVFP4's kernels do.
+#: * Hopper (SM 90): the collector's ``Linear`` calls ``trtllm::fp8_quantize_1x128`` (one
+#:   kernel, cpp/tensorrt_llm/thop/fp8Quantize.cpp ``scale_1x128_kernel``: a warp takes its
+#:   128-element group's maximum by shuffles, then scales and casts it) and
+#:   ``trtllm::fp8_block_scaling_gemm``, which on SM 90 runs TensorRT-LLM's JIT copy of
+#:   DeepGEMM (cutlass_kernels/fp8_blockscale_gemm/fp8_blockscale_gemm_kernel.cuh,
+#:   ``gemm_dispatch``; the tables' step at 1,024 rows, where the heuristic turns on TMA
+#:   multicast, says that path ran): its main loop promotes each 128-deep k-block's partial
+#:   sums with the scales on the CUDA cores (DeepSeek-V3 Sec. 3.3.2). Its tiles follow the
+#:   heuristic's rows (formulations.kernels.deepgemm_runs_tile, :data:`DEEPGEMM_SM90_TILES`)
+#:   and its padded rows cost (``padded_row_time``).
+#:
+#: On both: no amax pass before the cast, a shortest main-loop step (``kblock_time``), and a
+#: persistent scheduler that walks whole output tiles over every k-block: no split-K
+#: (:data:`NO_SPLIT_K`).
 #:
 #: Held out, GEMMs >= 1 GFLOP, median / p90 % (below 1 GFLOP, never fitted, in brackets),
 #: against Hopper's rule, both at 30 generations: B200 7.0 / 16.8 -> 5.2 / 14.3 (9.1 ->
 #: 14.5), GB200 6.4 / 15.6 -> 5.1 / 13.4 (9.5 -> 8.5); at :data:`GEMM_GENERATIONS` 4.7 /
 #: 13.2 (7.9) and 4.6 / 12.7 (8.5). A shortest step alone gave 6.6 / 16.6 on the B200: the
 #: amax pass's extra read had held the cast's fitted rate at its bound (0.98 of the HBM
-#: bandwidth).
-DEEPGEMM_FP8_BLOCK_SMS = frozenset({100, 103})
+#: bandwidth). On Hopper, against its earlier rule (an amax pass, no step, the fastest of
+#: :data:`TILE_CANDIDATES`): H100 7.0 / 24.4 -> 5.7 / 18.3 % (9.9 -> 4.6), H200 6.7 / 24.7
+#: -> 6.0 / 17.5 % (10.8 -> 7.2); each part's share is in docs/calibration.md.
+DEEPGEMM_FP8_BLOCK_SMS = frozenset({90, 100, 103})
+#: The compute capability whose DeepGEMM picks its tiles' rows by its heuristic
+#: (formulations.kernels.deepgemm_runs_tile) and pays for padded rows: Hopper. Its columns
+#: run from 16 to 128 in steps of 8, chosen for the fewest and fullest waves; the fit offers
+#: four of them (64, 96, 112, 128), the set of least fitted loss on the H100 table of those
+#: tried (0.135; with 16 and 32 added 0.136, all fifteen 0.146).
+DEEPGEMM_SM90 = 90
+DEEPGEMM_SM90_TILES: tuple[tuple[int, int], ...] = tuple(
+    (rows, cols) for rows in (64, 128) for cols in (64, 96, 112, 128))
+#: Range of the fitted time per padded row and main-loop step (seconds).
+PADDED_ROW_BOUNDS = (0.0, 20e-9)
 
 
 def runs_deepgemm(precision: str, sm_version: int | None) -> bool:
@@ -153,6 +177,12 @@ def has_kblock_step(precision: str, sm_version: int | None) -> bool:
     """Whether ``precision``'s GEMM kernels on a GPU of compute capability ``sm_version``
     have a shortest main-loop step (block-scaled tensor-core MMAs)."""
     return precision in KBLOCK_PRECISIONS or runs_deepgemm(precision, sm_version)
+
+
+def picks_deepgemm_rows(precision: str, sm_version: int | None) -> bool:
+    """Whether ``precision``'s GEMMs on a GPU of compute capability ``sm_version`` run
+    DeepGEMM's Hopper tiles (:data:`DEEPGEMM_SM90`)."""
+    return runs_deepgemm(precision, sm_version) and sm_version == DEEPGEMM_SM90
 
 
 def split_counts(precision: str) -> tuple[int, ...]:
@@ -269,6 +299,9 @@ MLA_DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     # The share of the cache the second and later query tiles of a span read from HBM
     # again (the rest from L2).
     "tile_reread": (0.0, 1.0),
+    # fmha_v2's least time per page step of a CTA alone on its multiprocessor (the A100
+    # table: 7.3 us per 64 tokens for one sequence of 1 to 64 heads).
+    "step_time": (0.0, 20e-6),
 }
 #: The latent cache row of the measured MLA tables: DeepSeek-V3's kv_lora_rank and
 #: qk_rope_head_dim (its config.json; the database collector's scenario, ai-dynamo/
@@ -388,7 +421,8 @@ def _log_objective(err: np.ndarray) -> float:
 def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int], ...],
                    splits: tuple[int, ...], stream_k: bool,
                    kblock: bool = False, overlap: bool = False,
-                   quantise_rate: bool = False) -> Callable[..., Any]:
+                   quantise_rate: bool = False,
+                   deepgemm_rows: bool = False) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
@@ -401,14 +435,16 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
     step = sp.Symbol("kblock_time", positive=True)
     eta_quant = sp.Symbol("eta_quant", positive=True)
     ov = sp.Symbol("overlap", positive=True)
+    padded = sp.Symbol("padded_row_time", positive=True)
     rates = kernels.GemmRates(peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh,
                               sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE),
                               before, repeats, step if kblock else sp.S.Zero,
-                              eta_quant if quantise_rate else None, ov if overlap else None)
+                              eta_quant if quantise_rate else None, ov if overlap else None,
+                              padded if deepgemm_rows else sp.S.Zero)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
-                                       amax_pass, stream_k)
+                                       amax_pass, stream_k, deepgemm_rows)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
-                        w_oh, before, repeats, step, eta_quant, ov), expr, "numpy")
+                        w_oh, before, repeats, step, eta_quant, ov, padded), expr, "numpy")
 
 
 #: How aiconfigurator-core's collector times a GEMM (ai-dynamo/aiconfigurator,
@@ -458,9 +494,11 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
     c = table.columns
     tiles = tuple((int(a), int(b)) for a, b in params["tiles"])
     kblock_time = float(params.get("kblock_time", 0.0))
+    deepgemm_rows = bool(params.get("deepgemm_rows", False))
     fn = _gemm_function(table.precision != "bf16", bool(params["amax_pass"]), tiles,
                         split_counts(table.precision), bool(params.get("stream_k", False)),
-                        kblock_time > 0, "overlap" in params, "quantise_efficiency" in params)
+                        kblock_time > 0, "overlap" in params, "quantise_efficiency" in params,
+                        deepgemm_rows)
     peak = machine.peak(table.precision)
     repeats = (collector_repeats(table, index, machine) if context.repeats is None
                else context.repeats)
@@ -471,7 +509,8 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
                          params["memory_efficiency"], machine.multiprocessors,
                          params["kernel_overhead"], params["wave_overhead"],
                          context.before, repeats, kblock_time,
-                         params.get("quantise_efficiency", 1.0), params.get("overlap", 1.0)),
+                         params.get("quantise_efficiency", 1.0), params.get("overlap", 1.0),
+                         params.get("padded_row_time", 0.0)),
                       dtype=float) * np.ones(index.size)
 
 
@@ -511,6 +550,10 @@ def fit_gemm(table: Table, machine: Machine,
         raise CaseError(f"{table.source}", len(table),
                         f"expected GEMMs of at least {FIT_MIN_FLOPS:.0e} FLOPs")
     bounds = dict(GEMM_BOUNDS)
+    deepgemm_rows = picks_deepgemm_rows(table.precision, sm_version)
+    if deepgemm_rows:
+        tiles = DEEPGEMM_SM90_TILES
+        bounds["padded_row_time"] = PADDED_ROW_BOUNDS
     if has_kblock_step(table.precision, sm_version):
         bounds["kblock_time"] = KBLOCK_BOUNDS
     if table.precision != "bf16":
@@ -523,7 +566,8 @@ def fit_gemm(table: Table, machine: Machine,
     # loss.
     for stream_k in ((False,) if table.precision in NO_SPLIT_K else (False, True)):
         base = {"tiles": tiles, "stream_k": stream_k,
-                "amax_pass": takes_amax_pass(table.precision, sm_version)}
+                "amax_pass": takes_amax_pass(table.precision, sm_version),
+                "deepgemm_rows": deepgemm_rows}
 
         def objective(x: np.ndarray, base: dict[str, Any] = base) -> float:
             params = {**base, **dict(zip(names, x, strict=True))}
@@ -679,7 +723,8 @@ def predict_decode(table: Table, index: np.ndarray, machine: Machine,
 
 def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[float, float]],
                        predict: Callable[..., np.ndarray], kind: str,
-                       fixed: dict[str, Any] | None = None) -> KindFit:
+                       fixed: dict[str, Any] | None = None,
+                       starts: tuple[float, ...] = (0.5,)) -> KindFit:
     from scipy.optimize import least_squares
 
     fit_idx, test_idx = split(len(table))
@@ -698,8 +743,12 @@ def _least_squares_fit(table: Table, machine: Machine, bounds: dict[str, tuple[f
 
     lo = np.array([a for a, _ in bounds.values()]) / scale
     hi = np.ones(len(names))
-    x0 = (lo + hi) / 2
-    result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
+    # Started at each fraction ``starts`` of the parameters' ranges; the least cost wins.
+    # (Weighted so that the middle is bit for bit (lo + hi) / 2: the decode fits follow
+    # their start into different optima on a last-bit change.)
+    result = min((least_squares(residuals, (1 - start) * lo + start * hi, bounds=(lo, hi),
+                                loss="soft_l1", f_scale=0.1) for start in starts),
+                 key=lambda r: float(r.cost))
     params = {**fixed, **dict(zip(names, (float(v) for v in result.x * scale), strict=True))}
     fit = KindFit(kind, table.precision, params, table.source, int(rows.size),
                   loss=float(result.cost))
@@ -716,19 +765,37 @@ def _mla_decode_function(tiling: str) -> Callable[..., Any]:
     names = "b kv_len h kv_lora rope e_kv e_act bw eta_mem mm eta_mm sms split_oh k_oh"
     symbols = sp.symbols(names, positive=True)
     reread = sp.Symbol("tile_reread", nonnegative=True)
-    return sp.lambdify((*symbols, reread), kernels.mla_decode_time(
-        *symbols, tiling=tiling, tile_reread=reread), "numpy")
+    step = sp.Symbol("step_time", nonnegative=True)
+    return sp.lambdify((*symbols, reread, step), kernels.mla_decode_time(
+        *symbols, tiling=tiling, tile_reread=reread, step_time=step), "numpy")
 
 
 #: The compute capabilities on which TensorRT-LLM runs its trtllm-gen MLA generation kernels
 #: (formulations.kernels.MLA_TILINGS "trtllm-gen"): Blackwell's SM 100 and 103 (its FMHA
 #: runner, TllmGenFmhaRunner, is built for them; Hopper runs FlashMLA's copy).
 TRTLLM_GEN_SMS = (100, 103)
+#: The compute capabilities on which it runs fmha_v2's tiled kernel instead ("fmha-v2"):
+#: Ampere's SM 80 and Ada's SM 89 (cpp/tensorrt_llm/kernels/contextFusedMultiHeadAttention/
+#: fmhaRunner.cpp: the tiled kernels of DeepSeek's 576 / 512 heads for SM 80, 89 and 90;
+#: attentionOp.cpp runs FlashMLA on SM 90 alone).
+FMHA_V2_MLA_SMS = (80, 89)
+#: The compute capabilities on which TensorRT-LLM runs MLA generation on an fp8 latent
+#: cache (attentionOp.cpp's check "FP8 Generation MLA is supported on Ada, Hopper or
+#: Blackwell architecture."). On the others an "fp8" table ran a bf16 cache (the database
+#: collector, collector/trtllm/collect_mla.py, sets no KV-cache quantisation; the A100's
+#: bf16 and fp8 rows agree within their noise): it is not fitted as fp8.
+FP8_GENERATION_MLA_SMS = (89, 90, 100, 103, 120)
+#: Where the fmha_v2 fit starts (fractions of each parameter's range): a floor under each
+#: step leaves the solver no gradient where it does not bind, and started at the middle
+#: alone the A100 fit ends with no floor (held out 10.7 % against 3.3 %).
+FMHA_V2_STARTS = (0.25, 0.5, 0.75)
 
 
 def mla_tiling(sm_version: int | None) -> str:
     """The MLA decode kernel's query tiling on a GPU of compute capability ``sm_version``."""
-    return "trtllm-gen" if sm_version in TRTLLM_GEN_SMS else "flashmla"
+    if sm_version in TRTLLM_GEN_SMS:
+        return "trtllm-gen"
+    return "fmha-v2" if sm_version in FMHA_V2_MLA_SMS else "flashmla"
 
 
 def mla_matmul_peak(precision: str, machine: Machine) -> float:
@@ -748,7 +815,8 @@ def predict_mla_decode(table: Table, index: np.ndarray, machine: Machine,
         OPERAND_BYTES[table.precision], ACTIVATION_BYTES, machine.hbm_bandwidth,
         params["memory_efficiency"], mla_matmul_peak(table.precision, machine),
         params["matmul_efficiency"], machine.multiprocessors, params["split_overhead"],
-        params["kernel_overhead"], params["tile_reread"]), dtype=float) * np.ones(index.size)
+        params["kernel_overhead"], params["tile_reread"], params.get("step_time", 0.0)),
+        dtype=float) * np.ones(index.size)
 
 
 def fit_mla_decode(table: Table, machine: Machine, tiling: str = "flashmla") -> KindFit:
@@ -757,9 +825,13 @@ def fit_mla_decode(table: Table, machine: Machine, tiling: str = "flashmla") -> 
     trtllm-gen's tiles only: FlashMLA's tiles of one span share its pages through L2, and
     its Hopper fits' tensor-core rate (0.64-0.66 of the bf16 peak) matches the 660 TFLOP/s
     its README states on an H800, where a fitted re-read would put that rate at its bound."""
-    held = {"tile_reread": 0.0} if tiling == "flashmla" else {}
+    # Only fmha_v2's CTAs walk a whole cache alone, with a least time per step.
+    held = ({} if tiling == "fmha-v2"
+            else {"tile_reread": 0.0, "step_time": 0.0} if tiling == "flashmla"
+            else {"step_time": 0.0})
     return _least_squares_fit(table, machine, MLA_DECODE_BOUNDS, predict_mla_decode,
-                              "generation mla", {"tiling": tiling, **held})
+                              "generation mla", {"tiling": tiling, **held},
+                              FMHA_V2_STARTS if tiling == "fmha-v2" else (0.5,))
 
 
 @functools.cache
@@ -960,6 +1032,12 @@ def fit_database(database: Database, machine: Machine,
                  # An MLA cache without tensor cores of its precision converts to bf16.
                  else ("bf16",) if table.kind == "generation mla"
                  else (table.precision,))
+        if (table.kind == "generation mla" and table.precision == "fp8"
+                and database.sm_version is not None
+                and database.sm_version not in FP8_GENERATION_MLA_SMS):
+            skipped.append(f"{table.kind} fp8: TensorRT-LLM runs no fp8 latent cache on "
+                           f"SM {database.sm_version} (the table ran a bf16 cache)")
+            continue
         missing = next((n for n in needs if machine.peak(n) is None), None)
         if missing is not None:
             skipped.append(f"{table.kind} {table.precision}: the hardware entry has no "

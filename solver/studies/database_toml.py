@@ -92,7 +92,10 @@ def mla_decode_keys(mla: KindFit) -> dict[str, Any]:
             "mla_decode_matmul": p["matmul_efficiency"],
             "mla_decode_split_overhead": _us(p["split_overhead"]),
             "mla_decode_kernel_overhead": _us(p["kernel_overhead"]),
-            "mla_decode_tile_reread": p["tile_reread"], "mla_decode_tiling": p["tiling"]}
+            "mla_decode_tile_reread": p["tile_reread"], "mla_decode_tiling": p["tiling"],
+            # Only fmha_v2's fit states a least time per step (formulations.kernels.
+            # mla_decode_time); the other kernels' entries need no key for it.
+            **({"mla_decode_step_time": _us(p["step_time"])} if p.get("step_time") else {})}
 
 
 def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
@@ -128,6 +131,10 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
         if "kblock_time" in p:
             # The shortest main-loop step of a block-scaled kernel (its scales per k-block).
             table["gemm_kblock_time"] = _us(p["kblock_time"])
+        if p.get("deepgemm_rows"):
+            # DeepGEMM's Hopper tiles: rows by its heuristic, padded rows at a cost.
+            table["gemm_deepgemm_rows"] = True
+            table["gemm_padded_row_time"] = _ns(p["padded_row_time"])
         prefill = fit.of("context attention", gemm.precision)
         if prefill is not None:
             q = prefill.params
