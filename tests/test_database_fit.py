@@ -971,7 +971,10 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
     ("decode_overlap", 0.5, "from 1 to 3"), ("decode_overlap", True, "from 1 to 3"),
     ("decode_block_stream_share", 1.5, "to 1"), ("decode_multi_block", "tiles", "fill"),
     ("mla_decode_memory", 1.5, "to 1"), ("mla_decode_tile_reread", 1.5, "to 1"),
-    ("mla_decode_tiling", "flash", "flashmla"), ("decode_fixed_rows", "tile", "padded"),
+    ("mla_decode_tiling", "flash", "flashmla"), ("mla_decode_tiling", "fmha", "fmha-v2"),
+    ("mla_decode_step_time", "-1 us", "mla_decode_step_time"),
+    ("gemm_padded_row_time", "-2 ns", "gemm_padded_row_time"),
+    ("decode_fixed_rows", "tile", "padded"),
     ("gemm_overlap", 0.9, "from 1 to 12"), ("gemm_quantise_memory", 0.0, "to 1"),
 ])
 def test_decode_keys_are_checked(key: str, value: object, expected: str) -> None:
