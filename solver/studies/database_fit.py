@@ -133,7 +133,7 @@ KBLOCK_BOUNDS = (0.0, 2e-6)
 #:   ``gemm_dispatch``; the tables' step at 1,024 rows, where the heuristic turns on TMA
 #:   multicast, says that path ran): its main loop promotes each 128-deep k-block's partial
 #:   sums with the scales on the CUDA cores (DeepSeek-V3 Sec. 3.3.2). Its tiles follow the
-#:   heuristic's rows (formulations.kernels.deepgemm_runs_tile, :data:`DEEPGEMM_SM90_TILES`)
+#:   heuristic's rows (formulations.kernels.deepgemm_runs_tile, :data:`DEEPGEMM_SM90_COLUMNS`)
 #:   and its padded rows cost (``padded_row_time``).
 #:
 #: On both: no amax pass before the cast, a shortest main-loop step (``kblock_time``), and a
@@ -155,8 +155,7 @@ DEEPGEMM_FP8_BLOCK_SMS = frozenset({90, 100, 103})
 #: four of them (64, 96, 112, 128), the set of least fitted loss on the H100 table of those
 #: tried (0.135; with 16 and 32 added 0.136, all fifteen 0.146).
 DEEPGEMM_SM90 = 90
-DEEPGEMM_SM90_TILES: tuple[tuple[int, int], ...] = tuple(
-    (rows, cols) for rows in (64, 128) for cols in (64, 96, 112, 128))
+DEEPGEMM_SM90_COLUMNS: tuple[int, ...] = (64, 96, 112, 128)
 #: Range of the fitted time per padded row and main-loop step (seconds).
 PADDED_ROW_BOUNDS = (0.0, 20e-9)
 
@@ -552,7 +551,10 @@ def fit_gemm(table: Table, machine: Machine,
     bounds = dict(GEMM_BOUNDS)
     deepgemm_rows = picks_deepgemm_rows(table.precision, sm_version)
     if deepgemm_rows:
-        tiles = DEEPGEMM_SM90_TILES
+        from perfcost.formulations.kernels import DEEPGEMM_NARROW_ROWS, DEEPGEMM_WIDE_ROWS
+
+        tiles = tuple((rows, cols) for rows in (DEEPGEMM_NARROW_ROWS, DEEPGEMM_WIDE_ROWS)
+                      for cols in DEEPGEMM_SM90_COLUMNS)
         bounds["padded_row_time"] = PADDED_ROW_BOUNDS
     if has_kblock_step(table.precision, sm_version):
         bounds["kblock_time"] = KBLOCK_BOUNDS
@@ -791,6 +793,16 @@ FP8_GENERATION_MLA_SMS = (89, 90, 100, 103, 120)
 FMHA_V2_STARTS = (0.25, 0.5, 0.75)
 
 
+#: The MLA decode parameters each tiling holds at zero instead of fitting: only fmha_v2's
+#: CTAs walk a whole cache alone, with a least time per step; FlashMLA's later query tiles
+#: read a span's pages from L2 (:func:`fit_mla_decode`).
+MLA_HELD: dict[str, dict[str, float]] = {
+    "flashmla": {"tile_reread": 0.0, "step_time": 0.0},
+    "trtllm-gen": {"step_time": 0.0},
+    "fmha-v2": {},
+}
+
+
 def mla_tiling(sm_version: int | None) -> str:
     """The MLA decode kernel's query tiling on a GPU of compute capability ``sm_version``."""
     if sm_version in TRTLLM_GEN_SMS:
@@ -825,12 +837,8 @@ def fit_mla_decode(table: Table, machine: Machine, tiling: str = "flashmla") -> 
     trtllm-gen's tiles only: FlashMLA's tiles of one span share its pages through L2, and
     its Hopper fits' tensor-core rate (0.64-0.66 of the bf16 peak) matches the 660 TFLOP/s
     its README states on an H800, where a fitted re-read would put that rate at its bound."""
-    # Only fmha_v2's CTAs walk a whole cache alone, with a least time per step.
-    held = ({} if tiling == "fmha-v2"
-            else {"tile_reread": 0.0, "step_time": 0.0} if tiling == "flashmla"
-            else {"step_time": 0.0})
     return _least_squares_fit(table, machine, MLA_DECODE_BOUNDS, predict_mla_decode,
-                              "generation mla", {"tiling": tiling, **held},
+                              "generation mla", {"tiling": tiling, **MLA_HELD[tiling]},
                               FMHA_V2_STARTS if tiling == "fmha-v2" else (0.5,))
 
 
