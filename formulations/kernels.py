@@ -156,7 +156,8 @@ def context_clocked_time(sustained: sp.Expr, rates: GemmRates) -> sp.Expr:
                         rates.busy_before + rates.busy_repeats * fast)
 
 
-def main_loop_time(mma: sp.Expr, steps: sp.Expr, rates: GemmRates) -> sp.Expr:
+def main_loop_time(mma: sp.Expr, steps: sp.Expr, rates: GemmRates,
+                   promoted: bool = False) -> sp.Expr:
     """Sustained-clock time of a tile's main loop of ``steps`` k-blocks whose MMA work takes
     ``mma``: no step shorter than ``rates.kblock_time``. A block-scaled GEMM (NVFP4's
     16-element and DeepSeek-style 1x128 / 128x128 fp8 scales) loads each k-block's scale
@@ -167,9 +168,17 @@ def main_loop_time(mma: sp.Expr, steps: sp.Expr, rates: GemmRates) -> sp.Expr:
     columns: little MMA work per k-block) cannot hide behind its tensor cores. The database
     fit states it for NVFP4 and, on the SM 100 family, for block-scaled fp8 (DeepGEMM's
     block-scaled MMA: solver.studies.database_fit.has_kblock_step, where the held-out
-    errors say which formats show it)."""
+    errors say which formats show it).
+
+    With ``promoted`` the step's fixed cost follows its MMAs instead of hiding behind them:
+    DeepGEMM's Hopper kernel waits for each k-block's WGMMAs before the math warpgroup
+    promotes their partial sums with the scales on the CUDA cores (DeepSeek-V3 Sec. 3.3.2;
+    on the H100 table the sum fitted better than the larger of the two: loss 0.139 ->
+    0.127)."""
     if rates.kblock_time == 0:
         return mma
+    if promoted:
+        return mma + steps * rates.kblock_time
     return sp.Max(mma, steps * rates.kblock_time)
 
 
@@ -191,13 +200,15 @@ def streamed_time(mma: sp.Expr, stream: sp.Expr, rates: GemmRates) -> sp.Expr:
 
 
 def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
-                     output_bytes: sp.Expr, rates: GemmRates, tile: tuple[int, int],
-                     splits: int) -> sp.Expr:
-    """Time of a GEMM run by one kernel configuration: output tiles ``tile`` (rows narrowed to
-    ``m``, columns to ``n``, rounded up to the row granule, for few rows or columns: the MMA
-    instruction's N dimension comes in steps of 8, and a library computes the transposed
-    product to put either side on it) and the reduction cut into ``splits`` slices of at
-    least ``split_k_granule`` (split-K: each slice a tile of its own, its fp32 partial sums
+                     output_bytes: sp.Expr, rates: GemmRates,
+                     tile: tuple[int | sp.Expr, int | sp.Expr], splits: int,
+                     narrow: bool = True, promoted: bool = False) -> sp.Expr:
+    """Time of a GEMM run by one kernel configuration: output tiles ``tile`` (with ``narrow``
+    rows narrowed to ``m``, columns to ``n``, rounded up to the row granule, for few rows or
+    columns: the MMA instruction's N dimension comes in steps of 8, and a library computes
+    the transposed product to put either side on it; without, the tile whole; ``promoted``
+    as in :func:`main_loop_time`) and the reduction cut into ``splits`` slices of at least
+    ``split_k_granule`` (split-K: each slice a tile of its own, its fp32 partial sums
     written to HBM and summed by a second kernel).
 
     The roofline of the tensor cores over the launched waves of tiles (NVIDIA's "Matrix
@@ -209,9 +220,10 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     loads' bounds checks, deepseek-ai/DeepGEMM issue 35, "TMA load is faster for m=132 than
     for m=68 due to boundary check"; the tables' times fall within each 128-row band as
     its padding shrinks, H100 n = 16384, k = 10240: 133 us at 129 rows, 94 us at 256)."""
-    tile_m, tile_n = sp.Integer(tile[0]), sp.Integer(tile[1])
-    rows = sp.Min(tile_m, rates.row_granule * sp.ceiling(m / rates.row_granule))
-    cols = sp.Min(tile_n, rates.row_granule * sp.ceiling(n / rates.row_granule))
+    rows, cols = sp.sympify(tile[0]), sp.sympify(tile[1])
+    if narrow:
+        rows = sp.Min(rows, rates.row_granule * sp.ceiling(m / rates.row_granule))
+        cols = sp.Min(cols, rates.row_granule * sp.ceiling(n / rates.row_granule))
     tiles = sp.ceiling(m / rows) * sp.ceiling(n / cols) * splits
     waves = sp.ceiling(tiles / rates.multiprocessors)
     depth = sp.ceiling(k / splits)
@@ -225,7 +237,7 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     padding = (rows * sp.ceiling(m / rows) - m) * tile_steps * rates.padded_row_time
     mma = context_clocked_time(main_loop_time(slots * FLOPS_PER_MAC * rows * cols * depth
                                               / (rates.peak_flops * rates.matmul_efficiency),
-                                              steps, rates) + padding, rates)
+                                              steps, rates, promoted) + padding, rates)
     traffic = (m + n) * k * operand_bytes + m * n * output_bytes
     kernels = 1
     if splits > 1:
@@ -268,22 +280,64 @@ def stream_k_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
             + rates.kernel_overhead)
 
 
-#: DeepGEMM's Hopper heuristic for the rows of a tile (TensorRT-LLM's copy,
-#: cpp/include/tensorrt_llm/deep_gemm/jit_utils.cuh ``get_best_gemm_config``: 64 rows for at
-#: most 64, else 128), its columns chosen to fill the waves.
+#: DeepGEMM's Hopper tile heuristic (TensorRT-LLM's copy, cpp/include/tensorrt_llm/deep_gemm/
+#: jit_utils.cuh ``get_best_gemm_config``): a tile is 64 rows for at most 64 rows and 128
+#: otherwise; its columns are the one of 16 to 128 in steps of 8 that gives the fewest
+#: waves, then the fullest last wave, then the narrowest tile.
 DEEPGEMM_NARROW_ROWS = 64
 DEEPGEMM_WIDE_ROWS = 128
+DEEPGEMM_COLUMNS: tuple[int, ...] = tuple(range(16, 129, 8))
+#: TensorRT-LLM's Hopper dispatch (fp8_blockscale_gemm_kernel.cuh ``gemm_dispatch``,
+#: ``m_threshold``) runs DeepGEMM's swap-AB kernel below this many rows: the weight's rows
+#: take the tile's rows and the activations' rows its columns.
+DEEPGEMM_SWAP_BELOW = 32
+#: Weights that order the heuristic's three criteria in one number (waves first, then the
+#: last wave's tiles, then the columns): each larger than the range of the next (at most
+#: 999 multiprocessors, at most 128 columns).
+DEEPGEMM_WAVE_WEIGHT = 10**6
+DEEPGEMM_UTIL_WEIGHT = 10**3
 
 
-def deepgemm_runs_tile(m: sp.Expr, tile_rows: int) -> sp.Expr:
-    """Whether DeepGEMM's Hopper heuristic gives a GEMM of ``m`` rows tiles of
-    ``tile_rows`` rows (:data:`DEEPGEMM_NARROW_ROWS`, :data:`DEEPGEMM_WIDE_ROWS`)."""
-    if tile_rows == DEEPGEMM_NARROW_ROWS:
-        return m <= DEEPGEMM_NARROW_ROWS
-    if tile_rows == DEEPGEMM_WIDE_ROWS:
-        return m > DEEPGEMM_NARROW_ROWS
-    raise ValueError(f"DeepGEMM's Hopper tiles have {DEEPGEMM_NARROW_ROWS} or "
-                     f"{DEEPGEMM_WIDE_ROWS} rows, not {tile_rows}")
+def deepgemm_block_rows(extent: sp.Expr) -> sp.Expr:
+    """Rows of DeepGEMM's Hopper tile over a side of ``extent`` rows."""
+    return sp.Piecewise((DEEPGEMM_NARROW_ROWS, extent <= DEEPGEMM_NARROW_ROWS),
+                        (DEEPGEMM_WIDE_ROWS, True))
+
+
+def deepgemm_tile_columns(rows: sp.Expr, cols: sp.Expr, multiprocessors: sp.Expr) -> sp.Expr:
+    """Columns of the tile DeepGEMM's Hopper heuristic picks for an output of ``rows`` x
+    ``cols`` (of :data:`DEEPGEMM_COLUMNS`: the fewest waves, then the fullest last wave,
+    then the fewest columns). Each candidate's three criteria are one number, the columns
+    its last digits (:data:`DEEPGEMM_WAVE_WEIGHT`, :data:`DEEPGEMM_UTIL_WEIGHT`): the
+    least number is the pick, and its remainder its columns."""
+    block_rows = deepgemm_block_rows(rows)
+    keys = []
+    for block_cols in DEEPGEMM_COLUMNS:
+        tiles = sp.ceiling(rows / block_rows) * sp.ceiling(cols / block_cols)
+        waves = sp.ceiling(tiles / multiprocessors)
+        last_wave = tiles - multiprocessors * (waves - 1)
+        keys.append(waves * DEEPGEMM_WAVE_WEIGHT - last_wave * DEEPGEMM_UTIL_WEIGHT
+                    + block_cols)
+    least = sp.Min(*keys)
+    return least - DEEPGEMM_UTIL_WEIGHT * sp.floor(least / DEEPGEMM_UTIL_WEIGHT)
+
+
+def deepgemm_sm90_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
+                       output_bytes: sp.Expr, rates: GemmRates) -> sp.Expr:
+    """A block-scaled fp8 GEMM as TensorRT-LLM runs it on Hopper: DeepGEMM's persistent
+    kernel (no split-K) with the tile its heuristic picks (:func:`deepgemm_block_rows`,
+    :func:`deepgemm_tile_columns`), the activations' rows on the tile's rows, or below
+    :data:`DEEPGEMM_SWAP_BELOW` rows on its columns (the swap-AB kernel, the weight's rows
+    on the tile's rows). The tile is whole: its WGMMAs compute every row and column of it,
+    padded or not; each k-block's promotion follows its WGMMAs (:func:`main_loop_time`)."""
+    sms = rates.multiprocessors
+    normal = (deepgemm_block_rows(m), deepgemm_tile_columns(m, n, sms))
+    swapped = (deepgemm_tile_columns(n, m, sms), deepgemm_block_rows(n))
+    return sp.Piecewise(
+        (gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, normal, 1,
+                          narrow=False, promoted=True), m >= DEEPGEMM_SWAP_BELOW),
+        (gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, swapped, 1,
+                          narrow=False, promoted=True), True), evaluate=False)
 
 
 def chosen_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
@@ -294,16 +348,14 @@ def chosen_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     tile of ``tiles`` with every split-K count of ``splits``, and with ``stream_k`` every
     tile's stream-K kernel), as cuBLAS's heuristics and
     TensorRT-LLM's profiler pick one per shape (a heuristic that picks a slower one shows
-    as a residual: docs/calibration.md). With ``deepgemm_rows`` a tile runs only the shapes
-    whose rows DeepGEMM's Hopper heuristic gives it (:func:`deepgemm_runs_tile`): its
-    columns are still the fastest, as the heuristic's fewest and fullest waves."""
-    configs = []
-    for tile in tiles:
-        for s in splits:
-            time = gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, tile, s)
-            if deepgemm_rows:
-                time = sp.Piecewise((time, deepgemm_runs_tile(m, tile[0])), (sp.oo, True))
-            configs.append(time)
+    as a residual: docs/calibration.md). With ``deepgemm_rows`` the one configuration
+    DeepGEMM's Hopper heuristic picks (:func:`deepgemm_sm90_time`; ``tiles``, ``splits`` and
+    ``stream_k`` unused). A choice by the fastest of the heuristic's rows and four column
+    widths, tried first, fitted the H100 table worse (loss 0.135 against 0.127)."""
+    if deepgemm_rows:
+        return deepgemm_sm90_time(m, n, k, operand_bytes, output_bytes, rates)
+    configs = [gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, tile, s)
+               for tile in tiles for s in splits]
     if stream_k:
         configs += [stream_k_time(m, n, k, operand_bytes, output_bytes, rates, tile)
                     for tile in tiles]

@@ -337,20 +337,69 @@ def test_block_scaled_fp8_runs_deepgemm_rules() -> None:
         assert "fp8_block" in fitting.NO_SPLIT_K
 
 
-@pytest.mark.parametrize(("m", "rows"), [(1, 64), (64, 64), (65, 128), (129, 128)])
-def test_deepgemm_hopper_tiles_follow_its_rows(m: int, rows: int) -> None:
-    """DeepGEMM's Hopper heuristic gives a GEMM of up to 64 rows 64-row tiles and a larger
-    one 128-row tiles: the chosen time is that tile's configuration alone, even where the
-    other would be faster."""
+def _deepgemm_pick(rows: int, cols: int, sms: int) -> int:
+    """DeepGEMM's Hopper tile-column rule written out as its loop: the fewest waves, then
+    the fullest last wave, then the fewest columns."""
+    block_rows = 64 if rows <= 64 else 128
+    best: tuple[int, int, int] | None = None
+    for block_cols in range(16, 129, 8):
+        tiles = -(-rows // block_rows) * -(-cols // block_cols)
+        waves = -(-tiles // sms)
+        last = tiles % sms or sms
+        key = (waves, -last, block_cols)
+        best = key if best is None or key < best else best
+    assert best is not None
+    return best[2]
+
+
+@cache
+def _deepgemm_columns() -> object:
+    r, c, sms = sp.symbols("r c sms", positive=True)
+    return sp.lambdify((r, c, sms), kernels.deepgemm_tile_columns(r, c, sms), "numpy")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 20000), st.integers(1, 70000), st.sampled_from([78, 114, 132]))
+def test_deepgemm_tile_columns_follow_its_heuristic(rows: int, cols: int, sms: int) -> None:
+    """The closed form of DeepGEMM's pick (one number per candidate, the least's remainder)
+    agrees with the heuristic's own loop on any output shape and GPU size."""
+    assert int(_deepgemm_columns()(rows, cols, sms)) == _deepgemm_pick(rows, cols, sms)
+
+
+def test_deepgemm_hopper_picks_narrow_tiles_for_few_rows() -> None:
+    """128 rows by 4096 columns on 132 multiprocessors: 32-column tiles (128 of them, one
+    wave), not the 128-column tiles a fastest-tile rule would take."""
+    assert _deepgemm_pick(128, 4096, 132) == 32
+    assert int(_deepgemm_columns()(128, 4096, 132)) == 32
+    assert int(_deepgemm_columns()(4096, 4096, 132)) == 128
+
+
+@pytest.mark.parametrize(("m", "swap"), [(1, True), (31, True), (32, False), (65, False)])
+def test_deepgemm_hopper_time_is_the_picked_tile(m: int, swap: bool) -> None:
+    """DeepGEMM's time is its picked tile's configuration, whole and promoted after each
+    k-block; below 32 rows the swap-AB kernel puts the weight's rows on the tile's rows."""
     rates = kernels.GemmRates(sp.Float(1979e12), sp.Float(0.5), sp.S.One, sp.Float(1.0),
                               sp.Float(3.35e12), sp.Float(0.9), sp.Integer(132),
-                              sp.Float(2e-6), sp.Float(1e-6), sp.Integer(8), sp.Integer(256))
-    args = (sp.Integer(m), sp.Integer(4096), sp.Integer(8192), 1, 2, rates)
-    chosen = kernels.chosen_gemm_time(*args, ((64, 128), (128, 128)), (1,), False, True)
-    alone = kernels.chosen_gemm_time(*args, ((rows, 128),), (1,), False)
+                              sp.Float(2e-6), sp.Float(1e-6), sp.Integer(8), sp.Integer(256),
+                              kblock_time=sp.Float(0.15e-6))
+    n = 4096
+    tile = ((_deepgemm_pick(n, m, 132), 128) if swap
+            else (64 if m <= 64 else 128, _deepgemm_pick(m, n, 132)))
+    args = (sp.Integer(m), sp.Integer(n), sp.Integer(8192), 1, 2, rates)
+    chosen = kernels.chosen_gemm_time(*args, (), (1,), False, True)
+    alone = kernels.gemm_config_time(*args, tile, 1, narrow=False, promoted=True)
     assert float(chosen) == pytest.approx(float(alone), rel=1e-12)
-    with pytest.raises(ValueError, match="64 or 128 rows"):
-        kernels.deepgemm_runs_tile(sp.Integer(m), 256)
+    hidden = kernels.gemm_config_time(*args, tile, 1, narrow=False)
+    assert float(alone) > float(hidden)
+
+
+def test_promoted_steps_add_to_the_mmas() -> None:
+    """A promoted main loop takes its MMAs plus a fixed time per step; an unpromoted one
+    the larger of the two."""
+    rates = kernels.GemmRates(*(sp.S.One,) * 11, kblock_time=sp.Float(2.0))
+    assert float(kernels.main_loop_time(sp.Float(5.0), sp.Integer(3), rates,
+                                        promoted=True)) == 11.0
+    assert float(kernels.main_loop_time(sp.Float(5.0), sp.Integer(3), rates)) == 6.0
 
 
 @pytest.mark.parametrize("m", [129, 160, 255])

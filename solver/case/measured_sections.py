@@ -104,9 +104,10 @@ class PrecisionEfficiency(Strict):
     # factors cost a fixed time per k-block (formulations.kernels.main_loop_time). Absent:
     # no such bound.
     gemm_kblock_time: Duration | None = None
-    # DeepGEMM's Hopper kernels (formulations.kernels.chosen_gemm_time): a tile's rows as its
-    # heuristic picks them (64 for up to 64 rows, else 128), and the cost per main-loop step
-    # of each row the last block of rows holds past the matrix's end.
+    # DeepGEMM's Hopper kernels (formulations.kernels.deepgemm_sm90_time): the one tile its
+    # heuristic picks (of `gemm_tiles`), whole, each k-block promoted after its MMAs, and
+    # the cost per main-loop step of each row the last block of rows holds past the
+    # matrix's end.
     gemm_deepgemm_rows: bool = False
     gemm_padded_row_time: Duration | None = None
     # The norm by which a GEMM's tensor-core time and its HBM traffic combine

@@ -132,7 +132,7 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             # The shortest main-loop step of a block-scaled kernel (its scales per k-block).
             table["gemm_kblock_time"] = _us(p["kblock_time"])
         if p.get("deepgemm_rows"):
-            # DeepGEMM's Hopper tiles: rows by its heuristic, padded rows at a cost.
+            # DeepGEMM's Hopper tiles: its heuristic's pick, padded rows at a cost.
             table["gemm_deepgemm_rows"] = True
             table["gemm_padded_row_time"] = _ns(p["padded_row_time"])
         prefill = fit.of("context attention", gemm.precision)
