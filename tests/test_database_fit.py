@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import itertools
 import tomllib
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -353,7 +355,7 @@ def _deepgemm_pick(rows: int, cols: int, sms: int) -> int:
 
 
 @cache
-def _deepgemm_columns() -> object:
+def _deepgemm_columns() -> Callable[..., Any]:
     r, c, sms = sp.symbols("r c sms", positive=True)
     return sp.lambdify((r, c, sms), kernels.deepgemm_tile_columns(r, c, sms), "numpy")
 
