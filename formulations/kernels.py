@@ -287,6 +287,10 @@ def stream_k_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
 DEEPGEMM_NARROW_ROWS = 64
 DEEPGEMM_WIDE_ROWS = 128
 DEEPGEMM_COLUMNS: tuple[int, ...] = tuple(range(16, 129, 8))
+#: Every tile the heuristic can pick (rows, columns).
+DEEPGEMM_TILES: tuple[tuple[int, int], ...] = tuple(
+    (rows, cols) for rows in (DEEPGEMM_NARROW_ROWS, DEEPGEMM_WIDE_ROWS)
+    for cols in DEEPGEMM_COLUMNS)
 #: TensorRT-LLM's Hopper dispatch (fp8_blockscale_gemm_kernel.cuh ``gemm_dispatch``,
 #: ``m_threshold``) runs DeepGEMM's swap-AB kernel below this many rows: the weight's rows
 #: take the tile's rows and the activations' rows its columns.

@@ -554,16 +554,11 @@ def fit_gemm(table: Table, machine: Machine,
     bounds = dict(GEMM_BOUNDS)
     deepgemm_rows = picks_deepgemm_rows(table.precision, sm_version)
     if deepgemm_rows:
-        from perfcost.formulations.kernels import (
-            DEEPGEMM_COLUMNS,
-            DEEPGEMM_NARROW_ROWS,
-            DEEPGEMM_WIDE_ROWS,
-        )
+        from perfcost.formulations.kernels import DEEPGEMM_TILES
 
         # DeepGEMM's heuristic picks one of its tiles (formulations.kernels.
         # deepgemm_sm90_time); the candidates are what the entry states.
-        tiles = tuple((rows, cols) for rows in (DEEPGEMM_NARROW_ROWS, DEEPGEMM_WIDE_ROWS)
-                      for cols in DEEPGEMM_COLUMNS)
+        tiles = DEEPGEMM_TILES
         bounds["padded_row_time"] = PADDED_ROW_BOUNDS
     if has_kblock_step(table.precision, sm_version):
         bounds["kblock_time"] = KBLOCK_BOUNDS
