@@ -127,6 +127,10 @@ class GemmRates:
     #: The time a main-loop step of the last block of rows takes per row past the matrix's
     #: last row (:func:`gemm_config_time`); 0: none.
     padded_row_time: sp.Expr = sp.S.Zero
+    #: The part of that time which grows with the tiles that hold padded rows: per padded
+    #: row and step when they are as many as the multiprocessors (:func:`gemm_config_time`);
+    #: 0: none.
+    padded_row_shared_time: sp.Expr = sp.S.Zero
 
 
 def clocked_time(sustained: sp.Expr, boost: sp.Expr, window: sp.Expr,
@@ -219,7 +223,16 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     holds past the matrix's end (DeepGEMM's Hopper kernels: its maintainers on the TMA
     loads' bounds checks, deepseek-ai/DeepGEMM issue 35, "TMA load is faster for m=132 than
     for m=68 due to boundary check"; the tables' times fall within each 128-row band as
-    its padding shrinks, H100 n = 16384, k = 10240: 133 us at 129 rows, 94 us at 256)."""
+    its padding shrinks, H100 n = 16384, k = 10240: 133 us at 129 rows, 94 us at 256).
+
+    With ``rates.padded_row_shared_time`` part of that cost grows with how many tiles hold
+    padded rows, as the multiprocessors' shares of one resource they all use would: the
+    H100 table's 65-row GEMMs take 3 ns more per padded row and step than its 128-row ones
+    where the last block of rows has 128 tiles (n = 2048, k = 51200: 163 against 86 us),
+    and nothing more where it has 8 (n = 128, k = 10240: 15.6 against 16.2 us). A cost on
+    each tile's own multiprocessor cannot give both. Which resource it is, the sources
+    read do not say; the fitted loss chose the form (solver.studies.database_fit.
+    PADDED_ROW_SHARED_BOUNDS)."""
     rows, cols = sp.sympify(tile[0]), sp.sympify(tile[1])
     if narrow:
         rows = sp.Min(rows, rates.row_granule * sp.ceiling(m / rates.row_granule))
@@ -233,8 +246,12 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     # The last block of rows runs its tiles side by side in one wave: each of their steps
     # pays for the padded rows once, beside the MMAs. (As a longer shortest step instead,
     # hidden behind the MMAs where those are the longer, the H100 table fitted worse: loss
-    # 0.154 against 0.135.)
-    padding = (rows * sp.ceiling(m / rows) - m) * tile_steps * rates.padded_row_time
+    # 0.154 against 0.135; paid in every wave instead of once, worse again: 0.150 against
+    # 0.127.) The shared part is those tiles' share of the multiprocessors.
+    padded_tiles = sp.ceiling(n / cols) * splits
+    padding = ((rows * sp.ceiling(m / rows) - m) * tile_steps
+               * (rates.padded_row_time
+                  + rates.padded_row_shared_time * padded_tiles / rates.multiprocessors))
     mma = context_clocked_time(main_loop_time(slots * FLOPS_PER_MAC * rows * cols * depth
                                               / (rates.peak_flops * rates.matmul_efficiency),
                                               steps, rates, promoted) + padding, rates)

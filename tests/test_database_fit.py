@@ -421,6 +421,27 @@ def test_padded_rows_of_the_last_block_cost_each_step(m: int) -> None:
     assert time(3e-9) - time(0.0) == pytest.approx((256 - m) * 64 * 3e-9, rel=1e-9)
 
 
+@pytest.mark.parametrize(("n", "tile_columns"), [(4096, 128), (4096, 32), (16384, 64)])
+def test_shared_cost_of_padded_rows_follows_their_tiles(n: int, tile_columns: int) -> None:
+    """The shared part of the padded rows' cost is their count times the steps times
+    ``padded_row_shared_time`` times the tiles of the last block of rows over the
+    multiprocessors (n / columns of 132: 32 tiles a quarter of it, 128 nearly all, 256 twice
+    it): hand arithmetic against the same GEMM with no such cost, tensor cores and HBM as
+    in the test above."""
+    def time(shared: float) -> float:
+        rates = kernels.GemmRates(sp.Float(1e30), sp.S.One, sp.S.One, sp.Float(1.0),
+                                  sp.Float(1e30), sp.S.One, sp.Integer(132), sp.S.Zero,
+                                  sp.S.Zero, sp.Integer(8), sp.Integer(256),
+                                  padded_row_time=sp.Float(1e-9),
+                                  padded_row_shared_time=sp.Float(shared))
+        return float(kernels.gemm_config_time(sp.Integer(129), sp.Integer(n),
+                                              sp.Integer(8192), 1, 2, rates,
+                                              (128, tile_columns), 1, narrow=False))
+
+    tiles = n // tile_columns
+    assert time(5e-9) - time(0.0) == pytest.approx(127 * 64 * 5e-9 * tiles / 132, rel=1e-9)
+
+
 def test_written_entry_states_the_fitted_amax_pass() -> None:
     """The entry's ``amax_pass`` is the fit's, not the precision's alone: a Blackwell
     block-scaled fit writes none, and its cast-only time is then the shorter."""
@@ -470,6 +491,32 @@ def test_written_entry_states_the_overlap_and_the_quantisation_rate() -> None:
     assert fp8.gemm_quantise_memory == pytest.approx(0.5, rel=1e-3)
     assert written(quantise_efficiency=0.5).matmul < plain.matmul
     assert written(overlap=2.5).matmul < written(overlap=8.0).matmul <= plain.matmul
+
+
+def test_written_entry_states_the_padded_rows_costs() -> None:
+    """A DeepGEMM fit writes both parts of its padded rows' cost, which read back; the
+    entry's ``matmul`` (8192 rows: no padded rows) does not depend on them."""
+    base = {"tiles": kernels.DEEPGEMM_TILES, "stream_k": False, "amax_pass": False,
+            "deepgemm_rows": True, "matmul_efficiency": 0.6, "boost": 1.2,
+            "power_window": 0.05, "memory_efficiency": 0.8, "kernel_overhead": 2e-6,
+            "wave_overhead": 0.5e-6, "kblock_time": 0.1e-6}
+    db = _database()
+    original = catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8")
+
+    def written(own: float, shared: float) -> PrecisionEfficiency:
+        fit = fitting.DatabaseFit(db, _machine(), [fitting.KindFit(
+            "gemm", "fp8_block", {**base, "padded_row_time": own,
+                                  "padded_row_shared_time": shared},
+            "h200_sxm/gemm/extract", 1)], [])
+        text = database_toml.hardware_text(original, fit, "2026-12-06")
+        entry = HardwareSection.model_validate(tomllib.loads(text))
+        return entry.efficiency.precision["fp8_block"]
+
+    entry = written(1e-9, 5e-9)
+    assert entry.gemm_deepgemm_rows
+    assert entry.gemm_padded_row_time == pytest.approx(1e-9, rel=1e-3)
+    assert entry.gemm_padded_row_shared_time == pytest.approx(5e-9, rel=1e-3)
+    assert entry.matmul == written(0.0, 0.0).matmul
 
 
 def _decode(batch: int, kv_len: int, heads: int, kv_heads: int, limit: int = 32,
@@ -1025,6 +1072,7 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
     ("mla_decode_tiling", "flash", "flashmla"), ("mla_decode_tiling", "fmha", "fmha-v2"),
     ("mla_decode_step_time", "-1 us", "mla_decode_step_time"),
     ("gemm_padded_row_time", "-2 ns", "gemm_padded_row_time"),
+    ("gemm_padded_row_shared_time", "-2 ns", "gemm_padded_row_shared_time"),
     ("decode_fixed_rows", "tile", "padded"),
     ("gemm_overlap", 0.9, "from 1 to 12"), ("gemm_quantise_memory", 0.0, "to 1"),
 ])

@@ -107,9 +107,11 @@ class PrecisionEfficiency(Strict):
     # DeepGEMM's Hopper kernels (formulations.kernels.deepgemm_sm90_time): the one tile its
     # heuristic picks (of `gemm_tiles`), whole, each k-block promoted after its MMAs, and
     # the cost per main-loop step of each row the last block of rows holds past the
-    # matrix's end.
+    # matrix's end: a part on each tile's own multiprocessor and a part that grows with the
+    # tiles holding such rows (stated for as many as the multiprocessors).
     gemm_deepgemm_rows: bool = False
     gemm_padded_row_time: Duration | None = None
+    gemm_padded_row_shared_time: Duration | None = None
     # The norm by which a GEMM's tensor-core time and its HBM traffic combine
     # (formulations.kernels.streamed_time: 1 their sum). Absent: the larger of the two.
     gemm_overlap: GemmOverlap | None = None

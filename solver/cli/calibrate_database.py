@@ -225,7 +225,8 @@ def _show(key: str, value: Any) -> str:
     if isinstance(value, float) and ("overhead" in key or key in ("latency", "power_window",
                                                                   "kblock_time", "step_time")):
         return f"{value * 1e6:.2f} us"
-    if isinstance(value, float) and key.endswith("token_time"):
+    if isinstance(value, float) and (key.endswith("token_time")
+                                     or key.startswith("padded_row")):
         return f"{value * 1e9:.2f} ns"
     if isinstance(value, float) and key == "bandwidth":
         return f"{value / 1e9:.0f} GB/s"

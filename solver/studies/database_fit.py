@@ -159,6 +159,15 @@ DEEPGEMM_FP8_BLOCK_SMS = frozenset({90, 100, 103})
 DEEPGEMM_SM90 = 90
 #: Range of the fitted time per padded row and main-loop step (seconds).
 PADDED_ROW_BOUNDS = (0.0, 20e-9)
+#: Range of the fitted part of that time that grows with the tiles holding padded rows
+#: (seconds per padded row and step when they are as many as the multiprocessors:
+#: formulations.kernels.gemm_config_time). Held out, GEMMs >= 1 GFLOP, median / p90 %
+#: (below 1 GFLOP, never fitted, in brackets), against the per-tile part alone: H100 5.4 /
+#: 16.6 -> 5.1 / 13.5 (5.1 -> 5.4), fitted loss 0.127 -> 0.111; H200 5.4 / 16.4 -> 4.9 /
+#: 11.3 (4.3 -> 7.1), 0.122 -> 0.099. The shared part alone: H100 5.6 / 13.7 (6.4), loss
+#: 0.119; H200 5.2 / 11.1 (8.0), 0.102. Both land at 5.3-5.6 ns, the per-tile part at
+#: 0.6-1.1 ns.
+PADDED_ROW_SHARED_BOUNDS = (0.0, 20e-9)
 
 
 def runs_deepgemm(precision: str, sm_version: int | None) -> bool:
@@ -436,15 +445,18 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
     eta_quant = sp.Symbol("eta_quant", positive=True)
     ov = sp.Symbol("overlap", positive=True)
     padded = sp.Symbol("padded_row_time", positive=True)
+    padded_shared = sp.Symbol("padded_row_shared_time", positive=True)
     rates = kernels.GemmRates(peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh,
                               sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE),
                               before, repeats, step if kblock else sp.S.Zero,
                               eta_quant if quantise_rate else None, ov if overlap else None,
-                              padded if deepgemm_rows else sp.S.Zero)
+                              padded if deepgemm_rows else sp.S.Zero,
+                              padded_shared if deepgemm_rows else sp.S.Zero)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
                                        amax_pass, stream_k, deepgemm_rows)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
-                        w_oh, before, repeats, step, eta_quant, ov, padded), expr, "numpy",
+                        w_oh, before, repeats, step, eta_quant, ov, padded, padded_shared),
+                       expr, "numpy",
                        # DeepGEMM's picked tile recurs throughout its expression.
                        cse=deepgemm_rows)
 
@@ -512,7 +524,8 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
                          params["kernel_overhead"], params["wave_overhead"],
                          context.before, repeats, kblock_time,
                          params.get("quantise_efficiency", 1.0), params.get("overlap", 1.0),
-                         params.get("padded_row_time", 0.0)),
+                         params.get("padded_row_time", 0.0),
+                         params.get("padded_row_shared_time", 0.0)),
                       dtype=float) * np.ones(index.size)
 
 
@@ -560,6 +573,7 @@ def fit_gemm(table: Table, machine: Machine,
         # deepgemm_sm90_time); the candidates are what the entry states.
         tiles = DEEPGEMM_TILES
         bounds["padded_row_time"] = PADDED_ROW_BOUNDS
+        bounds["padded_row_shared_time"] = PADDED_ROW_SHARED_BOUNDS
     if has_kblock_step(table.precision, sm_version):
         bounds["kblock_time"] = KBLOCK_BOUNDS
     if table.precision != "bf16":

@@ -135,6 +135,7 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             # DeepGEMM's Hopper tiles: its heuristic's pick, padded rows at a cost.
             table["gemm_deepgemm_rows"] = True
             table["gemm_padded_row_time"] = _ns(p["padded_row_time"])
+            table["gemm_padded_row_shared_time"] = _ns(p["padded_row_shared_time"])
         prefill = fit.of("context attention", gemm.precision)
         if prefill is not None:
             q = prefill.params
