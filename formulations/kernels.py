@@ -131,6 +131,10 @@ class GemmRates:
     #: row and step when they are as many as the multiprocessors (:func:`gemm_config_time`);
     #: 0: none.
     padded_row_shared_time: sp.Expr = sp.S.Zero
+    #: The fraction of the main loop's time a tile saves when its cluster of
+    #: :data:`DEEPGEMM_MULTICAST` tiles loads their shared operand tile once for both (TMA
+    #: multicast, :func:`deepgemm_sm90_time`); 0: none.
+    multicast_gain: sp.Expr = sp.S.Zero
 
 
 def clocked_time(sustained: sp.Expr, boost: sp.Expr, window: sp.Expr,
@@ -206,7 +210,8 @@ def streamed_time(mma: sp.Expr, stream: sp.Expr, rates: GemmRates) -> sp.Expr:
 def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                      output_bytes: sp.Expr, rates: GemmRates,
                      tile: tuple[int | sp.Expr, int | sp.Expr], splits: int,
-                     narrow: bool = True, promoted: bool = False) -> sp.Expr:
+                     narrow: bool = True, promoted: bool = False,
+                     multicast: sp.Expr = sp.S.Zero) -> sp.Expr:
     """Time of a GEMM run by one kernel configuration: output tiles ``tile`` (with ``narrow``
     rows narrowed to ``m``, columns to ``n``, rounded up to the row granule, for few rows or
     columns: the MMA instruction's N dimension comes in steps of 8, and a library computes
@@ -232,7 +237,11 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     and nothing more where it has 8 (n = 128, k = 10240: 15.6 against 16.2 us). A cost on
     each tile's own multiprocessor cannot give both. Which resource it is, the sources
     read do not say; the fitted loss chose the form (solver.studies.database_fit.
-    PADDED_ROW_SHARED_BOUNDS)."""
+    PADDED_ROW_SHARED_BOUNDS).
+
+    ``multicast`` is 1 where the kernel runs its tiles in clusters that multicast an operand
+    (:func:`deepgemm_sm90_time`), 0 where not: its main loop then takes
+    ``rates.multicast_gain`` less of its time."""
     rows, cols = sp.sympify(tile[0]), sp.sympify(tile[1])
     if narrow:
         rows = sp.Min(rows, rates.row_granule * sp.ceiling(m / rates.row_granule))
@@ -252,9 +261,12 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     padding = ((rows * sp.ceiling(m / rows) - m) * tile_steps
                * (rates.padded_row_time
                   + rates.padded_row_shared_time * padded_tiles / rates.multiprocessors))
-    mma = context_clocked_time(main_loop_time(slots * FLOPS_PER_MAC * rows * cols * depth
-                                              / (rates.peak_flops * rates.matmul_efficiency),
-                                              steps, rates, promoted) + padding, rates)
+    loop = main_loop_time(slots * FLOPS_PER_MAC * rows * cols * depth
+                          / (rates.peak_flops * rates.matmul_efficiency), steps, rates, promoted)
+    # A fraction of the whole loop, not a feed rate: the tables gain no more from a pipelined
+    # L2 feed that multicast halves (solver.studies.database_fit.MULTICAST_GAIN_BOUNDS).
+    mma = context_clocked_time(loop * (1 - rates.multicast_gain * multicast) + padding,
+                               rates)
     traffic = (m + n) * k * operand_bytes + m * n * output_bytes
     kernels = 1
     if splits > 1:
@@ -317,6 +329,13 @@ DEEPGEMM_SWAP_BELOW = 32
 #: 999 multiprocessors, at most 128 columns).
 DEEPGEMM_WAVE_WEIGHT = 10**6
 DEEPGEMM_UTIL_WEIGHT = 10**3
+#: The heuristic's TMA multicast (TensorRT-LLM's copy, jit_utils.cuh ``get_best_gemm_config``
+#: and ``is_tma_multicast_legal``, as in deepseek-ai/DeepGEMM's gemm.py): clusters of this
+#: many tiles side by side along n, which load their shared tile of the activations once,
+#: from this many rows on, where n is a multiple of the cluster's columns and the
+#: multiprocessors a multiple of its tiles.
+DEEPGEMM_MULTICAST = 2
+DEEPGEMM_MULTICAST_MIN_ROWS = 1024
 
 
 def deepgemm_block_rows(extent: sp.Expr) -> sp.Expr:
@@ -343,6 +362,23 @@ def deepgemm_tile_columns(rows: sp.Expr, cols: sp.Expr, multiprocessors: sp.Expr
     return least - DEEPGEMM_UTIL_WEIGHT * sp.floor(least / DEEPGEMM_UTIL_WEIGHT)
 
 
+def _divides(divisor: sp.Expr, value: sp.Expr) -> sp.Expr:
+    """1 where the positive integer ``divisor`` divides the positive integer ``value``, 0
+    where not: floors, not ``Mod`` and ``Eq``, which keep the expression arithmetic (a
+    Piecewise on them takes lambdify minutes over DeepGEMM's picked tile)."""
+    return sp.floor(value / divisor) - sp.floor((value - 1) / divisor)
+
+
+def deepgemm_multicast(m: sp.Expr, n: sp.Expr, columns: sp.Expr,
+                       multiprocessors: sp.Expr) -> sp.Expr:
+    """1 where DeepGEMM's Hopper heuristic multicasts the activations' tile to a cluster of
+    :data:`DEEPGEMM_MULTICAST` tiles of ``columns`` columns (:data:`DEEPGEMM_MULTICAST_MIN_ROWS`
+    rows or more, n and the multiprocessors multiples of the cluster), 0 where not."""
+    return (sp.Heaviside(m - DEEPGEMM_MULTICAST_MIN_ROWS, 1)
+            * _divides(DEEPGEMM_MULTICAST * columns, n)
+            * _divides(sp.Integer(DEEPGEMM_MULTICAST), multiprocessors))
+
+
 def deepgemm_sm90_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                        output_bytes: sp.Expr, rates: GemmRates) -> sp.Expr:
     """A block-scaled fp8 GEMM as TensorRT-LLM runs it on Hopper: DeepGEMM's persistent
@@ -350,13 +386,20 @@ def deepgemm_sm90_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Exp
     :func:`deepgemm_tile_columns`), the activations' rows on the tile's rows, or below
     :data:`DEEPGEMM_SWAP_BELOW` rows on its columns (the swap-AB kernel, the weight's rows
     on the tile's rows). The tile is whole: its WGMMAs compute every row and column of it,
-    padded or not; each k-block's promotion follows its WGMMAs (:func:`main_loop_time`)."""
+    padded or not; each k-block's promotion follows its WGMMAs (:func:`main_loop_time`).
+    Where its clusters multicast the activations (:func:`deepgemm_multicast`; never below
+    the swap-AB kernel's rows), the main loop takes ``rates.multicast_gain`` less of its
+    time: fewer loads from L2 for the same MMAs. The sources give its size only in passing
+    (10-20 % faster with multicast: HazyResearch/ThunderKittens pull request 136,
+    deepseek-ai/DeepGEMM pull request 193); the tables fit it."""
     sms = rates.multiprocessors
     normal = (deepgemm_block_rows(m), deepgemm_tile_columns(m, n, sms))
+    multicast = deepgemm_multicast(m, n, normal[1], sms)
     swapped = (deepgemm_tile_columns(n, m, sms), deepgemm_block_rows(n))
     return sp.Piecewise(
         (gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, normal, 1,
-                          narrow=False, promoted=True), m >= DEEPGEMM_SWAP_BELOW),
+                          narrow=False, promoted=True, multicast=multicast),
+         m >= DEEPGEMM_SWAP_BELOW),
         (gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, swapped, 1,
                           narrow=False, promoted=True), True), evaluate=False)
 

@@ -442,6 +442,43 @@ def test_shared_cost_of_padded_rows_follows_their_tiles(n: int, tile_columns: in
     assert time(5e-9) - time(0.0) == pytest.approx(127 * 64 * 5e-9 * tiles / 132, rel=1e-9)
 
 
+@pytest.mark.parametrize(("m", "n", "multiprocessors", "expected"), [
+    (1024, 4096, 132, 1),  # from 1,024 rows, n a multiple of two 128-column tiles
+    (1023, 4096, 132, 0),  # one row short
+    (8192, 4224, 132, 0),  # 33 tiles of 128 columns: no pairs
+    (8192, 4096, 133, 0),  # an odd count of multiprocessors
+    (8192, 4352, 132, 1),  # 34 tiles of 128 columns
+])
+def test_multicast_follows_deepgemms_heuristic(m: int, n: int, multiprocessors: int,
+                                                expected: int) -> None:
+    """DeepGEMM's heuristic multicasts from 1,024 rows on, where n is a multiple of two
+    tiles' columns and the multiprocessors a multiple of two."""
+    assert kernels.deepgemm_multicast(sp.Integer(m), sp.Integer(n), sp.Integer(128),
+                                      sp.Integer(multiprocessors)) == expected
+
+
+@given(st.floats(0.0, 0.5), st.sampled_from([(1024, 4096), (4096, 7168), (8192, 2048)]))
+@settings(max_examples=20, deadline=None)
+def test_multicast_saves_its_fraction_of_the_main_loop(gain: float,
+                                                      shape: tuple[int, int]) -> None:
+    """With HBM too fast to matter and no overheads, a multicast GEMM takes ``1 - gain``
+    of the time of the same GEMM without multicast; one without takes the same time at
+    any gain."""
+    m, n = shape
+
+    def time(multicast: int, gain: float) -> float:
+        rates = kernels.GemmRates(sp.Float(1e15), sp.S.One, sp.S.One, sp.Float(1.0),
+                                  sp.Float(1e30), sp.S.One, sp.Integer(132), sp.S.Zero,
+                                  sp.S.Zero, sp.Integer(8), sp.Integer(256),
+                                  multicast_gain=sp.Float(gain))
+        return float(kernels.gemm_config_time(sp.Integer(m), sp.Integer(n), sp.Integer(8192),
+                                              1, 2, rates, (128, 128), 1, narrow=False,
+                                              multicast=sp.Integer(multicast)))
+
+    assert time(1, gain) == pytest.approx((1 - gain) * time(1, 0.0), rel=1e-9)
+    assert time(0, gain) == pytest.approx(time(0, 0.0), rel=1e-12)
+
+
 def test_written_entry_states_the_fitted_amax_pass() -> None:
     """The entry's ``amax_pass`` is the fit's, not the precision's alone: a Blackwell
     block-scaled fit writes none, and its cast-only time is then the shorter."""
@@ -494,8 +531,9 @@ def test_written_entry_states_the_overlap_and_the_quantisation_rate() -> None:
 
 
 def test_written_entry_states_the_padded_rows_costs() -> None:
-    """A DeepGEMM fit writes both parts of its padded rows' cost, which read back; the
-    entry's ``matmul`` (8192 rows: no padded rows) does not depend on them."""
+    """A DeepGEMM fit writes both parts of its padded rows' cost and its multicast's gain,
+    which read back; the entry's ``matmul`` (8192 rows: no padded rows) does not depend on
+    the padded rows' costs, and rises with the gain."""
     base = {"tiles": kernels.DEEPGEMM_TILES, "stream_k": False, "amax_pass": False,
             "deepgemm_rows": True, "matmul_efficiency": 0.6, "boost": 1.2,
             "power_window": 0.05, "memory_efficiency": 0.8, "kernel_overhead": 2e-6,
@@ -503,10 +541,11 @@ def test_written_entry_states_the_padded_rows_costs() -> None:
     db = _database()
     original = catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8")
 
-    def written(own: float, shared: float) -> PrecisionEfficiency:
+    def written(own: float, shared: float, gain: float = 0.0) -> PrecisionEfficiency:
         fit = fitting.DatabaseFit(db, _machine(), [fitting.KindFit(
             "gemm", "fp8_block", {**base, "padded_row_time": own,
-                                  "padded_row_shared_time": shared},
+                                  "padded_row_shared_time": shared,
+                                  "multicast_gain": gain},
             "h200_sxm/gemm/extract", 1)], [])
         text = database_toml.hardware_text(original, fit, "2026-12-06")
         entry = HardwareSection.model_validate(tomllib.loads(text))
@@ -517,6 +556,10 @@ def test_written_entry_states_the_padded_rows_costs() -> None:
     assert entry.gemm_padded_row_time == pytest.approx(1e-9, rel=1e-3)
     assert entry.gemm_padded_row_shared_time == pytest.approx(5e-9, rel=1e-3)
     assert entry.matmul == written(0.0, 0.0).matmul
+    # The reference GEMM (8192 x 8192 x 8192) multicasts: its rate rises with the gain.
+    faster = written(1e-9, 5e-9, 0.15)
+    assert faster.gemm_multicast_gain == pytest.approx(0.15)
+    assert faster.matmul > entry.matmul
 
 
 def _decode(batch: int, kv_len: int, heads: int, kv_heads: int, limit: int = 32,
@@ -1073,6 +1116,7 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
     ("mla_decode_step_time", "-1 us", "mla_decode_step_time"),
     ("gemm_padded_row_time", "-2 ns", "gemm_padded_row_time"),
     ("gemm_padded_row_shared_time", "-2 ns", "gemm_padded_row_shared_time"),
+    ("gemm_multicast_gain", -0.1, "from 0 to 0.5"), ("gemm_multicast_gain", 0.6, "from 0 to 0.5"),
     ("decode_fixed_rows", "tile", "padded"),
     ("gemm_overlap", 0.9, "from 1 to 12"), ("gemm_quantise_memory", 0.0, "to 1"),
 ])

@@ -28,6 +28,7 @@ from perfcost.solver.case.fields import (
     Share,
     Strict,
     Text,
+    _number,
 )
 from pydantic import BeforeValidator
 
@@ -41,6 +42,9 @@ MAX_DECODE_OVERLAP = 3.0
 #: The largest norm of a GEMM's tensor-core time and HBM traffic (GemmOverlap): at the
 #: roofline's ridge within 6 % of the larger of the two.
 MAX_GEMM_OVERLAP = 12.0
+#: Largest fraction of a GEMM's main loop an entry may say TMA multicast saves: halving the
+#: loop is beyond anything reported (10-20 % faster) and beyond the loads it removes.
+MAX_MULTICAST_GAIN = 0.5
 
 
 def _from_one_to(limit: float) -> Any:
@@ -68,6 +72,10 @@ DecodeOverlap = Annotated[float, BeforeValidator(_from_one_to(MAX_DECODE_OVERLAP
 #: (formulations.kernels.streamed_time); the database fit searches the same range.
 GemmOverlap = Annotated[float, BeforeValidator(_from_one_to(MAX_GEMM_OVERLAP)),
                         Expect(f"a number from 1 to {MAX_GEMM_OVERLAP:g}")]
+#: The fraction of a GEMM's main loop TMA multicast saves (formulations.kernels.
+#: deepgemm_sm90_time): 0 none.
+MulticastGain = Annotated[float, BeforeValidator(_number(0.0, MAX_MULTICAST_GAIN)),
+                          Expect(f"a number from 0 to {MAX_MULTICAST_GAIN:g}")]
 
 
 class PrecisionEfficiency(Strict):
@@ -108,10 +116,12 @@ class PrecisionEfficiency(Strict):
     # heuristic picks (of `gemm_tiles`), whole, each k-block promoted after its MMAs, and
     # the cost per main-loop step of each row the last block of rows holds past the
     # matrix's end: a part on each tile's own multiprocessor and a part that grows with the
-    # tiles holding such rows (stated for as many as the multiprocessors).
+    # tiles holding such rows (stated for as many as the multiprocessors); and the fraction
+    # of the main loop's time its clusters save where they multicast the activations.
     gemm_deepgemm_rows: bool = False
     gemm_padded_row_time: Duration | None = None
     gemm_padded_row_shared_time: Duration | None = None
+    gemm_multicast_gain: MulticastGain | None = None
     # The norm by which a GEMM's tensor-core time and its HBM traffic combine
     # (formulations.kernels.streamed_time: 1 their sum). Absent: the larger of the two.
     gemm_overlap: GemmOverlap | None = None

@@ -134,7 +134,8 @@ KBLOCK_BOUNDS = (0.0, 2e-6)
 #:   multicast, says that path ran): its main loop promotes each 128-deep k-block's partial
 #:   sums with the scales on the CUDA cores (DeepSeek-V3 Sec. 3.3.2), after the k-block's
 #:   WGMMAs. Its tiles follow the heuristic (formulations.kernels.deepgemm_sm90_time) and
-#:   its padded rows cost (``padded_row_time``).
+#:   its padded rows cost (``padded_row_time``); its clusters' multicast saves a fraction of
+#:   the main loop (``multicast_gain``).
 #:
 #: On both: no amax pass before the cast, a shortest main-loop step (``kblock_time``), and a
 #: persistent scheduler that walks whole output tiles over every k-block: no split-K
@@ -168,6 +169,15 @@ PADDED_ROW_BOUNDS = (0.0, 20e-9)
 #: 0.119; H200 5.2 / 11.1 (8.0), 0.102. Both land at 5.3-5.6 ns, the per-tile part at
 #: 0.6-1.1 ns. The same range as the per-tile part's.
 PADDED_ROW_SHARED_BOUNDS = PADDED_ROW_BOUNDS
+#: Range of the fitted fraction of the main loop's time that DeepGEMM's TMA multicast saves
+#: (formulations.kernels.deepgemm_sm90_time; the sources report 10-20 % faster, a fraction
+#: of 0.09-0.17). Held out, GEMMs >= 1 GFLOP, median / p90 % (below 1 GFLOP, never fitted,
+#: in brackets), against none: H100 5.1 / 13.5 -> 4.2 / 11.5 (5.4 -> 6.3), fitted loss
+#: 0.111 -> 0.095, fraction 0.18; H200 4.9 / 11.3 -> 4.3 / 11.6 (7.1 -> 8.1), 0.099 ->
+#: 0.094, fraction 0.10. A gain in proportion to the L2 traffic multicast saves (a quarter
+#: of a 128 x 128 tile's) fitted the same (0.095, 0.095); a pipelined L2 feed (the larger of
+#: it and the MMAs) gained nothing (0.110), its rate fitted out of reach.
+MULTICAST_GAIN_BOUNDS = (0.0, 0.4)
 
 
 def runs_deepgemm(precision: str, sm_version: int | None) -> bool:
@@ -446,16 +456,19 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
     ov = sp.Symbol("overlap", positive=True)
     padded = sp.Symbol("padded_row_time", positive=True)
     padded_shared = sp.Symbol("padded_row_shared_time", positive=True)
+    gain = sp.Symbol("multicast_gain", nonnegative=True)
     rates = kernels.GemmRates(peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh,
                               sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE),
                               before, repeats, step if kblock else sp.S.Zero,
                               eta_quant if quantise_rate else None, ov if overlap else None,
                               padded if deepgemm_rows else sp.S.Zero,
-                              padded_shared if deepgemm_rows else sp.S.Zero)
+                              padded_shared if deepgemm_rows else sp.S.Zero,
+                              gain if deepgemm_rows else sp.S.Zero)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
                                        amax_pass, stream_k, deepgemm_rows)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
-                        w_oh, before, repeats, step, eta_quant, ov, padded, padded_shared),
+                        w_oh, before, repeats, step, eta_quant, ov, padded, padded_shared,
+                        gain),
                        expr, "numpy",
                        # DeepGEMM's picked tile recurs throughout its expression.
                        cse=deepgemm_rows)
@@ -525,7 +538,8 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
                          context.before, repeats, kblock_time,
                          params.get("quantise_efficiency", 1.0), params.get("overlap", 1.0),
                          params.get("padded_row_time", 0.0),
-                         params.get("padded_row_shared_time", 0.0)),
+                         params.get("padded_row_shared_time", 0.0),
+                         params.get("multicast_gain", 0.0)),
                       dtype=float) * np.ones(index.size)
 
 
@@ -574,6 +588,7 @@ def fit_gemm(table: Table, machine: Machine,
         tiles = DEEPGEMM_TILES
         bounds["padded_row_time"] = PADDED_ROW_BOUNDS
         bounds["padded_row_shared_time"] = PADDED_ROW_SHARED_BOUNDS
+        bounds["multicast_gain"] = MULTICAST_GAIN_BOUNDS
     if has_kblock_step(table.precision, sm_version):
         bounds["kblock_time"] = KBLOCK_BOUNDS
     if table.precision != "bf16":

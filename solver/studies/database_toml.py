@@ -136,6 +136,7 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             table["gemm_deepgemm_rows"] = True
             table["gemm_padded_row_time"] = _ns(p["padded_row_time"])
             table["gemm_padded_row_shared_time"] = _ns(p["padded_row_shared_time"])
+            table["gemm_multicast_gain"] = p["multicast_gain"]
         prefill = fit.of("context attention", gemm.precision)
         if prefill is not None:
             q = prefill.params
