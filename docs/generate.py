@@ -424,12 +424,19 @@ def _calibration(database: str) -> list[str]:
 FLOOR_PRECISIONS = ("bf16", "fp8", "fp8_block", "fp4")
 
 
+#: The other frameworks whose collectors timed the same bf16 GEMMs (the ``floor`` table's
+#: last columns: solver/studies/database_floor.py, ``remeasured``).
+REMEASURED_BY = ("vllm", "sglang")
+
+
 def floor_table(databases: list[str]) -> str:
     """``floor DATABASE...``: the GEMM model's held-out median / 90th percentile beside the
-    interpolation floor's on the same rows (solver/studies/database_floor.py; needs the
-    kernels extra)."""
+    interpolation floor's on the same rows, then the same bf16 rows as the other frameworks'
+    collectors measured them (solver/studies/database_floor.py; needs the kernels extra)."""
     head = " | ".join(f"{p} model | {p} interpolated" for p in FLOOR_PRECISIONS)
-    out = [f"| GPU | {head} |", "| --- |" + " --- |" * (2 * len(FLOOR_PRECISIONS))]
+    head += "".join(f" | bf16 remeasured ({f})" for f in REMEASURED_BY)
+    columns = 2 * len(FLOOR_PRECISIONS) + len(REMEASURED_BY)
+    out = [f"| GPU | {head} |", "| --- |" + " --- |" * columns]
     for database in databases:
         data = _solved(_calibration(database))
         model = {r["precision"]: r for r in data["residuals"]
@@ -441,6 +448,12 @@ def floor_table(databases: list[str]) -> str:
                 row = rows.get(precision)
                 cells.append("--" if row is None else
                              f"{row['median_pct']:.1f} / {row['p90_pct']:.1f}")
+        again = {r["subset"].rsplit(", ", 1)[-1]: r for r in data.get("remeasured") or []
+                 if r["precision"] == "bf16"}
+        for framework in REMEASURED_BY:
+            row = again.get(framework)
+            cells.append("--" if row is None else
+                         f"{row['median_pct']:.1f} / {row['p90_pct']:.1f}")
         out.append(f"| {database} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 

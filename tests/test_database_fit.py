@@ -111,6 +111,26 @@ def test_unknown_framework_is_one_line() -> None:
         kdb.read_database("h100_sxm", "tensorflow")
 
 
+def test_attention_tables_without_a_window_column_are_read_whole() -> None:
+    """The A100's vLLM and SGLang attention tables have no ``window_size`` column: their rows
+    are read as full attention rather than failing with a KeyError-like crash."""
+    pytest.importorskip("aiconfigurator_core", reason="reads the package's A100 tables, "
+                        "which need the kernels extra")
+    for framework in ("vllm", "sglang"):
+        data = kdb.read_database("a100_sxm", framework)
+        kinds = {t.kind for t in data.tables}
+        assert {"context attention", "generation attention"} <= kinds
+        assert all(len(t) > 1000 for t in data.tables if "attention" in t.kind)
+
+
+def test_full_attention_keeps_unwindowed_rows() -> None:
+    pd = pytest.importorskip("pandas", reason="the tables' reader needs the kernels extra")
+    windowed = pd.DataFrame({"window_size": [0, 128, 0], "latency": [1.0, 2.0, 3.0]})
+    assert kdb._full_attention(windowed).latency.tolist() == [1.0, 3.0]
+    plain = pd.DataFrame({"latency": [1.0, 2.0]})
+    assert kdb._full_attention(plain).latency.tolist() == [1.0, 2.0]
+
+
 @given(st.integers(min_value=1, max_value=5000), st.integers(min_value=0, max_value=99))
 @settings(max_examples=30, deadline=None)
 def test_split_holds_out_thirty_percent(rows: int, seed: int) -> None:
@@ -1295,6 +1315,38 @@ def test_floor_of_the_extract_is_judged_on_the_fits_held_out_rows() -> None:
         big = np.count_nonzero(fitting.gemm_flops(table)[judged] >= fitting.FIT_MIN_FLOPS)
         assert floor.errors.size == big > 0
         assert np.all(np.isfinite(floor.errors)) and floor.row()["rows"] == big
+
+
+@given(st.floats(0.5, 2.0), st.integers(2, 5), st.integers(0, 2**16))
+@settings(max_examples=20, deadline=None)
+def test_remeasured_compares_each_held_out_shape_with_its_own_remeasurement(
+        factor: float, every: int, seed: int) -> None:
+    """Another framework's table, in another row order and missing some shapes, is matched
+    shape by shape: each held-out GEMM >= 1 GFLOP it holds is judged once, at its own ratio."""
+    table = _table("gemm")
+    order = np.random.default_rng(seed).permutation(len(table))
+    kept = order[order % every != 0]  # drop every ``every``-th row of the original, shuffled
+    other = kdb.Table("gemm", "bf16", {c: v[kept] for c, v in table.columns.items()},
+                      table.seconds[kept] * factor, "")
+    judged = database_floor.remeasured(table, other, "vllm")
+    _, held = fitting.split(len(table))
+    big = held[fitting.gemm_flops(table)[held] >= fitting.FIT_MIN_FLOPS]
+    assert judged.errors.size == np.count_nonzero(big % every != 0) > 0
+    assert np.allclose(judged.errors, factor - 1)
+    assert judged.subset == ">= 1 GFLOP, vllm"
+
+
+def test_remeasured_floors_judge_only_the_same_call() -> None:
+    """Only bf16 (PyTorch's linear in every collector) is a second measurement of the same
+    operation; the other precisions run each framework's own kernels and are not compared."""
+    db = _database()
+    other = kdb.Database(db.gpu, "sglang", db.package_version,
+                         tuple(kdb.Table(t.kind, t.precision, t.columns, t.seconds * 1.05, "")
+                               for t in db.tables))
+    floors = database_floor.remeasured_floors(db, [other])
+    assert [(f.precision, f.subset) for f in floors] == [("bf16", ">= 1 GFLOP, sglang")]
+    assert np.allclose(floors[0].errors, 0.05)
+    assert database_floor.remeasured_floors(db, []) == []
 
 
 # -- the command -----------------------------------------------------------------------------

@@ -5,10 +5,13 @@ extra), and print the residuals on the held-out 30 % of every table."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfcost.solver.case.errors import MISSING, CaseError
 from perfcost.solver.cli.app import print_json
+
+if TYPE_CHECKING:  # the studies load lazily: the CLI starts without them
+    from perfcost.solver.studies.kernel_database import Database
 
 #: The database's GPU names -> the built-in hardware and network entries they calibrate.
 HARDWARE_OF = {"a100_sxm": "a100-80gb", "h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm",
@@ -83,11 +86,13 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
         NetworkSection.model_validate(tomllib.loads(net_text))
         _write(network_output, net_text, "--network-output")
     checked = _check(fit, check) if check is not None else None
-    floors = None
+    floors = remeasured = None
     if floor:
         from perfcost.solver.studies import database_floor
 
         floors = [f.row() for f in database_floor.database_floors(data)]
+        remeasured = [r.row() for r in database_floor.remeasured_floors(
+            data, _other_frameworks(database, data.framework))]
     if as_json:
         print_json({"database": data.gpu, "check": checked, "framework": data.framework,
                     "package": f"aiconfigurator-core {data.package_version}",
@@ -95,13 +100,30 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
                     "fits": [{"kind": f.kind, "precision": f.precision, "params": f.params,
                               "source": f.source, "fit_rows": f.fit_rows} for f in fit.fits],
                     "residuals": fit.summary(), "skipped": fit.skipped,
-                    "floor": floors})
+                    "floor": floors, "remeasured": remeasured})
         return
     _print(fit, output, network_output)
     if floors is not None:
         _print_floor(floors)
+    if remeasured:
+        _print_remeasured(remeasured)
     if checked is not None:
         _print_check(checked, check or "")
+
+
+def _other_frameworks(database: str, framework: str) -> list[Database]:
+    """The other frameworks' kernel databases of GPU ``database``, those the package holds."""
+    from perfcost.solver.studies import kernel_database as kdb
+
+    out = []
+    for other in kdb.FRAMEWORKS:
+        if other == framework:
+            continue
+        try:
+            out.append(kdb.read_database(database, other))
+        except CaseError:  # the package has no tables of that framework for this GPU
+            continue
+    return out
 
 
 def _kinds(text: str | None, known: tuple[str, ...]) -> frozenset[str] | None:
@@ -181,6 +203,22 @@ def _print_floor(floors: list[dict[str, Any]]) -> None:
     for r in floors:
         table.add_row(r["precision"], r["subset"], str(r["rows"]), f"{r['median_pct']:.1f}%",
                       f"{r['p90_pct']:.1f}%")
+    report.console().print(table)
+
+
+def _print_remeasured(rows: list[dict[str, Any]]) -> None:
+    from perfcost.solver.report import tables as report
+    from rich.table import Table
+
+    table = Table(title="the same held-out GEMMs as another framework's collector measured "
+                        "them (the same PyTorch linear, its own cuBLAS build: how far two "
+                        "measurements of one operation lie apart)")
+    for column in ("precision", "framework", "rows", "median", "p90"):
+        table.add_column(column, justify="left" if column in ("precision", "framework")
+                         else "right")
+    for r in rows:
+        table.add_row(r["precision"], r["subset"].rsplit(", ", 1)[-1], str(r["rows"]),
+                      f"{r['median_pct']:.1f}%", f"{r['p90_pct']:.1f}%")
     report.console().print(table)
 
 

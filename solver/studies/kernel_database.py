@@ -156,6 +156,16 @@ def _fastest(frame, keys: list[str]):
     return frame.sort_values("latency").drop_duplicates(keys, keep="first")
 
 
+def _full_attention(frame):  # a pandas DataFrame in and out
+    """The rows of an attention table that attend over the whole sequence (no sliding
+    window). A table without the ``window_size`` column states no window, and its rows are
+    read as full attention: the A100's vLLM and SGLang tables come from collectors older
+    than that column."""
+    if "window_size" not in frame.columns:
+        return frame
+    return frame[frame.window_size == 0]
+
+
 def _tables_of(frame, kind: str, precision_column: str, precisions: dict[str, str],
                names: dict[str, str], source: str) -> list[Table]:
     out = []
@@ -191,14 +201,14 @@ def read_database(gpu: str, framework: str = "trtllm") -> Database:
     found = newest("attention", "context_attention_perf.parquet")
     if found:
         frame = _read(found[0])
-        frame = frame[(frame.window_size == 0) & (frame.kv_cache_dtype == frame.attn_dtype)]
+        frame = _full_attention(frame)
+        frame = frame[frame.kv_cache_dtype == frame.attn_dtype]
         tables += _tables_of(frame, "context attention", "attn_dtype", ATTENTION_PRECISIONS,
                              {"b": "batch_size", "s": "isl", "heads": "num_heads",
                               "kv_heads": "num_key_value_heads", "d": "head_dim"}, found[1])
     found = newest("attention", "generation_attention_perf.parquet")
     if found:
-        frame = _read(found[0])
-        frame = frame[frame.window_size == 0]
+        frame = _full_attention(_read(found[0]))
         tables += _tables_of(frame, "generation attention", "kv_cache_dtype",
                              ATTENTION_PRECISIONS,
                              {"b": "batch_size", "kv_len": "step", "heads": "num_heads",
