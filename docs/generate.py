@@ -448,7 +448,7 @@ def floor_table(databases: list[str]) -> str:
                 row = rows.get(precision)
                 cells.append("--" if row is None else
                              f"{row['median_pct']:.1f} / {row['p90_pct']:.1f}")
-        again = {r["subset"].rsplit(", ", 1)[-1]: r for r in data.get("remeasured") or []
+        again = {r["framework"]: r for r in data.get("remeasured") or []
                  if r["precision"] == "bf16"}
         for framework in REMEASURED_BY:
             row = again.get(framework)

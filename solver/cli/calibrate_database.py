@@ -91,8 +91,9 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
         from perfcost.solver.studies import database_floor
 
         floors = [f.row() for f in database_floor.database_floors(data)]
-        remeasured = [r.row() for r in database_floor.remeasured_floors(
-            data, _other_frameworks(database, data.framework))]
+        remeasured = [{**judged.row(), "framework": other.framework}
+                      for other in _other_frameworks(database, data.framework)
+                      for judged in database_floor.remeasured_floors(data, [other])]
     if as_json:
         print_json({"database": data.gpu, "check": checked, "framework": data.framework,
                     "package": f"aiconfigurator-core {data.package_version}",
@@ -104,9 +105,9 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
         return
     _print(fit, output, network_output)
     if floors is not None:
-        _print_floor(floors)
+        _print_floor(floors, FLOOR_TITLE)
     if remeasured:
-        _print_remeasured(remeasured)
+        _print_floor(remeasured, REMEASURED_TITLE)
     if checked is not None:
         _print_check(checked, check or "")
 
@@ -191,34 +192,27 @@ def _print_check(checked: dict[str, Any], path: str) -> None:
                       f"p90 {s['p90_pct']:.1f} %, worst {s['max_pct']:.1f} %")
 
 
-def _print_floor(floors: list[dict[str, Any]]) -> None:
+#: Titles of the floor tables ``--floor`` prints, and the column that labels their rows.
+FLOOR_TITLE = ("the same held-out GEMMs interpolated from the fitted rows (no model: what a "
+               "smooth function of the shape can hardly beat)", "subset")
+REMEASURED_TITLE = ("the same held-out GEMMs as another framework's collector measured them "
+                    "(the same PyTorch linear, its own cuBLAS build: how far two measurements "
+                    "of one operation lie apart)", "framework")
+
+
+def _print_floor(rows: list[dict[str, Any]], title: tuple[str, str]) -> None:
+    """One floor table: a row per judged subset, labelled by the column ``title[1]`` names."""
     from perfcost.solver.report import tables as report
     from rich.table import Table
 
-    table = Table(title="the same held-out GEMMs interpolated from the fitted rows (no model: "
-                        "what a smooth function of the shape can hardly beat)")
-    for column in ("precision", "subset", "rows", "median", "p90"):
-        table.add_column(column, justify="left" if column in ("precision", "subset")
-                         else "right")
-    for r in floors:
-        table.add_row(r["precision"], r["subset"], str(r["rows"]), f"{r['median_pct']:.1f}%",
-                      f"{r['p90_pct']:.1f}%")
-    report.console().print(table)
-
-
-def _print_remeasured(rows: list[dict[str, Any]]) -> None:
-    from perfcost.solver.report import tables as report
-    from rich.table import Table
-
-    table = Table(title="the same held-out GEMMs as another framework's collector measured "
-                        "them (the same PyTorch linear, its own cuBLAS build: how far two "
-                        "measurements of one operation lie apart)")
-    for column in ("precision", "framework", "rows", "median", "p90"):
-        table.add_column(column, justify="left" if column in ("precision", "framework")
+    heading, label = title
+    table = Table(title=heading)
+    for column in ("precision", label, "rows", "median", "p90"):
+        table.add_column(column, justify="left" if column in ("precision", label)
                          else "right")
     for r in rows:
-        table.add_row(r["precision"], r["subset"].rsplit(", ", 1)[-1], str(r["rows"]),
-                      f"{r['median_pct']:.1f}%", f"{r['p90_pct']:.1f}%")
+        table.add_row(r["precision"], r[label], str(r["rows"]), f"{r['median_pct']:.1f}%",
+                      f"{r['p90_pct']:.1f}%")
     report.console().print(table)
 
 
