@@ -406,13 +406,14 @@ def held_out_table(databases: list[str]) -> str:
     for database in databases:
         data = _solved(_calibration(database))
         found = {(r["kind"], r["precision"], r["subset"]): r for r in data["residuals"]}
-        cells = []
-        for _heading, *key in HELD_OUT_COLUMNS:
-            row = found.get(tuple(key))
-            cells.append("--" if row is None else
-                         f"{row['median_pct']:.1f} / {row['p90_pct']:.1f}")
+        cells = [_cell(found.get(tuple(key))) for _heading, *key in HELD_OUT_COLUMNS]
         out.append(f"| {database} | " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    """A residual row as "median / 90th percentile" in %, "--" where there is none."""
+    return "--" if row is None else f"{row['median_pct']:.1f} / {row['p90_pct']:.1f}"
 
 
 def _calibration(database: str) -> list[str]:
@@ -429,13 +430,22 @@ FLOOR_PRECISIONS = ("bf16", "fp8", "fp8_block", "fp4")
 REMEASURED_BY = ("vllm", "sglang")
 
 
+#: The ``floor`` table's columns judged against the other frameworks' measurements
+#: (``against_others``): its heading, and the row's label (None: the fitted table's own
+#: framework).
+AGAINST_OTHERS_COLUMNS: tuple[tuple[str, str | None], ...] = (
+    ("bf16 model vs the others", "model"), ("bf16 measured vs the others", None))
+
+
 def floor_table(databases: list[str]) -> str:
     """``floor DATABASE...``: the GEMM model's held-out median / 90th percentile beside the
     interpolation floor's on the same rows, then the same bf16 rows as the other frameworks'
-    collectors measured them (solver/studies/database_floor.py; needs the kernels extra)."""
+    collectors measured them, then the model and the fitted table each against those
+    (solver/studies/database_floor.py; needs the kernels extra)."""
     head = " | ".join(f"{p} model | {p} interpolated" for p in FLOOR_PRECISIONS)
     head += "".join(f" | bf16 remeasured ({f})" for f in REMEASURED_BY)
-    columns = 2 * len(FLOOR_PRECISIONS) + len(REMEASURED_BY)
+    head += "".join(f" | {heading}" for heading, _ in AGAINST_OTHERS_COLUMNS)
+    columns = 2 * len(FLOOR_PRECISIONS) + len(REMEASURED_BY) + len(AGAINST_OTHERS_COLUMNS)
     out = [f"| GPU | {head} |", "| --- |" + " --- |" * columns]
     for database in databases:
         data = _solved(_calibration(database))
@@ -444,16 +454,14 @@ def floor_table(databases: list[str]) -> str:
         floor = {r["precision"]: r for r in data["floor"]}
         cells = []
         for precision in FLOOR_PRECISIONS:
-            for rows in (model, floor):
-                row = rows.get(precision)
-                cells.append("--" if row is None else
-                             f"{row['median_pct']:.1f} / {row['p90_pct']:.1f}")
+            cells.extend(_cell(rows.get(precision)) for rows in (model, floor))
         again = {r["framework"]: r for r in data.get("remeasured") or []
                  if r["precision"] == "bf16"}
-        for framework in REMEASURED_BY:
-            row = again.get(framework)
-            cells.append("--" if row is None else
-                         f"{row['median_pct']:.1f} / {row['p90_pct']:.1f}")
+        cells.extend(_cell(again.get(framework)) for framework in REMEASURED_BY)
+        against = {r["judged"]: r for r in data.get("against_others") or []
+                   if r["precision"] == "bf16"}
+        cells.extend(_cell(against.get(label or data["framework"]))
+                     for _heading, label in AGAINST_OTHERS_COLUMNS)
         out.append(f"| {database} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 

@@ -1349,6 +1349,56 @@ def test_remeasured_floors_judge_only_the_same_call() -> None:
     assert database_floor.remeasured_floors(db, []) == []
 
 
+@given(st.floats(0.5, 2.0), st.floats(0.5, 2.0), st.floats(0.5, 2.0), st.integers(2, 5))
+@settings(max_examples=20, deadline=None)
+def test_against_others_judges_model_and_table_on_the_same_reference(
+        model: float, vllm: float, sglang: float, every: int) -> None:
+    """The reference is the other tables' geometric mean, on the held-out shapes all of them
+    hold: the fitted table lies 1 / sqrt(vllm x sglang) from it, a model ``model`` times the
+    table lies ``model`` times that."""
+    table = _table("gemm")
+    rows = np.arange(len(table))
+    kept = rows[rows % every != 0]
+    others = [kdb.Table("gemm", "bf16", {c: v[rows] for c, v in table.columns.items()},
+                        table.seconds * vllm, ""),
+              kdb.Table("gemm", "bf16", {c: v[kept][::-1] for c, v in table.columns.items()},
+                        table.seconds[kept][::-1] * sglang, "")]
+    big = database_floor.held_out_gemms(table)
+    judged = database_floor.against_others(table, "trtllm", others,
+                                           table.seconds[big] * model)
+    assert [j.subset for j in judged] == ["model", "trtllm"]
+    reference = np.sqrt(vllm * sglang)
+    assert judged[0].errors.size == np.count_nonzero(big % every != 0) > 0
+    assert np.allclose(judged[0].errors, model / reference - 1)
+    assert np.allclose(judged[1].errors, 1 / reference - 1)
+    empty = kdb.Table("gemm", "bf16", {c: v[:0] for c, v in table.columns.items()},
+                      table.seconds[:0], "")
+    assert database_floor.against_others(table, "trtllm", [empty], table.seconds[big]) == []
+
+
+def test_against_others_floors_predict_only_the_same_call() -> None:
+    """Only bf16 is judged against the other frameworks, with the fitted parameters given,
+    predicted by the GEMM model itself (the model's row is what predict_gemm says)."""
+    db = _database()
+    other = kdb.Database(db.gpu, "vllm", db.package_version,
+                         tuple(kdb.Table(t.kind, t.precision, t.columns, t.seconds * 1.1, "")
+                               for t in db.tables))
+    params = {"tiles": ((128, 128),), "stream_k": False, "amax_pass": False,
+              "matmul_efficiency": 0.7, "boost": 1.2, "power_window": 0.05,
+              "memory_efficiency": 0.8, "kernel_overhead": 2e-6, "wave_overhead": 0.5e-6}
+    floors = database_floor.against_others_floors(db, [other], _machine(),
+                                                  {"bf16": params, "fp8": params})
+    assert [(f.precision, f.subset) for f in floors] == [("bf16", "model"),
+                                                          ("bf16", db.framework)]
+    table = _table("gemm")
+    big = database_floor.held_out_gemms(table)
+    predicted = fitting.predict_gemm(table, big, _machine(), params)
+    assert np.allclose(floors[0].errors, predicted / (table.seconds[big] * 1.1) - 1)
+    assert np.allclose(floors[1].errors, 1 / 1.1 - 1)
+    assert database_floor.against_others_floors(db, [other], _machine(), {}) == []
+    assert database_floor.against_others_floors(db, [], _machine(), {"bf16": params}) == []
+
+
 # -- the command -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("args", "fragment"), [

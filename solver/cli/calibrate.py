@@ -48,7 +48,9 @@ def calibrate(
     floor: Annotated[bool, typer.Option(
         "--floor", help="with --database: also print how closely interpolating each GEMM "
                         "table's fitted rows predicts its held-out rows (what no smooth "
-                        "model of the shape can beat)")] = False,
+                        "model of the shape can beat) and, for bf16, how far the other "
+                        "frameworks' measurements of the same GEMMs lie from the table and "
+                        "from the model")] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:

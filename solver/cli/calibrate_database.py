@@ -71,7 +71,8 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
         original, raw = _entry("hardware", "hardware", hardware, "--hardware")
         section = HardwareSection.model_validate(raw)
         stage(f"fitting {hardware} to the {database} kernel database")
-        fit = fitting.fit_database(data, fitting.machine_of(section), kinds=chosen)
+        machine = fitting.machine_of(section)
+        fit = fitting.fit_database(data, machine, kinds=chosen)
     as_of = cal.today()
     text = database_toml.hardware_text(original, fit, as_of)
     HardwareSection.model_validate(tomllib.loads(text))  # the written entry must load again
@@ -86,14 +87,20 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
         NetworkSection.model_validate(tomllib.loads(net_text))
         _write(network_output, net_text, "--network-output")
     checked = _check(fit, check) if check is not None else None
-    floors = remeasured = None
+    floors = remeasured = against = None
     if floor:
         from perfcost.solver.studies import database_floor
 
         floors = [f.row() for f in database_floor.database_floors(data)]
+        others = _other_frameworks(database, data.framework)
         remeasured = [{**judged.row(), "framework": other.framework}
-                      for other in _other_frameworks(database, data.framework)
+                      for other in others
                       for judged in database_floor.remeasured_floors(data, [other])]
+        gemm_params = {f.precision: f.params for f in fit.fits if f.kind == "gemm"}
+        against = [{**judged.row(), "judged": judged.subset,
+                    "against": "+".join(o.framework for o in others)}
+                   for judged in database_floor.against_others_floors(data, others, machine,
+                                                                      gemm_params)]
     if as_json:
         print_json({"database": data.gpu, "check": checked, "framework": data.framework,
                     "package": f"aiconfigurator-core {data.package_version}",
@@ -101,13 +108,16 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
                     "fits": [{"kind": f.kind, "precision": f.precision, "params": f.params,
                               "source": f.source, "fit_rows": f.fit_rows} for f in fit.fits],
                     "residuals": fit.summary(), "skipped": fit.skipped,
-                    "floor": floors, "remeasured": remeasured})
+                    "floor": floors, "remeasured": remeasured,
+                    "against_others": against})
         return
     _print(fit, output, network_output)
     if floors is not None:
         _print_floor(floors, FLOOR_TITLE)
     if remeasured:
         _print_floor(remeasured, REMEASURED_TITLE)
+    if against:
+        _print_floor(against, AGAINST_OTHERS_TITLE)
     if checked is not None:
         _print_check(checked, check or "")
 
@@ -198,6 +208,10 @@ FLOOR_TITLE = ("the same held-out GEMMs interpolated from the fitted rows (no mo
 REMEASURED_TITLE = ("the same held-out GEMMs as another framework's collector measured them "
                     "(the same PyTorch linear, its own cuBLAS build: how far two measurements "
                     "of one operation lie apart)", "framework")
+AGAINST_OTHERS_TITLE = ("the same held-out GEMMs, the model's times and the fitted table's "
+                        "own, each against the other frameworks' measurements (their "
+                        "geometric mean): a model whose misses were the table's scatter "
+                        "would lie as close to them as the table does", "judged")
 
 
 def _print_floor(rows: list[dict[str, Any]], title: tuple[str, str]) -> None:
