@@ -1374,6 +1374,7 @@ def test_against_others_judges_model_and_table_on_the_same_reference(
     empty = kdb.Table("gemm", "bf16", {c: v[:0] for c, v in table.columns.items()},
                       table.seconds[:0], "")
     assert database_floor.against_others(table, "trtllm", [empty], table.seconds[big]) == []
+    assert database_floor.against_others(table, "trtllm", [], table.seconds[big]) == []
 
 
 def test_against_others_floors_predict_only_the_same_call() -> None:

@@ -98,7 +98,9 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
                       for judged in database_floor.remeasured_floors(data, [other])]
         gemm_params = {f.precision: f.params for f in fit.fits if f.kind == "gemm"}
         against = [{**judged.row(), "judged": judged.subset,
-                    "against": "+".join(o.framework for o in others)}
+                    "against": "+".join(o.framework for o in others
+                                        if any(t.precision == judged.precision
+                                               for t in o.of("gemm")))}
                    for judged in database_floor.against_others_floors(data, others, machine,
                                                                       gemm_params)]
     if as_json:

@@ -95,10 +95,11 @@ def against_others(table: Table, framework: str, others: list[Table],
     against the same reference: the geometric mean of ``others`` (other frameworks' tables
     of the same GPU and precision), on the shapes every one of them holds. The table's row
     is how far one measurement lies from the others; the model's, how far the model does.
-    Two rows, labelled ``model`` and ``framework``; none where no shape is shared."""
+    Two rows, labelled ``model`` and ``framework``; none where there is no other table or
+    no shape is shared."""
     big = held_out_gemms(table)
     ours, theirs = _matched(table, big, others)
-    if ours.size == 0:
+    if not others or ours.size == 0:
         return []
     reference = np.exp(np.mean([np.log(other.seconds[rows])
                                 for other, rows in zip(others, theirs, strict=True)], axis=0))
