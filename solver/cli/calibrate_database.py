@@ -97,10 +97,8 @@ def run(database: str, framework: str, hardware: str | None, output: str | None,
                       for other in others
                       for judged in database_floor.remeasured_floors(data, [other])]
         gemm_params = {f.precision: f.params for f in fit.fits if f.kind == "gemm"}
-        against = [{**judged.row(), "judged": judged.subset,
-                    "against": "+".join(o.framework for o in others
-                                        if any(t.precision == judged.precision
-                                               for t in o.of("gemm")))}
+        # The reference's frameworks are the remeasured rows' of the same precision.
+        against = [{**judged.row(), "judged": judged.subset}
                    for judged in database_floor.against_others_floors(data, others, machine,
                                                                       gemm_params)]
     if as_json:
