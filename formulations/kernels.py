@@ -276,6 +276,9 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
         traffic = traffic + WRITE_AND_READ * splits * m * n * PARTIAL_BYTES
         kernels = 2
     stream = traffic / (rates.hbm_bandwidth * rates.memory_efficiency)
+    # The cost per wave after the overlap norm, not inside it beside the MMAs: inside, every
+    # Hopper table fitted worse (H200 bf16: loss 0.112 -> 0.126) and the Blackwell ones
+    # little better (B200 bf16 0.132 -> 0.132; docs/calibration.md).
     time = (streamed_time(mma, stream, rates) + waves * rates.wave_overhead
             + kernels * rates.kernel_overhead)
     if splits == 1:
