@@ -135,6 +135,10 @@ class GemmRates:
     #: :data:`DEEPGEMM_MULTICAST` tiles loads their shared operand tile once for both (TMA
     #: multicast, :func:`deepgemm_sm90_time`); 0: none.
     multicast_gain: sp.Expr = sp.S.Zero
+    #: The kernel family: True where a tile's fixed work per wave runs beside the HBM
+    #: traffic (inside the overlap norm, on the tensor cores' side), False where it follows
+    #: it (:func:`kernel_time`).
+    wave_overlapped: bool = False
 
 
 def clocked_time(sustained: sp.Expr, boost: sp.Expr, window: sp.Expr,
@@ -207,6 +211,32 @@ def streamed_time(mma: sp.Expr, stream: sp.Expr, rates: GemmRates) -> sp.Expr:
     return (mma**rates.overlap + stream**rates.overlap) ** (1 / rates.overlap)
 
 
+def kernel_time(mma: sp.Expr, stream: sp.Expr, waves: sp.Expr, kernels: int,
+                rates: GemmRates) -> sp.Expr:
+    """A GEMM's time from its tensor cores' time ``mma``, its HBM traffic's ``stream``
+    (combined by :func:`streamed_time`), its ``waves`` of tiles at ``rates.wave_overhead``
+    each (a tile's prologue and epilogue, which its own main loop does not hide) and its
+    ``kernels`` launches.
+
+    Where that fixed work runs depends on the kernel family (``rates.wave_overlapped``,
+    chosen per table by the fitted loss): after the overlap norm, as a kernel whose tiles
+    wait for it; or inside it, on the tensor cores' side, as a persistent kernel whose
+    epilogue warps drain one accumulator while its MMA warp fills another would run it,
+    beside the other tiles' HBM traffic (two accumulators in a Blackwell multiprocessor's
+    tensor memory: JAX's Pallas guide "Writing high-performance matrix multiplication
+    kernels for Blackwell", step 5, "Dedicated epilogue warpgroup"). GEMMs whose output
+    dominates tell the two apart: a GB200 NVFP4 GEMM with k = 128 and 8192 x 65536 outputs
+    takes 202 us, its output stored at 5.3 TB/s; with the cost after the norm the fitted
+    model gave 302 us, 111 waves of 0.88 us on top of the store. The Hopper tables all fit
+    worse inside (H200 bf16: loss 0.112 -> 0.126); the Blackwell tables and the A100's
+    take it by a little, all but GB200 block-scaled fp8 (docs/calibration.md)."""
+    if rates.wave_overlapped:
+        return (streamed_time(mma + waves * rates.wave_overhead, stream, rates)
+                + kernels * rates.kernel_overhead)
+    return (streamed_time(mma, stream, rates) + waves * rates.wave_overhead
+            + kernels * rates.kernel_overhead)
+
+
 def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                      output_bytes: sp.Expr, rates: GemmRates,
                      tile: tuple[int | sp.Expr, int | sp.Expr], splits: int,
@@ -276,11 +306,7 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
         traffic = traffic + WRITE_AND_READ * splits * m * n * PARTIAL_BYTES
         kernels = 2
     stream = traffic / (rates.hbm_bandwidth * rates.memory_efficiency)
-    # The cost per wave after the overlap norm, not inside it beside the MMAs: inside, every
-    # Hopper table fitted worse (H200 bf16: loss 0.112 -> 0.126) and the Blackwell ones
-    # little better (B200 bf16 0.132 -> 0.132; docs/calibration.md).
-    time = (streamed_time(mma, stream, rates) + waves * rates.wave_overhead
-            + kernels * rates.kernel_overhead)
+    time = kernel_time(mma, stream, waves, kernels, rates)
     if splits == 1:
         return time
     # A library splits the reduction only where every slice stays deep.
@@ -311,8 +337,7 @@ def stream_k_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     # Each multiprocessor starts as many tiles as a wave-by-wave kernel would, and one more
     # where its share of k-blocks straddles two tiles.
     waves = sp.ceiling(tiles / rates.multiprocessors) + 1
-    return (streamed_time(mma, stream, rates) + waves * rates.wave_overhead
-            + rates.kernel_overhead)
+    return kernel_time(mma, stream, waves, 1, rates)
 
 
 #: DeepGEMM's Hopper tile heuristic (TensorRT-LLM's copy, cpp/include/tensorrt_llm/deep_gemm/

@@ -305,6 +305,56 @@ def test_gemm_overlap_lies_between_the_larger_and_the_sum(mma: float, stream: fl
     assert float(kernels.streamed_time(a, b, _rates())) == max(mma, stream)
 
 
+@given(st.integers(1, 16384), st.integers(1, 65536), st.integers(16, 65536),
+       st.sampled_from([None, 1.0, 2.5]))
+@settings(max_examples=40, deadline=None)
+def test_an_overlapped_wave_cost_runs_beside_the_traffic(m: int, n: int, k: int,
+                                                         overlap: float | None) -> None:
+    """In the overlapped kernel family the cost per wave joins the tensor cores' side of
+    the overlap norm: never slower than paying it after the norm, faster by at most the
+    waves' cost, and by all of it where the traffic is the longer even then (the roofline's
+    larger of the two)."""
+    plain = replace(_rates(), overlap=None if overlap is None else sp.Float(overlap))
+    beside = replace(plain, wave_overlapped=True)
+    args = (sp.Integer(m), sp.Integer(n), sp.Integer(k), sp.Integer(2), sp.Integer(2))
+    after = float(kernels.gemm_config_time(*args, plain, (128, 256), 1))
+    inside = float(kernels.gemm_config_time(*args, beside, (128, 256), 1))
+    waves = -(-(-(-m // 128) * -(-n // 256)) // 132)
+    assert after - waves * 0.5e-6 * (1 + 1e-9) <= inside <= after * (1 + 1e-12)
+    stream = ((m + n) * k + m * n) * 2 / (4.8e12 * 0.8)
+    if overlap is None and stream > after - 3e-6:
+        assert inside == pytest.approx(stream + 3e-6, rel=1e-9)
+
+
+def test_an_output_bound_gemm_tells_the_wave_families_apart() -> None:
+    """A fit on GEMMs timed by the overlapped family chooses it, and one on GEMMs timed by
+    the other keeps the cost per wave after the traffic; either way the written entry
+    states the family, and reads back."""
+    rng = np.random.default_rng(7)
+    size = 240
+    # Output-bound shapes (a short reduction, large outputs) beside compute-bound ones.
+    c = {"m": rng.choice([2048, 4096, 8192, 16384], size),
+         "n": rng.choice([4096, 16384, 65536], size),
+         "k": rng.choice([128, 256, 8192], size)}
+    truth = {"tiles": ((128, 128),), "stream_k": False, "amax_pass": False,
+             "matmul_efficiency": 0.7, "boost": 1.2, "power_window": 0.01,
+             "memory_efficiency": 0.8, "kernel_overhead": 3e-6, "wave_overhead": 2e-6,
+             "overlap": 2.0}
+    original = catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8")
+    for family in (True, False):
+        seconds = fitting.predict_gemm(kdb.Table("gemm", "bf16", c, np.ones(size), ""),
+                                       np.arange(size), _machine(),
+                                       {**truth, "wave_overlapped": family})
+        table = kdb.Table("gemm", "bf16", c, seconds, "synthetic")
+        fit = fitting.fit_gemm(table, _machine(), tiles=((128, 128),),
+                               generations=SHORT_SEARCH)
+        assert fit.params["wave_overlapped"] is family
+        text = database_toml.hardware_text(original, fitting.DatabaseFit(
+            _database(), _machine(), [fit], []), "2026-12-07")
+        entry = HardwareSection.model_validate(tomllib.loads(text))
+        assert entry.efficiency.precision["bf16"].gemm_wave_overlapped is family
+
+
 def test_main_loop_step_bounds_narrow_tiles_only() -> None:
     """A main-loop step takes at least ``kblock_time``: a GEMM of 8 rows (narrow tiles, little
     MMA work per k-block) runs at the steps' rate, a large one's steps stay MMA-bound."""

@@ -122,6 +122,9 @@ class PrecisionEfficiency(Strict):
     gemm_padded_row_time: Duration | None = None
     gemm_padded_row_shared_time: Duration | None = None
     gemm_multicast_gain: MulticastGain | None = None
+    # The kernel family whose fixed work per wave of tiles runs beside the HBM traffic,
+    # inside `gemm_overlap`'s norm (formulations.kernels.kernel_time). Absent: after it.
+    gemm_wave_overlapped: bool = False
     # The norm by which a GEMM's tensor-core time and its HBM traffic combine
     # (formulations.kernels.streamed_time: 1 their sum). Absent: the larger of the two.
     gemm_overlap: GemmOverlap | None = None

@@ -13,7 +13,9 @@ expressions (:mod:`formulations.compute`, :mod:`formulations.attention`,
   the tensor cores' time and the HBM traffic's, and for a quantised precision the HBM rate of
   the activations' quantisation kernels (``quantise_efficiency``), by the median plus half
   the 90th percentile of the absolute log errors over the GEMMs of at least
-  :data:`FIT_MIN_FLOPS` (differential evolution).
+  :data:`FIT_MIN_FLOPS` (differential evolution); the kernel families (with or without
+  stream-K kernels; the cost per wave after or beside the HBM traffic,
+  ``wave_overlapped``) are chosen by the fitted loss.
 * Prefill (context) attention, per precision: FlashAttention's forward efficiency, tile
   overhead (wave-quantised), kernel overhead and memory efficiency, and the bandwidth of the
   Q/K/V preprocessing kernel, by least squares on the log errors.
@@ -447,7 +449,8 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
                    splits: tuple[int, ...], stream_k: bool,
                    kblock: bool = False, overlap: bool = False,
                    quantise_rate: bool = False,
-                   deepgemm_rows: bool = False) -> Callable[..., Any]:
+                   deepgemm_rows: bool = False,
+                   wave_overlapped: bool = False) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
@@ -469,7 +472,8 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
                               eta_quant if quantise_rate else None, ov if overlap else None,
                               padded if deepgemm_rows else sp.S.Zero,
                               padded_shared if deepgemm_rows else sp.S.Zero,
-                              gain if deepgemm_rows else sp.S.Zero)
+                              gain if deepgemm_rows else sp.S.Zero,
+                              wave_overlapped=wave_overlapped)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
                                        amax_pass, stream_k, deepgemm_rows)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
@@ -531,7 +535,7 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
     fn = _gemm_function(table.precision != "bf16", bool(params["amax_pass"]), tiles,
                         split_counts(table.precision), bool(params.get("stream_k", False)),
                         kblock_time > 0, "overlap" in params, "quantise_efficiency" in params,
-                        deepgemm_rows)
+                        deepgemm_rows, bool(params.get("wave_overlapped", False)))
     peak = machine.peak(table.precision)
     repeats = (collector_repeats(table, index, machine) if context.repeats is None
                else context.repeats)
@@ -572,7 +576,9 @@ def fit_gemm(table: Table, machine: Machine,
              generations: int = GEMM_GENERATIONS, sm_version: int | None = None) -> KindFit:
     """The GEMM model of :func:`formulations.kernels.quantised_gemm_time` (the fastest of
     ``tiles`` x :data:`SPLIT_COUNTS` configurations per shape, with or without stream-K
-    kernels: the one of least fitted loss), its rates fitted by differential evolution on
+    kernels, then on that choice with the cost per wave after or beside the HBM traffic
+    (:func:`formulations.kernels.kernel_time`): each the one of least fitted loss), its
+    rates fitted by differential evolution on
     the median plus half the 90th percentile of the log errors. ``sm_version``, the GPU's
     compute capability, says which kernels the framework runs (:func:`takes_amax_pass`,
     :func:`has_kblock_step`)."""
@@ -601,26 +607,32 @@ def fit_gemm(table: Table, machine: Machine,
         # The activations' quantisation kernels stream at a rate of their own.
         bounds["quantise_efficiency"] = GEMM_BOUNDS["memory_efficiency"]
     names = list(bounds)
-    best: tuple[float, dict[str, Any]] | None = None
-    # With and without stream-K kernels among the configurations (never for a precision
-    # whose kernels do not split k): the library's kernel families, chosen by the fitted
-    # loss.
-    for stream_k in ((False,) if table.precision in NO_SPLIT_K else (False, True)):
-        base = {"tiles": tiles, "stream_k": stream_k,
-                "amax_pass": takes_amax_pass(table.precision, sm_version),
-                "deepgemm_rows": deepgemm_rows}
 
-        def objective(x: np.ndarray, base: dict[str, Any] = base) -> float:
+    def fitted(base: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        def objective(x: np.ndarray) -> float:
             params = {**base, **dict(zip(names, x, strict=True))}
             pred = predict_gemm(table, rows, machine, params)
             return _log_objective(np.abs(np.log(pred / table.seconds[rows])))
 
         result = differential_evolution(objective, list(bounds.values()), seed=SEED,
                                         maxiter=generations, tol=1e-6, polish=False)
-        if best is None or result.fun < best[0]:
-            best = (float(result.fun),
-                    {**base, **dict(zip(names, (float(v) for v in result.x), strict=True))})
-    assert best is not None  # at least one candidate family
+        return (float(result.fun),
+                {**base, **dict(zip(names, (float(v) for v in result.x), strict=True))})
+
+    # The library's kernel families, each chosen by the fitted loss: with and without
+    # stream-K kernels among the configurations (never for a precision whose kernels do not
+    # split k), then on that choice the cost per wave beside the HBM traffic instead of
+    # after it (formulations.kernels.kernel_time). One after the other, not every pair: in
+    # the tables' fits of both forms the stream-K choice never differed where the second
+    # family won, and the pairs would cost a fourth fit.
+    base = {"tiles": tiles, "amax_pass": takes_amax_pass(table.precision, sm_version),
+            "deepgemm_rows": deepgemm_rows, "wave_overlapped": False}
+    best = min((fitted({**base, "stream_k": stream_k})
+                for stream_k in ((False,) if table.precision in NO_SPLIT_K
+                                 else (False, True))), key=lambda c: c[0])
+    overlapped = fitted({**base, "stream_k": best[1]["stream_k"], "wave_overlapped": True})
+    if overlapped[0] < best[0]:
+        best = overlapped
     params = best[1]
     fit = KindFit("gemm", table.precision, params, table.source, int(rows.size),
                   loss=best[0])

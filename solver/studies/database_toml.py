@@ -122,6 +122,9 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             "quantised_activations": gemm.precision != "bf16",
             "amax_pass": bool(p["amax_pass"]),
         }
+        if p.get("wave_overlapped"):
+            # The cost per wave beside the HBM traffic (the kernel family of least loss).
+            table["gemm_wave_overlapped"] = True
         if "overlap" in p:
             # The norm of the tensor cores' time and the HBM traffic's.
             table["gemm_overlap"] = p["overlap"]
