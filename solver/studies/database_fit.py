@@ -578,8 +578,8 @@ def fit_gemm(table: Table, machine: Machine,
     ``tiles`` x :data:`SPLIT_COUNTS` configurations per shape, with or without stream-K
     kernels, then on that choice with the cost per wave after or beside the HBM traffic
     (:func:`formulations.kernels.kernel_time`): each the one of least fitted loss), its
-    rates fitted by differential evolution on
-    the median plus half the 90th percentile of the log errors. ``sm_version``, the GPU's
+    rates fitted by differential evolution on the median plus half the 90th percentile of
+    the log errors. ``sm_version``, the GPU's
     compute capability, says which kernels the framework runs (:func:`takes_amax_pass`,
     :func:`has_kblock_step`)."""
     from scipy.optimize import differential_evolution
