@@ -139,6 +139,21 @@ class GemmRates:
     #: traffic (inside the overlap norm, on the tensor cores' side), False where it follows
     #: it (:func:`kernel_time`).
     wave_overlapped: bool = False
+    #: Bytes of the L2 cache that a quantisation chain's tensors stay in between its kernels
+    #: (:func:`quantised_gemm_time`); 0: none stay.
+    l2_capacity: sp.Expr = sp.S.Zero
+    #: How many times faster than from HBM a kernel moves the bytes that stay in the L2.
+    l2_gain: sp.Expr = sp.S.One
+
+
+def hbm_stream(traffic: sp.Expr, resident: sp.Expr, rates: GemmRates,
+               efficiency: sp.Expr | None = None) -> sp.Expr:
+    """Time of a kernel's ``traffic`` bytes at ``efficiency`` of the HBM bandwidth (by
+    default ``rates.memory_efficiency``), of which ``resident`` bytes stay in the L2 and move
+    ``rates.l2_gain`` times faster."""
+    rate = rates.hbm_bandwidth * (rates.memory_efficiency if efficiency is None
+                                  else efficiency)
+    return (traffic - resident) / rate + resident / (rate * rates.l2_gain)
 
 
 def clocked_time(sustained: sp.Expr, boost: sp.Expr, window: sp.Expr,
@@ -241,7 +256,8 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                      output_bytes: sp.Expr, rates: GemmRates,
                      tile: tuple[int | sp.Expr, int | sp.Expr], splits: int,
                      narrow: bool = True, promoted: bool = False,
-                     multicast: sp.Expr = sp.S.Zero) -> sp.Expr:
+                     multicast: sp.Expr = sp.S.Zero,
+                     resident: sp.Expr = sp.S.Zero) -> sp.Expr:
     """Time of a GEMM run by one kernel configuration: output tiles ``tile`` (with ``narrow``
     rows narrowed to ``m``, columns to ``n``, rounded up to the row granule, for few rows or
     columns: the MMA instruction's N dimension comes in steps of 8, and a library computes
@@ -271,7 +287,11 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
 
     ``multicast`` is 1 where the kernel runs its tiles in clusters that multicast an operand
     (:func:`deepgemm_sm90_time`), 0 where not: its main loop then takes
-    ``rates.multicast_gain`` less of its time."""
+    ``rates.multicast_gain`` less of its time.
+
+    ``resident`` is the share of the ``m x k`` operand read from the L2, where the kernel
+    before it left it (:func:`quantised_gemm_time`, :func:`l2_resident_share`); the rest
+    comes from HBM."""
     rows, cols = sp.sympify(tile[0]), sp.sympify(tile[1])
     if narrow:
         rows = sp.Min(rows, rates.row_granule * sp.ceiling(m / rates.row_granule))
@@ -305,7 +325,7 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     if splits > 1:
         traffic = traffic + WRITE_AND_READ * splits * m * n * PARTIAL_BYTES
         kernels = 2
-    stream = traffic / (rates.hbm_bandwidth * rates.memory_efficiency)
+    stream = hbm_stream(traffic, resident * m * k * operand_bytes, rates)
     time = kernel_time(mma, stream, waves, kernels, rates)
     if splits == 1:
         return time
@@ -314,14 +334,16 @@ def gemm_config_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
 
 
 def stream_k_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
-                  output_bytes: sp.Expr, rates: GemmRates, tile: tuple[int, int]) -> sp.Expr:
+                  output_bytes: sp.Expr, rates: GemmRates, tile: tuple[int, int],
+                  resident: sp.Expr = sp.S.Zero) -> sp.Expr:
     """Time of a GEMM run by a stream-K kernel of output tiles ``tile`` (Osama et al.,
     "Stream-K: Work-centric Parallel Decomposition for Dense Matrix Multiplication on the
     GPU", PPoPP 2023; CUTLASS's and cuBLAS's Hopper and Blackwell kernels offer it): the
     tiles' k-blocks (:data:`K_BLOCK_BYTES` of each operand row) are dealt out evenly to the
     multiprocessors, so the tensor cores wait on one k-block at most rather than on a wave
     of tiles; the tiles that end up shared write and read fp32 partial sums (at most one per
-    multiprocessor). Rows and columns narrow as in :func:`gemm_config_time`."""
+    multiprocessor). Rows and columns narrow, and ``resident`` reads the ``m x k`` operand
+    from the L2, as in :func:`gemm_config_time`."""
     tile_m, tile_n = sp.Integer(tile[0]), sp.Integer(tile[1])
     rows = sp.Min(tile_m, rates.row_granule * sp.ceiling(m / rates.row_granule))
     cols = sp.Min(tile_n, rates.row_granule * sp.ceiling(n / rates.row_granule))
@@ -333,7 +355,7 @@ def stream_k_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
         / (rates.peak_flops * rates.matmul_efficiency), blocks_per_unit, rates), rates)
     traffic = ((m + n) * k * operand_bytes + m * n * output_bytes
                + WRITE_AND_READ * rates.multiprocessors * rows * cols * PARTIAL_BYTES)
-    stream = traffic / (rates.hbm_bandwidth * rates.memory_efficiency)
+    stream = hbm_stream(traffic, resident * m * k * operand_bytes, rates)
     # Each multiprocessor starts as many tiles as a wave-by-wave kernel would, and one more
     # where its share of k-blocks straddles two tiles.
     waves = sp.ceiling(tiles / rates.multiprocessors) + 1
@@ -411,7 +433,8 @@ def deepgemm_multicast(m: sp.Expr, n: sp.Expr, columns: sp.Expr,
 
 
 def deepgemm_sm90_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
-                       output_bytes: sp.Expr, rates: GemmRates) -> sp.Expr:
+                       output_bytes: sp.Expr, rates: GemmRates,
+                       resident: sp.Expr = sp.S.Zero) -> sp.Expr:
     """A block-scaled fp8 GEMM as TensorRT-LLM runs it on Hopper: DeepGEMM's persistent
     kernel (no split-K) with the tile its heuristic picks (:func:`deepgemm_block_rows`,
     :func:`deepgemm_tile_columns`), the activations' rows on the tile's rows, or below
@@ -422,23 +445,27 @@ def deepgemm_sm90_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Exp
     the swap-AB kernel's rows), the main loop takes ``rates.multicast_gain`` less of its
     time: fewer loads from L2 for the same MMAs. The sources give its size only in passing
     (10-20 % faster with multicast: HazyResearch/ThunderKittens pull request 136,
-    deepseek-ai/DeepGEMM pull request 193); the tables fit it."""
+    deepseek-ai/DeepGEMM pull request 193); the tables fit it. ``resident`` as in
+    :func:`gemm_config_time`."""
     sms = rates.multiprocessors
     normal = (deepgemm_block_rows(m), deepgemm_tile_columns(m, n, sms))
     multicast = deepgemm_multicast(m, n, normal[1], sms)
     swapped = (deepgemm_tile_columns(n, m, sms), deepgemm_block_rows(n))
     return sp.Piecewise(
         (gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, normal, 1,
-                          narrow=False, promoted=True, multicast=multicast),
+                          narrow=False, promoted=True, multicast=multicast,
+                          resident=resident),
          m >= DEEPGEMM_SWAP_BELOW),
         (gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, swapped, 1,
-                          narrow=False, promoted=True), True), evaluate=False)
+                          narrow=False, promoted=True, resident=resident), True),
+        evaluate=False)
 
 
 def chosen_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                      output_bytes: sp.Expr, rates: GemmRates,
                      tiles: tuple[tuple[int, int], ...], splits: tuple[int, ...],
-                     stream_k: bool = True, deepgemm_rows: bool = False) -> sp.Expr:
+                     stream_k: bool = True, deepgemm_rows: bool = False,
+                     resident: sp.Expr = sp.S.Zero) -> sp.Expr:
     """A GEMM as a tuned library runs it: the fastest of its kernel configurations (every
     tile of ``tiles`` with every split-K count of ``splits``, and with ``stream_k`` every
     tile's stream-K kernel), as cuBLAS's heuristics and
@@ -446,15 +473,33 @@ def chosen_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     as a residual: docs/calibration.md). With ``deepgemm_rows`` the one configuration
     DeepGEMM's Hopper heuristic picks (:func:`deepgemm_sm90_time`; ``tiles``, ``splits`` and
     ``stream_k`` unused). A choice by the fastest of the heuristic's rows and four column
-    widths, tried first, fitted the H100 table worse (loss 0.135 against 0.127)."""
+    widths, tried first, fitted the H100 table worse (loss 0.135 against 0.127).
+    ``resident`` as in :func:`gemm_config_time`."""
     if deepgemm_rows:
-        return deepgemm_sm90_time(m, n, k, operand_bytes, output_bytes, rates)
-    configs = [gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, tile, s)
+        return deepgemm_sm90_time(m, n, k, operand_bytes, output_bytes, rates, resident)
+    configs = [gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, tile, s,
+                                resident=resident)
                for tile in tiles for s in splits]
     if stream_k:
-        configs += [stream_k_time(m, n, k, operand_bytes, output_bytes, rates, tile)
+        configs += [stream_k_time(m, n, k, operand_bytes, output_bytes, rates, tile, resident)
                     for tile in tiles]
     return sp.Min(*configs, evaluate=False)
+
+
+#: The partitions of an Ampere or Hopper L2: each caches the memory accesses of the
+#: multiprocessors wired to it, so a line that multiprocessors on both sides read may be
+#: held twice (NVIDIA's A100 and H100 architecture whitepapers, on the L2 cache).
+L2_PARTITIONS = 2
+
+
+def l2_resident_share(working_set: sp.Expr, capacity: sp.Expr) -> sp.Expr:
+    """The share of a ``working_set`` of bytes, written by one kernel and read by the
+    next on other multiprocessors, that the next finds in an L2 of ``capacity`` bytes: all
+    of it within one partition's share (:data:`L2_PARTITIONS`), none of it beyond the whole
+    cache, in proportion between (a line may be held twice, so what stays depends on
+    which partitions its readers use)."""
+    partition = capacity / L2_PARTITIONS
+    return sp.Min(1, sp.Max(0, (capacity - working_set) / (capacity - partition)))
 
 
 #: Launches of the amax pass before the cast: the reset of the scale (a memset: the
@@ -482,16 +527,33 @@ def quantised_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Ex
     fixed grid of 1024 blocks, cudaFp8Utils.cu ``computeFP8QuantizeScale`` and
     ``scaleMatrix``, where the GEMM moves whole tiles with TMA copies). One rate for both
     held GEMMs of few columns, whose time is the cast, 20-27 % too fast (H200 fp8, n <= 128)
-    and weight-streaming GEMMs of few rows 5-11 % too slow."""
+    and weight-streaming GEMMs of few rows 5-11 % too slow.
+
+    The chain hands its tensors on through the L2 where they fit in ``rates.l2_capacity``
+    bytes: the activations (first read from HBM) and their cast, written by one kernel and
+    read by the next, stay in the cache between its kernels and move ``rates.l2_gain``
+    times faster -- the cast's read of the activations after the amax pass, the cast's
+    write and the GEMM's read of the cast. (The L2 is a write-back cache of 50 MB on the
+    H100 and H200 and 126 MB on the B200: NVIDIA's Hopper and Blackwell architecture
+    whitepapers.) Where they do not fit, every read and write goes to HBM. The tables
+    show the step: per-tensor fp8 GEMMs of at most 512 columns, whose time is mostly the
+    chain, were predicted 10-24 % too slow with up to 24 MB of bf16 activations and 3-6 %
+    too fast from 40 MB on (H100 and H200, one rate for both)."""
+    resident = sp.S.Zero
+    if quantised and rates.l2_capacity != 0:
+        resident = l2_resident_share(m * k * (activation_bytes + operand_bytes),
+                                     rates.l2_capacity)
     time = chosen_gemm_time(m, n, k, operand_bytes, activation_bytes, rates, tiles, splits,
-                            stream_k, deepgemm_rows)
+                            stream_k, deepgemm_rows, resident)
     if quantised:
         op = quantise_op(m, k, activation_bytes, operand_bytes)
         nbytes = op.bytes + (m * k * activation_bytes if amax_pass else 0)
+        # The cast's write stays in the cache; so does its read where the amax pass read
+        # the activations first.
+        cached = m * k * (operand_bytes + (activation_bytes if amax_pass else 0))
         kernels = 1 + (AMAX_PASS_LAUNCHES if amax_pass else 0)
-        rate = (rates.memory_efficiency if rates.quantise_efficiency is None
-                else rates.quantise_efficiency)
-        time = time + nbytes / (rates.hbm_bandwidth * rate) + kernels * rates.kernel_overhead
+        time = (time + hbm_stream(nbytes, resident * cached, rates, rates.quantise_efficiency)
+                + kernels * rates.kernel_overhead)
     return time
 
 

@@ -287,6 +287,77 @@ def test_quantisation_kernels_stream_at_their_own_rate(efficiency: float) -> Non
     assert total - gemm == pytest.approx(streamed + 3 * 3e-6, rel=1e-9)
 
 
+@given(st.floats(0.0, 3.0))
+@settings(max_examples=40, deadline=None)
+def test_l2_keeps_a_working_set_within_one_partition_whole(fraction: float) -> None:
+    """Bytes one kernel leaves for the next stay whole within one L2 partition's share of
+    the cache, not at all beyond the whole cache, and in proportion between."""
+    capacity = 50e6
+    share = float(kernels.l2_resident_share(sp.Float(fraction * capacity), sp.Float(capacity)))
+    if fraction <= 1 / kernels.L2_PARTITIONS:
+        assert share == 1.0
+    elif fraction >= 1.0:
+        assert share == 0.0
+    else:
+        assert share == pytest.approx(2 * (1 - fraction), rel=1e-9)
+
+
+@given(st.integers(1, 16384), st.integers(16, 4096), st.integers(16, 16384),
+       st.floats(1.0, 8.0), st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_quantisation_chain_hands_its_tensors_on_through_the_l2(
+        m: int, n: int, k: int, gain: float, amax: bool) -> None:
+    """Where the activations and their cast fit in the L2 the chain moves them faster: the
+    cast's write and (after an amax pass) its read at ``l2_gain`` times the rate, the first
+    read from HBM; the GEMM after it reads the cast no slower. Beyond the cache nothing
+    changes, and without an L2 the chain is the HBM-only one."""
+    plain = replace(_rates(), quantise_efficiency=sp.Float(0.6))
+    cached = replace(plain, l2_capacity=sp.Float(50e6), l2_gain=sp.Float(gain))
+    args = (sp.Integer(m), sp.Integer(n), sp.Integer(k), sp.Integer(1), sp.Integer(2))
+
+    def total(rates: kernels.GemmRates) -> float:
+        return float(kernels.quantised_gemm_time(*args, rates, TILES, SPLITS, True, amax))
+
+    share = min(1.0, max(0.0, 2 - 2 * m * k * 3 / 50e6))
+    gemm = float(kernels.chosen_gemm_time(*args, cached, TILES, SPLITS,
+                                          resident=sp.Float(share)))
+    assert gemm <= float(kernels.chosen_gemm_time(*args, plain, TILES, SPLITS)) * (1 + 1e-12)
+    rate = 4.8e12 * 0.6
+    moved = m * k * (2 + 1 + (2 if amax else 0))
+    stays = share * m * k * (1 + (2 if amax else 0))
+    chain = (moved - stays) / rate + stays / (rate * gain) + (3 if amax else 1) * 3e-6
+    assert total(cached) - gemm == pytest.approx(chain, rel=1e-9)
+    if share == 0.0:
+        assert total(cached) == pytest.approx(total(plain), rel=1e-12)
+    assert total(cached) <= total(plain) * (1 + 1e-12)
+
+
+def test_fit_finds_the_chain_faster_in_the_l2_and_writes_it() -> None:
+    """GEMMs timed with their chain in the L2 fit a gain above 1, which the written entry
+    states beside the quantisers' rate and reads back; bf16, which has no chain, fits none."""
+    rng = np.random.default_rng(11)
+    size = 240
+    c = {"m": rng.choice([512, 2048, 4096, 16384], size), "n": rng.choice([64, 128, 4096], size),
+         "k": rng.choice([1024, 2048, 8192], size)}
+    truth = {"tiles": ((128, 128),), "stream_k": False, "amax_pass": True,
+             "matmul_efficiency": 0.7, "boost": 1.2, "power_window": 0.01,
+             "memory_efficiency": 0.8, "kernel_overhead": 3e-6, "wave_overhead": 1e-6,
+             "quantise_efficiency": 0.6, "l2_gain": 3.0}
+    seconds = fitting.predict_gemm(kdb.Table("gemm", "fp8", c, np.ones(size), ""),
+                                   np.arange(size), _machine(), truth)
+    fit = fitting.fit_gemm(kdb.Table("gemm", "fp8", c, seconds, "synthetic"), _machine(),
+                           tiles=((128, 128),), generations=SHORT_SEARCH, sm_version=90)
+    assert fit.params["l2_gain"] > 1.5
+    original = catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8")
+    text = database_toml.hardware_text(original, fitting.DatabaseFit(
+        _database(), _machine(), [fit], []), "2026-12-07")
+    fp8 = HardwareSection.model_validate(tomllib.loads(text)).efficiency.precision["fp8"]
+    assert fp8.gemm_l2_gain == pytest.approx(fit.params["l2_gain"], rel=1e-3)
+    bf16 = fitting.fit_gemm(_table("gemm"), _machine(), tiles=((128, 128),),
+                            generations=2)
+    assert "l2_gain" not in bf16.params
+
+
 @given(st.floats(1e-7, 1e-3), st.floats(1e-7, 1e-3), st.floats(1.0, 12.0))
 @settings(max_examples=60, deadline=None)
 def test_gemm_overlap_lies_between_the_larger_and_the_sum(mma: float, stream: float,
@@ -1189,6 +1260,7 @@ def test_written_hardware_entry_keeps_its_validated_values() -> None:
     ("gemm_multicast_gain", -0.1, "from 0 to 0.5"), ("gemm_multicast_gain", 0.6, "from 0 to 0.5"),
     ("decode_fixed_rows", "tile", "padded"),
     ("gemm_overlap", 0.9, "from 1 to 12"), ("gemm_quantise_memory", 0.0, "to 1"),
+    ("gemm_l2_gain", 0.5, "from 1 to 8"), ("gemm_l2_gain", 9.0, "from 1 to 8"),
 ])
 def test_decode_keys_are_checked(key: str, value: object, expected: str) -> None:
     raw = tomllib.loads(catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8"))

@@ -45,6 +45,10 @@ MAX_GEMM_OVERLAP = 12.0
 #: Largest fraction of a GEMM's main loop an entry may say TMA multicast saves: halving the
 #: loop is beyond anything reported (10-20 % faster) and beyond the loads it removes.
 MAX_MULTICAST_GAIN = 0.5
+#: Largest speed-up over HBM an entry may state for bytes a quantised GEMM's kernels leave
+#: in the L2 for the next (L2Gain): Hopper's and Blackwell's L2 read bandwidth is a few
+#: times their HBM's, not an order of magnitude.
+MAX_L2_GAIN = 8.0
 
 
 def _from_one_to(limit: float) -> Any:
@@ -76,6 +80,12 @@ GemmOverlap = Annotated[float, BeforeValidator(_from_one_to(MAX_GEMM_OVERLAP)),
 #: deepgemm_sm90_time): 0 none.
 MulticastGain = Annotated[float, BeforeValidator(_number(0.0, MAX_MULTICAST_GAIN)),
                           Expect(f"a number from 0 to {MAX_MULTICAST_GAIN:g}")]
+
+#: How many times faster than from HBM a quantised GEMM's kernels move the bytes they leave
+#: in the L2 for the next (formulations.kernels.quantised_gemm_time); the database fit
+#: searches the same range.
+L2Gain = Annotated[float, BeforeValidator(_from_one_to(MAX_L2_GAIN)),
+                   Expect(f"a number from 1 to {MAX_L2_GAIN:g}")]
 
 
 class PrecisionEfficiency(Strict):
@@ -131,6 +141,10 @@ class PrecisionEfficiency(Strict):
     # The fraction of the HBM bandwidth the activations' quantisation kernels reach
     # (formulations.kernels.quantised_gemm_time). Absent: `memory`, the GEMM's own.
     gemm_quantise_memory: Fraction | None = None
+    # How many times faster than from HBM the activations and their cast move where they
+    # stay in the L2 (`sram`) between the quantisation chain's kernels
+    # (formulations.kernels.quantised_gemm_time). Absent: every byte from HBM.
+    gemm_l2_gain: L2Gain | None = None
     prefill_forward: Fraction | None = None
     prefill_tile_overhead: Duration = 0.0
     prefill_kernel_overhead: Duration = 0.0

@@ -55,7 +55,11 @@ from typing import Any
 
 import numpy as np
 from perfcost.solver.case.errors import MISSING, CaseError
-from perfcost.solver.case.measured_sections import MAX_DECODE_OVERLAP, MAX_GEMM_OVERLAP
+from perfcost.solver.case.measured_sections import (
+    MAX_DECODE_OVERLAP,
+    MAX_GEMM_OVERLAP,
+    MAX_L2_GAIN,
+)
 from perfcost.solver.studies.kernel_database import Database, Table, version_key
 
 #: Fraction of every table kept out of the fit, and the seed that picks it.
@@ -186,6 +190,10 @@ PADDED_ROW_SHARED_BOUNDS = PADDED_ROW_BOUNDS
 #: of a 128 x 128 tile's) fitted the same (0.095, 0.095); a pipelined L2 feed (the larger of
 #: it and the MMAs) gained nothing (0.110), its rate fitted out of reach.
 MULTICAST_GAIN_BOUNDS = (0.0, 0.4)
+#: How many times faster than from HBM a quantised GEMM's activations and their cast move
+#: where they stay in the L2 between the chain's kernels (formulations.kernels.
+#: quantised_gemm_time; the L2's size is the entry's datasheet ``sram``).
+L2_GAIN_BOUNDS = (1.0, MAX_L2_GAIN)
 
 
 def runs_deepgemm(precision: str, sm_version: int | None) -> bool:
@@ -450,7 +458,7 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
                    kblock: bool = False, overlap: bool = False,
                    quantise_rate: bool = False,
                    deepgemm_rows: bool = False,
-                   wave_overlapped: bool = False) -> Callable[..., Any]:
+                   wave_overlapped: bool = False, l2: bool = False) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
@@ -466,6 +474,7 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
     padded = sp.Symbol("padded_row_time", positive=True)
     padded_shared = sp.Symbol("padded_row_shared_time", positive=True)
     gain = sp.Symbol("multicast_gain", nonnegative=True)
+    l2_capacity, l2_gain = sp.symbols("l2_capacity l2_gain", positive=True)
     rates = kernels.GemmRates(peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh,
                               sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE),
                               before, repeats, step if kblock else sp.S.Zero,
@@ -473,12 +482,14 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
                               padded if deepgemm_rows else sp.S.Zero,
                               padded_shared if deepgemm_rows else sp.S.Zero,
                               gain if deepgemm_rows else sp.S.Zero,
-                              wave_overlapped=wave_overlapped)
+                              wave_overlapped=wave_overlapped,
+                              l2_capacity=l2_capacity if l2 else sp.S.Zero,
+                              l2_gain=l2_gain if l2 else sp.S.One)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
                                        amax_pass, stream_k, deepgemm_rows)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
                         w_oh, before, repeats, step, eta_quant, ov, padded, padded_shared,
-                        gain),
+                        gain, l2_capacity, l2_gain),
                        expr, "numpy",
                        # DeepGEMM's picked tile recurs throughout its expression.
                        cse=deepgemm_rows)
@@ -535,7 +546,8 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
     fn = _gemm_function(table.precision != "bf16", bool(params["amax_pass"]), tiles,
                         split_counts(table.precision), bool(params.get("stream_k", False)),
                         kblock_time > 0, "overlap" in params, "quantise_efficiency" in params,
-                        deepgemm_rows, bool(params.get("wave_overlapped", False)))
+                        deepgemm_rows, bool(params.get("wave_overlapped", False)),
+                        "l2_gain" in params)
     peak = machine.peak(table.precision)
     repeats = (collector_repeats(table, index, machine) if context.repeats is None
                else context.repeats)
@@ -549,7 +561,9 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
                          params.get("quantise_efficiency", 1.0), params.get("overlap", 1.0),
                          params.get("padded_row_time", 0.0),
                          params.get("padded_row_shared_time", 0.0),
-                         params.get("multicast_gain", 0.0)),
+                         params.get("multicast_gain", 0.0),
+                         machine.l2_cache,
+                         params.get("l2_gain", 1.0)),
                       dtype=float) * np.ones(index.size)
 
 
@@ -577,9 +591,11 @@ def fit_gemm(table: Table, machine: Machine,
     """The GEMM model of :func:`formulations.kernels.quantised_gemm_time` (the fastest of
     ``tiles`` x :data:`SPLIT_COUNTS` configurations per shape, with or without stream-K
     kernels, then on that choice with the cost per wave after or beside the HBM traffic
-    (:func:`formulations.kernels.kernel_time`): each the one of least fitted loss), its
-    rates fitted by differential evolution on the median plus half the 90th percentile of
-    the log errors. ``sm_version``, the GPU's
+    (:func:`formulations.kernels.kernel_time`), for a quantised precision both choices
+    with and without the L2 hand-off of its quantisation chain: each the one of least
+    fitted loss),
+    its rates fitted by differential evolution on the median plus half the 90th percentile
+    of the log errors. ``sm_version``, the GPU's
     compute capability, says which kernels the framework runs (:func:`takes_amax_pass`,
     :func:`has_kblock_step`)."""
     from scipy.optimize import differential_evolution
@@ -606,15 +622,18 @@ def fit_gemm(table: Table, machine: Machine,
     if table.precision != "bf16":
         # The activations' quantisation kernels stream at a rate of their own.
         bounds["quantise_efficiency"] = GEMM_BOUNDS["memory_efficiency"]
-    names = list(bounds)
 
-    def fitted(base: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    def fitted(base: dict[str, Any], extra: dict[str, tuple[float, float]] | None = None,
+               ) -> tuple[float, dict[str, Any]]:
+        searched = {**bounds, **(extra or {})}
+        names = list(searched)
+
         def objective(x: np.ndarray) -> float:
             params = {**base, **dict(zip(names, x, strict=True))}
             pred = predict_gemm(table, rows, machine, params)
             return _log_objective(np.abs(np.log(pred / table.seconds[rows])))
 
-        result = differential_evolution(objective, list(bounds.values()), seed=SEED,
+        result = differential_evolution(objective, list(searched.values()), seed=SEED,
                                         maxiter=generations, tol=1e-6, polish=False)
         return (float(result.fun),
                 {**base, **dict(zip(names, (float(v) for v in result.x), strict=True))})
@@ -627,12 +646,25 @@ def fit_gemm(table: Table, machine: Machine,
     # family won, and the pairs would cost a fourth fit.
     base = {"tiles": tiles, "amax_pass": takes_amax_pass(table.precision, sm_version),
             "deepgemm_rows": deepgemm_rows, "wave_overlapped": False}
-    best = min((fitted({**base, "stream_k": stream_k})
-                for stream_k in ((False,) if table.precision in NO_SPLIT_K
-                                 else (False, True))), key=lambda c: c[0])
-    overlapped = fitted({**base, "stream_k": best[1]["stream_k"], "wave_overlapped": True})
-    if overlapped[0] < best[0]:
-        best = overlapped
+
+    def chosen(extra: dict[str, tuple[float, float]] | None) -> tuple[float, dict[str, Any]]:
+        best = min((fitted({**base, "stream_k": stream_k}, extra)
+                    for stream_k in ((False,) if table.precision in NO_SPLIT_K
+                                     else (False, True))), key=lambda c: c[0])
+        overlapped = fitted({**base, "stream_k": best[1]["stream_k"],
+                             "wave_overlapped": True}, extra)
+        return overlapped if overlapped[0] < best[0] else best
+
+    best = chosen(None)
+    if table.precision != "bf16" and machine.l2_cache > 0:
+        # The same choices again with the quantisation chain's tensors handed on through
+        # the L2 where they fit (formulations.kernels.quantised_gemm_time). That form
+        # holds the one without (a gain of 1), but a search in one more dimension need not
+        # find as good a point, and the stream-K choice can change with it (the H100's
+        # per-tensor fp8 takes stream-K with it, not without); the lower loss decides.
+        cached = chosen({"l2_gain": L2_GAIN_BOUNDS})
+        if cached[0] < best[0]:
+            best = cached
     params = best[1]
     fit = KindFit("gemm", table.precision, params, table.source, int(rows.size),
                   loss=best[0])

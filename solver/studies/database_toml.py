@@ -131,6 +131,9 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
         if "quantise_efficiency" in p:
             # The HBM rate of the kernels that quantise the activations.
             table["gemm_quantise_memory"] = p["quantise_efficiency"]
+        if "l2_gain" in p:
+            # The speed of the bytes the quantisation chain hands on through the L2.
+            table["gemm_l2_gain"] = p["l2_gain"]
         if "kblock_time" in p:
             # The shortest main-loop step of a block-scaled kernel (its scales per k-block).
             table["gemm_kblock_time"] = _us(p["kblock_time"])
