@@ -593,11 +593,9 @@ def fit_gemm(table: Table, machine: Machine,
     kernels, then on that choice with the cost per wave after or beside the HBM traffic
     (:func:`formulations.kernels.kernel_time`), for a quantised precision both choices
     with and without the L2 hand-off of its quantisation chain: each the one of least
-    fitted loss),
-    its rates fitted by differential evolution on the median plus half the 90th percentile
-    of the log errors. ``sm_version``, the GPU's
-    compute capability, says which kernels the framework runs (:func:`takes_amax_pass`,
-    :func:`has_kblock_step`)."""
+    fitted loss), its rates fitted by differential evolution on the median plus half the
+    90th percentile of the log errors. ``sm_version``, the GPU's compute capability, says
+    which kernels the framework runs (:func:`takes_amax_pass`, :func:`has_kblock_step`)."""
     from scipy.optimize import differential_evolution
 
     fit_idx, test_idx = split(len(table))
