@@ -377,9 +377,9 @@ DEEPGEMM_TILES: tuple[tuple[int, int], ...] = tuple(
 #: ``m_threshold``) runs DeepGEMM's swap-AB kernel below this many rows: the weight's rows
 #: take the tile's rows and the activations' rows its columns.
 DEEPGEMM_SWAP_BELOW = 32
-#: Weights that order the heuristic's three criteria in one number (waves first, then the
+#: Weights that order the heuristics' three criteria in one number (waves first, then the
 #: last wave's tiles, then the columns): each larger than the range of the next (at most
-#: 999 multiprocessors, at most 128 columns).
+#: 999 multiprocessors, at most 256 columns).
 DEEPGEMM_WAVE_WEIGHT = 10**6
 DEEPGEMM_UTIL_WEIGHT = 10**3
 #: The heuristic's TMA multicast (TensorRT-LLM's copy, jit_utils.cuh ``get_best_gemm_config``
@@ -397,15 +397,15 @@ def deepgemm_block_rows(extent: sp.Expr) -> sp.Expr:
                         (DEEPGEMM_WIDE_ROWS, True))
 
 
-def deepgemm_tile_columns(rows: sp.Expr, cols: sp.Expr, multiprocessors: sp.Expr) -> sp.Expr:
-    """Columns of the tile DeepGEMM's Hopper heuristic picks for an output of ``rows`` x
-    ``cols`` (of :data:`DEEPGEMM_COLUMNS`: the fewest waves, then the fullest last wave,
-    then the fewest columns). Each candidate's three criteria are one number, the columns
-    its last digits (:data:`DEEPGEMM_WAVE_WEIGHT`, :data:`DEEPGEMM_UTIL_WEIGHT`): the
+def fewest_waves_columns(rows: sp.Expr, block_rows: sp.Expr, cols: sp.Expr,
+                         candidates: tuple[int, ...], multiprocessors: sp.Expr) -> sp.Expr:
+    """Columns of the tile DeepGEMM's heuristics pick for an output of ``rows`` x ``cols`` in
+    blocks of ``block_rows`` rows: of ``candidates``, the fewest waves, then the fullest last
+    wave, then the fewest columns. Each candidate's three criteria are one number, the
+    columns its last digits (:data:`DEEPGEMM_WAVE_WEIGHT`, :data:`DEEPGEMM_UTIL_WEIGHT`): the
     least number is the pick, and its remainder its columns."""
-    block_rows = deepgemm_block_rows(rows)
     keys = []
-    for block_cols in DEEPGEMM_COLUMNS:
+    for block_cols in candidates:
         tiles = sp.ceiling(rows / block_rows) * sp.ceiling(cols / block_cols)
         waves = sp.ceiling(tiles / multiprocessors)
         last_wave = tiles - multiprocessors * (waves - 1)
@@ -413,6 +413,13 @@ def deepgemm_tile_columns(rows: sp.Expr, cols: sp.Expr, multiprocessors: sp.Expr
                     + block_cols)
     least = sp.Min(*keys)
     return least - DEEPGEMM_UTIL_WEIGHT * sp.floor(least / DEEPGEMM_UTIL_WEIGHT)
+
+
+def deepgemm_tile_columns(rows: sp.Expr, cols: sp.Expr, multiprocessors: sp.Expr) -> sp.Expr:
+    """Columns of the tile DeepGEMM's Hopper heuristic picks for an output of ``rows`` x
+    ``cols`` (of :data:`DEEPGEMM_COLUMNS`, by :func:`fewest_waves_columns`)."""
+    return fewest_waves_columns(rows, deepgemm_block_rows(rows), cols, DEEPGEMM_COLUMNS,
+                                multiprocessors)
 
 
 def _divides(divisor: sp.Expr, value: sp.Expr) -> sp.Expr:
@@ -461,11 +468,88 @@ def deepgemm_sm90_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Exp
         evaluate=False)
 
 
+#: DeepGEMM's SM 100 heuristic (deepseek-ai/DeepGEMM, csrc/jit_kernels/heuristics/sm100.hpp
+#: and common.hpp ``get_best_config``, releases of 2025-11 and 2026-01), which TensorRT-LLM's
+#: block-scaled fp8 ``Linear`` runs on the B200 and GB200 (``trtllm::fp8_swap_ab_gemm`` ->
+#: ``deep_gemm.fp8_gemm_nt``): a tile is 32 rows for at most 32 rows, 64 for at most 64,
+#: else 128 (256-row tiles are excluded for its 1D1D kernel: "Performance is lower"); its
+#: columns are the one of 16 and 32 to 224 in steps of 32 that gives the fewest waves, then
+#: the fullest last wave, then the fewest columns. 256 columns are a candidate too, but not
+#: a legal one for block-scaled fp8: two accumulators of 256 columns and the scale factors'
+#: columns (4 + 8) overflow the 512 columns of tensor memory.
+DEEPGEMM_SM100_ROW_BLOCKS: tuple[int, ...] = (32, 64)
+DEEPGEMM_SM100_WIDE_ROWS = 128
+DEEPGEMM_SM100_COLUMNS: tuple[int, ...] = (16, *range(32, 225, 32))
+#: "For small K, fewer store blocks improve store/compute overlap" (the heuristic's
+#: ``is_block_size_legal``): up to this k, tiles of at most
+#: :data:`DEEPGEMM_SM100_SHALLOW_COLUMNS` columns.
+DEEPGEMM_SM100_SHALLOW_K = 256
+DEEPGEMM_SM100_SHALLOW_COLUMNS = 128
+#: TensorRT-LLM's runner (``fp8SwapABGemmRunner.get_valid_tactics``) also tries DeepGEMM's
+#: swap-AB kernel up to this many rows and its autotuner keeps the faster: the weight's
+#: rows on 128-row blocks, the activations' rows on the tile's columns, 16 to 256 in steps
+#: of 16 (the swap-AB layouts of DeepGEMM's SM 100 heuristic), picked by the same rule.
+DEEPGEMM_SM100_SWAP_MAX_ROWS = 128
+DEEPGEMM_SM100_SWAP_BLOCK = 128
+DEEPGEMM_SM100_SWAP_COLUMNS: tuple[int, ...] = tuple(range(16, 257, 16))
+#: Every tile the heuristic picks for the activations' rows on the tile's rows (rows,
+#: columns): what a hardware entry states.
+DEEPGEMM_SM100_TILES: tuple[tuple[int, int], ...] = tuple(
+    (rows, cols) for rows in (*DEEPGEMM_SM100_ROW_BLOCKS, DEEPGEMM_SM100_WIDE_ROWS)
+    for cols in DEEPGEMM_SM100_COLUMNS)
+
+
+def deepgemm_sm100_block_rows(m: sp.Expr) -> sp.Expr:
+    """Rows of DeepGEMM's SM 100 tile over ``m`` rows (:data:`DEEPGEMM_SM100_ROW_BLOCKS`)."""
+    pieces = [(sp.Integer(rows), m <= rows) for rows in DEEPGEMM_SM100_ROW_BLOCKS]
+    return sp.Piecewise(*pieces, (sp.Integer(DEEPGEMM_SM100_WIDE_ROWS), True))
+
+
+def deepgemm_sm100_tile(m: sp.Expr, n: sp.Expr, k: sp.Expr,
+                        multiprocessors: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """The tile (rows, columns) DeepGEMM's SM 100 heuristic picks for an ``m x n`` output
+    reduced over ``k`` (:data:`DEEPGEMM_SM100_COLUMNS`, narrower for a shallow ``k``)."""
+    rows = deepgemm_sm100_block_rows(m)
+    shallow = tuple(c for c in DEEPGEMM_SM100_COLUMNS if c <= DEEPGEMM_SM100_SHALLOW_COLUMNS)
+    cols = sp.Piecewise(
+        (fewest_waves_columns(m, rows, n, shallow, multiprocessors),
+         k <= DEEPGEMM_SM100_SHALLOW_K),
+        (fewest_waves_columns(m, rows, n, DEEPGEMM_SM100_COLUMNS, multiprocessors), True))
+    return rows, cols
+
+
+def deepgemm_sm100_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
+                        output_bytes: sp.Expr, rates: GemmRates,
+                        resident: sp.Expr = sp.S.Zero) -> sp.Expr:
+    """A block-scaled fp8 GEMM as TensorRT-LLM runs it on the SM 100 family: DeepGEMM's
+    persistent kernel (no split-K) with the tile its heuristic picks
+    (:func:`deepgemm_sm100_tile`), whole (the tensor cores compute every row and column of
+    it); up to :data:`DEEPGEMM_SM100_SWAP_MAX_ROWS` rows the faster of that and the swap-AB
+    kernel, whose tile puts the weight's rows on its rows. Each main-loop step takes at
+    least ``rates.kblock_time`` (:func:`main_loop_time`: the scale factors' copy into tensor
+    memory). The fastest of three generic tiles, which the model took before, missed the
+    heuristic's narrow tiles (B200, GEMMs >= 1 GFLOP, held out, median / p90: 4.5 / 15.0 %
+    with them, 3.9 / 10.0 % with the heuristic's). ``resident`` as in
+    :func:`gemm_config_time`."""
+    sms = rates.multiprocessors
+    normal = gemm_config_time(m, n, k, operand_bytes, output_bytes, rates,
+                              deepgemm_sm100_tile(m, n, k, sms), 1, narrow=False,
+                              resident=resident)
+    swapped_cols = fewest_waves_columns(n, sp.Integer(DEEPGEMM_SM100_SWAP_BLOCK), m,
+                                        DEEPGEMM_SM100_SWAP_COLUMNS, sms)
+    swapped = gemm_config_time(m, n, k, operand_bytes, output_bytes, rates,
+                               (swapped_cols, DEEPGEMM_SM100_SWAP_BLOCK), 1, narrow=False,
+                               resident=resident)
+    return sp.Piecewise((sp.Min(normal, swapped, evaluate=False),
+                         m <= DEEPGEMM_SM100_SWAP_MAX_ROWS),
+                        (normal, True), evaluate=False)
+
+
 def chosen_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                      output_bytes: sp.Expr, rates: GemmRates,
                      tiles: tuple[tuple[int, int], ...], splits: tuple[int, ...],
                      stream_k: bool = True, deepgemm_rows: bool = False,
-                     resident: sp.Expr = sp.S.Zero) -> sp.Expr:
+                     resident: sp.Expr = sp.S.Zero, deepgemm_sm100: bool = False) -> sp.Expr:
     """A GEMM as a tuned library runs it: the fastest of its kernel configurations (every
     tile of ``tiles`` with every split-K count of ``splits``, and with ``stream_k`` every
     tile's stream-K kernel), as cuBLAS's heuristics and
@@ -473,8 +557,11 @@ def chosen_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
     as a residual: docs/calibration.md). With ``deepgemm_rows`` the one configuration
     DeepGEMM's Hopper heuristic picks (:func:`deepgemm_sm90_time`; ``tiles``, ``splits`` and
     ``stream_k`` unused). A choice by the fastest of the heuristic's rows and four column
-    widths, tried first, fitted the H100 table worse (loss 0.135 against 0.127).
-    ``resident`` as in :func:`gemm_config_time`."""
+    widths, tried first, fitted the H100 table worse (loss 0.135 against 0.127). With
+    ``deepgemm_sm100`` the configuration DeepGEMM's SM 100 heuristic picks
+    (:func:`deepgemm_sm100_time`). ``resident`` as in :func:`gemm_config_time`."""
+    if deepgemm_sm100:
+        return deepgemm_sm100_time(m, n, k, operand_bytes, output_bytes, rates, resident)
     if deepgemm_rows:
         return deepgemm_sm90_time(m, n, k, operand_bytes, output_bytes, rates, resident)
     configs = [gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, tile, s,
@@ -513,7 +600,8 @@ def quantised_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Ex
                         activation_bytes: sp.Expr, rates: GemmRates,
                         tiles: tuple[tuple[int, int], ...], splits: tuple[int, ...],
                         quantised: bool, amax_pass: bool = False,
-                        stream_k: bool = True, deepgemm_rows: bool = False) -> sp.Expr:
+                        stream_k: bool = True, deepgemm_rows: bool = False,
+                        deepgemm_sm100: bool = False) -> sp.Expr:
     """:func:`chosen_gemm_time` writing ``activation_bytes`` outputs, after the kernel that
     quantises the ``m x k`` activations to the operand format when ``quantised`` (as in
     :func:`low_precision_gemm_time`). With ``amax_pass`` the scale is the tensor's own
@@ -544,7 +632,7 @@ def quantised_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Ex
         resident = l2_resident_share(m * k * (activation_bytes + operand_bytes),
                                      rates.l2_capacity)
     time = chosen_gemm_time(m, n, k, operand_bytes, activation_bytes, rates, tiles, splits,
-                            stream_k, deepgemm_rows, resident)
+                            stream_k, deepgemm_rows, resident, deepgemm_sm100)
     if quantised:
         op = quantise_op(m, k, activation_bytes, operand_bytes)
         nbytes = op.bytes + (m * k * activation_bytes if amax_pass else 0)

@@ -464,19 +464,21 @@ def test_written_entry_states_the_main_loop_step() -> None:
 
 def test_block_scaled_fp8_runs_deepgemm_rules() -> None:
     """Block-scaled fp8 on Hopper and the SM 100 family (DeepGEMM) casts without an amax
-    pass and has a shortest main-loop step; only Hopper's picks its tiles' rows by the
-    heuristic. Elsewhere (no DeepGEMM) it keeps the amax pass and no step. The other
-    precisions do not depend on the GPU."""
+    pass and has a shortest main-loop step; each picks its tiles by its own heuristic
+    (Hopper's or the SM 100 family's). Elsewhere (no DeepGEMM) it keeps the amax pass and no
+    step. The other precisions do not depend on the GPU."""
     for sm in (90, 100, 103):
         assert not fitting.takes_amax_pass("fp8_block", sm)
         assert fitting.has_kblock_step("fp8_block", sm)
         assert fitting.picks_deepgemm_rows("fp8_block", sm) is (sm == 90)
+        assert fitting.picks_deepgemm_sm100("fp8_block", sm) is (sm != 90)
     assert fitting.takes_amax_pass("fp8_block", 80)
     assert not fitting.has_kblock_step("fp8_block", None)
     for sm in (None, 80, 90, 100):
         assert fitting.takes_amax_pass("fp8", sm) and not fitting.takes_amax_pass("bf16", sm)
         assert fitting.has_kblock_step("fp4", sm) and not fitting.has_kblock_step("fp8", sm)
         assert not fitting.picks_deepgemm_rows("fp8", sm)
+        assert not fitting.picks_deepgemm_sm100("fp8", sm)
         assert "fp8_block" in fitting.NO_SPLIT_K
 
 
@@ -515,6 +517,87 @@ def test_deepgemm_hopper_picks_narrow_tiles_for_few_rows() -> None:
     assert _deepgemm_pick(128, 4096, 132) == 32
     assert int(_deepgemm_columns()(128, 4096, 132)) == 32
     assert int(_deepgemm_columns()(4096, 4096, 132)) == 128
+
+
+def _deepgemm_sm100_pick(m: int, n: int, k: int, sms: int) -> tuple[int, int]:
+    """DeepGEMM's SM 100 tile rule for block-scaled fp8 written out as its loop
+    (csrc/jit_kernels/heuristics/common.hpp ``get_best_config`` and sm100.hpp): the rows
+    tried in its order, the columns 16 and 32 to 256, its legality checks, then the fewest
+    waves, the fullest last wave and its three tie rules."""
+    block_ms = [128, 256] + ([32] if m <= 32 else []) + ([64] if m <= 64 else [])
+    block_ns = [16, *range(32, 257, 32)]
+    best: tuple[int, int, int, int] | None = None  # block_m, block_n, waves, last wave
+    for bm in block_ms:
+        for bn in block_ns:
+            tiles = -(-m // bm) * -(-n // bn)
+            waves = -(-tiles // sms)
+            last = tiles % sms or sms
+            scale_columns = (-(-bm // 128) * 128 + -(-bn // 128) * 128) // 32
+            if bm > 128 or (k <= 256 and bn > 128) or 2 * bn + scale_columns > 512:
+                continue
+            if best is None or waves < best[2]:
+                won = True
+            elif waves == best[2]:
+                won = last > best[3]
+                if last == best[3]:
+                    won |= bm == best[0] and bn < best[1]
+                    won |= bn == best[1] and bm < best[0]
+                    won |= bm != best[0] and bn > best[1] and bn <= n and bm <= m
+            else:
+                won = False
+            if won:
+                best = (bm, bn, waves, last)
+    assert best is not None
+    return best[0], best[1]
+
+
+@cache
+def _deepgemm_sm100_tile() -> Callable[..., Any]:
+    m, n, k, sms = sp.symbols("m n k sms", positive=True)
+    return sp.lambdify((m, n, k, sms), kernels.deepgemm_sm100_tile(m, n, k, sms), "numpy")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 20000), st.integers(1, 70000), st.sampled_from([128, 256, 512, 7168]),
+       st.sampled_from([132, 148, 160]))
+def test_deepgemm_sm100_tile_follows_its_heuristic(m: int, n: int, k: int, sms: int) -> None:
+    """The closed form of DeepGEMM's SM 100 pick (rows by thresholds, columns by one number
+    per candidate) agrees with the heuristic's own loop, tie rules and legality checks
+    included, on any output shape, depth and GPU size."""
+    rows, cols = _deepgemm_sm100_tile()(m, n, k, sms)
+    assert (int(rows), int(cols)) == _deepgemm_sm100_pick(m, n, k, sms)
+
+
+def test_deepgemm_sm100_picks_narrow_tiles_and_swaps_few_rows() -> None:
+    """128 rows by 4096 columns on the B200's 148 multiprocessors: 32-column tiles (128 of
+    them, one wave), not the 128 x 256 tile a fastest-tile rule favours for long k; with
+    k = 256 no tile is wider than 128 columns. Up to 128 rows the time is the faster of
+    that kernel and the swap-AB one, above it that kernel's alone."""
+    assert _deepgemm_sm100_pick(128, 4096, 7168, 148) == (128, 32)
+    assert max(_deepgemm_sm100_pick(8192, n, 256, 148)[1] for n in (2048, 7168, 30000)) <= 128
+    rates = kernels.GemmRates(sp.Float(4500e12), sp.Float(0.6), sp.S.One, sp.Float(1.0),
+                              sp.Float(8e12), sp.Float(0.8), sp.Integer(148),
+                              sp.Float(2e-6), sp.Float(1e-6), sp.Integer(8), sp.Integer(256),
+                              kblock_time=sp.Float(0.13e-6))
+    for m, swaps in ((16, True), (128, True), (129, False)):
+        args = (sp.Integer(m), sp.Integer(7168), sp.Integer(7168), 1, 2, rates)
+        normal = float(kernels.gemm_config_time(
+            *args, _deepgemm_sm100_pick(m, 7168, 7168, 148), 1, narrow=False))
+        swapped_cols = _deepgemm_pick_of(7168, 128, m, tuple(range(16, 257, 16)), 148)
+        swapped = float(kernels.gemm_config_time(*args, (swapped_cols, 128), 1, narrow=False))
+        chosen = float(kernels.chosen_gemm_time(*args, (), (1,), False, False,
+                                                deepgemm_sm100=True))
+        assert chosen == pytest.approx(min(normal, swapped) if swaps else normal, rel=1e-12)
+
+
+def _deepgemm_pick_of(rows: int, block_rows: int, cols: int, candidates: tuple[int, ...],
+                      sms: int) -> int:
+    """The fewest waves, the fullest last wave, the fewest columns: the column rule both
+    DeepGEMM heuristics share, as a loop."""
+    def key(block_cols: int) -> tuple[int, int, int]:
+        tiles = -(-rows // block_rows) * -(-cols // block_cols)
+        return -(-tiles // sms), -(tiles % sms or sms), block_cols
+    return min(candidates, key=key)
 
 
 @pytest.mark.parametrize(("m", "swap"), [(1, True), (31, True), (32, False), (65, False)])
@@ -701,6 +784,29 @@ def test_written_entry_states_the_padded_rows_costs() -> None:
     faster = written(1e-9, 5e-9, 0.15)
     assert faster.gemm_multicast_gain == pytest.approx(0.15)
     assert faster.matmul > entry.matmul
+
+
+def test_written_entry_states_the_sm100_heuristic() -> None:
+    """A fit of DeepGEMM's SM 100 tiles says so in the entry it writes, which reads back
+    with the heuristic's tiles as its candidates; a fit without it does not."""
+    base = {"tiles": kernels.DEEPGEMM_SM100_TILES, "stream_k": False, "amax_pass": False,
+            "deepgemm_rows": False, "matmul_efficiency": 0.6, "boost": 1.2,
+            "power_window": 0.05, "memory_efficiency": 0.8, "kernel_overhead": 2e-6,
+            "wave_overhead": 0.5e-6, "kblock_time": 0.1e-6}
+    original = catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8")
+
+    def written(sm100: bool) -> PrecisionEfficiency:
+        params = {**base, "deepgemm_sm100": True} if sm100 else base
+        fit = fitting.DatabaseFit(_database(), _machine(), [fitting.KindFit(
+            "gemm", "fp8_block", params, "b200_sxm/gemm/extract", 1)], [])
+        text = database_toml.hardware_text(original, fit, "2026-12-07")
+        return HardwareSection.model_validate(tomllib.loads(text)).efficiency.precision[
+            "fp8_block"]
+
+    entry = written(True)
+    assert entry.gemm_deepgemm_sm100 and not entry.gemm_deepgemm_rows
+    assert [tuple(t) for t in entry.gemm_tiles or []] == list(kernels.DEEPGEMM_SM100_TILES)
+    assert not written(False).gemm_deepgemm_sm100
 
 
 def _decode(batch: int, kv_len: int, heads: int, kv_heads: int, limit: int = 32,

@@ -129,6 +129,10 @@ class PrecisionEfficiency(Strict):
     # tiles holding such rows (stated for as many as the multiprocessors); and the fraction
     # of the main loop's time its clusters save where they multicast the activations.
     gemm_deepgemm_rows: bool = False
+    # DeepGEMM's SM 100 kernels (formulations.kernels.deepgemm_sm100_time): the one tile its
+    # heuristic picks (of `gemm_tiles`), whole, and up to 128 rows the faster of that and
+    # its swap-AB kernel's.
+    gemm_deepgemm_sm100: bool = False
     gemm_padded_row_time: Duration | None = None
     gemm_padded_row_shared_time: Duration | None = None
     gemm_multicast_gain: MulticastGain | None = None

@@ -136,7 +136,8 @@ KBLOCK_BOUNDS = (0.0, 2e-6)
 #:   UE8M0 scales in the same pass) and then ``deep_gemm.fp8_gemm_nt``, whose SM 100 kernel
 #:   (deep_gemm/include/deep_gemm/impls/sm100_fp8_gemm_1d1d.cuh) runs the block-scaled
 #:   tensor-core MMA, loading each 128-deep k-block's scale factors by TMA beside its
-#:   operands and copying them into tensor memory (UTCCP), as NVFP4's kernels do.
+#:   operands and copying them into tensor memory (UTCCP), as NVFP4's kernels do. Its
+#:   tiles follow DeepGEMM's SM 100 heuristic (formulations.kernels.deepgemm_sm100_time).
 #: * Hopper (SM 90): the collector's ``Linear`` calls ``trtllm::fp8_quantize_1x128`` (one
 #:   kernel, cpp/tensorrt_llm/thop/fp8Quantize.cpp ``scale_1x128_kernel``: a warp takes its
 #:   128-element group's maximum by shuffles, then scales and casts it) and
@@ -170,6 +171,17 @@ DEEPGEMM_FP8_BLOCK_SMS = frozenset({90, 100, 103})
 #: 5.4 / 16.4. The heuristic's tile alone, the step still hidden, fitted the H100 table
 #: worse (loss 0.139): its narrow tiles' steps take the MMAs' time plus the promotion's.
 DEEPGEMM_SM90 = 90
+#: The compute capabilities whose DeepGEMM runs the tile its SM 100 heuristic picks
+#: (formulations.kernels.deepgemm_sm100_time), in place of the fastest of
+#: :data:`TILE_CANDIDATES`: the B200 and GB200 (10.0) and the B300 and GB300 (10.3). Held
+#: out, GEMMs >= 1 GFLOP, median / p90 % (below 1 GFLOP, never fitted, in brackets),
+#: against the fastest of the generic tiles: B200 4.5 / 15.0 (10.3) -> 3.9 / 10.0 (9.9),
+#: fitted loss 0.110 -> 0.086; GB200 4.6 / 12.7 (8.5) -> 4.0 / 10.3 (8.8), 0.110 -> 0.091.
+#: Step by step on the B200: the heuristic's tile without the shallow-k rule 4.3 / 11.0
+#: (loss 0.094), with the swap-AB kernel beside it 4.3 / 10.9 (0.094), with the rule 3.9 /
+#: 10.0 (0.086). Tried, not adopted: a fitted gain for the TMA multicast the heuristic turns
+#: on from 512 rows (as on Hopper): it fitted to 0.001 and the loss rose (0.095).
+DEEPGEMM_SM100_FAMILY = frozenset({100, 103})
 #: Range of the fitted time per padded row and main-loop step (seconds).
 PADDED_ROW_BOUNDS = (0.0, 20e-9)
 #: Range of the fitted part of that time that grows with the tiles holding padded rows
@@ -218,6 +230,12 @@ def picks_deepgemm_rows(precision: str, sm_version: int | None) -> bool:
     """Whether ``precision``'s GEMMs on a GPU of compute capability ``sm_version`` run
     DeepGEMM's Hopper tiles (:data:`DEEPGEMM_SM90`)."""
     return runs_deepgemm(precision, sm_version) and sm_version == DEEPGEMM_SM90
+
+
+def picks_deepgemm_sm100(precision: str, sm_version: int | None) -> bool:
+    """Whether ``precision``'s GEMMs on a GPU of compute capability ``sm_version`` run the
+    tile DeepGEMM's SM 100 heuristic picks (:data:`DEEPGEMM_SM100_FAMILY`)."""
+    return runs_deepgemm(precision, sm_version) and sm_version in DEEPGEMM_SM100_FAMILY
 
 
 def split_counts(precision: str) -> tuple[int, ...]:
@@ -458,7 +476,8 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
                    kblock: bool = False, overlap: bool = False,
                    quantise_rate: bool = False,
                    deepgemm_rows: bool = False,
-                   wave_overlapped: bool = False, l2: bool = False) -> Callable[..., Any]:
+                   wave_overlapped: bool = False, l2: bool = False,
+                   deepgemm_sm100: bool = False) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
@@ -486,13 +505,13 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
                               l2_capacity=l2_capacity if l2 else sp.S.Zero,
                               l2_gain=l2_gain if l2 else sp.S.One)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
-                                       amax_pass, stream_k, deepgemm_rows)
+                                       amax_pass, stream_k, deepgemm_rows, deepgemm_sm100)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
                         w_oh, before, repeats, step, eta_quant, ov, padded, padded_shared,
                         gain, l2_capacity, l2_gain),
                        expr, "numpy",
                        # DeepGEMM's picked tile recurs throughout its expression.
-                       cse=deepgemm_rows)
+                       cse=deepgemm_rows or deepgemm_sm100)
 
 
 #: How aiconfigurator-core's collector times a GEMM (ai-dynamo/aiconfigurator,
@@ -547,7 +566,7 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
                         split_counts(table.precision), bool(params.get("stream_k", False)),
                         kblock_time > 0, "overlap" in params, "quantise_efficiency" in params,
                         deepgemm_rows, bool(params.get("wave_overlapped", False)),
-                        "l2_gain" in params)
+                        "l2_gain" in params, bool(params.get("deepgemm_sm100", False)))
     peak = machine.peak(table.precision)
     repeats = (collector_repeats(table, index, machine) if context.repeats is None
                else context.repeats)
@@ -615,6 +634,13 @@ def fit_gemm(table: Table, machine: Machine,
         bounds["padded_row_time"] = PADDED_ROW_BOUNDS
         bounds["padded_row_shared_time"] = PADDED_ROW_SHARED_BOUNDS
         bounds["multicast_gain"] = MULTICAST_GAIN_BOUNDS
+    deepgemm_sm100 = picks_deepgemm_sm100(table.precision, sm_version)
+    if deepgemm_sm100:
+        from perfcost.formulations.kernels import DEEPGEMM_SM100_TILES
+
+        # DeepGEMM's SM 100 heuristic picks one of its tiles (formulations.kernels.
+        # deepgemm_sm100_time); the candidates are what the entry states.
+        tiles = DEEPGEMM_SM100_TILES
     if has_kblock_step(table.precision, sm_version):
         bounds["kblock_time"] = KBLOCK_BOUNDS
     if table.precision != "bf16":
@@ -644,6 +670,8 @@ def fit_gemm(table: Table, machine: Machine,
     # family won, and the pairs would cost a fourth fit.
     base = {"tiles": tiles, "amax_pass": takes_amax_pass(table.precision, sm_version),
             "deepgemm_rows": deepgemm_rows, "wave_overlapped": False}
+    if deepgemm_sm100:
+        base["deepgemm_sm100"] = True
 
     def chosen(extra: dict[str, tuple[float, float]] | None) -> tuple[float, dict[str, Any]]:
         best = min((fitted({**base, "stream_k": stream_k}, extra)

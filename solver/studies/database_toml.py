@@ -143,6 +143,9 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             table["gemm_padded_row_time"] = _ns(p["padded_row_time"])
             table["gemm_padded_row_shared_time"] = _ns(p["padded_row_shared_time"])
             table["gemm_multicast_gain"] = p["multicast_gain"]
+        if p.get("deepgemm_sm100"):
+            # DeepGEMM's SM 100 tiles: its heuristic's pick (the swap-AB kernel's too).
+            table["gemm_deepgemm_sm100"] = True
         prefill = fit.of("context attention", gemm.precision)
         if prefill is not None:
             q = prefill.params
