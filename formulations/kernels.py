@@ -488,7 +488,9 @@ DEEPGEMM_SM100_SHALLOW_COLUMNS = 128
 #: TensorRT-LLM's runner (``fp8SwapABGemmRunner.get_valid_tactics``) also tries DeepGEMM's
 #: swap-AB kernel up to this many rows and its autotuner keeps the faster: the weight's
 #: rows on 128-row blocks, the activations' rows on the tile's columns, 16 to 256 in steps
-#: of 16 (the swap-AB layouts of DeepGEMM's SM 100 heuristic), picked by the same rule.
+#: of 16 (the swap-AB layouts DeepGEMM's SM 100 heuristic enumerates from its 2026-04
+#: release on; its comparator there puts multicast first, which leaves the tile's waves,
+#: and so its pick, as this rule has them), picked by the same rule.
 DEEPGEMM_SM100_SWAP_MAX_ROWS = 128
 DEEPGEMM_SM100_SWAP_BLOCK = 128
 DEEPGEMM_SM100_SWAP_COLUMNS: tuple[int, ...] = tuple(range(16, 257, 16))
