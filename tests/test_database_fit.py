@@ -482,19 +482,21 @@ def test_block_scaled_fp8_runs_deepgemm_rules() -> None:
         assert "fp8_block" in fitting.NO_SPLIT_K
 
 
-def _deepgemm_pick(rows: int, cols: int, sms: int) -> int:
-    """DeepGEMM's Hopper tile-column rule written out as its loop: the fewest waves, then
-    the fullest last wave, then the fewest columns."""
-    block_rows = 64 if rows <= 64 else 128
-    best: tuple[int, int, int] | None = None
-    for block_cols in range(16, 129, 8):
+def _deepgemm_pick_of(rows: int, block_rows: int, cols: int, candidates: tuple[int, ...],
+                      sms: int) -> int:
+    """The fewest waves, the fullest last wave, the fewest columns: the column rule both
+    DeepGEMM heuristics share, as a loop."""
+    def key(block_cols: int) -> tuple[int, int, int]:
         tiles = -(-rows // block_rows) * -(-cols // block_cols)
-        waves = -(-tiles // sms)
-        last = tiles % sms or sms
-        key = (waves, -last, block_cols)
-        best = key if best is None or key < best else best
-    assert best is not None
-    return best[2]
+        return -(-tiles // sms), -(tiles % sms or sms), block_cols
+    return min(candidates, key=key)
+
+
+def _deepgemm_pick(rows: int, cols: int, sms: int) -> int:
+    """DeepGEMM's Hopper tile-column rule as a loop: 64-row blocks for at most 64 rows, else
+    128; of 16 to 128 columns in steps of 8."""
+    return _deepgemm_pick_of(rows, 64 if rows <= 64 else 128, cols, tuple(range(16, 129, 8)),
+                             sms)
 
 
 @cache
@@ -588,16 +590,6 @@ def test_deepgemm_sm100_picks_narrow_tiles_and_swaps_few_rows() -> None:
         chosen = float(kernels.chosen_gemm_time(*args, (), (1,), False, False,
                                                 deepgemm_sm100=True))
         assert chosen == pytest.approx(min(normal, swapped) if swaps else normal, rel=1e-12)
-
-
-def _deepgemm_pick_of(rows: int, block_rows: int, cols: int, candidates: tuple[int, ...],
-                      sms: int) -> int:
-    """The fewest waves, the fullest last wave, the fewest columns: the column rule both
-    DeepGEMM heuristics share, as a loop."""
-    def key(block_cols: int) -> tuple[int, int, int]:
-        tiles = -(-rows // block_rows) * -(-cols // block_cols)
-        return -(-tiles // sms), -(tiles % sms or sms), block_cols
-    return min(candidates, key=key)
 
 
 @pytest.mark.parametrize(("m", "swap"), [(1, True), (31, True), (32, False), (65, False)])
