@@ -48,6 +48,12 @@ from . import algorithms
 from .attention import AttentionShape, Blocks, FlashRates, flash_forward_time
 from .compute import ComputeParams, op_time
 from .core import largest, smallest
+from .specs import (
+    DEEPGEMM_SM90_KERNELS,
+    DEEPGEMM_SM100_KERNELS,
+    LIBRARY_KERNELS,
+    GemmKernels,
+)
 from .transformer import Op, gemm
 
 #: FLOPs of one multiply-accumulate.
@@ -550,21 +556,22 @@ def deepgemm_sm100_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Ex
 def chosen_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Expr,
                      output_bytes: sp.Expr, rates: GemmRates,
                      tiles: tuple[tuple[int, int], ...], splits: tuple[int, ...],
-                     stream_k: bool = True, deepgemm_rows: bool = False,
-                     resident: sp.Expr = sp.S.Zero, deepgemm_sm100: bool = False) -> sp.Expr:
+                     stream_k: bool = True, kernels: GemmKernels = LIBRARY_KERNELS,
+                     resident: sp.Expr = sp.S.Zero) -> sp.Expr:
     """A GEMM as a tuned library runs it: the fastest of its kernel configurations (every
     tile of ``tiles`` with every split-K count of ``splits``, and with ``stream_k`` every
     tile's stream-K kernel), as cuBLAS's heuristics and
     TensorRT-LLM's profiler pick one per shape (a heuristic that picks a slower one shows
-    as a residual: docs/calibration.md). With ``deepgemm_rows`` the one configuration
-    DeepGEMM's Hopper heuristic picks (:func:`deepgemm_sm90_time`; ``tiles``, ``splits`` and
-    ``stream_k`` unused). A choice by the fastest of the heuristic's rows and four column
-    widths, tried first, fitted the H100 table worse (loss 0.135 against 0.127). With
-    ``deepgemm_sm100`` the configuration DeepGEMM's SM 100 heuristic picks
-    (:func:`deepgemm_sm100_time`). ``resident`` as in :func:`gemm_config_time`."""
-    if deepgemm_sm100:
+    as a residual: docs/calibration.md): ``kernels`` ``"library"``. With
+    ``"deepgemm-sm90"``, DeepGEMM's Hopper kernels, the one configuration its heuristic
+    picks (:func:`deepgemm_sm90_time`; ``tiles``, ``splits`` and ``stream_k`` unused; a
+    choice by the fastest of the heuristic's rows and four column widths, tried first,
+    fitted the H100 table worse: loss 0.135 against 0.127); with ``"deepgemm-sm100"`` the
+    one DeepGEMM's SM 100 heuristic picks (:func:`deepgemm_sm100_time`). ``resident`` as in
+    :func:`gemm_config_time`."""
+    if kernels == DEEPGEMM_SM100_KERNELS:
         return deepgemm_sm100_time(m, n, k, operand_bytes, output_bytes, rates, resident)
-    if deepgemm_rows:
+    if kernels == DEEPGEMM_SM90_KERNELS:
         return deepgemm_sm90_time(m, n, k, operand_bytes, output_bytes, rates, resident)
     configs = [gemm_config_time(m, n, k, operand_bytes, output_bytes, rates, tile, s,
                                 resident=resident)
@@ -602,8 +609,8 @@ def quantised_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Ex
                         activation_bytes: sp.Expr, rates: GemmRates,
                         tiles: tuple[tuple[int, int], ...], splits: tuple[int, ...],
                         quantised: bool, amax_pass: bool = False,
-                        stream_k: bool = True, deepgemm_rows: bool = False,
-                        deepgemm_sm100: bool = False) -> sp.Expr:
+                        stream_k: bool = True,
+                        kernels: GemmKernels = LIBRARY_KERNELS) -> sp.Expr:
     """:func:`chosen_gemm_time` writing ``activation_bytes`` outputs, after the kernel that
     quantises the ``m x k`` activations to the operand format when ``quantised`` (as in
     :func:`low_precision_gemm_time`). With ``amax_pass`` the scale is the tensor's own
@@ -634,7 +641,7 @@ def quantised_gemm_time(m: sp.Expr, n: sp.Expr, k: sp.Expr, operand_bytes: sp.Ex
         resident = l2_resident_share(m * k * (activation_bytes + operand_bytes),
                                      rates.l2_capacity)
     time = chosen_gemm_time(m, n, k, operand_bytes, activation_bytes, rates, tiles, splits,
-                            stream_k, deepgemm_rows, resident, deepgemm_sm100)
+                            stream_k, kernels, resident)
     if quantised:
         op = quantise_op(m, k, activation_bytes, operand_bytes)
         nbytes = op.bytes + (m * k * activation_bytes if amax_pass else 0)

@@ -20,6 +20,16 @@ RECOMPUTE_MODES: tuple[str, ...] = ("none", "selective", "full")
 PLACEMENTS: tuple[str, ...] = ("tp-cp-dp-pp", "tp-cp-pp-dp")
 
 
+#: The kernel families a GEMM's configuration comes from (formulations.kernels.
+#: chosen_gemm_time): a tuned library's fastest configuration, or the one tile DeepGEMM's
+#: Hopper or SM 100 heuristic picks. One selector, not a flag per family: a GEMM runs one
+#: family's kernels. Here, away from sympy, so that reading a hardware entry imports none.
+GemmKernels = Literal["library", "deepgemm-sm90", "deepgemm-sm100"]
+LIBRARY_KERNELS: GemmKernels = "library"
+DEEPGEMM_SM90_KERNELS: GemmKernels = "deepgemm-sm90"
+DEEPGEMM_SM100_KERNELS: GemmKernels = "deepgemm-sm100"
+
+
 #: What selective recomputation redoes unless the case names its modules: the attention core
 #: (Korthikanti et al.) and, in MLA models, the up-projections (Megatron-Core's defaults). Kept
 #: here, beside the specs and away from sympy, so that reading a case imports no sympy.

@@ -470,15 +470,15 @@ def test_block_scaled_fp8_runs_deepgemm_rules() -> None:
     for sm in (90, 100, 103):
         assert not fitting.takes_amax_pass("fp8_block", sm)
         assert fitting.has_kblock_step("fp8_block", sm)
-        assert fitting.picks_deepgemm_rows("fp8_block", sm) is (sm == 90)
-        assert fitting.picks_deepgemm_sm100("fp8_block", sm) is (sm != 90)
+        assert fitting.gemm_kernels("fp8_block", sm) == (
+            "deepgemm-sm90" if sm == 90 else "deepgemm-sm100")
     assert fitting.takes_amax_pass("fp8_block", 80)
+    assert fitting.gemm_kernels("fp8_block", 80) == "library"
     assert not fitting.has_kblock_step("fp8_block", None)
     for sm in (None, 80, 90, 100):
         assert fitting.takes_amax_pass("fp8", sm) and not fitting.takes_amax_pass("bf16", sm)
         assert fitting.has_kblock_step("fp4", sm) and not fitting.has_kblock_step("fp8", sm)
-        assert not fitting.picks_deepgemm_rows("fp8", sm)
-        assert not fitting.picks_deepgemm_sm100("fp8", sm)
+        assert fitting.gemm_kernels("fp8", sm) == "library"
         assert "fp8_block" in fitting.NO_SPLIT_K
 
 
@@ -587,8 +587,7 @@ def test_deepgemm_sm100_picks_narrow_tiles_and_swaps_few_rows() -> None:
             *args, _deepgemm_sm100_pick(m, 7168, 7168, 148), 1, narrow=False))
         swapped_cols = _deepgemm_pick_of(7168, 128, m, tuple(range(16, 257, 16)), 148)
         swapped = float(kernels.gemm_config_time(*args, (swapped_cols, 128), 1, narrow=False))
-        chosen = float(kernels.chosen_gemm_time(*args, (), (1,), False, False,
-                                                deepgemm_sm100=True))
+        chosen = float(kernels.chosen_gemm_time(*args, (), (1,), False, "deepgemm-sm100"))
         assert chosen == pytest.approx(min(normal, swapped) if swaps else normal, rel=1e-12)
 
 
@@ -604,7 +603,7 @@ def test_deepgemm_hopper_time_is_the_picked_tile(m: int, swap: bool) -> None:
     tile = ((_deepgemm_pick(n, m, 132), 128) if swap
             else (64 if m <= 64 else 128, _deepgemm_pick(m, n, 132)))
     args = (sp.Integer(m), sp.Integer(n), sp.Integer(8192), 1, 2, rates)
-    chosen = kernels.chosen_gemm_time(*args, (), (1,), False, True)
+    chosen = kernels.chosen_gemm_time(*args, (), (1,), False, "deepgemm-sm90")
     alone = kernels.gemm_config_time(*args, tile, 1, narrow=False, promoted=True)
     assert float(chosen) == pytest.approx(float(alone), rel=1e-12)
     hidden = kernels.gemm_config_time(*args, tile, 1, narrow=False)
@@ -751,7 +750,7 @@ def test_written_entry_states_the_padded_rows_costs() -> None:
     which read back; the entry's ``matmul`` (8192 rows: no padded rows) does not depend on
     the padded rows' costs, and rises with the gain."""
     base = {"tiles": kernels.DEEPGEMM_TILES, "stream_k": False, "amax_pass": False,
-            "deepgemm_rows": True, "matmul_efficiency": 0.6, "boost": 1.2,
+            "kernels": "deepgemm-sm90", "matmul_efficiency": 0.6, "boost": 1.2,
             "power_window": 0.05, "memory_efficiency": 0.8, "kernel_overhead": 2e-6,
             "wave_overhead": 0.5e-6, "kblock_time": 0.1e-6}
     db = _database()
@@ -768,7 +767,7 @@ def test_written_entry_states_the_padded_rows_costs() -> None:
         return entry.efficiency.precision["fp8_block"]
 
     entry = written(1e-9, 5e-9)
-    assert entry.gemm_deepgemm_rows
+    assert entry.gemm_kernels == "deepgemm-sm90"
     assert entry.gemm_padded_row_time == pytest.approx(1e-9, rel=1e-3)
     assert entry.gemm_padded_row_shared_time == pytest.approx(5e-9, rel=1e-3)
     assert entry.matmul == written(0.0, 0.0).matmul
@@ -782,13 +781,13 @@ def test_written_entry_states_the_sm100_heuristic() -> None:
     """A fit of DeepGEMM's SM 100 tiles says so in the entry it writes, which reads back
     with the heuristic's tiles as its candidates; a fit without it does not."""
     base = {"tiles": kernels.DEEPGEMM_SM100_TILES, "stream_k": False, "amax_pass": False,
-            "deepgemm_rows": False, "matmul_efficiency": 0.6, "boost": 1.2,
+            "kernels": "library", "matmul_efficiency": 0.6, "boost": 1.2,
             "power_window": 0.05, "memory_efficiency": 0.8, "kernel_overhead": 2e-6,
             "wave_overhead": 0.5e-6, "kblock_time": 0.1e-6}
     original = catalog.entries("hardware")["h200-sxm"].read_text(encoding="utf-8")
 
     def written(sm100: bool) -> PrecisionEfficiency:
-        params = {**base, "deepgemm_sm100": True} if sm100 else base
+        params = {**base, "kernels": "deepgemm-sm100"} if sm100 else base
         fit = fitting.DatabaseFit(_database(), _machine(), [fitting.KindFit(
             "gemm", "fp8_block", params, "b200_sxm/gemm/extract", 1)], [])
         text = database_toml.hardware_text(original, fit, "2026-12-07")
@@ -796,9 +795,9 @@ def test_written_entry_states_the_sm100_heuristic() -> None:
             "fp8_block"]
 
     entry = written(True)
-    assert entry.gemm_deepgemm_sm100 and not entry.gemm_deepgemm_rows
+    assert entry.gemm_kernels == "deepgemm-sm100"
     assert [tuple(t) for t in entry.gemm_tiles or []] == list(kernels.DEEPGEMM_SM100_TILES)
-    assert not written(False).gemm_deepgemm_sm100
+    assert written(False).gemm_kernels == "library"
 
 
 def _decode(batch: int, kv_len: int, heads: int, kv_heads: int, limit: int = 32,

@@ -166,6 +166,27 @@ def test_hardware_base_merges_nested_tables(tmp_path: Path) -> None:
     assert slower["iteration_time_s"] > base["iteration_time_s"]
 
 
+@pytest.mark.parametrize(("line", "fragments"), [
+    ("gemm_deepgemm_rows = true",
+     ("precision.fp8_block.gemm_deepgemm_rows = True", 'write gemm_kernels = "deepgemm-sm90"')),
+    ("gemm_deepgemm_sm100 = true", ('write gemm_kernels = "deepgemm-sm100"',)),
+    ('gemm_kernels = "cutlass"',
+     ("gemm_kernels = 'cutlass'", "'library', 'deepgemm-sm90', 'deepgemm-sm100'")),
+])
+def test_gemm_kernel_family_errors(tmp_path: Path, line: str,
+                                   fragments: tuple[str, ...]) -> None:
+    """A hardware entry names its GEMM kernel family with one key: the two flags an earlier
+    ``calibrate -o`` wrote say what to write instead, an unknown family lists the known."""
+    from perfcost.solver.case import catalog
+
+    entry = catalog.entries("hardware")["h100-sxm"].read_text(encoding="utf-8")
+    family = 'gemm_kernels = "deepgemm-sm90"\n'
+    assert entry.count(family) == 1
+    (tmp_path / "gpu.toml").write_text(entry.replace(family, line + "\n"), encoding="utf-8")
+    text = SMALLEST.replace('hardware = "a100-80gb"', 'hardware = "gpu.toml"')
+    assert_one_line_error(evaluate(tmp_path, text), *fragments)
+
+
 def test_cases_json_lists_the_catalog() -> None:
     result = runner.invoke(app, ["cases", "--json"])
     assert result.exit_code == 0, result.stderr

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
+from perfcost.formulations.specs import LIBRARY_KERNELS, GemmKernels
 from perfcost.solver.case.fields import (
     Bandwidth,
     Bytes,
@@ -88,6 +89,14 @@ L2Gain = Annotated[float, BeforeValidator(_from_one_to(MAX_L2_GAIN)),
                    Expect(f"a number from 1 to {MAX_L2_GAIN:g}")]
 
 
+#: Keys an earlier release wrote and this one reads under another name: what to write
+#: instead (an entry that `calibrate -o` wrote before the change names the new key).
+RETIRED_KEYS = {
+    "gemm_deepgemm_rows": 'gemm_kernels = "deepgemm-sm90"',
+    "gemm_deepgemm_sm100": 'gemm_kernels = "deepgemm-sm100"',
+}
+
+
 class PrecisionEfficiency(Strict):
     """One precision's fitted rates: GEMMs, prefill (context) and decode attention, MoE."""
 
@@ -122,17 +131,18 @@ class PrecisionEfficiency(Strict):
     # factors cost a fixed time per k-block (formulations.kernels.main_loop_time). Absent:
     # no such bound.
     gemm_kblock_time: Duration | None = None
-    # DeepGEMM's Hopper kernels (formulations.kernels.deepgemm_sm90_time): the one tile its
-    # heuristic picks (of `gemm_tiles`), whole, each k-block promoted after its MMAs, and
-    # the cost per main-loop step of each row the last block of rows holds past the
-    # matrix's end: a part on each tile's own multiprocessor and a part that grows with the
-    # tiles holding such rows (stated for as many as the multiprocessors); and the fraction
-    # of the main loop's time its clusters save where they multicast the activations.
-    gemm_deepgemm_rows: bool = False
-    # DeepGEMM's SM 100 kernels (formulations.kernels.deepgemm_sm100_time): the one tile its
-    # heuristic picks (of `gemm_tiles`), whole, and up to 128 rows the faster of that and
-    # its swap-AB kernel's.
-    gemm_deepgemm_sm100: bool = False
+    # The kernel family (formulations.kernels.chosen_gemm_time): "library", the fastest of
+    # `gemm_tiles` x `split_k_counts`; "deepgemm-sm90", DeepGEMM's Hopper kernels
+    # (formulations.kernels.deepgemm_sm90_time): the one tile its heuristic picks (of
+    # `gemm_tiles`), whole, each k-block promoted after its MMAs, with the cost per
+    # main-loop step of each row the last block of rows holds past the matrix's end (a
+    # part on each tile's own multiprocessor and a part that grows with the tiles holding
+    # such rows, stated for as many as the multiprocessors) and the fraction of the main
+    # loop's time its clusters save where they multicast the activations;
+    # "deepgemm-sm100", DeepGEMM's SM 100 kernels (formulations.kernels.
+    # deepgemm_sm100_time): the one tile its heuristic picks (of `gemm_tiles`), whole, and
+    # up to 128 rows the faster of that and its swap-AB kernel's.
+    gemm_kernels: GemmKernels = LIBRARY_KERNELS
     gemm_padded_row_time: Duration | None = None
     gemm_padded_row_shared_time: Duration | None = None
     gemm_multicast_gain: MulticastGain | None = None

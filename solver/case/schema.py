@@ -27,6 +27,7 @@ from perfcost.solver.case.fields import (
     Strict,
     Text,
 )
+from perfcost.solver.case.measured_sections import RETIRED_KEYS
 from perfcost.solver.case.sections import (
     ClusterSection,
     CodesignSection,
@@ -331,6 +332,8 @@ def _case_error(exc: ValidationError) -> CaseError:
     if kind == "missing":
         expected = _describe(_annotation_at(loc)) or "a value"
         return CaseError(field, MISSING, f"expected {expected}")
+    if kind == "extra_forbidden" and loc and loc[-1] in RETIRED_KEYS:
+        return CaseError(field, value, f"a retired key: write {RETIRED_KEYS[loc[-1]]}")
     if kind == "extra_forbidden":
         known = _known_keys(_annotation_at(loc[:-1]))
         tail = f"; known keys: {', '.join(known)}" if known else ""

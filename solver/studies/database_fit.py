@@ -54,6 +54,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from perfcost.formulations.specs import (
+    DEEPGEMM_SM90_KERNELS,
+    DEEPGEMM_SM100_KERNELS,
+    LIBRARY_KERNELS,
+    GemmKernels,
+)
 from perfcost.solver.case.errors import MISSING, CaseError
 from perfcost.solver.case.measured_sections import (
     MAX_DECODE_OVERLAP,
@@ -226,16 +232,16 @@ def has_kblock_step(precision: str, sm_version: int | None) -> bool:
     return precision in KBLOCK_PRECISIONS or runs_deepgemm(precision, sm_version)
 
 
-def picks_deepgemm_rows(precision: str, sm_version: int | None) -> bool:
-    """Whether ``precision``'s GEMMs on a GPU of compute capability ``sm_version`` run
-    DeepGEMM's Hopper tiles (:data:`DEEPGEMM_SM90`)."""
-    return runs_deepgemm(precision, sm_version) and sm_version == DEEPGEMM_SM90
-
-
-def picks_deepgemm_sm100(precision: str, sm_version: int | None) -> bool:
-    """Whether ``precision``'s GEMMs on a GPU of compute capability ``sm_version`` run the
-    tile DeepGEMM's SM 100 heuristic picks (:data:`DEEPGEMM_SM100_FAMILY`)."""
-    return runs_deepgemm(precision, sm_version) and sm_version in DEEPGEMM_SM100_FAMILY
+def gemm_kernels(precision: str, sm_version: int | None) -> GemmKernels:
+    """The kernel family ``precision``'s GEMMs run on a GPU of compute capability
+    ``sm_version``: DeepGEMM's Hopper tiles (:data:`DEEPGEMM_SM90`), the tile its SM 100
+    heuristic picks (:data:`DEEPGEMM_SM100_FAMILY`), or a tuned library's fastest."""
+    if runs_deepgemm(precision, sm_version):
+        if sm_version == DEEPGEMM_SM90:
+            return DEEPGEMM_SM90_KERNELS
+        if sm_version in DEEPGEMM_SM100_FAMILY:
+            return DEEPGEMM_SM100_KERNELS
+    return LIBRARY_KERNELS
 
 
 def split_counts(precision: str) -> tuple[int, ...]:
@@ -475,9 +481,8 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
                    splits: tuple[int, ...], stream_k: bool,
                    kblock: bool = False, overlap: bool = False,
                    quantise_rate: bool = False,
-                   deepgemm_rows: bool = False,
-                   wave_overlapped: bool = False, l2: bool = False,
-                   deepgemm_sm100: bool = False) -> Callable[..., Any]:
+                   gemm_family: GemmKernels = LIBRARY_KERNELS,
+                   wave_overlapped: bool = False, l2: bool = False) -> Callable[..., Any]:
     import sympy as sp
     from perfcost.formulations import kernels
 
@@ -494,6 +499,8 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
     padded_shared = sp.Symbol("padded_row_shared_time", positive=True)
     gain = sp.Symbol("multicast_gain", nonnegative=True)
     l2_capacity, l2_gain = sp.symbols("l2_capacity l2_gain", positive=True)
+    # Only DeepGEMM's Hopper kernels pay for padded rows and gain from multicast.
+    deepgemm_rows = gemm_family == DEEPGEMM_SM90_KERNELS
     rates = kernels.GemmRates(peak, eta, boost, window, bw, eta_mem, sms, k_oh, w_oh,
                               sp.Integer(ROW_GRANULE), sp.Integer(SPLIT_K_GRANULE),
                               before, repeats, step if kblock else sp.S.Zero,
@@ -505,13 +512,13 @@ def _gemm_function(quantised: bool, amax_pass: bool, tiles: tuple[tuple[int, int
                               l2_capacity=l2_capacity if l2 else sp.S.Zero,
                               l2_gain=l2_gain if l2 else sp.S.One)
     expr = kernels.quantised_gemm_time(m, n, k, e, e_act, rates, tiles, splits, quantised,
-                                       amax_pass, stream_k, deepgemm_rows, deepgemm_sm100)
+                                       amax_pass, stream_k, gemm_family)
     return sp.lambdify((m, n, k, e, e_act, peak, eta, boost, window, bw, eta_mem, sms, k_oh,
                         w_oh, before, repeats, step, eta_quant, ov, padded, padded_shared,
                         gain, l2_capacity, l2_gain),
                        expr, "numpy",
                        # DeepGEMM's picked tile recurs throughout its expression.
-                       cse=deepgemm_rows or deepgemm_sm100)
+                       cse=gemm_family != LIBRARY_KERNELS)
 
 
 #: How aiconfigurator-core's collector times a GEMM (ai-dynamo/aiconfigurator,
@@ -561,12 +568,11 @@ def predict_gemm(table: Table, index: np.ndarray, machine: Machine,
     c = table.columns
     tiles = tuple((int(a), int(b)) for a, b in params["tiles"])
     kblock_time = float(params.get("kblock_time", 0.0))
-    deepgemm_rows = bool(params.get("deepgemm_rows", False))
     fn = _gemm_function(table.precision != "bf16", bool(params["amax_pass"]), tiles,
                         split_counts(table.precision), bool(params.get("stream_k", False)),
                         kblock_time > 0, "overlap" in params, "quantise_efficiency" in params,
-                        deepgemm_rows, bool(params.get("wave_overlapped", False)),
-                        "l2_gain" in params, bool(params.get("deepgemm_sm100", False)))
+                        params.get("kernels", LIBRARY_KERNELS),
+                        bool(params.get("wave_overlapped", False)), "l2_gain" in params)
     peak = machine.peak(table.precision)
     repeats = (collector_repeats(table, index, machine) if context.repeats is None
                else context.repeats)
@@ -624,8 +630,8 @@ def fit_gemm(table: Table, machine: Machine,
         raise CaseError(f"{table.source}", len(table),
                         f"expected GEMMs of at least {FIT_MIN_FLOPS:.0e} FLOPs")
     bounds = dict(GEMM_BOUNDS)
-    deepgemm_rows = picks_deepgemm_rows(table.precision, sm_version)
-    if deepgemm_rows:
+    family = gemm_kernels(table.precision, sm_version)
+    if family == DEEPGEMM_SM90_KERNELS:
         from perfcost.formulations.kernels import DEEPGEMM_TILES
 
         # DeepGEMM's heuristic picks one of its tiles (formulations.kernels.
@@ -634,8 +640,7 @@ def fit_gemm(table: Table, machine: Machine,
         bounds["padded_row_time"] = PADDED_ROW_BOUNDS
         bounds["padded_row_shared_time"] = PADDED_ROW_SHARED_BOUNDS
         bounds["multicast_gain"] = MULTICAST_GAIN_BOUNDS
-    deepgemm_sm100 = picks_deepgemm_sm100(table.precision, sm_version)
-    if deepgemm_sm100:
+    if family == DEEPGEMM_SM100_KERNELS:
         from perfcost.formulations.kernels import DEEPGEMM_SM100_TILES
 
         # DeepGEMM's SM 100 heuristic picks one of its tiles (formulations.kernels.
@@ -669,9 +674,7 @@ def fit_gemm(table: Table, machine: Machine,
     # the tables' fits of both forms the stream-K choice never differed where the second
     # family won, and the pairs would cost a fourth fit.
     base = {"tiles": tiles, "amax_pass": takes_amax_pass(table.precision, sm_version),
-            "deepgemm_rows": deepgemm_rows, "wave_overlapped": False}
-    if deepgemm_sm100:
-        base["deepgemm_sm100"] = True
+            "kernels": family, "wave_overlapped": False}
 
     def chosen(extra: dict[str, tuple[float, float]] | None) -> tuple[float, dict[str, Any]]:
         best = min((fitted({**base, "stream_k": stream_k}, extra)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from perfcost.formulations.specs import DEEPGEMM_SM90_KERNELS, LIBRARY_KERNELS
 from perfcost.solver.studies.database_fit import (
     ROW_GRANULE,
     SPLIT_K_GRANULE,
@@ -137,15 +138,16 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
         if "kblock_time" in p:
             # The shortest main-loop step of a block-scaled kernel (its scales per k-block).
             table["gemm_kblock_time"] = _us(p["kblock_time"])
-        if p.get("deepgemm_rows"):
-            # DeepGEMM's Hopper tiles: its heuristic's pick, padded rows at a cost.
-            table["gemm_deepgemm_rows"] = True
+        kernels = p.get("kernels", LIBRARY_KERNELS)
+        if kernels != LIBRARY_KERNELS:
+            # DeepGEMM's tiles: its heuristic's pick (on the SM 100 family the swap-AB
+            # kernel's too).
+            table["gemm_kernels"] = kernels
+        if kernels == DEEPGEMM_SM90_KERNELS:
+            # On Hopper its padded rows cost, its multicast saves.
             table["gemm_padded_row_time"] = _ns(p["padded_row_time"])
             table["gemm_padded_row_shared_time"] = _ns(p["padded_row_shared_time"])
             table["gemm_multicast_gain"] = p["multicast_gain"]
-        if p.get("deepgemm_sm100"):
-            # DeepGEMM's SM 100 tiles: its heuristic's pick (the swap-AB kernel's too).
-            table["gemm_deepgemm_sm100"] = True
         prefill = fit.of("context attention", gemm.precision)
         if prefill is not None:
             q = prefill.params
