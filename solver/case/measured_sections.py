@@ -91,7 +91,7 @@ L2Gain = Annotated[float, BeforeValidator(_from_one_to(MAX_L2_GAIN)),
 
 #: Keys an earlier release wrote and this one reads under another name: what to write
 #: instead (an entry that `calibrate -o` wrote before the change names the new key).
-RETIRED_KEYS = {
+RETIRED_KEYS: dict[str, str] = {
     "gemm_deepgemm_rows": 'gemm_kernels = "deepgemm-sm90"',
     "gemm_deepgemm_sm100": 'gemm_kernels = "deepgemm-sm100"',
 }
