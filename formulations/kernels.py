@@ -506,6 +506,11 @@ DEEPGEMM_SM100_TILES: tuple[tuple[int, int], ...] = tuple(
     (rows, cols) for rows in (*DEEPGEMM_SM100_ROW_BLOCKS, DEEPGEMM_SM100_WIDE_ROWS)
     for cols in DEEPGEMM_SM100_COLUMNS)
 
+#: The candidate tiles each DeepGEMM kernel family's heuristic picks from: what a hardware
+#: entry states as its ``gemm_tiles``.
+DEEPGEMM_FAMILY_TILES: dict[GemmKernels, tuple[tuple[int, int], ...]] = {
+    DEEPGEMM_SM90_KERNELS: DEEPGEMM_TILES, DEEPGEMM_SM100_KERNELS: DEEPGEMM_SM100_TILES}
+
 
 def deepgemm_sm100_block_rows(m: sp.Expr) -> sp.Expr:
     """Rows of DeepGEMM's SM 100 tile over ``m`` rows (:data:`DEEPGEMM_SM100_ROW_BLOCKS`)."""

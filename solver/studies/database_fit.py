@@ -631,21 +631,16 @@ def fit_gemm(table: Table, machine: Machine,
                         f"expected GEMMs of at least {FIT_MIN_FLOPS:.0e} FLOPs")
     bounds = dict(GEMM_BOUNDS)
     family = gemm_kernels(table.precision, sm_version)
-    if family == DEEPGEMM_SM90_KERNELS:
-        from perfcost.formulations.kernels import DEEPGEMM_TILES
+    if family != LIBRARY_KERNELS:
+        from perfcost.formulations.kernels import DEEPGEMM_FAMILY_TILES
 
-        # DeepGEMM's heuristic picks one of its tiles (formulations.kernels.
-        # deepgemm_sm90_time); the candidates are what the entry states.
-        tiles = DEEPGEMM_TILES
+        # DeepGEMM's heuristics pick one of their tiles (formulations.kernels.
+        # deepgemm_sm90_time, deepgemm_sm100_time); the candidates are what the entry states.
+        tiles = DEEPGEMM_FAMILY_TILES[family]
+    if family == DEEPGEMM_SM90_KERNELS:
         bounds["padded_row_time"] = PADDED_ROW_BOUNDS
         bounds["padded_row_shared_time"] = PADDED_ROW_SHARED_BOUNDS
         bounds["multicast_gain"] = MULTICAST_GAIN_BOUNDS
-    if family == DEEPGEMM_SM100_KERNELS:
-        from perfcost.formulations.kernels import DEEPGEMM_SM100_TILES
-
-        # DeepGEMM's SM 100 heuristic picks one of its tiles (formulations.kernels.
-        # deepgemm_sm100_time); the candidates are what the entry states.
-        tiles = DEEPGEMM_SM100_TILES
     if has_kblock_step(table.precision, sm_version):
         bounds["kblock_time"] = KBLOCK_BOUNDS
     if table.precision != "bf16":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from perfcost.formulations.specs import DEEPGEMM_SM90_KERNELS, LIBRARY_KERNELS
+from perfcost.formulations.specs import LIBRARY_KERNELS
 from perfcost.solver.studies.database_fit import (
     ROW_GRANULE,
     SPLIT_K_GRANULE,
@@ -143,7 +143,7 @@ def precision_tables(fit: DatabaseFit, as_of: str) -> dict[str, dict[str, Any]]:
             # DeepGEMM's tiles: its heuristic's pick (on the SM 100 family the swap-AB
             # kernel's too).
             table["gemm_kernels"] = kernels
-        if kernels == DEEPGEMM_SM90_KERNELS:
+        if "padded_row_time" in p:
             # On Hopper its padded rows cost, its multicast saves.
             table["gemm_padded_row_time"] = _ns(p["padded_row_time"])
             table["gemm_padded_row_shared_time"] = _ns(p["padded_row_shared_time"])
